@@ -1,0 +1,3 @@
+"""chatloom: an agentic chatbot framework."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,117 @@
+"""Settings: built-in defaults < ./chatloom.toml < CHATLOOM_* environment < CLI flags.
+
+>>> from chatloom.config import get_settings
+>>> get_settings(model="fake:echo").model
+'fake:echo'
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from chatloom.errors import ConfigError, DataDirError
+
+DEFAULT_MODEL = "local:qwen2.5-coder-0.5b"
+CONFIG_FILE = "chatloom.toml"
+
+
+def _default_home() -> Path:
+    import platformdirs  # only needed when CHATLOOM_HOME is unset
+
+    return Path(platformdirs.user_data_dir("chatloom", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Runtime settings for chatloom. Every field can be set as ``CHATLOOM_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATLOOM_", extra="forbid")
+
+    home: Path | None = None
+    """The data dir: models, conversation checkpoints and memory stores live here."""
+    model: str = DEFAULT_MODEL
+    """The chat model id, e.g. ``local:qwen2.5-coder-0.5b`` or ``openai:gpt-4o-mini``."""
+    openai_base_url: str | None = None
+    """An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server) for ``openai:`` models."""
+    memory_url: str | None = None
+    """``http://host:port`` of a Chroma server; unset means an embedded store in the data dir."""
+    checkpoint_url: str | None = None
+    """A PostgreSQL DSN for conversation state; unset means SQLite in the data dir."""
+    web_search_url: str | None = None
+    """Base URL of a SearxNG instance for the ``web_search`` tool; unset disables it."""
+    max_steps: int = 8
+    """The most model calls one turn may make before it is stopped."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence, highest first: explicit arguments (CLI flags), env, chatloom.toml.
+        return init_settings, env_settings, _TomlSource(settings_cls)
+
+    def data_dir(self) -> Path:
+        """Return the data dir, creating it and checking that it is writable."""
+        home = (self.home or _default_home()).expanduser()
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            probe = home / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise DataDirError(
+                f"data dir {str(home)!r} is not writable ({exc.strerror or exc})",
+                "set CHATLOOM_HOME to a writable directory",
+            ) from None
+        return home
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the ``[chatloom]`` table (or the top level) of ./chatloom.toml."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data = _read_toml(Path(os.environ.get("CHATLOOM_CONFIG", CONFIG_FILE)))
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{str(path)!r} is not valid TOML: {exc}", "fix the syntax") from None
+    table = data.get("chatloom", data)
+    # Other tables (e.g. [memory] read by the memory layer) are not Settings fields.
+    return {k: v for k, v in table.items() if not isinstance(v, dict)}
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Load settings; ``overrides`` (e.g. from CLI flags) win over everything else.
+
+    None-valued overrides are ignored so that unset CLI options don't mask the environment.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(
+            f"setting {field!r}: {err['msg']} (got {err.get('input')!r})",
+            f"fix it in {CONFIG_FILE} or the CHATLOOM_{field.upper()} variable",
+        ) from None

@@ -1,0 +1,71 @@
+"""Every failure a user can cause or fix is a :class:`ChatloomError`.
+
+Its ``str()`` is one line: what was wrong (with the value) and what to do about it. The CLI
+prints it as ``error: ...`` and exits with status 2; the library only raises.
+"""
+
+from __future__ import annotations
+
+
+class ChatloomError(Exception):
+    """A failure with a one-line explanation and, when known, the fix."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class ConfigError(ChatloomError):
+    """Bad settings, spec or template content."""
+
+
+class ModelError(ChatloomError):
+    """Base class for model resolution and backend failures."""
+
+
+class ModelNotFound(ModelError):
+    """The model id names no scheme, catalog entry or file that exists."""
+
+
+class ModelNotInstalled(ModelError):
+    """A catalog model that has not been installed into the data dir yet."""
+
+
+class CorruptModel(ModelError):
+    """A model file whose size or sha256 does not match its pin."""
+
+
+class BackendError(ModelError):
+    """A model backend failed at call time (dead server, bad key, timeout)."""
+
+
+class DataDirError(ChatloomError):
+    """The data dir can't be created or written."""
+
+
+class ToolError(ChatloomError):
+    """A tool was misconfigured or refused to run."""
+
+
+class SandboxUnavailable(ToolError):
+    """Sandboxed code execution was asked for but no sandbox is available."""
+
+
+class MemoryStoreError(ChatloomError):
+    """The memory store is unreachable or corrupt."""
+
+
+class PromptError(ConfigError):
+    """A prompt template failed to load, validate or render."""
+
+
+class PluginError(ChatloomError):
+    """A plugin failed to load."""
+
+
+class EmptyQuestion(ChatloomError):
+    """A question with no text in it."""
