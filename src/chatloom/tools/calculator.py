@@ -1,62 +1,468 @@
-"""The calculator tool: exact arithmetic through an AST whitelist, never ``eval``."""
+"""The calculator tool: exact arithmetic through an AST whitelist, never ``eval``.
+
+Numbers are kept as exact fractions (``0.1 + 0.2`` is exactly ``0.3``) until a function that has
+no exact answer (``sqrt(2)``, ``sin(1)``, ``log(3)``) makes the value a float. Every step is
+bounded: the input length, the nesting depth, the size of every intermediate number (checked
+*before* a power is computed), the length of the printed result and the wall time.
+
+>>> evaluate("17*23")
+'391'
+>>> evaluate("1/3 + 1/6")
+'0.5'
+>>> evaluate("15% of 80")
+'12'
+>>> evaluate("sqrt(2)")
+'1.41421356237'
+"""
 
 from __future__ import annotations
 
 import ast
+import math
 import operator
+import re
+import time
+from decimal import Context, Decimal
 from fractions import Fraction
+from typing import Callable, Union
 
 from langchain_core.tools import tool
 
-_BINARY = {
+Number = Union[Fraction, float]
+
+MAX_INPUT_CHARS = 2_000
+"""Longer expressions are refused before parsing."""
+MAX_DEPTH = 64
+"""Deeper expression trees are refused (keeps recursion far from Python's limit)."""
+MAX_BITS = 10_000
+"""No exact intermediate value may have a numerator or denominator above this many bits
+(about 3,000 decimal digits)."""
+MAX_EXPONENT = 10_000
+"""The largest power (in absolute value) the calculator will raise anything to."""
+MAX_FACTORIAL = 1_000
+MAX_RESULT_CHARS = 120
+"""Exact results longer than this are shown in scientific notation instead."""
+TIME_LIMIT_S = 1.0
+"""Wall-time budget for one evaluation."""
+SIGNIFICANT_DIGITS = 12
+"""Digits shown for results that are not exact (floats, repeating decimals)."""
+
+
+class CalculatorError(ValueError):
+    """The expression is not something the calculator will evaluate; the message says why."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-processing: the notations people and models actually write.
+
+_UNICODE = str.maketrans({"×": "*", "·": "*", "÷": "/", "−": "-", "–": "-", "√": "sqrt", "π": "pi"})
+# "15% of 80" -> "15/100*80"
+_PERCENT_OF = re.compile(r"(\d[\d_]*(?:\.\d*)?|\.\d+|\))\s*%\s*of\b", re.IGNORECASE)
+# A trailing "%" (end, ")", ",", or an operator next) is a percent sign, not modulo:
+# "80*15%" -> "80*(15/100)"; "10 % 3" stays modulo.
+_PERCENT = re.compile(r"(\d[\d_]*(?:\.\d*)?|\.\d+)\s*%(?=\s*(?:$|[)\],+\-*/]))")
+_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d])")
+
+
+def _preprocess(expression: str) -> str:
+    text = expression.strip().translate(_UNICODE)
+    if text.endswith("="):  # "17*23 =" is a common way to ask
+        text = text[:-1]
+    # Thousands separators ("80,000") only where no function call could use commas.
+    if "(" not in text or not re.search(r"[A-Za-z_]\s*\(", text):
+        text = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), text)
+    text = _PERCENT_OF.sub(r"\1/100*", text)
+    text = _PERCENT.sub(r"(\1/100)", text)
+    # "^" means power to people; Python's XOR is never what a calculator user wants.
+    return text.replace("^", "**")
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+def compute(expression: str, *, time_limit: float = TIME_LIMIT_S) -> Number:
+    """Evaluate ``expression`` and return the value: a ``Fraction`` when exact, else a float.
+
+    Raises :class:`CalculatorError` for anything it will not or cannot evaluate.
+
+    >>> compute("0.1 + 0.2")
+    Fraction(3, 10)
+    """
+    if not isinstance(expression, str):
+        raise CalculatorError(f"expected an expression as text, got {type(expression).__name__}")
+    if len(expression) > MAX_INPUT_CHARS:
+        raise CalculatorError(f"expression is {len(expression)} characters; the limit is {MAX_INPUT_CHARS}")
+    source = _preprocess(expression)
+    if not source:
+        raise CalculatorError("empty expression")
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        raise CalculatorError(f"cannot parse {expression!r}: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
+        raise CalculatorError(f"cannot parse {expression!r}: {type(exc).__name__}") from None
+    evaluator = _Evaluator(source, time.monotonic() + time_limit)
+    try:
+        value = evaluator.eval(tree.body, 0)
+    except CalculatorError:
+        raise
+    except ZeroDivisionError:
+        raise CalculatorError("division by zero") from None
+    except OverflowError:
+        raise CalculatorError("result is too large") from None
+    except (ValueError, ArithmeticError) as exc:  # math domain errors and the like
+        raise CalculatorError(f"{exc}") from None
+    except RecursionError:
+        raise CalculatorError("expression is nested too deeply") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CalculatorError("result is not a finite number")
+    return value
+
+
+def evaluate(expression: str) -> str:
+    """Evaluate an arithmetic expression exactly and return the result as text.
+
+    Whole numbers and terminating decimals print exactly; repeating decimals print rounded with
+    the exact fraction after them; inexact results print to 12 significant digits.
+
+    >>> evaluate("(3+4)/7")
+    '1'
+    >>> evaluate("2/3")
+    '0.666666666667 (exactly 2/3)'
+    >>> evaluate("round(2.675, 2)")
+    '2.68'
+    """
+    return format_number(compute(expression))
+
+
+def format_number(value: Number) -> str:
+    """Render a calculator value as short, unambiguous text (see :func:`evaluate`)."""
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        text = format(value, f".{SIGNIFICANT_DIGITS}g")
+        return text
+    exact = _exact_decimal(value)
+    if exact is not None and len(exact) <= MAX_RESULT_CHARS:
+        return exact
+    approx = _decimal_approx(value)
+    if exact is not None:  # terminating, just too long to show
+        return f"{approx} (rounded; the exact value has {len(exact)} characters)"
+    fraction = f"{value.numerator}/{value.denominator}"
+    if len(fraction) <= MAX_RESULT_CHARS:
+        return f"{approx} (exactly {fraction})"
+    return f"{approx} (rounded)"
+
+
+def _exact_decimal(value: Fraction) -> str | None:
+    """The exact decimal expansion if the fraction terminates, else None."""
+    den = value.denominator
+    twos = fives = 0
+    while den % 2 == 0:
+        den //= 2
+        twos += 1
+    while den % 5 == 0:
+        den //= 5
+        fives += 1
+    if den != 1:
+        return None
+    places = max(twos, fives)
+    if places == 0:
+        return str(value.numerator)
+    scaled = abs(value.numerator) * 10**places // value.denominator
+    digits = str(scaled).rjust(places + 1, "0")
+    text = f"{digits[:-places]}.{digits[-places:]}".rstrip("0").rstrip(".")
+    return f"-{text}" if value < 0 else text
+
+
+def _decimal_approx(value: Fraction) -> str:
+    ctx = Context(prec=SIGNIFICANT_DIGITS)
+    dec = ctx.divide(Decimal(value.numerator), Decimal(value.denominator))
+    if abs(dec.adjusted()) < SIGNIFICANT_DIGITS:
+        text = format(dec, "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return text
+    return format(dec, "e").replace("E", "e")
+
+
+def _bits(value: Fraction) -> int:
+    return max(value.numerator.bit_length(), value.denominator.bit_length())
+
+
+def _check_size(value: Number) -> Number:
+    if isinstance(value, Fraction) and _bits(value) > MAX_BITS:
+        raise CalculatorError(f"an intermediate result is too large (over {MAX_BITS} bits)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CalculatorError("result is not a finite number")
+    return value
+
+
+def _to_float(value: Number) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise CalculatorError("a number is too large for this function") from None
+
+
+def _as_int(value: Number, what: str) -> int:
+    if isinstance(value, Fraction) and value.denominator == 1:
+        return value.numerator
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise CalculatorError(f"{what} must be a whole number, got {format_number(value)}")
+
+
+def _exact_root(value: Fraction, n: int) -> Fraction | None:
+    """The exact n-th root of a non-negative fraction, or None if it is irrational."""
+
+    def iroot(k: int) -> int | None:
+        if n == 2:
+            r = math.isqrt(k)
+        else:
+            r = round(k ** (1.0 / n)) if k.bit_length() < 1000 else None
+            if r is None:
+                return None
+        for cand in (r - 1, r, r + 1):
+            if cand >= 0 and cand**n == k:
+                return cand
+        return None
+
+    num, den = iroot(value.numerator), iroot(value.denominator)
+    if num is None or den is None:
+        return None
+    return Fraction(num, den)
+
+
+def _power(base: Number, exponent: Number) -> Number:
+    if isinstance(exponent, Fraction) and exponent.denominator == 1:
+        exp = exponent.numerator
+        if abs(exp) > MAX_EXPONENT:
+            raise CalculatorError(f"exponent {exp} is larger than the limit of {MAX_EXPONENT}")
+        if isinstance(base, Fraction):
+            if base == 0 and exp < 0:
+                raise ZeroDivisionError
+            if _bits(base) > 1 and _bits(base) * abs(exp) > MAX_BITS:
+                raise CalculatorError(f"the result of this power would exceed {MAX_BITS} bits")
+            return base**exp
+        return math.pow(base, exp)
+    # A fractional exponent: exact when the root is exact (8**(1/3) == 2), else a float.
+    if isinstance(exponent, Fraction) and isinstance(base, Fraction) and base >= 0:
+        if exponent.denominator <= 64 and abs(exponent.numerator) <= MAX_EXPONENT:
+            root = _exact_root(base, exponent.denominator)
+            if root is not None:
+                return _power(root, Fraction(exponent.numerator))
+    b, e = _to_float(base), _to_float(exponent)
+    if b < 0:
+        raise CalculatorError("a negative number to a fractional power is not a real number")
+    if b == 0 and e < 0:
+        raise ZeroDivisionError
+    return math.pow(b, e)
+
+
+def _sqrt(x: Number) -> Number:
+    if x < 0:
+        raise CalculatorError(f"sqrt of a negative number ({format_number(x)})")
+    if isinstance(x, Fraction):
+        root = _exact_root(x, 2)
+        if root is not None:
+            return root
+        # math.sqrt on huge ints overflows; isqrt-based scaling keeps 53+ bits of precision
+        if _bits(x) > 1000:
+            return math.exp(_log(x) / 2)
+    return math.sqrt(_to_float(x))
+
+
+def _log(x: Number, base: Number | None = None) -> float:
+    def ln(v: Number) -> float:
+        if v <= 0:
+            raise CalculatorError(f"log of a non-positive number ({format_number(v)})")
+        if isinstance(v, Fraction):  # math.log accepts arbitrarily large ints
+            return math.log(v.numerator) - math.log(v.denominator)
+        return math.log(v)
+
+    if base is None:
+        return ln(x)
+    denominator = ln(base)
+    if denominator == 0:
+        raise CalculatorError("log base 1 is undefined")
+    return ln(x) / denominator
+
+
+def _exact_log(x: Number, base: int) -> Number:
+    # log10(1000) should be exactly 3, not 2.9999999999999996
+    if isinstance(x, Fraction) and x > 0:
+        for candidate in (x, 1 / x):
+            if candidate.denominator == 1 and candidate.numerator >= 1:
+                n, k = candidate.numerator, 0
+                while n % base == 0:
+                    n //= base
+                    k += 1
+                if n == 1:
+                    return Fraction(k if candidate is x else -k)
+    return _log(x, Fraction(base))
+
+
+def _round(x: Number, places: Number | None = None) -> Number:
+    """Round half away from zero, the way people round (Python's round() is half-to-even)."""
+    digits = 0 if places is None else _as_int(places, "round()'s number of places")
+    if abs(digits) > 100:
+        raise CalculatorError("round() places must be between -100 and 100")
+    exact = x if isinstance(x, Fraction) else Fraction(repr(x))
+    scale = Fraction(10) ** digits
+    scaled = exact * scale
+    rounded = math.floor(abs(scaled) + Fraction(1, 2))
+    result = Fraction(rounded if scaled >= 0 else -rounded) / scale
+    return result if isinstance(x, Fraction) else float(result)
+
+
+def _trig(fn: Callable[[float], float]) -> Callable[[Number], float]:
+    def wrapped(x: Number) -> float:
+        result = fn(_to_float(x))
+        # sin(pi) is 1.2e-16 in floating point; people mean 0
+        return 0.0 if abs(result) < 1e-15 else result
+
+    return wrapped
+
+
+def _factorial(x: Number) -> Fraction:
+    n = _as_int(x, "factorial()'s argument")
+    if n < 0 or n > MAX_FACTORIAL:
+        raise CalculatorError(f"factorial() takes a whole number from 0 to {MAX_FACTORIAL}")
+    return Fraction(math.factorial(n))
+
+
+def _minmax(pick: Callable[..., Number], name: str) -> Callable[..., Number]:
+    def wrapped(*args: Number) -> Number:
+        if not args:
+            raise CalculatorError(f"{name}() needs at least one number")
+        return pick(args)
+
+    return wrapped
+
+
+def _floor(x: Number) -> Fraction:
+    return Fraction(math.floor(x))
+
+
+def _ceil(x: Number) -> Fraction:
+    return Fraction(math.ceil(x))
+
+
+def _deg(fn: Callable[[float], float]) -> Callable[[Number], float]:
+    return lambda x: fn(_to_float(x))
+
+
+# name -> (callable, min args, max args)
+_FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int]] = {
+    "sqrt": (_sqrt, 1, 1),
+    "cbrt": (lambda x: _power(x, Fraction(1, 3)) if x >= 0 else -_power(-x, Fraction(1, 3)), 1, 1),
+    "log": (_log, 1, 2),
+    "ln": (_log, 1, 1),
+    "log10": (lambda x: _exact_log(x, 10), 1, 1),
+    "log2": (lambda x: _exact_log(x, 2), 1, 1),
+    "exp": (lambda x: math.exp(_to_float(x)), 1, 1),
+    "sin": (_trig(math.sin), 1, 1),
+    "cos": (_trig(math.cos), 1, 1),
+    "tan": (_trig(math.tan), 1, 1),
+    "asin": (_trig(math.asin), 1, 1),
+    "acos": (_trig(math.acos), 1, 1),
+    "atan": (_trig(math.atan), 1, 1),
+    "sinh": (_trig(math.sinh), 1, 1),
+    "cosh": (_trig(math.cosh), 1, 1),
+    "tanh": (_trig(math.tanh), 1, 1),
+    "degrees": (_deg(math.degrees), 1, 1),
+    "radians": (_deg(math.radians), 1, 1),
+    "abs": (abs, 1, 1),
+    "round": (_round, 1, 2),
+    "floor": (_floor, 1, 1),
+    "ceil": (_ceil, 1, 1),
+    "min": (_minmax(min, "min"), 1, 100),
+    "max": (_minmax(max, "max"), 1, 100),
+    "factorial": (_factorial, 1, 1),
+}
+_CONSTANTS: dict[str, Number] = {"pi": math.pi, "e": math.e, "tau": math.tau}
+
+_BINARY: dict[type, Callable[[Number, Number], Number]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
+    ast.Pow: _power,
 }
-_MAX_EXPONENT = 10_000
 
 
-def evaluate(expression: str) -> str:
-    """Evaluate an arithmetic expression exactly and return the result as text.
+class _Evaluator:
+    def __init__(self, source: str, deadline: float) -> None:
+        self.source = source
+        self.deadline = deadline
 
-    >>> evaluate("17*23")
-    '391'
-    >>> evaluate("1/3 + 1/6")
-    '1/2'
-    """
-    tree = ast.parse(expression.strip(), mode="eval")
-    result = _eval(tree.body)
-    if isinstance(result, Fraction) and result.denominator == 1:
-        return str(result.numerator)
-    return str(result)
+    def eval(self, node: ast.AST, depth: int) -> Number:
+        if depth > MAX_DEPTH:
+            raise CalculatorError(f"expression is nested more than {MAX_DEPTH} levels deep")
+        if time.monotonic() > self.deadline:
+            raise CalculatorError(f"evaluation took longer than {TIME_LIMIT_S:g} s")
+        if isinstance(node, ast.Constant):
+            return self._constant(node)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            value = self.eval(node.operand, depth + 1)
+            return -value if isinstance(node.op, ast.USub) else value
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            left = self.eval(node.left, depth + 1)
+            right = self.eval(node.right, depth + 1)
+            if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
+                raise ZeroDivisionError
+            return _check_size(_BINARY[type(node.op)](left, right))
+        if isinstance(node, ast.Name):
+            if node.id in _CONSTANTS:
+                return _CONSTANTS[node.id]
+            raise CalculatorError(f"unknown name {node.id!r}; constants are {', '.join(_CONSTANTS)}")
+        if isinstance(node, ast.Call):
+            return self._call(node, depth)
+        if isinstance(node, ast.Tuple) and depth == 0:
+            raise CalculatorError("give one expression, not several separated by commas")
+        snippet = ast.get_source_segment(self.source, node) or type(node).__name__
+        raise CalculatorError(f"unsupported expression: {snippet[:60]!r}")
 
+    def _constant(self, node: ast.Constant) -> Number:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CalculatorError(f"only numbers are allowed, got {value!r:.60}")
+        if isinstance(value, int):
+            return _check_size(Fraction(value))
+        # Read the digits as written: 0.1 is exactly 1/10, and 1e999 is not float("inf").
+        text = ast.get_source_segment(self.source, node) or repr(value)
+        mantissa, _, exponent = text.lower().replace("_", "").partition("e")
+        if exponent and abs(int(exponent)) > 3_000:
+            raise CalculatorError(f"number {text[:40]!r} is too large")
+        return _check_size(Fraction(text.replace("_", "")))
 
-def _eval(node: ast.AST) -> Fraction:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return Fraction(str(node.value))
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _eval(node.operand)
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Pow) and (right.denominator != 1 or abs(right) > _MAX_EXPONENT):
-            raise ValueError(f"exponent {right} is not a whole number up to {_MAX_EXPONENT}")
-        return Fraction(_BINARY[type(node.op)](left, right))
-    raise ValueError(f"unsupported expression: {ast.unparse(node)!r}")
+    def _call(self, node: ast.Call, depth: int) -> Number:
+        if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
+            name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)[:40]
+            raise CalculatorError(f"unknown function {name!r}; available: {', '.join(sorted(_FUNCTIONS))}")
+        if node.keywords:
+            raise CalculatorError("functions take positional arguments only")
+        fn, lo, hi = _FUNCTIONS[node.func.id]
+        if not lo <= len(node.args) <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise CalculatorError(f"{node.func.id}() takes {want} arguments, got {len(node.args)}")
+        args = [self.eval(arg, depth + 1) for arg in node.args]
+        return _check_size(fn(*args))
 
 
 @tool
 def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression exactly, e.g. "17*23" or "(3+4)/7"."""
+    """Evaluate an arithmetic expression exactly, e.g. "17*23", "(3+4)/7", "15% of 80",
+    "2^10", "sqrt(2)", "round(10/3, 2)". Supports + - * / // % ** (or ^), sqrt, cbrt, log
+    (natural, or log(x, base)), log10, log2, exp, sin/cos/tan (radians), asin/acos/atan,
+    degrees, radians, abs, round, floor, ceil, min, max, factorial, pi, e."""
     try:
         return evaluate(expression)
-    except ZeroDivisionError:
-        return "error: division by zero"
-    except (SyntaxError, ValueError) as exc:
+    except CalculatorError as exc:
         return f"error: {exc}"
 
 

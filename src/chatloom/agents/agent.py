@@ -1,0 +1,390 @@
+"""The :class:`Agent` facade: the one object most users touch."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from chatloom.agents.reply import (
+    AnswerEvent,
+    Citation,
+    Event,
+    Reply,
+    Token,
+    ToolCallEvent,
+    ToolResultEvent,
+    ToolStep,
+    Usage,
+)
+from chatloom.errors import ConfigError, EmptyQuestion
+
+_CITE = re.compile(r"\[(\d{1,3})\]")
+
+
+class Agent:
+    """A chatbot: a model, a prompt, tools and memory, run turn by turn through the graph.
+
+    >>> from chatloom import Agent
+    >>> from chatloom.testing import FakeChatModel
+    >>> agent = Agent(model=FakeChatModel(["Hi there!"]), checkpointer="memory")
+    >>> agent.chat("Hello", thread_id="t1").answer
+    'Hi there!'
+
+    ``model`` is a model id (``"local:qwen2.5-coder-0.5b"``, ``"openai:gpt-4o-mini"``, ...) or
+    any langchain-core chat model; ``None`` takes the configured default. ``prompt`` is a
+    template name or path (``None`` means no system prompt). ``tools`` are langchain tools,
+    plain typed functions with docstrings, or names of registered tools. ``memory`` is a
+    :class:`chatloom.memory.base.Memory`, ``True`` for the default store, or ``None``.
+    ``checkpointer`` is a LangGraph checkpointer, ``"memory"`` for an in-process one, or
+    ``None`` for the configured store in the data dir (so conversations survive restarts).
+    ``approver`` decides tool calls the policy marks "ask".
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        prompt: Any = None,
+        tools: Sequence[Any] = (),
+        *,
+        memory: Any = None,
+        max_steps: int | None = None,
+        tool_policy: dict[str, str] | None = None,
+        approver: Callable[[Any], bool] | None = None,
+        variables: dict[str, Any] | None = None,
+        workspace: str | Path | None = None,
+        namespace: str | None = None,
+        recall_k: int = 4,
+        checkpointer: Any = None,
+        settings: Any = None,
+    ) -> None:
+        from chatloom.config import get_settings
+
+        self.settings = settings or get_settings()
+        self.workspace = Path(workspace) if workspace else None
+        self._model_spec = model if model is not None else self.settings.model
+        self._prompt_spec = prompt
+        self._tool_specs = list(tools)
+        self._memory_spec = memory
+        self.max_steps = max_steps if max_steps is not None else self.settings.max_steps
+        if self.max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1, got {self.max_steps!r}")
+        self.tool_policy = dict(tool_policy or {})
+        self.approver = approver
+        self.variables = dict(variables or {})
+        self.namespace = namespace
+        self.recall_k = recall_k
+        self._checkpointer_spec = checkpointer
+        self._lock = threading.Lock()
+        self._ready: dict[str, Any] | None = None
+
+    @classmethod
+    def from_spec(cls, path: str | Path, **overrides: Any) -> "Agent":
+        """Build an agent from an ``agents/*.yaml`` spec; keyword arguments override it."""
+        from chatloom.agents.spec import load_spec
+
+        spec = load_spec(path)
+        workspace = Path(path).resolve().parent.parent
+        kwargs: dict[str, Any] = {
+            "model": spec.model,
+            "prompt": spec.prompt,
+            "tools": list(spec.tools),
+            "memory": True if spec.memory.enabled else None,
+            "max_steps": spec.max_steps,
+            "tool_policy": dict(spec.tool_policy),
+            "variables": dict(spec.variables),
+            "workspace": workspace,
+            "namespace": spec.memory.namespace or spec.name,
+            "recall_k": spec.memory.k,
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    # -- set-up, done once and lazily so a REPL can show its prompt first ----------------------
+
+    def load(self) -> "Agent":
+        """Resolve the model, prompt, tools, memory and store now instead of on the first turn."""
+        self._services()
+        return self
+
+    def _services(self) -> dict[str, Any]:
+        with self._lock:
+            if self._ready is None:
+                self._ready = self._build()
+            return self._ready
+
+    def _build(self) -> dict[str, Any]:
+        from chatloom.agents.graph import build_graph
+
+        tools = self._resolve_tools()
+        model = self._resolve_model()
+        if tools:
+            model = model.bind_tools(tools)
+        render_prompt, split = self._resolve_prompt()
+        return {
+            "graph": build_graph(self._resolve_checkpointer()),
+            "model": model,
+            "tools": {t.name: t for t in tools},
+            "render_prompt": render_prompt,
+            "split_reasoning": split,
+            "memory": self._resolve_memory(),
+            "policy": self._resolve_policy(),
+        }
+
+    def _resolve_model(self) -> Any:
+        if not isinstance(self._model_spec, str):
+            return self._model_spec
+        from chatloom.models import resolve_model
+
+        return resolve_model(self._model_spec, settings=self.settings)
+
+    def _resolve_tools(self) -> list[Any]:
+        from langchain_core.tools import BaseTool, tool
+
+        names = [t for t in self._tool_specs if isinstance(t, str)]
+        resolved: dict[str, Any] = {}
+        if names:
+            from chatloom.tools.registry import resolve_tools
+
+            resolved = {t.name: t for t in resolve_tools(names, workspace=self.workspace)}
+        out = []
+        for spec in self._tool_specs:
+            if isinstance(spec, str):
+                out.append(resolved[spec])
+            elif isinstance(spec, BaseTool):
+                out.append(spec)
+            elif callable(spec):
+                out.append(tool(spec))
+            else:
+                raise ConfigError(f"{spec!r} is not a tool", "pass a @tool, a typed function with a docstring, or a tool name")
+        return out
+
+    def _resolve_prompt(self) -> tuple[Any, Any]:
+        from chatloom.agents._text import split_reasoning
+
+        if self._prompt_spec is None:
+            return None, split_reasoning
+        if isinstance(self._prompt_spec, str):
+            from chatloom.prompts import load_prompt
+
+            template = load_prompt(self._prompt_spec, workspace=self.workspace)
+        else:
+            template = self._prompt_spec
+        variables = self.variables
+        return (lambda tools: template.render(tools, variables)), template.split_reasoning
+
+    def _resolve_memory(self) -> Any:
+        if self._memory_spec is True:
+            from chatloom.memory import open_memory
+
+            return open_memory(self.settings, namespace=self.namespace)
+        return self._memory_spec or None
+
+    def _resolve_policy(self) -> Any:
+        try:
+            from chatloom.tools.policy import ToolPolicy
+        except ImportError:  # the policy module ships with the tools package; absent in trimmed builds
+            return None
+        return ToolPolicy(self.tool_policy, self.approver)
+
+    def _resolve_checkpointer(self) -> Any:
+        spec = self._checkpointer_spec
+        if spec == "memory":
+            from langgraph.checkpoint.memory import InMemorySaver
+
+            return InMemorySaver()
+        if spec is None:
+            from chatloom.memory.checkpoint import open_checkpointer
+
+            return open_checkpointer(self.settings)
+        return spec
+
+    # -- turns ---------------------------------------------------------------------------------
+
+    def chat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
+        """Run one turn and return the :class:`Reply`."""
+        reply = None
+        for event in self.stream(text, thread_id=thread_id, user_id=user_id, tokens=False):
+            if isinstance(event, AnswerEvent):
+                reply = event.reply
+        assert reply is not None  # the stream always ends with an AnswerEvent
+        return reply
+
+    def stream(
+        self, text: str, *, thread_id: str = "default", user_id: str | None = None, tokens: bool = True
+    ) -> Iterator[Event]:
+        """Run one turn, yielding Token, ToolCallEvent, ToolResultEvent and, last, AnswerEvent."""
+        from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+
+        question = _check_question(text)
+        services = self._services()
+        graph = services["graph"]
+        context = self._context(services, thread_id, user_id)
+        config = {"configurable": {"thread_id": thread_id}}
+        state_in = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
+        modes = ["updates", "messages"] if tokens else ["updates"]
+        visible = _VisibleText()
+        for mode, payload in graph.stream(state_in, config, context=context, stream_mode=modes):
+            if mode == "messages":
+                chunk, meta = payload
+                if meta.get("langgraph_node") == "think" and isinstance(chunk, AIMessageChunk):
+                    piece = visible.feed(str(chunk.content or ""))
+                    if piece:
+                        yield Token(piece)
+                continue
+            for node, update in payload.items():
+                for message in (update or {}).get("messages", []):
+                    if isinstance(message, AIMessage):
+                        visible.reset()
+                        for call in message.tool_calls:
+                            yield ToolCallEvent(call["name"], call["args"], call["id"])
+                    elif isinstance(message, ToolMessage):
+                        yield ToolResultEvent(message.name or "", str(message.content), message.tool_call_id, message.status != "error")
+        yield AnswerEvent(self._reply(graph, config, thread_id))
+
+    async def achat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
+        """Async twin of :meth:`chat`. Runs the turn in a worker thread."""
+        # One sync code path (and one checkpointer) serves both; the model call dominates anyway.
+        return await asyncio.to_thread(self.chat, text, thread_id=thread_id, user_id=user_id)
+
+    async def astream(
+        self, text: str, *, thread_id: str = "default", user_id: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Async twin of :meth:`stream`."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        done = object()
+
+        def pump() -> None:
+            try:
+                for event in self.stream(text, thread_id=thread_id, user_id=user_id):
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+            except BaseException as exc:  # re-raised in the consumer
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, done)
+
+        worker = threading.Thread(target=pump, daemon=True)
+        worker.start()
+        while (item := await queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def history(self, thread_id: str = "default") -> list[Any]:
+        """The messages of a thread so far (tool calls and reasoning included)."""
+        services = self._services()
+        state = services["graph"].get_state({"configurable": {"thread_id": thread_id}})
+        return list(state.values.get("messages", []))
+
+    def reset(self, thread_id: str = "default") -> None:
+        """Forget a conversation thread."""
+        checkpointer = self._services()["graph"].checkpointer
+        if checkpointer is not None:
+            checkpointer.delete_thread(thread_id)
+
+    def _context(self, services: dict[str, Any], thread_id: str, user_id: str | None) -> Any:
+        from chatloom.agents.graph import TurnContext
+
+        return TurnContext(
+            model=services["model"],
+            tools=services["tools"],
+            render_prompt=services["render_prompt"],
+            split_reasoning=services["split_reasoning"],
+            memory=services["memory"],
+            recall_k=self.recall_k,
+            namespace=self.namespace,
+            user_id=user_id,
+            thread_id=thread_id,
+            max_steps=self.max_steps,
+            policy=services["policy"],
+        )
+
+    def _reply(self, graph: Any, config: dict[str, Any], thread_id: str) -> Reply:
+        from langchain_core.messages import AIMessage, ToolMessage
+
+        state = graph.get_state(config).values
+        turn = state["messages"][state.get("turn_start", 0) :]
+        final = turn[-1]
+        answer = str(final.content)
+        calls = {c["id"]: c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
+        steps = tuple(
+            ToolStep(m.name or calls.get(m.tool_call_id, {}).get("name", ""), calls.get(m.tool_call_id, {}).get("args", {}), str(m.content), m.status != "error")
+            for m in turn
+            if isinstance(m, ToolMessage)
+        )
+        usage = _sum_usage(m for m in turn if isinstance(m, AIMessage))
+        passages = state.get("passages", [])
+        cited = sorted({int(n) for n in _CITE.findall(answer) if 0 < int(n) <= len(passages)})
+        citations = tuple(
+            Citation(n, passages[n - 1]["source"], passages[n - 1]["chunk"], passages[n - 1]["score"], passages[n - 1].get("title", ""), passages[n - 1]["text"])
+            for n in cited
+        )
+        return Reply(
+            answer=answer,
+            thread_id=thread_id,
+            citations=citations,
+            tool_steps=steps,
+            usage=usage,
+            reasoning=str(final.additional_kwargs.get("reasoning", "")),
+            stop_reason=state.get("stop_reason") or "answer",
+            steps=state.get("steps", 0),
+        )
+
+
+def _check_question(text: Any) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise EmptyQuestion("the question is empty", "type a question")
+    return text.strip()
+
+
+def _sum_usage(messages: Any) -> Usage:
+    totals = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    cost = None
+    for message in messages:
+        meta = message.usage_metadata or {}
+        for key in totals:
+            totals[key] += int(meta.get(key, 0) or 0)
+        call_cost = (message.response_metadata or {}).get("cost_usd")
+        if call_cost is not None:
+            cost = (cost or 0.0) + float(call_cost)
+    return Usage(**totals, cost_usd=cost)
+
+
+class _VisibleText:
+    """Filters a token stream down to what the user should see while it is being written.
+
+    Chain-of-thought blocks are hidden; text that starts like a tool call (JSON, a code fence,
+    ``<tool_call>``) is held back, because it may turn out to be a call rather than an answer.
+    The final answer always arrives whole in the AnswerEvent.
+    """
+
+    _HOLD = ("{", "[", "```", "<tool_call>", "<think>")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._raw = ""
+        self._sent = 0
+
+    def feed(self, piece: str) -> str:
+        self._raw += piece
+        text = self._raw.lstrip()
+        if not text:
+            return ""
+        if any(text.startswith(p) or p.startswith(text) for p in self._HOLD if p != "<think>"):
+            return ""
+        from chatloom.agents._text import split_reasoning
+
+        shown, _ = split_reasoning(text) if "<think>" in text or text.startswith("<") else (text, "")
+        if "<" in shown[-12:]:  # maybe the start of a tag; wait for more
+            shown = shown[: shown.rfind("<")]
+        if len(shown) <= self._sent:
+            return ""
+        out, self._sent = shown[self._sent :], len(shown)
+        return out

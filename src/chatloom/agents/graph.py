@@ -1,0 +1,195 @@
+"""The turn graph: recall -> think -> (act -> think)* -> remember.
+
+State holds only serialisable things (messages, retrieved passages, counters) so any LangGraph
+checkpointer can persist it. The services a turn needs (model, tools, memory, prompt, policy)
+travel as runtime context, so one compiled graph serves every conversation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages.utils import trim_messages
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.runtime import Runtime
+
+from chatloom.agents._text import split_reasoning, wrap_untrusted
+from chatloom.memory.base import Memory
+
+STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
+LOOP_ANSWER = "I stopped because I kept repeating the same tool call ({call}). Try rephrasing the question."
+HISTORY_TOKEN_BUDGET = 3000  # approximate tokens of earlier conversation sent to the model
+
+
+class TurnState(TypedDict, total=False):
+    """The checkpointed state of one conversation thread."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    passages: list[dict[str, Any]]  # this turn's retrieved passages (memory.base.Passage as dicts)
+    steps: int  # model calls made this turn
+    seen_calls: list[str]  # signatures of tool calls already run this turn
+    stop_reason: str  # "", "answer", "step_limit" or "loop"
+    turn_start: int  # index into messages where this turn's question sits
+
+
+@dataclass
+class TurnContext:
+    """The services one turn uses. Not checkpointed."""
+
+    model: Any  # a langchain-core chat model, tools already bound
+    tools: dict[str, BaseTool] = field(default_factory=dict)
+    render_prompt: Any = None  # callable(tools) -> list[BaseMessage]; None means no system prompt
+    split_reasoning: Any = split_reasoning
+    memory: Memory | None = None
+    recall_k: int = 4
+    namespace: str | None = None
+    user_id: str | None = None
+    thread_id: str = "default"
+    max_steps: int = 8
+    policy: Any = None  # an object with authorize(tool, args, *, untrusted_context) -> decision
+
+
+def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+    """Start a turn: reset the counters and fetch passages relevant to the question."""
+    ctx = runtime.context
+    messages = state["messages"]
+    question = _last_question(messages)
+    passages: list[dict[str, Any]] = []
+    if ctx.memory is not None and question:
+        found = ctx.memory.recall(question, k=ctx.recall_k, namespace=ctx.namespace, user_id=ctx.user_id)
+        passages = [asdict(p) for p in found]
+    return {
+        "passages": passages,
+        "steps": 0,
+        "seen_calls": [],
+        "stop_reason": "",
+        "turn_start": len(messages) - 1,
+    }
+
+
+def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+    """Call the model, or end the turn when a limit or a loop has been hit."""
+    ctx = runtime.context
+    steps = state.get("steps", 0)
+    if state.get("stop_reason") == "loop":
+        call = state["seen_calls"][-1] if state.get("seen_calls") else "?"
+        return {"messages": [AIMessage(content=LOOP_ANSWER.format(call=call))]}
+    if steps >= ctx.max_steps:
+        return {"messages": [AIMessage(content=STEP_LIMIT_ANSWER.format(steps=steps))], "stop_reason": "step_limit"}
+
+    response = ctx.model.invoke(_model_input(state, ctx))
+    update: dict[str, Any] = {"steps": steps + 1}
+    if not response.tool_calls:
+        answer, reasoning = ctx.split_reasoning(str(response.content))
+        kwargs = dict(response.additional_kwargs)
+        if reasoning:
+            kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
+        response = response.model_copy(update={"content": answer, "additional_kwargs": kwargs})
+        update["stop_reason"] = "answer"
+    update["messages"] = [response]
+    return update
+
+
+def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+    """Run the tool calls of the last model message; every outcome becomes a ToolMessage."""
+    ctx = runtime.context
+    last = state["messages"][-1]
+    seen = list(state.get("seen_calls", []))
+    untrusted = bool(state.get("passages")) or any(
+        isinstance(m, ToolMessage) for m in state["messages"][state.get("turn_start", 0) :]
+    )
+    results: list[ToolMessage] = []
+    stop_reason = ""
+    for call in last.tool_calls:
+        signature = f"{call['name']}({json.dumps(call['args'], sort_keys=True, default=str)})"
+        if signature in seen:
+            stop_reason = "loop"
+            results.append(_tool_message(call, "error: this exact call was already made; its result is above.", False))
+            continue
+        seen.append(signature)
+        results.append(_run_tool(ctx, call, untrusted))
+        untrusted = True  # tool output is now in the context
+    return {"messages": results, "seen_calls": seen, "stop_reason": stop_reason}
+
+
+def remember(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+    """Store the finished exchange in memory (when the agent has memory)."""
+    ctx = runtime.context
+    if ctx.memory is not None and state.get("stop_reason") == "answer":
+        question = _last_question(state["messages"])
+        answer = str(state["messages"][-1].content)
+        ctx.memory.remember(user_id=ctx.user_id, thread_id=ctx.thread_id, question=question, answer=answer)
+    return {}
+
+
+def route_after_think(state: TurnState) -> Literal["act", "remember"]:
+    """Tool calls go to ``act``; an answer (or a forced stop) ends the turn."""
+    last = state["messages"][-1]
+    return "act" if isinstance(last, AIMessage) and last.tool_calls else "remember"
+
+
+def build_graph(checkpointer: Any = None) -> Any:
+    """Compile the turn graph, persisting state through ``checkpointer`` when one is given."""
+    graph = StateGraph(TurnState, context_schema=TurnContext)
+    graph.add_node("recall", recall)
+    graph.add_node("think", think)
+    graph.add_node("act", act)
+    graph.add_node("remember", remember)
+    graph.add_edge(START, "recall")
+    graph.add_edge("recall", "think")
+    graph.add_conditional_edges("think", route_after_think, ["act", "remember"])
+    graph.add_edge("act", "think")
+    graph.add_edge("remember", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _run_tool(ctx: TurnContext, call: dict[str, Any], untrusted: bool) -> ToolMessage:
+    tool = ctx.tools.get(call["name"])
+    if tool is None:
+        known = ", ".join(sorted(ctx.tools)) or "none"
+        return _tool_message(call, f"error: no tool named {call['name']!r}; available tools: {known}", False)
+    if ctx.policy is not None:
+        decision = ctx.policy.authorize(tool, call["args"], untrusted_context=untrusted)
+        if not decision.allowed:
+            return _tool_message(call, f"error: tool call refused by policy: {decision.reason}", False)
+    try:
+        output = tool.invoke(call["args"])
+    except Exception as exc:  # a tool's failure is information for the model, not a crash
+        return _tool_message(call, f"error: {type(exc).__name__}: {exc}", False)
+    return _tool_message(call, output if isinstance(output, str) else json.dumps(output, default=str), True)
+
+
+def _tool_message(call: dict[str, Any], content: str, ok: bool) -> ToolMessage:
+    return ToolMessage(content=content, tool_call_id=call["id"], name=call["name"], status="success" if ok else "error")
+
+
+def _model_input(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
+    messages = list(state["messages"])
+    start = state.get("turn_start", len(messages) - 1)
+    # Earlier turns are trimmed to a budget; the current turn is always sent whole.
+    history = trim_messages(
+        messages[:start], max_tokens=HISTORY_TOKEN_BUDGET, token_counter="approximate", strategy="last", start_on="human"
+    )
+    prefix: list[BaseMessage] = list(ctx.render_prompt(list(ctx.tools.values()))) if ctx.render_prompt else []
+    if state.get("passages"):
+        prefix.append(SystemMessage(content=_passages_block(state["passages"])))
+    return prefix + history + messages[start:]
+
+
+def _passages_block(passages: list[dict[str, Any]]) -> str:
+    lines = ["Knowledge passages for this question. Cite them as [1], [2] when you use them."]
+    for i, p in enumerate(passages, 1):
+        lines.append(wrap_untrusted(p["text"], f"[{i}] {p['source']}#{p['chunk']}"))
+    return "\n".join(lines)
+
+
+def _last_question(messages: list[BaseMessage]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return str(message.content)
+    return ""

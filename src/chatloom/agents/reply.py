@@ -1,0 +1,96 @@
+"""What a turn gives back: the :class:`Reply`, and the events :meth:`Agent.stream` yields."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A retrieved passage the answer cites as ``[index]``."""
+
+    index: int
+    source: str
+    chunk: int
+    score: float
+    title: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class ToolStep:
+    """One tool call the agent made during the turn and what came back."""
+
+    name: str
+    args: dict[str, Any]
+    result: str
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts summed over every model call of the turn; cost where the price is known."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The outcome of one turn.
+
+    ``answer`` is what the user sees (chain-of-thought removed); ``reasoning`` keeps that text.
+    ``stop_reason`` is ``"answer"``, ``"step_limit"`` or ``"loop"``.
+    """
+
+    answer: str
+    thread_id: str
+    citations: tuple[Citation, ...] = ()
+    tool_steps: tuple[ToolStep, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    reasoning: str = ""
+    stop_reason: str = "answer"
+    steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the whole reply."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of the answer as the model writes it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallEvent:
+    """The model asked for a tool."""
+
+    name: str
+    args: dict[str, Any]
+    id: str
+
+
+@dataclass(frozen=True)
+class ToolResultEvent:
+    """A tool finished (or was refused); ``ok`` is False for errors and refusals."""
+
+    name: str
+    content: str
+    id: str
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class AnswerEvent:
+    """The turn is over; the full :class:`Reply`."""
+
+    reply: Reply
+
+
+Event = Token | ToolCallEvent | ToolResultEvent | AnswerEvent

@@ -1,0 +1,43 @@
+"""Checkpointers keep each conversation thread's state across restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chatloom.errors import DataDirError
+
+
+def open_checkpointer(settings: Any) -> Any:
+    """Return the LangGraph checkpointer for ``settings``.
+
+    SQLite in ``<data dir>/threads.sqlite`` by default; ``settings.checkpoint_url`` (a
+    PostgreSQL DSN) selects PostgreSQL.
+    """
+    if getattr(settings, "checkpoint_url", None):
+        return open_postgres_checkpointer(settings.checkpoint_url)
+    return open_sqlite_checkpointer(settings.data_dir() / "threads.sqlite")
+
+
+def open_sqlite_checkpointer(path: Path) -> Any:
+    """An embedded SQLite checkpointer at ``path``, safe to use from several threads."""
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer across processes
+        saver = SqliteSaver(conn)
+        saver.setup()
+    except sqlite3.DatabaseError as exc:
+        raise DataDirError(
+            f"conversation store {str(path)!r} can't be opened ({exc})",
+            "move the file aside to start fresh, or point CHATLOOM_HOME elsewhere",
+        ) from None
+    return saver
+
+
+def open_postgres_checkpointer(dsn: str) -> Any:
+    """A PostgreSQL checkpointer; the scale-out option for conversation state."""
+    raise NotImplementedError("PostgreSQL checkpointing arrives with the memory issue")

