@@ -249,8 +249,8 @@ class _Parser:
             if calls:
                 self._add(j, end, calls)
                 i = end
-            elif isinstance(value, dict):
-                i = end  # valid JSON that is not a call: its insides are data, not calls
+            elif isinstance(value, (dict, list)):
+                i = end  # a parsed value that is not (only) calls: its insides are data
             else:
                 i = j + 1
 

@@ -1,0 +1,81 @@
+"""The tolerant tool-call parser on a corpus of malformed model outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatloom.models.toolcalls import parse_tool_calls
+
+CORPUS = [json.loads(line) for line in
+          (Path(__file__).parent / "toolcall_corpus.jsonl").read_text().splitlines() if line]
+
+
+def test_corpus_is_big_enough():
+    assert sum(1 for row in CORPUS if row["expected_calls"]) >= 30
+
+
+@pytest.mark.parametrize("row", CORPUS, ids=[row["id"] for row in CORPUS])
+def test_corpus(row):
+    content, calls = parse_tool_calls(row["text"], row["tools"], row["params"])
+    assert [{"name": c["name"], "args": c["args"]} for c in calls] == row["expected_calls"]
+    assert content == row["expected_content"]
+    for call in calls:
+        assert call["type"] == "tool_call"
+        assert call["id"].startswith("call_")
+    assert len({c["id"] for c in calls}) == len(calls)
+
+
+def test_ids_are_fresh_each_parse():
+    text = '{"name": "calculator", "arguments": {"expression": "1"}}'
+    a = parse_tool_calls(text, ["calculator"])[1][0]["id"]
+    b = parse_tool_calls(text, ["calculator"])[1][0]["id"]
+    assert a != b
+
+
+def test_string_argument_without_param_names_goes_to_input():
+    _, calls = parse_tool_calls('{"tool": "calculator", "input": "2+2"}', ["calculator"])
+    assert calls[0]["args"] == {"input": "2+2"}
+
+
+def test_no_tools_means_no_calls():
+    text = '{"name": "calculator", "arguments": {}}'
+    assert parse_tool_calls(text, []) == (text, [])
+
+
+def test_literal_eval_never_evaluates_code():
+    text = "{'name': 'calculator', 'arguments': __import__('os').system('false')}"
+    content, calls = parse_tool_calls(text, ["calculator"])
+    assert calls == [] and content == text
+
+
+def test_pathological_input_is_fast():
+    import time
+
+    text = "{" * 20_000 + "calculator" + "[" * 20_000
+    start = time.perf_counter()
+    assert parse_tool_calls(text, ["calculator"]) == (text, [])
+    assert time.perf_counter() - start < 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(list('{}[]"\':,<>/`\n abcalcutor_functions.()=') +
+                                ["calculator", "<tool_call>", "</tool_call>", "```json", "```",
+                                 "name", "arguments", "true", "null", "functions."]),
+                max_size=80).map("".join))
+def test_never_raises_on_structured_noise(text):
+    content, calls = parse_tool_calls(text, ["calculator"], {"calculator": ["expression"]})
+    assert isinstance(content, str)
+    for call in calls:
+        assert call["name"] == "calculator" and isinstance(call["args"], dict)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_never_raises_on_arbitrary_text(text):
+    content, calls = parse_tool_calls(text, ["calculator", "search"])
+    assert isinstance(content, str) and isinstance(calls, list)
