@@ -22,6 +22,7 @@ import math
 import operator
 import re
 import time
+import warnings
 from decimal import Context, Decimal
 from fractions import Fraction
 from typing import Callable, Union
@@ -64,8 +65,11 @@ _PERCENT = re.compile(r"(\d[\d_]*(?:\.\d*)?|\.\d+)\s*%(?=\s*(?:$|[)\],+\-*/]))")
 _THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d])")
 
 
+_ROOT_SIGN = re.compile(r"√\s*(\d[\d_]*(?:\.\d*)?|\.\d+)")
+
+
 def _preprocess(expression: str) -> str:
-    text = expression.strip().translate(_UNICODE)
+    text = _ROOT_SIGN.sub(r"sqrt(\1)", expression.strip()).translate(_UNICODE)
     if text.endswith("="):  # "17*23 =" is a common way to ask
         text = text[:-1]
     # Thousands separators ("80,000") only where no function call could use commas.
@@ -97,11 +101,13 @@ def compute(expression: str, *, time_limit: float = TIME_LIMIT_S) -> Number:
     if not source:
         raise CalculatorError("empty expression")
     try:
-        tree = ast.parse(source, mode="eval")
+        with warnings.catch_warnings():  # "1j2" etc. warn before failing; the error says it all
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        raise CalculatorError(f"cannot parse {expression!r}: {exc.msg}") from None
+        raise CalculatorError(f"cannot parse {_short(expression)}: {exc.msg}") from None
     except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
-        raise CalculatorError(f"cannot parse {expression!r}: {type(exc).__name__}") from None
+        raise CalculatorError(f"cannot parse {_short(expression)}: {type(exc).__name__}") from None
     evaluator = _Evaluator(source, time.monotonic() + time_limit)
     try:
         value = evaluator.eval(tree.body, 0)
@@ -118,6 +124,10 @@ def compute(expression: str, *, time_limit: float = TIME_LIMIT_S) -> Number:
     if isinstance(value, float) and not math.isfinite(value):
         raise CalculatorError("result is not a finite number")
     return value
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:57] + "...")
 
 
 def evaluate(expression: str) -> str:
@@ -139,20 +149,37 @@ def evaluate(expression: str) -> str:
 def format_number(value: Number) -> str:
     """Render a calculator value as short, unambiguous text (see :func:`evaluate`)."""
     if isinstance(value, float):
-        if value == 0:
-            return "0"
-        text = format(value, f".{SIGNIFICANT_DIGITS}g")
-        return text
-    exact = _exact_decimal(value)
+        return "0" if value == 0 else _tidy_exponent(format(value, f".{SIGNIFICANT_DIGITS}g"))
+    # ~3.3 bits per digit: only build strings that can fit, so no huge str() is ever made
+    fits = _bits(value) <= MAX_RESULT_CHARS * 3
+    exact = _exact_decimal(value) if fits else None
     if exact is not None and len(exact) <= MAX_RESULT_CHARS:
         return exact
     approx = _decimal_approx(value)
-    if exact is not None:  # terminating, just too long to show
-        return f"{approx} (rounded; the exact value has {len(exact)} characters)"
-    fraction = f"{value.numerator}/{value.denominator}"
-    if len(fraction) <= MAX_RESULT_CHARS:
+    if Fraction(approx) == value:  # e.g. 10**3000: exact, just long
+        return approx
+    if _terminates(value):
+        return f"{approx} (rounded)"
+    fraction = f"{value.numerator}/{value.denominator}" if fits else ""
+    if fraction and len(fraction) <= MAX_RESULT_CHARS:
         return f"{approx} (exactly {fraction})"
     return f"{approx} (rounded)"
+
+
+def _terminates(value: Fraction) -> bool:
+    den = value.denominator
+    for p in (2, 5):
+        while den % p == 0:
+            den //= p
+    return den == 1
+
+
+def _tidy_exponent(text: str) -> str:
+    # "1.00000000000e+3000" -> "1e+3000"
+    mantissa, sep, exponent = text.partition("e")
+    if sep and "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}{sep}{exponent}"
 
 
 def _exact_decimal(value: Fraction) -> str | None:
@@ -170,6 +197,8 @@ def _exact_decimal(value: Fraction) -> str | None:
     places = max(twos, fives)
     if places == 0:
         return str(value.numerator)
+    if places > MAX_RESULT_CHARS:
+        return None
     scaled = abs(value.numerator) * 10**places // value.denominator
     digits = str(scaled).rjust(places + 1, "0")
     text = f"{digits[:-places]}.{digits[-places:]}".rstrip("0").rstrip(".")
@@ -184,7 +213,7 @@ def _decimal_approx(value: Fraction) -> str:
         if "." in text:
             text = text.rstrip("0").rstrip(".")
         return text
-    return format(dec, "e").replace("E", "e")
+    return _tidy_exponent(format(dec, "e").replace("E", "e"))
 
 
 def _bits(value: Fraction) -> int:
@@ -243,7 +272,8 @@ def _power(base: Number, exponent: Number) -> Number:
         if isinstance(base, Fraction):
             if base == 0 and exp < 0:
                 raise ZeroDivisionError
-            if _bits(base) > 1 and _bits(base) * abs(exp) > MAX_BITS:
+            # (bits-1)*exp is a lower bound on the result's size: refuse before computing
+            if (_bits(base) - 1) * abs(exp) > MAX_BITS:
                 raise CalculatorError(f"the result of this power would exceed {MAX_BITS} bits")
             return base**exp
         return math.pow(base, exp)
@@ -403,19 +433,26 @@ class _Evaluator:
     def eval(self, node: ast.AST, depth: int) -> Number:
         if depth > MAX_DEPTH:
             raise CalculatorError(f"expression is nested more than {MAX_DEPTH} levels deep")
-        if time.monotonic() > self.deadline:
-            raise CalculatorError(f"evaluation took longer than {TIME_LIMIT_S:g} s")
+        self._tick()
         if isinstance(node, ast.Constant):
             return self._constant(node)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             value = self.eval(node.operand, depth + 1)
             return -value if isinstance(node.op, ast.USub) else value
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left = self.eval(node.left, depth + 1)
-            right = self.eval(node.right, depth + 1)
-            if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
-                raise ZeroDivisionError
-            return _check_size(_BINARY[type(node.op)](left, right))
+            # Walk a left-leaning chain ("1+2+3+...") iteratively, so a long sum is not "deep".
+            chain: list[ast.BinOp] = []
+            while isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+                chain.append(node)
+                node = node.left
+            value = self.eval(node, depth + 1)
+            for link in reversed(chain):
+                right = self.eval(link.right, depth + 1)
+                if isinstance(link.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
+                    raise ZeroDivisionError
+                value = _check_size(_BINARY[type(link.op)](value, right))
+                self._tick()
+            return value
         if isinstance(node, ast.Name):
             if node.id in _CONSTANTS:
                 return _CONSTANTS[node.id]
@@ -426,6 +463,10 @@ class _Evaluator:
             raise CalculatorError("give one expression, not several separated by commas")
         snippet = ast.get_source_segment(self.source, node) or type(node).__name__
         raise CalculatorError(f"unsupported expression: {snippet[:60]!r}")
+
+    def _tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise CalculatorError("evaluation took longer than its time limit")
 
     def _constant(self, node: ast.Constant) -> Number:
         value = node.value
