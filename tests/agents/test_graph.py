@@ -186,3 +186,24 @@ def test_history_keeps_every_message_of_a_turn():
     agent.chat("1+2?", thread_id="h")
     kinds = [type(m) for m in agent.history("h")]
     assert kinds == [HumanMessage, AIMessage, ToolMessage, AIMessage]
+
+
+def test_interrupted_tool_call_is_dropped_from_later_history():
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    saver = InMemorySaver()
+
+    @tool
+    def hang(x: int) -> str:
+        """Simulates Ctrl-C while a tool runs."""
+        raise KeyboardInterrupt
+
+    model = FakeChatModel([tool_call("hang", x=1), "fresh answer"])
+    agent = Agent(model=model, tools=[hang], checkpointer=saver)
+    with pytest.raises(KeyboardInterrupt):
+        agent.chat("first", thread_id="i")
+    reply = agent.chat("second", thread_id="i")
+    assert reply.answer == "fresh answer"
+    sent = model.calls[1]
+    assert [m.content for m in sent if isinstance(m, HumanMessage)] == ["first", "second"]
+    assert not any(isinstance(m, AIMessage) and m.tool_calls for m in sent)

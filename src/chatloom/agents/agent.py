@@ -24,6 +24,9 @@ from chatloom.agents.reply import (
 from chatloom.errors import ConfigError, EmptyQuestion
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
+# A turn is checkpointed when it ends (or fails), not after every step: a half-finished turn
+# never lands in the thread, and the per-turn overhead stays below create_agent's.
+_DURABILITY = "exit"
 
 
 class Agent:
@@ -207,28 +210,18 @@ class Agent:
 
     def chat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
         """Run one turn and return the :class:`Reply`."""
-        reply = None
-        for event in self.stream(text, thread_id=thread_id, user_id=user_id, tokens=False):
-            if isinstance(event, AnswerEvent):
-                reply = event.reply
-        assert reply is not None  # the stream always ends with an AnswerEvent
-        return reply
+        graph, state_in, config, context = self._start(text, thread_id, user_id)
+        state = graph.invoke(state_in, config, context=context, durability=_DURABILITY)
+        return _reply(state, thread_id)
 
-    def stream(
-        self, text: str, *, thread_id: str = "default", user_id: str | None = None, tokens: bool = True
-    ) -> Iterator[Event]:
+    def stream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Iterator[Event]:
         """Run one turn, yielding Token, ToolCallEvent, ToolResultEvent and, last, AnswerEvent."""
-        from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+        from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
-        question = _check_question(text)
-        services = self._services()
-        graph = services["graph"]
-        context = self._context(services, thread_id, user_id)
-        config = {"configurable": {"thread_id": thread_id}}
-        state_in = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
-        modes = ["updates", "messages"] if tokens else ["updates"]
+        graph, state_in, config, context = self._start(text, thread_id, user_id)
         visible = _VisibleText()
-        for mode, payload in graph.stream(state_in, config, context=context, stream_mode=modes):
+        modes = ["updates", "messages"]
+        for mode, payload in graph.stream(state_in, config, context=context, stream_mode=modes, durability=_DURABILITY):
             if mode == "messages":
                 chunk, meta = payload
                 if meta.get("langgraph_node") == "think" and isinstance(chunk, AIMessageChunk):
@@ -244,7 +237,7 @@ class Agent:
                             yield ToolCallEvent(call["name"], call["args"], call["id"])
                     elif isinstance(message, ToolMessage):
                         yield ToolResultEvent(message.name or "", str(message.content), message.tool_call_id, message.status != "error")
-        yield AnswerEvent(self._reply(graph, config, thread_id))
+        yield AnswerEvent(_reply(graph.get_state(config).values, thread_id))
 
     async def achat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
         """Async twin of :meth:`chat`. Runs the turn in a worker thread."""
@@ -287,10 +280,17 @@ class Agent:
         if checkpointer is not None:
             checkpointer.delete_thread(thread_id)
 
-    def _context(self, services: dict[str, Any], thread_id: str, user_id: str | None) -> Any:
+    def _start(self, text: str, thread_id: str, user_id: str | None) -> tuple[Any, dict, dict, Any]:
+        """Check the question and prepare the graph input, config and runtime context."""
+        from langchain_core.messages import HumanMessage
+
         from chatloom.agents.graph import TurnContext
 
-        return TurnContext(
+        question = _check_question(text)
+        services = self._services()
+        state_in = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
+        config = {"configurable": {"thread_id": thread_id}}
+        context = TurnContext(
             model=services["model"],
             tools=services["tools"],
             render_prompt=services["render_prompt"],
@@ -303,37 +303,39 @@ class Agent:
             max_steps=self.max_steps,
             policy=services["policy"],
         )
+        return services["graph"], state_in, config, context
 
-    def _reply(self, graph: Any, config: dict[str, Any], thread_id: str) -> Reply:
-        from langchain_core.messages import AIMessage, ToolMessage
 
-        state = graph.get_state(config).values
-        turn = state["messages"][state.get("turn_start", 0) :]
-        final = turn[-1]
-        answer = str(final.content)
-        calls = {c["id"]: c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
-        steps = tuple(
-            ToolStep(m.name or calls.get(m.tool_call_id, {}).get("name", ""), calls.get(m.tool_call_id, {}).get("args", {}), str(m.content), m.status != "error")
-            for m in turn
-            if isinstance(m, ToolMessage)
-        )
-        usage = _sum_usage(m for m in turn if isinstance(m, AIMessage))
-        passages = state.get("passages", [])
-        cited = sorted({int(n) for n in _CITE.findall(answer) if 0 < int(n) <= len(passages)})
-        citations = tuple(
-            Citation(n, passages[n - 1]["source"], passages[n - 1]["chunk"], passages[n - 1]["score"], passages[n - 1].get("title", ""), passages[n - 1]["text"])
-            for n in cited
-        )
-        return Reply(
-            answer=answer,
-            thread_id=thread_id,
-            citations=citations,
-            tool_steps=steps,
-            usage=usage,
-            reasoning=str(final.additional_kwargs.get("reasoning", "")),
-            stop_reason=state.get("stop_reason") or "answer",
-            steps=state.get("steps", 0),
-        )
+def _reply(state: dict[str, Any], thread_id: str) -> Reply:
+    """Build the Reply for the turn that just ended from the thread's final state."""
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    turn = state["messages"][state.get("turn_start", 0) :]
+    final = turn[-1]
+    answer = str(final.content)
+    calls = {c["id"]: c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
+    steps = tuple(
+        ToolStep(m.name or calls.get(m.tool_call_id, {}).get("name", ""), calls.get(m.tool_call_id, {}).get("args", {}), str(m.content), m.status != "error")
+        for m in turn
+        if isinstance(m, ToolMessage)
+    )
+    usage = _sum_usage(m for m in turn if isinstance(m, AIMessage))
+    passages = state.get("passages", [])
+    cited = sorted({int(n) for n in _CITE.findall(answer) if 0 < int(n) <= len(passages)})
+    citations = tuple(
+        Citation(n, passages[n - 1]["source"], passages[n - 1]["chunk"], passages[n - 1]["score"], passages[n - 1].get("title", ""), passages[n - 1]["text"])
+        for n in cited
+    )
+    return Reply(
+        answer=answer,
+        thread_id=thread_id,
+        citations=citations,
+        tool_steps=steps,
+        usage=usage,
+        reasoning=str(final.additional_kwargs.get("reasoning", "")),
+        stop_reason=state.get("stop_reason") or "answer",
+        steps=state.get("steps", 0),
+    )
 
 
 def _check_question(text: Any) -> str:

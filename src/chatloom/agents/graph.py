@@ -173,12 +173,25 @@ def _model_input(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
     start = state.get("turn_start", len(messages) - 1)
     # Earlier turns are trimmed to a budget; the current turn is always sent whole.
     history = trim_messages(
-        messages[:start], max_tokens=HISTORY_TOKEN_BUDGET, token_counter="approximate", strategy="last", start_on="human"
+        _complete_exchanges(messages[:start]), max_tokens=HISTORY_TOKEN_BUDGET, token_counter="approximate", strategy="last", start_on="human"
     )
     prefix: list[BaseMessage] = list(ctx.render_prompt(list(ctx.tools.values()))) if ctx.render_prompt else []
     if state.get("passages"):
         prefix.append(SystemMessage(content=_passages_block(state["passages"])))
     return prefix + history + messages[start:]
+
+
+def _complete_exchanges(messages: list[BaseMessage]) -> list[BaseMessage]:
+    """Drop tool calls whose results never arrived (a turn interrupted mid-tool).
+
+    Chat APIs reject a history where an assistant tool call has no matching tool message.
+    """
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    return [
+        m
+        for m in messages
+        if not (isinstance(m, AIMessage) and m.tool_calls and any(c["id"] not in answered for c in m.tool_calls))
+    ]
 
 
 def _passages_block(passages: list[dict[str, Any]]) -> str:

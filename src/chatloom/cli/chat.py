@@ -120,6 +120,8 @@ def _handle(console: Any, loader: "_Loader", agent: Any, text: str, thread_id: s
         _render_turn(console, agent, text, thread_id)
     except ChatloomError as exc:  # a failed turn is reported; the conversation goes on
         console.print(f"[red]error:[/] {exc}")
+    except KeyboardInterrupt:  # Ctrl-C stops the answer, not the REPL
+        console.print("[dim]interrupted[/]")
     return True
 
 
