@@ -8,6 +8,7 @@ one-line message and an exit code is :func:`run`.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -80,6 +81,11 @@ def run(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, not a user error: one line, the traceback on request
+        if os.environ.get("CHATLOOM_DEBUG"):
+            raise
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc} — rerun with CHATLOOM_DEBUG=1 for the traceback, and please report it", err=True)
+        return 1
     return 0
 
 
