@@ -80,6 +80,8 @@ def parse(text: str, file: str, error: type[ChatloomError], what: str) -> Docume
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         problem = (exc.problem or str(exc)).strip()
+        if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
+            problem += f" ({exc.context} that started at line {exc.context_mark.line + 1})"
         raise error(
             f"{file}:{line}: YAML syntax error: {problem}",
             "fix the YAML at that line (check indentation, a missing ':' or an unclosed quote)",
@@ -150,8 +152,17 @@ def _explain(
     typos: dict[str, str],
 ) -> ChatloomError:
     errors = exc.errors(include_url=False)
+    # report the problem nearest the top of the file first, as a reader would meet it
+    errors.sort(key=lambda e: doc.origin(_data_path(doc.data, e["loc"])).line)
     first = errors[0]
     path = _data_path(doc.data, first["loc"])
+    value = _get(doc.data, path)
+    if first["type"] == "value_error" and isinstance(value, dict):
+        # a validator that names one key of a mapping: point at that key's line
+        for key in value:
+            if repr(key) in first["msg"]:
+                path += (key,)
+                break
     kind = first["type"]
     origin = doc.origin(path)
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
@@ -178,7 +189,8 @@ def _explain(
     msg = first["msg"]
     if kind.startswith("value_error"):
         msg = msg.removeprefix("Value error, ")
-    fix = hints.get(field) or hints.get(str(path[-1]) if path else "") or _type_hint(kind, msg)
+    named = [hints[str(p)] for p in reversed(path) if str(p) in hints]
+    fix = hints.get(field) or (named[0] if named else _type_hint(kind, msg))
     return error(f"{origin}: field {field!r}: {msg} (got {value!r}){more}", fix)
 
 

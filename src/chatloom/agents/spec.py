@@ -1,0 +1,143 @@
+"""Agent specs: ``agents/*.yaml`` files that say which model, prompt, tools and memory a bot uses.
+
+::
+
+    # agents/assistant.yaml
+    name: assistant
+    description: The demo bot.
+    model: null                  # null or absent: the configured default (CHATLOOM_MODEL)
+    prompt: assistant            # a template name, or a path relative to the workspace
+    variables: {bot_name: Loom}
+    tools: [calculator, search]
+    memory: {enabled: true, k: 4}
+    max_steps: 8
+    tool_policy: {search: allow}
+
+The workspace is the folder that holds ``agents/``: the spec's prompt paths, ``prompts/`` and
+``tools/`` are looked up there. Unknown fields and wrong types are errors naming file:line.
+
+>>> spec = load_spec("agents/assistant.yaml")  # doctest: +SKIP
+>>> spec.workspace  # doctest: +SKIP
+PosixPath('/work/main')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+
+from chatloom.errors import ConfigError
+from chatloom.prompts import _yaml
+
+PolicyAction = Literal["allow", "deny", "ask"]
+
+
+class MemorySpec(BaseModel):
+    """What the agent remembers: a knowledge namespace to recall from, and past conversations."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    namespace: str | None = Field(default=None, description="the knowledge collection; default: the agent's name")
+    k: int = Field(default=4, ge=1, le=50, description="passages recalled per question")
+    conversation: bool = Field(default=False, description="also store and recall past exchanges")
+
+
+class AgentSpec(BaseModel):
+    """A validated agent spec. Build one with :func:`load_spec`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="", pattern=r"^$|^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    description: str = ""
+    model: str | None = None
+    prompt: str = "assistant"
+    variables: dict[str, Any] = Field(default_factory=dict)
+    tools: list[str] = Field(default_factory=list)
+    memory: MemorySpec = Field(default_factory=MemorySpec)
+    max_steps: int = Field(default=8, ge=1, le=100)
+    tool_policy: dict[str, PolicyAction] = Field(default_factory=dict)
+
+    _path: Path | None = PrivateAttr(default=None)
+    _workspace: Path | None = PrivateAttr(default=None)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_shorthand(cls, value: Any) -> Any:
+        # `memory: true` / `memory: false` is short for `memory: {enabled: ...}`
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, value: list[str]) -> list[str]:
+        dupes = sorted({t for t in value if value.count(t) > 1})
+        if dupes:
+            raise ValueError(f"tool {dupes[0]!r} is listed twice")
+        return value
+
+    @field_validator("tool_policy")
+    @classmethod
+    def _policy_names_tools(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        tools = info.data.get("tools") or []
+        for name in value:
+            if name != "*" and name not in tools:
+                raise ValueError(f"tool_policy names {name!r}, which is not in tools ({', '.join(tools) or 'none'})")
+        return value
+
+    @property
+    def path(self) -> Path | None:
+        """The spec file, when loaded from one."""
+        return self._path
+
+    @property
+    def workspace(self) -> Path | None:
+        """The bot workspace: the folder holding ``agents/`` (or the spec's own folder)."""
+        return self._workspace
+
+
+_FIXES = {
+    "max_steps": "use a whole number from 1 to 100",
+    "tool_policy": "map tool names to allow, deny or ask, e.g. `tool_policy: {python: ask}`",
+    "tools": "list tool names, e.g. `tools: [calculator, search]` (`chatloom plugins list` shows plugin tools)",
+    "model": "use a model id such as local:qwen2.5-coder-0.5b or openai:gpt-4o-mini, or leave it out",
+    "memory": "use `memory: {enabled: true, namespace: docs, k: 4, conversation: false}`",
+}
+_TYPOS = {"system": "prompt", "template": "prompt", "steps": "max_steps", "policy": "tool_policy", "vars": "variables"}
+
+
+def workspace_of(path: Path) -> Path:
+    """The workspace of a spec file: the parent of its ``agents/`` folder, else its own folder."""
+    parent = path.resolve().parent
+    return parent.parent if parent.name == "agents" else parent
+
+
+def load_spec(path: str | Path) -> AgentSpec:
+    """Read and validate an agent spec; every problem is a ConfigError naming file:line and field.
+
+    The ``name`` defaults to the file's stem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        found = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        hint = f"specs in {path.parent}: {', '.join(found)}" if found else "check the path, or create one with `chatloom init DIR`"
+        raise ConfigError(f"agent spec {str(path)!r} not found", hint) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"can't read agent spec {str(path)!r}: {exc}", "check the file") from None
+    doc = _yaml.parse(text, _yaml_display(path), ConfigError, "agent spec")
+    spec: AgentSpec = _yaml.validate(AgentSpec, doc, ConfigError, _FIXES, _TYPOS)
+    if not spec.name:
+        spec = spec.model_copy(update={"name": path.stem})
+    spec._path = path.resolve()
+    spec._workspace = workspace_of(path)
+    return spec
+
+
+def _yaml_display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
