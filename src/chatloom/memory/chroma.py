@@ -1,0 +1,238 @@
+"""ChromaMemory: the :class:`~chatloom.memory.base.Memory` that chatloom ships.
+
+Knowledge lives in namespaces (one per bot, say) inside tenants (one per customer); each
+namespace is one Chroma collection plus its rows in the keyword index. Conversation memory of a
+tenant lives in the namespace ``_conversations``, tagged with ``user_id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from chatloom.errors import MemoryStoreError
+from chatloom.memory.base import Passage
+from chatloom.memory.conversation import extract_facts
+from chatloom.memory.search import Hit, Mode, Space, search
+from chatloom.memory.store import (
+    CONVERSATION_NAMESPACE,
+    DEFAULT_TENANT,
+    ChunkRow,
+    Store,
+    chunk_id,
+    ns_key,
+    open_store,
+    write_session,
+)
+
+
+class ChromaMemory:
+    """Knowledge + conversation memory over Chroma and an FTS5 keyword index.
+
+    >>> from chatloom.config import get_settings                 # doctest: +SKIP
+    >>> from chatloom.memory import open_memory                   # doctest: +SKIP
+    >>> mem = open_memory(get_settings(), namespace="demo")       # doctest: +SKIP
+    >>> mem.ingest(["memory/"]).summary()                         # doctest: +SKIP
+    >>> [p.source for p in mem.recall("how do I install chatloom?")]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        namespace: str | None = None,
+        tenant: str | None = None,
+        embeddings: Any = None,
+        diversity: float = 0.3,
+    ) -> None:
+        from chatloom.memory.embeddings import default_embeddings, embeddings_id
+
+        self.settings = settings
+        self.namespace = namespace or "default"
+        self.tenant = tenant or DEFAULT_TENANT
+        self.ns = ns_key(self.namespace, self.tenant)
+        self.embeddings = embeddings or default_embeddings(Path(settings.data_dir()))
+        self.embeddings_name = embeddings_id(self.embeddings)
+        self.diversity = diversity
+        self._store: Store | None = open_store(settings)  # fails fast on a corrupt index
+
+    # -- plumbing --------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings)
+        return self._store
+
+    def close(self) -> None:
+        """Release the store (the object reopens it if used again)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _key(self, namespace: str | None) -> str:
+        return ns_key(namespace, self.tenant) if namespace else self.ns
+
+    def _embed(self, texts: list[str]) -> Any:
+        from chatloom.memory.embeddings import embed_array
+
+        return embed_array(self.embeddings, texts)
+
+    def _qvec(self, query: str) -> Any:
+        from chatloom.memory.embeddings import embed_query_array
+
+        return embed_query_array(self.embeddings, query)
+
+    # -- Memory protocol -------------------------------------------------------------------
+    def recall(
+        self,
+        query: str,
+        *,
+        k: int = 4,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        filters: dict | None = None,
+    ) -> list[Passage]:
+        """Up to ``k`` passages for ``query``: hybrid search + MMR, best first.
+
+        With ``user_id``, that user's conversation memories (facts, summaries, earlier turns)
+        compete in the same ranking as the knowledge chunks. ``filters`` are equality (or list
+        membership) tests on metadata: ``{"source": "/abs/path.md"}``, ``{"section": [...]}``.
+        """
+        return self.search(query, k=k, namespace=namespace, user_id=user_id, filters=filters)
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 4,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        filters: dict | None = None,
+        mode: Mode = "hybrid",
+        diversity: float | None = None,
+    ) -> list[Passage]:
+        """Like :meth:`recall`, with the search ``mode`` and MMR ``diversity`` exposed."""
+        if not query or not query.strip():
+            return []
+        spaces = [Space(self._key(namespace), filters)]
+        if user_id is not None:
+            conv = ns_key(CONVERSATION_NAMESPACE, self.tenant)
+            spaces.append(Space(conv, {**(filters or {}), "user_id": user_id}))
+        store = self.store
+        store.ensure_fresh()
+        hits = search(
+            store,
+            spaces,
+            query,
+            qvec=self._qvec(query) if mode != "keyword" else None,
+            k=k,
+            mode=mode,
+            diversity=self.diversity if diversity is None else diversity,
+            embeddings_name=self.embeddings_name,
+        )
+        return [_passage(h) for h in hits]
+
+    def remember(self, *, user_id: str | None, thread_id: str, question: str, answer: str) -> None:
+        """Keep lasting facts the user stated, and the exchange itself, for later threads.
+
+        Nothing is stored without a ``user_id``: conversation memory is always per user.
+        """
+        if user_id is None:
+            return
+        items = [("fact", f"The user said: {fact}") for fact in extract_facts(question)]
+        q, a = question.strip()[:1000], answer.strip()[:1500]
+        if q and a:
+            items.append(("turn", f"Earlier the user asked: {q}\nThe assistant answered: {a}"))
+        self._remember_items(user_id, thread_id, items)
+
+    def remember_summary(self, *, user_id: str | None, thread_id: str, summary: str) -> None:
+        """Store a thread summary (e.g. from ``summarize_text``) as one conversation memory."""
+        if user_id is None or not summary.strip():
+            return
+        self._remember_items(user_id, thread_id, [("summary", f"Summary of an earlier conversation: {summary.strip()}")])
+
+    def _remember_items(self, user_id: str, thread_id: str, items: list[tuple[str, str]]) -> None:
+        if not items:
+            return
+        ns = ns_key(CONVERSATION_NAMESPACE, self.tenant)
+        # One "source" per user+thread+turn, so turns accumulate and forget() can drop a user.
+        stamp = hashlib.sha1(f"{time.time_ns()}".encode()).hexdigest()[:8]
+        source = f"conversation:{user_id}:{thread_id}:{stamp}"
+        rows = [
+            ChunkRow(
+                chunk_id(ns, f"{user_id}\x00{text}"), ns, text, source,
+                title=f"conversation {thread_id}", section=kind, chunk=i, kind=kind,
+                user_id=user_id, meta={"thread_id": thread_id, "at": time.time()},
+            )
+            for i, (kind, text) in enumerate(items)
+        ]
+        with write_session(self.settings, self.store) as store:
+            store.replace_source(ns, source, rows, lambda new: self._embed([r.text for r in new]),
+                                 self.embeddings_name, None)
+
+    # -- knowledge management --------------------------------------------------------------
+    def ingest(self, paths: Iterable[str | Path], *, namespace: str | None = None,
+               progress: Any = None) -> Any:
+        """Ingest files/folders into ``namespace`` (default: this memory's); an IngestReport."""
+        from chatloom.memory.ingest import ingest_paths
+
+        key = self._key(namespace)
+        with write_session(self.settings, self.store) as store:
+            return ingest_paths(store, key, paths, embed=self._embed,
+                                embeddings_name=self.embeddings_name, progress=progress)
+
+    def forget(self, source: str | None = None, *, namespace: str | None = None,
+               user_id: str | None = None) -> int:
+        """Remove one source, one user's conversation memory, or a whole namespace.
+
+        Returns the number of chunks removed. ``forget(namespace="x")`` drops namespace x.
+        """
+        with write_session(self.settings, self.store) as store:
+            if user_id is not None:
+                ns = ns_key(CONVERSATION_NAMESPACE, self.tenant)
+                sources = [s for (s,) in store.db.execute(
+                    "SELECT DISTINCT source FROM refs WHERE ns=? AND source LIKE ?",
+                    (ns, f"conversation:{user_id}:%"))]
+                return sum(store.remove_source(ns, s) for s in sources)
+            key = self._key(namespace)
+            if source is None:
+                if namespace is None:
+                    raise MemoryStoreError("forget needs a source, a namespace or a user_id",
+                                           "e.g. chatloom memory forget docs/old.md")
+                return store.drop_namespace(key)
+            matches = _match_sources(store, key, source)
+            if not matches:
+                raise MemoryStoreError(
+                    f"no source {source!r} in namespace {key!r}",
+                    "see `chatloom memory list` for the ingested sources",
+                )
+            return sum(store.remove_source(key, s) for s in matches)
+
+    def sources(self, namespace: str | None = None) -> list[tuple[str, int, float]]:
+        """(source, chunks, ingested-at) of every file in the namespace."""
+        return self.store.files(self._key(namespace))
+
+    def namespaces(self) -> list[tuple[str, int, int]]:
+        """(tenant/namespace, files, chunks) for every namespace in the store."""
+        return self.store.namespaces()
+
+
+def _match_sources(store: Store, key: str, source: str) -> list[str]:
+    known = [s for (s,) in store.db.execute(
+        "SELECT DISTINCT source FROM refs WHERE ns=?", (key,))]
+    if source in known:
+        return [source]
+    absolute = str(Path(source).expanduser().absolute())
+    if absolute in known:
+        return [absolute]
+    prefix = absolute.rstrip("/") + "/"
+    return [s for s in known if s.startswith(prefix)]  # a folder: everything under it
+
+
+def _passage(hit: Hit) -> Passage:
+    r = hit.row
+    return Passage(id=r.id, text=r.text, source=r.source, title=r.title, section=r.section,
+                   chunk=r.chunk, score=round(float(hit.score), 6))

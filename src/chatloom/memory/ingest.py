@@ -1,0 +1,369 @@
+"""Knowledge ingestion: read .md .txt .pdf .html, chunk by headings then sentences, store.
+
+Each file is committed on its own (vectors, keyword rows, then its manifest entry), so a kill
+loses at most the file in flight and a re-run picks up where it stopped. Re-ingesting is
+incremental: unchanged files are skipped by content hash, changed ones replaced, and files that
+disappeared from an ingested folder are removed.
+
+>>> from chatloom.memory.ingest import chunk_markdown
+>>> [c.section for c in chunk_markdown("# A\\nOne. Two.\\n## B\\nThree.")]
+['A', 'A > B']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatloom.errors import ChatloomError
+from chatloom.memory.store import ChunkRow, Store, chunk_id
+
+log = logging.getLogger("chatloom.memory")
+
+SUPPORTED = {".md", ".markdown", ".txt", ".text", ".pdf", ".html", ".htm"}
+MAX_CHARS = 900  # ~200 word pieces: inside MiniLM's 256-token window, with room for the heading
+OVERLAP_CHARS = 150
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_SENTENCE = re.compile(r"(?<=[.!?。])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9À-Ý])|\n\s*\n")
+
+
+class UnreadableFile(Exception):
+    """A file that can't be read or parsed as text; ingestion skips it with a warning."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    section: str
+    index: int
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did; ``skipped`` lists (path, reason) for every file passed over."""
+
+    namespace: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_deduplicated: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} "
+            f"unchanged, {len(self.removed)} removed, {len(self.skipped)} skipped; "
+            f"{self.chunks_added} chunks added, {self.chunks_removed} removed, "
+            f"{self.chunks_deduplicated} already stored; {self.seconds:.1f} s "
+            f"(namespace {self.namespace!r})"
+        )
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _decode_text(data: bytes, path: Path) -> str:
+    head = data[:8192]
+    if b"\x00" in head:
+        raise UnreadableFile("binary content (NUL bytes)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+        bad = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
+        if bad > len(text[:8192]) * 0.02:
+            raise UnreadableFile("binary content (not UTF-8 text)") from None
+    ctrl = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
+    if ctrl > max(8, len(text[:8192]) * 0.02):
+        raise UnreadableFile("binary content (control characters)")
+    return text
+
+
+def _read_pdf(path: Path) -> tuple[str, str]:
+    try:
+        from pypdf import PdfReader
+    except ImportError:
+        raise ChatloomError("reading PDF needs pypdf", "pip install pypdf") from None
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            try:
+                reader.decrypt("")
+            except Exception:
+                raise UnreadableFile("encrypted PDF") from None
+        pages = [(p.extract_text() or "").strip() for p in reader.pages]
+        title = str((reader.metadata or {}).get("/Title") or "").strip()
+    except UnreadableFile:
+        raise
+    except Exception as exc:
+        raise UnreadableFile(f"not a readable PDF ({type(exc).__name__}: {exc})") from None
+    text = "\n\n".join(p for p in pages if p)
+    if not text.strip():
+        raise UnreadableFile("PDF has no extractable text (scanned images?)")
+    return text, title
+
+
+def _read_html(data: bytes) -> tuple[str, str]:
+    try:
+        from bs4 import BeautifulSoup
+    except ImportError:
+        raise ChatloomError("reading HTML needs beautifulsoup4", "pip install beautifulsoup4") from None
+    soup = BeautifulSoup(data, "html.parser")
+    for tag in soup(["script", "style", "noscript", "nav", "footer", "header", "svg", "form"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    body = soup.body or soup
+    lines: list[str] = []
+    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "dd", "dt",
+                             "blockquote"]):
+        if el.find_parent(["p", "li", "pre", "td", "dd", "blockquote"]) is not None:
+            continue  # its text comes with the enclosing block
+        text = el.get_text(" ", strip=True)
+        if not text:
+            continue
+        if el.name[0] == "h" and el.name[1:].isdigit():
+            lines.append(f"\n{'#' * int(el.name[1:])} {text}\n")
+        else:
+            lines.append(text + "\n")
+    if not lines:  # an unusual page with bare text
+        lines = [body.get_text("\n", strip=True)]
+    return "\n".join(lines), title
+
+
+def read_document(path: Path) -> tuple[str, str]:
+    """Return (markdown-ish text, title) of a supported file, or raise :class:`UnreadableFile`."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".pdf":
+            text, title = _read_pdf(path)
+        else:
+            data = path.read_bytes()
+            if suffix in (".html", ".htm"):
+                if b"\x00" in data[:8192]:
+                    raise UnreadableFile("binary content (NUL bytes)")
+                text, title = _read_html(data)
+            else:
+                text, title = _decode_text(data, path), ""
+    except OSError as exc:
+        raise UnreadableFile(exc.strerror or str(exc)) from None
+    if not title:
+        m = re.search(r"^#\s+(.+)$", text, re.M)
+        title = m.group(1).strip() if m else path.stem.replace("_", " ").replace("-", " ")
+    return text, title
+
+
+# -- chunking --------------------------------------------------------------------------------
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences (and paragraphs); never returns empty strings."""
+    parts = _SENTENCE.split(text)
+    return [p.strip() for p in parts if p and p.strip()]
+
+
+def _hard_split(sentence: str, limit: int) -> list[str]:
+    words, out, cur = sentence.split(), [], ""
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > limit:
+            out.append(cur)
+            cur = w
+        else:
+            cur = f"{cur} {w}" if cur else w
+        while len(cur) > limit:  # one enormous "word" (a URL, base64...)
+            out.append(cur[:limit])
+            cur = cur[limit:]
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _pack(sentences: list[str], max_chars: int, overlap: int) -> list[str]:
+    pieces: list[str] = []
+    for s in sentences:
+        pieces.extend(_hard_split(s, max_chars) if len(s) > max_chars else [s])
+    chunks: list[str] = []
+    cur: list[str] = []
+    size = 0
+    for s in pieces:
+        if cur and size + 1 + len(s) > max_chars:
+            chunks.append(" ".join(cur))
+            # Carry the last sentences (up to `overlap` chars) into the next chunk.
+            tail: list[str] = []
+            tsize = 0
+            for prev in reversed(cur):
+                if tsize + len(prev) > overlap:
+                    break
+                tail.insert(0, prev)
+                tsize += len(prev) + 1
+            cur, size = tail, tsize
+        cur.append(s)
+        size += len(s) + 1
+    if cur:
+        chunks.append(" ".join(cur))
+    return chunks
+
+
+def chunk_markdown(text: str, *, max_chars: int = MAX_CHARS, overlap: int = OVERLAP_CHARS) -> list[Chunk]:
+    """Chunk text by markdown headings, then by sentences with ``overlap`` characters carried over.
+
+    A chunk never crosses a heading; ``section`` is the heading path, e.g. ``"Install > pip"``.
+    """
+    sections: list[tuple[str, list[str]]] = []
+    path: list[tuple[int, str]] = []
+    body: list[str] = []
+    in_fence = False
+
+    def flush() -> None:
+        if any(line.strip() for line in body):
+            sections.append((" > ".join(t for _, t in path), list(body)))
+        body.clear()
+
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        m = None if in_fence else _HEADING.match(line)
+        if m:
+            flush()
+            level = len(m.group(1))
+            path[:] = [(lv, t) for lv, t in path if lv < level]
+            path.append((level, m.group(2).strip()))
+        else:
+            body.append(line)
+    flush()
+    out: list[Chunk] = []
+    for section, lines in sections:
+        prose = "\n".join(lines).strip()
+        # Join hard-wrapped lines inside a paragraph; keep blank lines as paragraph breaks.
+        prose = re.sub(r"(?<!\n)\n(?!\n)", " ", prose)
+        for piece in _pack(split_sentences(prose), max_chars, overlap):
+            out.append(Chunk(piece, section, len(out)))
+    return out
+
+
+def embed_text(row: ChunkRow) -> str:
+    """What gets embedded for a chunk: its heading path gives short chunks their context."""
+    head = " > ".join(x for x in (row.title, row.section) if x)
+    return f"{head}\n{row.text}" if head else row.text
+
+
+# -- walking ---------------------------------------------------------------------------------
+def _walk(root: Path) -> Iterable[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def collect_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:
+    """Expand ``paths``: (files to ingest, folders scanned, explicitly named unsupported files)."""
+    files: list[Path] = []
+    roots: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.exists() and not p.is_symlink():
+            raise ChatloomError(f"path {str(raw)!r} does not exist", "check the path and retry")
+        p = Path(os.path.abspath(p))
+        if p.is_dir():
+            roots.append(p)
+            files.extend(f for f in _walk(p) if f.suffix.lower() in SUPPORTED)
+        elif p.suffix.lower() in SUPPORTED:
+            files.append(p)
+        else:
+            skipped.append((str(p), f"unsupported file type {p.suffix or '(none)'!r}"))
+    return list(dict.fromkeys(files)), roots, skipped
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def ingest_paths(
+    store: Store,
+    ns: str,
+    paths: Iterable[str | Path],
+    *,
+    embed: Callable[[list[str]], Any],
+    embeddings_name: str,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest files and folders into namespace key ``ns`` of an open, write-locked ``store``.
+
+    ``embed(texts)`` returns an array of vectors. ``progress(path, done, total)`` is called
+    after every file. Files that can't be read are skipped, logged and listed in the report.
+    """
+    start = time.perf_counter()
+    report = IngestReport(namespace=ns)
+    files, roots, skipped = collect_files(paths)
+    for path, reason in skipped:
+        log.warning("skipping %s: %s", path, reason)
+    report.skipped.extend(skipped)
+    manifest = store.manifest(ns)
+    total = len(files)
+    for done, path in enumerate(files, 1):
+        source = str(path)
+        try:
+            st = path.stat()
+            data = path.read_bytes() if path.suffix.lower() != ".pdf" else None
+            digest = _sha256(data if data is not None else path.read_bytes())
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            log.warning("skipping %s: %s", source, reason)
+            report.skipped.append((source, reason))
+            if progress:
+                progress(source, done, total)
+            continue
+        old = manifest.get(source)
+        if old and old[0] == digest:
+            report.unchanged.append(source)
+            if progress:
+                progress(source, done, total)
+            continue
+        try:
+            text, title = read_document(path)
+        except UnreadableFile as exc:
+            log.warning("skipping %s: %s", source, exc)
+            report.skipped.append((source, str(exc)))
+            if progress:
+                progress(source, done, total)
+            continue
+        rows = [
+            ChunkRow(chunk_id(ns, c.text), ns, c.text, source, title, c.section, c.index)
+            for c in chunk_markdown(text)
+        ]
+        added, removed, dup = store.replace_source(
+            ns,
+            source,
+            rows,
+            lambda new: embed([embed_text(r) for r in new]),
+            embeddings_name,
+            {"sha256": digest, "size": st.st_size, "mtime": st.st_mtime},
+        )
+        (report.updated if old else report.added).append(source)
+        report.chunks_added += added
+        report.chunks_removed += removed
+        report.chunks_deduplicated += dup if not old else 0
+        if progress:
+            progress(source, done, total)
+    # Files that were ingested from a scanned folder and are gone now.
+    present = {str(f) for f in files}
+    for source in sorted(manifest):
+        if source in present:
+            continue
+        under_root = any(source.startswith(str(r) + os.sep) for r in roots)
+        if under_root and not os.path.exists(source):
+            report.chunks_removed += store.remove_source(ns, source)
+            report.removed.append(source)
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,258 @@
+"""Hybrid retrieval: vector (Chroma) + keyword (SQLite FTS5 BM25), reciprocal-rank fusion, MMR.
+
+A *space* is one namespace plus optional metadata filters; a search can span several spaces
+(e.g. the bot's knowledge and one user's conversation memory) and merges them into one ranking.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from chatloom.errors import MemoryStoreError
+from chatloom.memory.store import ChunkRow, Store
+
+Mode = Literal["hybrid", "vector", "keyword"]
+RRF_K = 60
+_COLUMNS = {"source", "title", "section", "chunk", "kind", "user_id"}
+_WORD = re.compile(r"\w+", re.UNICODE)
+# Very common English words: they match almost every chunk, so they cost FTS5 time and add
+# nothing to BM25's ranking.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself
+    yourselves""".split()
+)
+
+
+@dataclass(frozen=True)
+class Space:
+    """One namespace key (``tenant/namespace``) and the metadata filters that apply in it."""
+
+    ns: str
+    filters: dict | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    row: ChunkRow
+    score: float
+    vector_rank: int | None = None
+    keyword_rank: int | None = None
+
+
+def fts_query(text: str) -> str | None:
+    """Turn free text into an FTS5 OR-query of quoted terms (no FTS5 syntax gets through)."""
+    terms = [t for t in dict.fromkeys(w.lower() for w in _WORD.findall(text)) if t not in STOPWORDS]
+    if not terms:
+        terms = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms[:64])
+
+
+def _sql_filters(filters: dict | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for key, value in (filters or {}).items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise MemoryStoreError(f"filter key {key!r} is not a plain name", "use e.g. source=...")
+        col = f"c.{key}" if key in _COLUMNS else f"json_extract(c.meta, '$.{key}')"
+        if isinstance(value, (list, tuple, set)):
+            values = list(value)
+            clauses.append(f"{col} IN ({','.join('?' * len(values))})" if values else "0")
+            args.extend(values)
+        else:
+            clauses.append(f"{col} = ?")
+            args.append(value)
+    return " AND ".join(clauses), args
+
+
+def chroma_where(filters: dict | None) -> dict | None:
+    """Metadata filters in Chroma's ``where`` syntax (equality, or membership for lists)."""
+    parts = []
+    for key, value in (filters or {}).items():
+        if isinstance(value, (list, tuple, set)):
+            parts.append({key: {"$in": list(value)}})
+        else:
+            parts.append({key: value})
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> list[tuple[str, float]]:
+    """BM25 over FTS5 in the given spaces: [(chunk id, bm25 score, higher is better)]."""
+    match = fts_query(query)
+    if not match or not spaces:
+        return []
+    conds, args = [], []
+    for space in spaces:
+        clause, fargs = _sql_filters(space.filters)
+        conds.append("(c.ns = ?" + (f" AND {clause})" if clause else ")"))
+        args.extend([space.ns, *fargs])
+    where = " OR ".join(conds)
+    # Fast path: let FTS5 rank and cut first, then filter; falls back to the exhaustive query
+    # when the filter is selective enough to empty the cut.
+    cut = max(200, n * 10)
+    sql_fast = (
+        "SELECT c.id, -m.rank FROM (SELECT rowid, rank FROM fts WHERE fts MATCH ? "
+        "ORDER BY rank LIMIT ?) m JOIN chunks c ON c.rowid = m.rowid "
+        f"WHERE {where} ORDER BY m.rank LIMIT ?"
+    )
+    try:
+        rows = store.db.execute(sql_fast, [match, cut, *args, n]).fetchall()
+        if len(rows) < n:
+            total = store.db.execute(
+                "SELECT count(*) FROM (SELECT rowid FROM fts WHERE fts MATCH ? LIMIT ?)",
+                [match, cut + 1],
+            ).fetchone()[0]
+            if total > cut:
+                rows = store.db.execute(
+                    "SELECT c.id, -bm25(fts) AS s FROM fts JOIN chunks c ON c.rowid = fts.rowid "
+                    f"WHERE fts MATCH ? AND ({where}) ORDER BY s DESC LIMIT ?",
+                    [match, *args, n],
+                ).fetchall()
+    except Exception as exc:
+        raise MemoryStoreError(
+            f"keyword search failed on {str(store.index_path)!r} ({exc})",
+            "the memory index may be corrupt; move it aside and re-run `chatloom ingest`",
+        ) from None
+    return [(cid, float(score)) for cid, score in rows]
+
+
+def vector_search(
+    store: Store, spaces: list[Space], qvec: Any, n: int, embeddings_name: str
+) -> list[tuple[str, float, Any]]:
+    """Nearest chunks by cosine: [(chunk id, similarity, embedding)], best first."""
+    hits: list[tuple[str, float, Any]] = []
+    for space in spaces:
+        col = store.collection(space.ns, embeddings_name, create=False)
+        if col is None:
+            continue
+        try:
+            res = col.query(
+                query_embeddings=[qvec],
+                n_results=n,
+                where=chroma_where(space.filters),
+                include=["distances", "embeddings"],
+            )
+        except Exception as exc:
+            raise MemoryStoreError(
+                f"vector search in namespace {space.ns!r} failed ({type(exc).__name__}: {exc})",
+                "the Chroma store may be corrupt or unreachable; check `chatloom memory list`",
+            ) from None
+        ids, dists = res["ids"][0], res["distances"][0]
+        embs = res["embeddings"][0] if res.get("embeddings") is not None else [None] * len(ids)
+        hits.extend((i, 1.0 - float(d), e) for i, d, e in zip(ids, dists, embs))
+    hits.sort(key=lambda h: -h[1])
+    return hits[:n]
+
+
+def _embeddings_for(store: Store, ids: list[str], rows: dict[str, ChunkRow], name: str) -> dict:
+    by_ns: dict[str, list[str]] = {}
+    for cid in ids:
+        by_ns.setdefault(rows[cid].ns, []).append(cid)
+    out: dict[str, Any] = {}
+    for ns, part in by_ns.items():
+        col = store.collection(ns, name, create=False)
+        if col is None:
+            continue
+        got = col.get(ids=part, include=["embeddings"])
+        out.update(zip(got["ids"], got["embeddings"]))
+    return out
+
+
+def mmr(candidates: list[tuple[str, float]], vectors: dict[str, Any], k: int, lam: float) -> list[int]:
+    """Maximal marginal relevance over ``candidates`` (id, relevance in [0, 1]).
+
+    Returns indexes into ``candidates`` in selection order. Candidates without a vector are
+    treated as dissimilar to everything.
+    """
+    import numpy as np
+
+    picked: list[int] = []
+    vecs = [np.asarray(vectors[c], dtype=np.float32) if c in vectors else None for c, _ in candidates]
+    max_sim = [0.0] * len(candidates)
+    remaining = set(range(len(candidates)))
+    while remaining and len(picked) < k:
+        best = max(remaining, key=lambda i: lam * candidates[i][1] - (1 - lam) * max_sim[i])
+        picked.append(best)
+        remaining.discard(best)
+        bv = vecs[best]
+        if bv is None:
+            continue
+        for i in remaining:
+            if vecs[i] is not None:
+                max_sim[i] = max(max_sim[i], float(np.dot(vecs[i], bv)))
+    return picked
+
+
+def search(
+    store: Store,
+    spaces: list[Space],
+    query: str,
+    *,
+    qvec: Any = None,
+    k: int = 4,
+    mode: Mode = "hybrid",
+    diversity: float | None = 0.3,
+    fetch_k: int | None = None,
+    embeddings_name: str = "",
+) -> list[Hit]:
+    """Rank chunks for ``query`` in ``spaces``; see :class:`chatloom.memory.ChromaMemory`.
+
+    ``diversity`` is MMR's weight on novelty (0 or None turns MMR off; 0.3 means relevance
+    counts 0.7). Scores: hybrid -> fused RRF scaled to [0, 1]; vector -> cosine similarity;
+    keyword -> BM25.
+    """
+    if k <= 0:
+        return []
+    fetch = fetch_k or max(4 * k, 20)
+    vec_hits = (
+        vector_search(store, spaces, qvec, fetch, embeddings_name) if mode != "keyword" else []
+    )
+    kw_hits = keyword_search(store, spaces, query, fetch) if mode != "vector" else []
+    vec_ids = [h[0] for h in vec_hits]
+    rows = store.rows_by_id(vec_ids + [h[0] for h in kw_hits])
+    # Vector hits without a committed row are leftovers of an interrupted write: skip them.
+    vec_hits = [h for h in vec_hits if h[0] in rows]
+    kw_hits = [h for h in kw_hits if h[0] in rows]
+    vrank = {h[0]: i for i, h in enumerate(vec_hits)}
+    krank = {h[0]: i for i, h in enumerate(kw_hits)}
+    if mode == "vector":
+        scored = [(h[0], h[1]) for h in vec_hits]
+        rel = {cid: max(0.0, s) for cid, s in scored}
+    elif mode == "keyword":
+        scored = [(h[0], h[1]) for h in kw_hits]
+        top = scored[0][1] if scored else 1.0
+        rel = {cid: s / top if top > 0 else 0.0 for cid, s in scored}
+    else:
+        lists = [vrank, krank]
+        fused: dict[str, float] = {}
+        for ranks in lists:
+            for cid, r in ranks.items():
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + r + 1)
+        best = sum(1.0 / (RRF_K + 1) for ranks in lists if ranks) or 1.0
+        scored = sorted(((c, s / best) for c, s in fused.items()), key=lambda x: -x[1])
+        rel = dict(scored)
+    if diversity and len(scored) > k:
+        pool = scored[: max(3 * k, 10)]
+        vectors = {h[0]: h[2] for h in vec_hits if h[2] is not None}
+        missing = [c for c, _ in pool if c not in vectors]
+        if missing:
+            vectors.update(_embeddings_for(store, missing, rows, embeddings_name))
+        pool_rel = [(c, rel[c]) for c, _ in pool]
+        order = mmr(pool_rel, vectors, k, 1.0 - diversity)
+        chosen = [pool[i] for i in order]
+    else:
+        chosen = scored[:k]
+    return [
+        Hit(rows[c], s, vrank.get(c), krank.get(c)) for c, s in chosen
+    ]
