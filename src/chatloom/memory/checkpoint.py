@@ -40,4 +40,6 @@ def open_sqlite_checkpointer(path: Path) -> Any:
 
 def open_postgres_checkpointer(dsn: str) -> Any:
     """A PostgreSQL checkpointer; the scale-out option for conversation state."""
-    raise NotImplementedError("PostgreSQL checkpointing arrives with the memory issue")
+    from chatloom.memory.postgres import postgres_checkpointer
+
+    return postgres_checkpointer(dsn)

@@ -26,6 +26,7 @@ from chatloom.errors import ChatloomError
 from chatloom.memory.store import ChunkRow, Store, chunk_id
 
 log = logging.getLogger("chatloom.memory")
+log.addHandler(logging.NullHandler())  # the CLI reports skips itself; apps opt in to logs
 
 SUPPORTED = {".md", ".markdown", ".txt", ".text", ".pdf", ".html", ".htm"}
 MAX_CHARS = 900  # ~200 word pieces: inside MiniLM's 256-token window, with room for the heading
@@ -202,6 +203,8 @@ def _pack(sentences: list[str], max_chars: int, overlap: int) -> list[str]:
                     break
                 tail.insert(0, prev)
                 tsize += len(prev) + 1
+            while tail and tsize + len(s) + 1 > max_chars:  # overlap must not overflow
+                tsize -= len(tail.pop(0)) + 1
             cur, size = tail, tsize
         cur.append(s)
         size += len(s) + 1
