@@ -1,0 +1,431 @@
+"""Run untrusted Python code under bubblewrap with resource limits.
+
+The sandbox sees only what it needs to run Python: ``/usr`` (read-only), the interpreter's own
+install (read-only, mounted at ``/opt/python`` when it lives elsewhere, e.g. under ``~/.pyenv``),
+a private size-capped ``/tmp``, a private ``/proc`` and a minimal ``/dev``. It has no network, no
+home directory, no data dir, no project checkout, no ``/etc`` and an empty environment, so no
+secret in the parent's environment (``OPENAI_API_KEY``...) can reach it. Inside, it runs as
+``nobody`` with no capabilities and with rlimits on CPU time, address space, process count, file
+size and open files; the parent enforces a wall-clock timeout (killing the whole sandbox) and an
+output cap.
+
+>>> from chatloom.tools.sandbox import Sandbox
+>>> Sandbox().run("print(6*7)").stdout            # doctest: +SKIP
+'42\\n'
+
+Where bubblewrap is missing, :class:`~chatloom.errors.SandboxUnavailable` says how to install it.
+Running without a sandbox needs an explicit opt-in (``Sandbox(unsafe=True)`` or
+``CHATLOOM_UNSAFE_EXEC=1``) and logs a loud warning every time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatloom.errors import SandboxUnavailable, ToolError
+
+log = logging.getLogger(__name__)
+
+UNSAFE_ENV = "CHATLOOM_UNSAFE_EXEC"
+APT_HINT = "install bubblewrap (`sudo apt-get install -y bubblewrap`; Fedora: `sudo dnf install bubblewrap`)"
+NOBODY = 65534
+_SANDBOX_PYTHON_ROOT = "/opt/python"
+_SANDBOX_SITE = "/opt/site-packages"
+MAX_CODE_BYTES = 100_000  # code travels as one argv string; the kernel caps those at 128 KiB
+
+
+class UnsafeExecutionWarning(UserWarning):
+    """Code is about to run on the host without a sandbox."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one run. Defaults suit short model-written snippets."""
+
+    wall_s: float = 10.0
+    """Wall-clock seconds before the whole sandbox is killed."""
+    cpu_s: int = 5
+    """CPU seconds per process (RLIMIT_CPU)."""
+    memory_mb: int = 256
+    """Address space per process in MiB (RLIMIT_AS)."""
+    processes: int = 16
+    """Processes and threads the sandbox user may have (RLIMIT_NPROC)."""
+    file_mb: int = 16
+    """Largest file the code may write, in MiB (RLIMIT_FSIZE)."""
+    tmp_mb: int = 64
+    """Size of the private /tmp, in MiB."""
+    open_files: int = 256
+    """Open file descriptors per process (RLIMIT_NOFILE)."""
+    output_bytes: int = 64_000
+    """Bytes kept per stream (stdout, stderr); a run that writes more is stopped."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one sandboxed run produced."""
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    """The process exit status; negative for death by signal; None if it was killed by us."""
+    timed_out: bool = False
+    truncated: bool = False
+    duration_s: float = 0.0
+    sandboxed: bool = True
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """True when the code ran to completion with exit status 0."""
+        return self.exit_code == 0 and not self.timed_out and not self.truncated
+
+    def to_text(self) -> str:
+        """The result as the model sees it: exit status, then stdout and stderr."""
+        if self.timed_out:
+            status = "killed: wall-clock time limit reached"
+        elif self.truncated:
+            status = "killed: output limit reached (output truncated)"
+        elif self.exit_code is not None and self.exit_code < 0:
+            try:
+                name = signal.Signals(-self.exit_code).name
+            except ValueError:
+                name = f"signal {-self.exit_code}"
+            status = f"killed by {name}"
+        else:
+            status = f"exit status {self.exit_code}"
+        parts = [status]
+        parts.extend(self.notes)
+        if self.stdout:
+            parts.append("stdout:\n" + self.stdout.rstrip("\n"))
+        if self.stderr:
+            parts.append("stderr:\n" + self.stderr.rstrip("\n"))
+        if not self.stdout and not self.stderr:
+            parts.append("(no output)")
+        return "\n".join(parts)
+
+
+# Runs inside the sandbox as the first thing: drop root if bwrap kept it (we run bwrap without
+# a user namespace when the caller is root, so the code ends up as a real unprivileged uid and
+# RLIMIT_NPROC applies), set the rlimits, then run the code as __main__.
+_BOOTSTRAP = r"""
+import os, sys, resource, json, linecache, traceback
+cfg = json.loads(sys.argv[2]); code = sys.argv[1]
+if cfg["drop"] and os.getuid() == 0:
+    os.setgroups([]); os.setresgid(cfg["gid"], cfg["gid"], cfg["gid"]); os.setresuid(cfg["uid"], cfg["uid"], cfg["uid"])
+    if os.getuid() == 0 or os.geteuid() == 0: os._exit(121)
+for name, (soft, hard) in cfg["rlimits"].items():
+    resource.setrlimit(getattr(resource, name), (soft, hard))
+for p in cfg["paths"]: sys.path.append(p)
+sys.argv = ["<code>"]
+linecache.cache["<code>"] = (len(code), None, code.splitlines(True), "<code>")
+os.chdir(cfg["cwd"])
+del os, resource, json, linecache, cfg
+_g = {"__name__": "__main__", "__builtins__": __builtins__}
+try:
+    import ast
+    _tree = ast.parse(code, "<code>")
+    # Like a REPL: a final bare expression is printed, so "17*23" shows 391.
+    _last = ast.Expression(_tree.body.pop().value) if _tree.body and isinstance(_tree.body[-1], ast.Expr) else None
+    del ast
+    exec(compile(_tree, "<code>", "exec"), _g)
+    if _last is not None:
+        _v = eval(compile(_last, "<code>", "eval"), _g)
+        if _v is not None: print(repr(_v))
+except SystemExit:
+    raise
+except BaseException as _e:
+    # Hide the bootstrap's own frame (and ast's, for syntax errors): the model wrote "<code>".
+    traceback.print_exception(type(_e), _e, None if isinstance(_e, SyntaxError) else _e.__traceback__.tb_next)
+    sys.stderr.flush(); sys.exit(1)
+"""
+
+
+@functools.lru_cache(maxsize=8)
+def _bwrap_supports(bwrap: str, option: str) -> bool:
+    try:
+        help_text = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return option in help_text
+
+
+def _python_layout(python: str | None) -> tuple[str, Path, list[str]]:
+    """Return (executable, install prefix, shared-lib dirs) of the interpreter to run."""
+    if python is None:
+        exe = Path(os.path.realpath(sys.executable))
+        prefix = Path(sys.base_prefix).resolve()
+    else:
+        exe = Path(os.path.realpath(python))
+        prefix = exe.parent.parent
+    libdir = prefix / "lib"
+    libs = [str(libdir)] if any(libdir.glob("libpython*.so*")) else []
+    return str(exe), prefix, libs
+
+
+class Sandbox:
+    """Run Python code under bubblewrap with rlimits, a wall-clock timeout and an output cap.
+
+    ``unsafe=True`` (or ``CHATLOOM_UNSAFE_EXEC=1``) runs WITHOUT isolation — still with rlimits,
+    an empty environment and a throwaway working directory — and warns loudly on every run.
+    ``site_packages=True`` makes the current environment's installed packages importable
+    (read-only); off by default so the sandbox sees only the standard library.
+    """
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        *,
+        unsafe: bool | None = None,
+        site_packages: bool = False,
+        python: str | None = None,
+        bwrap: str | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        if unsafe is None:
+            unsafe = os.environ.get(UNSAFE_ENV, "").strip().lower() in {"1", "true", "yes"}
+        self.unsafe = unsafe
+        self.site_packages = site_packages
+        self._exe, self._prefix, self._libs = _python_layout(python)
+        self._bwrap = bwrap or shutil.which("bwrap")
+        self._probed = False
+
+    # ---------------------------------------------------------------------------------- setup
+
+    @staticmethod
+    def available(bwrap: str | None = None) -> bool:
+        """True when bubblewrap is installed and can create a sandbox here."""
+        try:
+            Sandbox(bwrap=bwrap, unsafe=False).check()
+        except SandboxUnavailable:
+            return False
+        return True
+
+    def check(self) -> None:
+        """Raise :class:`SandboxUnavailable` unless sandboxed runs can work on this machine."""
+        if self.unsafe or self._probed:
+            return
+        if not self._bwrap:
+            raise SandboxUnavailable(
+                "bubblewrap ('bwrap') is not installed, so model-written code cannot be sandboxed",
+                f"{APT_HINT}, or set {UNSAFE_ENV}=1 to run code WITHOUT a sandbox (unsafe)",
+            )
+        if not os.access(self._bwrap, os.X_OK):
+            raise SandboxUnavailable(
+                f"bubblewrap {self._bwrap!r} does not exist or is not executable",
+                f"{APT_HINT}, or set {UNSAFE_ENV}=1 to run code WITHOUT a sandbox (unsafe)",
+            )
+        try:
+            probe = subprocess.run(
+                [*self._bwrap_args(), "--", self._sandbox_exe(), "-I", "-c", "pass"],
+                capture_output=True,
+                env=self._host_env(),
+                timeout=30,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise SandboxUnavailable(f"bubblewrap {self._bwrap!r} failed to start ({exc})", APT_HINT) from None
+        if probe.returncode != 0:
+            detail = probe.stderr.decode(errors="replace").strip().splitlines()
+            raise SandboxUnavailable(
+                f"bubblewrap at {self._bwrap!r} cannot create a sandbox here ({detail[-1] if detail else probe.returncode})",
+                "allow unprivileged user namespaces (e.g. `sysctl kernel.apparmor_restrict_unprivileged_userns=0`"
+                f" on Ubuntu 24.04, `sysctl user.max_user_namespaces=15000`), or set {UNSAFE_ENV}=1 (unsafe)",
+            )
+        self._probed = True
+
+    def _sandbox_exe(self) -> str:
+        if self._exe.startswith("/usr/"):
+            return self._exe
+        return f"{_SANDBOX_PYTHON_ROOT}/{Path(self._exe).relative_to(self._prefix)}"
+
+    def _host_env(self) -> dict[str, str]:
+        # Even bwrap itself gets no inherited variables: nothing secret is ever in its environ.
+        return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+    def _bwrap_args(self) -> list[str]:
+        assert self._bwrap
+        lim = self.limits
+        args = [self._bwrap]
+        if os.geteuid() == 0:
+            # As root, a user namespace would map the sandbox to host uid 0, which the kernel
+            # exempts from RLIMIT_NPROC. Instead: no user namespace, every capability dropped
+            # except setuid/setgid, which the bootstrap uses at once to become nobody for real.
+            args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+            args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:
+            args += ["--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
+            if _bwrap_supports(self._bwrap, "--disable-userns"):  # bubblewrap >= 0.8
+                args += ["--disable-userns"]
+        args += ["--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox"]
+        args += ["--ro-bind", "/usr", "/usr"]
+        for name in ("lib", "lib64", "lib32", "libx32", "bin", "sbin"):
+            target = Path("/") / name
+            if target.is_symlink():
+                args += ["--symlink", os.readlink(target), str(target)]
+            elif target.is_dir():
+                args += ["--ro-bind", str(target), str(target)]
+        # bwrap creates missing parents as 0700 root; the dropped-to user must traverse /opt
+        args += ["--perms", "0755", "--dir", "/opt"]
+        if not self._exe.startswith("/usr/"):
+            args += ["--ro-bind", str(self._prefix), _SANDBOX_PYTHON_ROOT]
+            # The base interpreter's own site-packages (pip, tools installed globally) stays hidden.
+            version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+            if (self._prefix / "lib" / version / "site-packages").is_dir():
+                args += ["--tmpfs", f"{_SANDBOX_PYTHON_ROOT}/lib/{version}/site-packages"]
+            if self._libs:
+                args += ["--setenv", "LD_LIBRARY_PATH", f"{_SANDBOX_PYTHON_ROOT}/lib"]
+        if self.site_packages:
+            args += ["--ro-bind", sysconfig.get_paths()["purelib"], _SANDBOX_SITE]
+        args += ["--perms", "1777", "--size", str(lim.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+        args += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp"]
+        args += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp"]
+        args += ["--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp"]
+        return args
+
+    def _rlimits(self) -> dict[str, tuple[int, int]]:
+        lim = self.limits
+        mib = 1024 * 1024
+        return {
+            "RLIMIT_CPU": (lim.cpu_s, lim.cpu_s + 1),
+            "RLIMIT_AS": (lim.memory_mb * mib, lim.memory_mb * mib),
+            "RLIMIT_NPROC": (lim.processes, lim.processes),
+            "RLIMIT_FSIZE": (lim.file_mb * mib, lim.file_mb * mib),
+            "RLIMIT_NOFILE": (lim.open_files, lim.open_files),
+            "RLIMIT_CORE": (0, 0),
+        }
+
+    # ------------------------------------------------------------------------------------ run
+
+    def run(self, code: str, *, stdin: str = "") -> ExecResult:
+        """Run ``code`` as a Python program and return its stdout, stderr and exit status.
+
+        Never raises for anything the code does; raises :class:`SandboxUnavailable` when no
+        sandbox can be created and unsafe execution was not opted into.
+        """
+        if not isinstance(code, str):
+            raise ToolError(f"code must be a string, got {type(code).__name__}")
+        if len(code.encode()) > MAX_CODE_BYTES:
+            return ExecResult("", f"code is {len(code.encode())} bytes; the limit is {MAX_CODE_BYTES}", 2)
+        if self.unsafe:
+            return self._run_unsafe(code, stdin)
+        self.check()
+        cfg = {
+            "drop": True,
+            "uid": NOBODY,
+            "gid": NOBODY,
+            "rlimits": self._rlimits(),
+            "paths": [_SANDBOX_SITE] if self.site_packages else [],
+            "cwd": "/tmp",
+        }
+        argv = [*self._bwrap_args(), "--", self._sandbox_exe(), "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, code, json.dumps(cfg)]
+        return _execute(argv, self._host_env(), None, stdin, self.limits, sandboxed=True)
+
+    def _run_unsafe(self, code: str, stdin: str) -> ExecResult:
+        message = (
+            f"UNSAFE: running model-written code WITHOUT a sandbox ({UNSAFE_ENV}=1 or unsafe=True). "
+            "It can read and change your files and use the network."
+        )
+        log.warning(message)
+        warnings.warn(message, UnsafeExecutionWarning, stacklevel=3)
+        rlimits = self._rlimits()
+        rlimits.pop("RLIMIT_NPROC")  # per-user on the host: it would count all of your processes
+        cfg = {"drop": False, "uid": 0, "gid": 0, "rlimits": rlimits, "paths": [], "cwd": "."}
+        with tempfile.TemporaryDirectory(prefix="chatloom-unsafe-") as cwd:
+            argv = [sys.executable, "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, code, json.dumps(cfg)]
+            env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
+            result = _execute(argv, env, cwd, stdin, self.limits, sandboxed=False)
+        return ExecResult(
+            result.stdout, result.stderr, result.exit_code, result.timed_out, result.truncated,
+            result.duration_s, sandboxed=False, notes=("warning: ran WITHOUT a sandbox",),
+        )
+
+
+def _execute(argv: list[str], env: dict[str, str], cwd: str | None, stdin: str, limits: Limits, *, sandboxed: bool) -> ExecResult:
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,  # one process group to kill; --die-with-parent does the rest
+        close_fds=True,
+    )
+    overflow = threading.Event()
+    buffers = {"stdout": bytearray(), "stderr": bytearray()}
+
+    def pump(stream, buf: bytearray) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            if not chunk:
+                break
+            room = limits.output_bytes - len(buf)
+            if room > 0:
+                buf += chunk[:room]
+            if len(chunk) > room:
+                overflow.set()
+                _kill(proc)
+                break
+        stream.close()
+
+    threads = [
+        threading.Thread(target=pump, args=(proc.stdout, buffers["stdout"]), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, buffers["stderr"]), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    if stdin and proc.stdin is not None:
+        try:
+            proc.stdin.write(stdin.encode()[: limits.output_bytes * 16])
+            proc.stdin.close()
+        except OSError:
+            pass
+    timed_out = False
+    try:
+        proc.wait(timeout=limits.wall_s)
+    except subprocess.TimeoutExpired:
+        timed_out = not overflow.is_set()
+        _kill(proc)
+        proc.wait()
+    for t in threads:
+        t.join(timeout=5)
+    exit_code: int | None = proc.returncode
+    if timed_out or overflow.is_set():
+        exit_code = None
+    elif sandboxed and exit_code is not None and exit_code > 128:
+        # bwrap reports a child killed by signal N as exit status 128+N
+        exit_code = -(exit_code - 128)
+    notes: list[str] = []
+    if exit_code == -signal.SIGXCPU or exit_code == -signal.SIGKILL and not timed_out:
+        notes.append(f"(CPU time limit is {limits.cpu_s} s; memory limit {limits.memory_mb} MiB)")
+    return ExecResult(
+        stdout=buffers["stdout"].decode("utf-8", errors="replace"),
+        stderr=buffers["stderr"].decode("utf-8", errors="replace"),
+        exit_code=exit_code,
+        timed_out=timed_out,
+        truncated=overflow.is_set(),
+        duration_s=time.monotonic() - start,
+        sandboxed=sandboxed,
+        notes=tuple(notes),
+    )
+
+
+def _kill(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,292 @@
+"""Attack corpus for the python sandbox: every case must be contained and leave the host as it was.
+
+Each attack runs as model-written code. The sandbox must return a clean ExecResult (never raise),
+leak no canary (secret env var, data-dir file, project file, host /tmp file), change nothing on
+the host, leave no process behind, and finish within its limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from chatloom.tools.sandbox import ExecResult, Limits, Sandbox
+
+pytestmark = pytest.mark.skipif(not Sandbox.available(), reason="bubblewrap is not usable here")
+
+PROJECT = Path(__file__).resolve().parents[2]
+SECRET = "sk-canary-" + uuid.uuid4().hex
+LIMITS = Limits(wall_s=4.0, cpu_s=2, memory_mb=256, processes=16, file_mb=1, tmp_mb=8, output_bytes=20_000)
+
+
+@dataclass
+class Host:
+    """What the attacks aim at, and what must be the same afterwards."""
+
+    data_dir: Path
+    data_file: Path
+    outside_dir: Path
+    tmp_marker: Path
+    port: int
+    accepted: list
+    pid: int
+
+    def fingerprint(self) -> dict[str, str]:
+        files = [self.data_file, PROJECT / "pyproject.toml", self.tmp_marker]
+        state = {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+        state["outside"] = ",".join(sorted(p.name for p in self.outside_dir.iterdir()))
+        state["data"] = ",".join(sorted(p.name for p in self.data_dir.iterdir()))
+        return state
+
+
+def _sandbox_processes() -> set[int]:
+    """Host processes running as the sandbox user (nobody)."""
+    out = subprocess.run(["ps", "-u", "65534", "-o", "pid="], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+@pytest.fixture(scope="module")
+def listener():
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    accepted: list = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, addr = server.accept()
+            except OSError:
+                continue
+            accepted.append(addr)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox(LIMITS)
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listener) -> Host:
+    data_dir = tmp_path / "chatloom-home"
+    data_dir.mkdir()
+    data_file = data_dir / "memory.sqlite3"
+    data_file.write_text("data-canary " + SECRET)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    tmp_marker = Path("/tmp") / f"chatloom-host-marker-{uuid.uuid4().hex}"
+    tmp_marker.write_text("host-tmp-canary " + SECRET)
+    monkeypatch.setenv("CHATLOOM_HOME", str(data_dir))
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    port, accepted = listener
+    accepted.clear()
+    yield Host(data_dir, data_file, outside, tmp_marker, port, accepted, os.getpid())
+    tmp_marker.unlink(missing_ok=True)
+
+
+def _fmt(code: str, host: Host) -> str:
+    return code.format(
+        data_dir=host.data_dir,
+        data_file=host.data_file,
+        outside=host.outside_dir,
+        tmp_marker=host.tmp_marker,
+        project=PROJECT,
+        port=host.port,
+        host_pid=host.pid,
+        home=Path.home(),
+        prefix=sys.base_prefix,
+    )
+
+
+def _no_success(r: ExecResult) -> None:
+    assert "ESCAPED" not in r.stdout, r.to_text()
+
+
+def _printed(expected: str) -> Callable[[ExecResult], None]:
+    def check(r: ExecResult) -> None:
+        assert expected in r.stdout, r.to_text()
+        _no_success(r)
+
+    return check
+
+
+def _failed_with(*words: str) -> Callable[[ExecResult], None]:
+    def check(r: ExecResult) -> None:
+        assert r.exit_code != 0 or r.timed_out or r.truncated, r.to_text()
+        text = r.stdout + r.stderr
+        assert any(w in text for w in words), r.to_text()
+        _no_success(r)
+
+    return check
+
+
+def _killed(r: ExecResult) -> None:
+    assert not r.ok and (r.timed_out or (r.exit_code or 0) < 0 or r.exit_code == 1), r.to_text()
+
+
+def _timed_out(r: ExecResult) -> None:
+    assert r.timed_out and r.exit_code is None, r.to_text()
+
+
+def _truncated(r: ExecResult) -> None:
+    assert r.truncated and len(r.stdout.encode()) <= LIMITS.output_bytes and len(r.stderr.encode()) <= LIMITS.output_bytes
+
+
+TRY_READ = """
+import os
+paths = {paths}
+for p in paths:
+    try:
+        data = open(p, 'rb').read()
+        print('ESCAPED', p, data[:80])
+    except OSError as e:
+        print('blocked', p, type(e).__name__)
+"""
+
+TRY_WRITE = """
+import os
+for p in {paths}:
+    try:
+        with open(p, 'w') as f:
+            f.write('pwned')
+        print('wrote-inside-only', p)
+    except OSError as e:
+        print('blocked', p, type(e).__name__)
+"""
+
+# (id, code, check)
+CASES: list[tuple[str, str, Callable[[ExecResult], None]]] = [
+    # --- reading outside -------------------------------------------------------------------
+    ("read-etc-shadow", TRY_READ.replace("{paths}", "['/etc/shadow', '/etc/gshadow']"), _printed("blocked /etc/shadow")),
+    ("read-etc-passwd", TRY_READ.replace("{paths}", "['/etc/passwd', '/etc/hosts']"), _printed("blocked /etc/passwd")),
+    ("read-ssh-keys", TRY_READ.replace("{paths}", "[os.path.expanduser('~/.ssh/id_rsa'), '{home}/.ssh/id_rsa', '{home}/.ssh/authorized_keys', '/root/.ssh/id_ed25519']"), _printed("blocked")),
+    ("list-home", "import os\nfor d in ['{home}', '/root', '/home']:\n    try: print('ESCAPED', d, os.listdir(d))\n    except OSError as e: print('blocked', d)", _printed("blocked /root")),
+    ("read-data-dir", TRY_READ.replace("{paths}", "['{data_file}']") + "\ntry: print('ESCAPED', os.listdir('{data_dir}'))\nexcept OSError: print('blocked dir')", _printed("blocked dir")),
+    ("read-project-checkout", TRY_READ.replace("{paths}", "['{project}/pyproject.toml', '{project}/src/chatloom/config.py', '{project}/.git/config']"), _printed("blocked")),
+    ("read-venv", "import os\ntry: print('ESCAPED', os.listdir('{project}/.venv'))\nexcept OSError: print('blocked venv')", _printed("blocked venv")),
+    ("read-host-tmp", TRY_READ.replace("{paths}", "['{tmp_marker}']") + "\nprint('tmp has', os.listdir('/tmp'))", _printed("tmp has []")),
+    ("read-interpreter-site-packages", "import os\nprint('site', [n for n in os.listdir('/opt/python/lib/python3.11/site-packages')] if os.path.isdir('/opt/python/lib/python3.11/site-packages') else 'absent')\ntry:\n    import pytest\n    print('ESCAPED pytest importable')\nexcept ImportError: print('blocked import')", _printed("blocked import")),
+    ("walk-root-fs", "import os\nseen = []\nfor top in os.listdir('/'):\n    seen.append(top)\nprint(sorted(seen))\nassert not {{'etc', 'root', 'home', 'work', 'var', 'srv', 'sys'}} & set(seen), seen\nprint('only-system')", _printed("only-system")),
+    # --- writing outside -------------------------------------------------------------------
+    ("write-outside-dir", TRY_WRITE.replace("{paths}", "['{outside}/pwned.txt', '{data_dir}/pwned.txt', '{project}/pwned.txt']"), _printed("blocked")),
+    ("write-system", TRY_WRITE.replace("{paths}", "['/usr/pwned', '/usr/bin/python3', '/opt/python/pwned', '/pwned', '/bin/sh']"), _printed("blocked /usr/pwned")),
+    ("write-host-tmp", "open('/tmp/chatloom-escape-probe', 'w').write('x'); print('wrote private tmp')", _printed("wrote private tmp")),
+    ("overwrite-tmp-marker", TRY_WRITE.replace("{paths}", "['{tmp_marker}']"), _printed("")),
+    ("fill-tmpfs", "import os\ntry:\n    for i in range(100000):\n        open(f'/tmp/f{{i}}', 'wb').write(b'x' * 1_000_000)\nexcept OSError as e: print('stopped', e.errno)", _printed("stopped")),
+    ("big-file-fsize", "try:\n    open('/tmp/big', 'wb').write(b'x' * 5_000_000)\nexcept OSError as e: print('stopped', e.errno)", _printed("stopped")),
+    ("write-proc-sys", TRY_WRITE.replace("{paths}", "['/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches', '/proc/sysrq-trigger']"), _printed("blocked")),
+    # --- network ---------------------------------------------------------------------------
+    ("tcp-to-host-listener", "import socket\ns = socket.socket(); s.settimeout(2)\ntry:\n    s.connect(('127.0.0.1', {port})); print('ESCAPED connected')\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("tcp-ipv6-localhost", "import socket\ntry:\n    s = socket.create_connection(('::1', {port}), timeout=2); print('ESCAPED')\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("tcp-external", "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 443), timeout=2); print('ESCAPED')\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("dns-lookup", "import socket\ntry:\n    print('ESCAPED', socket.gethostbyname('pypi.org'))\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("udp-send", "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    s.sendto(b'x', ('10.0.0.1', 53)); print('ESCAPED sent')\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("list-interfaces", "import socket\nprint('ifaces', sorted(n for _, n in socket.if_nameindex()))", _printed("ifaces ['lo']")),
+    ("urllib-fetch", "import urllib.request\ntry:\n    urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=2); print('ESCAPED')\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    # --- secrets ---------------------------------------------------------------------------
+    ("env-openai-key", "import os\nprint('ESCAPED' if os.environ.get('OPENAI_API_KEY') else 'no key', sorted(os.environ))", _printed("no key")),
+    ("env-dump-all", "import os\nfor k, v in os.environ.items():\n    if 'sk-canary' in v: print('ESCAPED', k)\nprint('clean env')", _printed("clean env")),
+    ("proc-environ-scan", "import os\nfor pid in os.listdir('/proc'):\n    if pid.isdigit():\n        try:\n            if b'sk-canary' in open(f'/proc/{{pid}}/environ', 'rb').read(): print('ESCAPED', pid)\n        except OSError: pass\nprint('scanned')", _printed("scanned")),
+    ("shell-echo-key", "import subprocess\nprint('got[' + subprocess.run(['sh', '-c', 'echo $OPENAI_API_KEY'], capture_output=True, text=True).stdout.strip() + ']')", _printed("got[]")),
+    # --- resource exhaustion ---------------------------------------------------------------
+    ("fork-bomb", "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass", _killed),
+    ("thread-bomb", "import threading, time\nn = 0\ntry:\n    while True:\n        threading.Thread(target=time.sleep, args=(30,), daemon=True).start(); n += 1\nexcept RuntimeError as e: print('stopped at', n)", _printed("stopped at")),
+    ("memory-bomb-bytearray", "x = bytearray(8 * 1024**3)", _failed_with("MemoryError")),
+    ("memory-bomb-growth", "x = []\nwhile True: x.append(' ' * 10_000_000)", _failed_with("MemoryError")),
+    ("infinite-loop-cpu", "while True: pass", _killed),
+    ("sleep-forever", "import time\ntime.sleep(3600)", _timed_out),
+    ("huge-stdout", "while True: print('A' * 1000)", _truncated),
+    ("huge-stderr", "import sys\nwhile True: sys.stderr.write('E' * 1000)", _truncated),
+    ("raise-rlimits", "import resource\ntry:\n    resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)); print('ESCAPED')\nexcept (ValueError, OSError) as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    # --- the parent, other processes, /proc -------------------------------------------------
+    ("kill-host-parent", "import os, signal\ntry:\n    os.kill({host_pid}, signal.SIGKILL); print('sent')\nexcept OSError as e: print('blocked', type(e).__name__)", _no_success),
+    ("kill-ppid-and-init", "import os, signal\nfor pid in (os.getppid(), 1):\n    try: os.kill(pid, signal.SIGKILL); print('sent', pid)\n    except OSError as e: print('blocked', pid, type(e).__name__)", _no_success),
+    ("kill-everything", "import os, signal\ntry: os.kill(-1, signal.SIGKILL)\nexcept OSError as e: print('blocked', type(e).__name__)", _no_success),
+    ("proc-pid-list", "import os\npids = [p for p in os.listdir('/proc') if p.isdigit()]\nprint('pids', len(pids))\nassert len(pids) <= 3, pids\nassert str({host_pid}) not in pids or open(f'/proc/{host_pid}/cmdline').read().find('pytest') < 0", _printed("pids")),
+    ("proc-parent-snoop", TRY_READ.replace("{paths}", "['/proc/{host_pid}/environ', '/proc/{host_pid}/cmdline', '/proc/1/environ', '/proc/1/root/etc/shadow', '/proc/self/root/etc/shadow']") + "\nprint('done')", _printed("done")),
+    ("proc-mem-of-init", "try:\n    f = open('/proc/1/mem', 'rb'); f.seek(0x400000); print('ESCAPED', f.read(16))\nexcept (OSError, ValueError) as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("ptrace-init", "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint('ptrace', libc.ptrace(16, 1, 0, 0), ctypes.get_errno())", _printed("ptrace -1")),
+    # --- symlinks, ctypes, subprocess --------------------------------------------------------
+    ("symlink-to-shadow", "import os\nos.symlink('/etc/shadow', '/tmp/s')\ntry: print('ESCAPED', open('/tmp/s').read())\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("symlink-to-data-dir", "import os\nos.symlink('{data_file}', '/tmp/d')\ntry: print('ESCAPED', open('/tmp/d').read())\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("symlink-proc-root", "import os\ntry: print('ESCAPED', os.listdir('/proc/1/root/root'))\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("hardlink-system-file", "import os\ntry: os.link('/usr/bin/env', '/tmp/env'); print('linked')\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("ctypes-setuid-root", "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nprint('setuid', libc.setuid(0), 'uid', os.getuid())", _printed("setuid -1 uid 65534")),
+    ("ctypes-mount", "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)\nprint('mount', r, ctypes.get_errno())", _printed("mount -1")),
+    ("ctypes-chroot-escape", "import os\ntry: os.chroot('/tmp'); print('ESCAPED chroot')\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
+    ("ctypes-segfault", "import ctypes\nctypes.string_at(0)", lambda r: r.exit_code is not None and r.exit_code < 0 or pytest.fail(r.to_text())),
+    ("ctypes-new-namespaces", "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nprint('unshare', libc.unshare(0x10000000 | 0x00020000))\nfor d in ['/root', '/work', '/etc', '/home']:\n    print('ESCAPED' if os.path.exists(d) else 'absent', d)", _printed("absent /root")),
+    ("subprocess-cat-shadow", "import subprocess\nr = subprocess.run(['cat', '/etc/shadow', '{data_file}'], capture_output=True, text=True)\nprint('rc', r.returncode, r.stderr)", _printed("rc 1")),
+    ("subprocess-setuid-binary", "import subprocess, glob\nfor b in ['/usr/bin/su', '/usr/bin/sudo', '/usr/bin/mount', '/usr/bin/passwd']:\n    try:\n        r = subprocess.run([b, '--help'] if b.endswith('mount') else [b, '-c', 'id'], capture_output=True, text=True, timeout=2)\n        print(b, r.returncode, 'uid=0(' in r.stdout and 'ESCAPED' or 'contained')\n    except (OSError, subprocess.SubprocessError) as e: print(b, 'blocked', type(e).__name__)\nprint('done')", _printed("done")),
+    ("subprocess-shell-escape", "import subprocess\nr = subprocess.run('ls /work /root /etc 2>&1; id', shell=True, capture_output=True, text=True)\nprint(r.stdout)", _printed("uid=65534")),
+    ("subprocess-detach", "import subprocess\nsubprocess.Popen(['sleep', '30'], start_new_session=True)\nprint('spawned')", _printed("spawned")),
+    ("no-new-privs", "print([l for l in open('/proc/self/status') if l.startswith(('NoNewPrivs', 'CapEff'))])", _printed("NoNewPrivs:\\t1")),
+    ("dev-devices", "import os\nprint(sorted(os.listdir('/dev')))\nfor d in ['/dev/mem', '/dev/kmsg', '/dev/sda', '/dev/vda']:\n    print('ESCAPED' if os.path.exists(d) else 'absent', d)", _printed("absent /dev/mem")),
+]
+
+
+def test_corpus_has_at_least_40_cases() -> None:
+    assert len(CASES) >= 40
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(("name", "code", "check"), CASES, ids=[c[0] for c in CASES])
+def test_attack_is_contained(name: str, code: str, check, sandbox: Sandbox, host: Host) -> None:
+    before = host.fingerprint()
+    procs_before = _sandbox_processes()
+    start = time.monotonic()
+    result = sandbox.run(_fmt(code, host))  # must never raise
+    elapsed = time.monotonic() - start
+    # A clean result the model can read.
+    assert isinstance(result, ExecResult) and result.sandboxed
+    text = result.to_text()
+    assert text.splitlines()[0].startswith(("exit status", "killed"))
+    check(result)
+    # Nothing secret came back.
+    for leak in (SECRET, "data-canary", "host-tmp-canary", "[build-system]"):
+        assert leak not in result.stdout + result.stderr, (leak, text)
+    # Limits held.
+    assert elapsed < LIMITS.wall_s + 3
+    # The host is as it was: files, parent environment, listener, processes.
+    assert host.fingerprint() == before
+    assert os.environ["OPENAI_API_KEY"] == SECRET
+    assert host.accepted == [], "the sandbox reached a host socket"
+    assert not Path("/tmp/chatloom-escape-probe").exists()
+    assert not (host.outside_dir / "pwned.txt").exists()
+    deadline = time.monotonic() + 3
+    while _sandbox_processes() - procs_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (_sandbox_processes() - procs_before), "sandbox processes outlived the run"
+
+
+def test_oversized_code_is_refused_cleanly(sandbox: Sandbox) -> None:
+    result = sandbox.run("x = 1\n" * 30_000)
+    assert result.exit_code == 2 and "limit" in result.stderr
+
+
+def test_host_is_still_healthy_after_the_corpus(sandbox: Sandbox) -> None:
+    result = sandbox.run("print(sum(range(10)))")
+    assert result.ok and result.stdout == "45\n"
