@@ -15,9 +15,12 @@ from chatloom.errors import ChatloomError, ConfigError
 
 
 def _console() -> Any:
+    import sys
+
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # piped output (tests, `| grep`) gets wide lines instead of 80-column wrapping
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -152,8 +152,8 @@ def _explain(
     typos: dict[str, str],
 ) -> ChatloomError:
     errors = exc.errors(include_url=False)
-    # report the problem nearest the top of the file first, as a reader would meet it
-    errors.sort(key=lambda e: doc.origin(_data_path(doc.data, e["loc"])).line)
+    # Unknown keys first (a misspelt key also causes a "missing" error), then top to bottom.
+    errors.sort(key=lambda e: (e["type"] != "extra_forbidden", doc.origin(_data_path(doc.data, e["loc"])).line))
     first = errors[0]
     path = _data_path(doc.data, first["loc"])
     value = _get(doc.data, path)

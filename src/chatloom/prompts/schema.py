@@ -83,9 +83,7 @@ class PromptFile(_Strict):
     def _identifiers(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         for key in value or {}:
             if not key.isidentifier() or key in RESERVED_VARIABLES:
-                raise ValueError(
-                    f"variable name {key!r} is not a valid identifier or is reserved ({', '.join(RESERVED_VARIABLES)})"
-                )
+                raise ValueError(f"variable name {key!r} is reserved or not a Python identifier")
         return value
 
 
@@ -98,6 +96,7 @@ FIXES: dict[str, str] = {
     "user": "every example starts with a user turn: add `user: <the question>`",
     "result": "each example tool call needs the tool's output: add `result: <what the tool returned>`",
     "reasoning": "use `reasoning: direct` or `reasoning: cot`",
+    **{f"variables.{name}": f"rename it: chatloom provides `{name}` to every template itself" for name in ("tools", "today")},
 }
 # Likely names for real fields, for "did you mean" hints.
 TYPOS: dict[str, str] = {"system": "role", "prompt": "role", "example": "examples", "vars": "variables"}

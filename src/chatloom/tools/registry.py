@@ -148,12 +148,13 @@ def _scan_workspace(workspace: Path | str | None) -> dict[Path, dict[str, int]]:
 def _tools_in(tree: ast.Module) -> dict[str, int]:
     found: dict[str, int] = {}
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             name = node.name
             for deco in node.decorator_list:
                 if isinstance(deco, ast.Call) and _callee(deco.func) == "tool":
                     name = _str_arg(deco) or name
-            if any(_callee(d.func if isinstance(d, ast.Call) else d) == "tool" for d in node.decorator_list):
+            decorated = any(_callee(d.func if isinstance(d, ast.Call) else d) == "tool" for d in node.decorator_list)
+            if decorated and not name.startswith("_"):
                 found.setdefault(name, node.lineno)
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
             if _callee(node.value.func) in ("tool", "from_function"):
@@ -217,14 +218,23 @@ def _import_file(path: Path) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - user code: report it with its location
         sys.modules.pop(module_name, None)
-        from chatloom.plugins import _where
-
         raise ToolError(
-            f"workspace tool file {_display(path)} failed to load: {_where(exc)}{type(exc).__name__}: {exc}",
+            f"{_location(exc, path)}: {type(exc).__name__}: {exc} (loading workspace tools from {_display(path)})",
             "fix the error at that line; the file runs when an agent spec names one of its tools",
         ) from None
     _MODULES[key] = module
     return module
+
+
+def _location(exc: BaseException, path: Path) -> str:
+    """``file:line`` of the innermost frame of ``exc`` inside ``path`` (else the file itself)."""
+    import traceback
+
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{_display(Path(exc.filename))}:{exc.lineno}"
+    target = str(path.resolve())
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename and str(Path(f.filename).resolve()) == target]
+    return f"{_display(path)}:{lines[-1]}" if lines else _display(path)
 
 
 def _display(path: Path) -> str:

@@ -1,0 +1,83 @@
+"""Plugin fixtures: the real example package pip-installed into a private target dir, and
+hand-made distributions (a dist-info folder with entry_points.txt) for broken-plugin cases.
+
+Installing with ``--target`` puts a real installed distribution on ``sys.path`` for the test
+that asks for it, without changing the shared virtualenv other tests run in.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from chatloom import plugins
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "chatloom-example-plugin"
+
+
+@pytest.fixture(scope="session")
+def example_plugin_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip-install examples/chatloom-example-plugin into a fresh directory; return it."""
+    pytest.importorskip("setuptools", reason="building the example plugin needs setuptools in the test venv")
+    root = tmp_path_factory.mktemp("example-plugin")
+    source = root / "src"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = root / "site"
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+           "--disable-pip-version-check", "--target", str(target), str(source)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (target / "chatloom_example_plugin" / "haiku.yaml").is_file()
+    return target
+
+
+def _activate(path: Path):
+    sys.path.insert(0, str(path))
+    plugins.refresh()
+
+
+def _deactivate(path: Path, prefixes: tuple[str, ...]):
+    while str(path) in sys.path:
+        sys.path.remove(str(path))
+    for name in [m for m in sys.modules if m.startswith(prefixes)]:
+        del sys.modules[name]
+    plugins.refresh()
+
+
+@pytest.fixture
+def example_plugin(example_plugin_target: Path):
+    """The example plugin, installed and visible to entry-point discovery for one test."""
+    _activate(example_plugin_target)
+    yield example_plugin_target
+    _deactivate(example_plugin_target, ("chatloom_example_plugin",))
+
+
+@pytest.fixture
+def fake_dist(tmp_path: Path):
+    """make(dist, entry_points={group: {name: value}}, modules={"pkg.py": source}) -> site dir."""
+    made: list[tuple[Path, tuple[str, ...]]] = []
+
+    def make(dist: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> Path:
+        site = tmp_path / f"site-{dist}"
+        info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        lines = []
+        for group, eps in entry_points.items():
+            lines.append(f"[{group}]")
+            lines += [f"{name} = {value}" for name, value in eps.items()]
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        for rel, text in modules.items():
+            (site / rel).parent.mkdir(parents=True, exist_ok=True)
+            (site / rel).write_text(dedent(text).lstrip("\n"))
+        prefixes = tuple(Path(rel).parts[0].removesuffix(".py") for rel in modules)
+        made.append((site, prefixes))
+        _activate(site)
+        return site
+
+    yield make
+    for site, prefixes in made:
+        _deactivate(site, prefixes)
