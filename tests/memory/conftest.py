@@ -67,14 +67,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def subprocess_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["CHATLOOM_HOME"] = str(home)
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 # -- a real PostgreSQL server -----------------------------------------------------------------
 def _pg_bindir() -> Path | None:
     for cand in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):

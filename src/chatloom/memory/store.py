@@ -530,6 +530,7 @@ def write_session(settings: Any, store: Store | None = None) -> Iterator[Store]:
         if store is None:
             store = open_store(settings)
         store.ensure_fresh()
+        store.client  # noqa: B018 - open (and so validate) Chroma before any write
         store.recover()
         yield store
     finally:
