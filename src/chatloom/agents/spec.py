@@ -103,6 +103,7 @@ _FIXES = {
     "tools": "list tool names, e.g. `tools: [calculator, search]` (`chatloom plugins list` shows plugin tools)",
     "model": "use a model id such as local:qwen2.5-coder-0.5b or openai:gpt-4o-mini, or leave it out",
     "memory": "use `memory: {enabled: true, namespace: docs, k: 4, conversation: false}`",
+    "variables": "write them as a mapping, e.g. `variables: {bot_name: Ada}`",
 }
 _TYPOS = {"system": "prompt", "template": "prompt", "steps": "max_steps", "policy": "tool_policy", "vars": "variables"}
 
