@@ -156,7 +156,7 @@ def test_refusals_are_clean_errors(expression: str, reason: str) -> None:
 
 def test_tool_metadata_and_name() -> None:
     assert calculator.name == "calculator"
-    assert calculator.metadata == {"effect": "read"}
+    assert calculator.metadata == {"effect": "read", "trusted_output": True}
     assert calculator.invoke({"expression": "6*7"}) == "42"
 
 

@@ -110,7 +110,7 @@ def test_unsafe_flag_false_overrides_the_environment(monkeypatch: pytest.MonkeyP
 @needs_bwrap
 def test_python_tool_shape_and_output() -> None:
     assert python_tool.name == "python"
-    assert python_tool.metadata == {"effect": "code"}
+    assert python_tool.metadata == {"effect": "code", "trusted_output": True}
     assert python_tool.invoke({"code": "print(sum(range(10)))"}) == "exit status 0\nstdout:\n45"
     assert "killed by SIGXCPU" in make_python_tool(Sandbox(Limits(wall_s=5, cpu_s=1))).invoke({"code": "while 1: pass"})
 

@@ -507,4 +507,4 @@ def calculator(expression: str) -> str:
         return f"error: {exc}"
 
 
-calculator.metadata = {"effect": "read"}
+calculator.metadata = {"effect": "read", "trusted_output": True}

@@ -2,7 +2,7 @@
 
 >>> from chatloom.tools.python_exec import python_tool
 >>> python_tool.name, python_tool.metadata
-('python', {'effect': 'code'})
+('python', {'effect': 'code', 'trusted_output': True})
 >>> print(python_tool.invoke({"code": "print(sum(range(10)))"}))   # doctest: +SKIP
 exit status 0
 stdout:
@@ -53,9 +53,11 @@ def make_python_tool(sandbox: Sandbox | None = None, *, name: str = "python") ->
         name=name,
         description=_DESCRIPTION.format(wall=limits.wall_s, mem=limits.memory_mb),
     )
-    tool.metadata = {"effect": "code"}
+    # Output is a function of the code alone: the sandbox reads no files and no network.
+    tool.metadata = {"effect": "code", "trusted_output": True}
     return tool
 
 
 python_tool = make_python_tool()
 """The built-in ``python`` tool with default limits."""
+python = python_tool  # the name the tool registry looks up
