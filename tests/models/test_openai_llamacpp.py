@@ -169,3 +169,21 @@ def test_live_qwen_tool_call_left_in_text_is_recovered(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_recorded_qwen_tool_call_in_text_is_recovered():
+    # Recorded from llama_cpp.server 0.3.36 + Qwen2.5-Coder-0.5B (its own chat template),
+    # with `tools` in the request: the call comes back as text, never as `tool_calls`.
+    with ReplayServer() as srv:
+        srv.add(Reply(body=fixture("llamacpp_qwen_toolcall_real.json")),
+                Reply(sse=fixture("stream_llamacpp_qwen_toolcall_real.sse")))
+        model = resolve_model("openai:qwen", base_url=srv.base_url).bind_tools([calculator])
+        reply = model.invoke("What is 17*23? Use the calculator tool.")
+        chunks = list(model.stream("What is 17*23? Use the calculator tool."))
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("calculator", {"expression": "17*23"})]
+    assert reply.content == ""
+    full = chunks[0]
+    for c in chunks[1:]:
+        full = full + c
+    assert [(c["name"], c["args"]) for c in full.tool_calls] == [("calculator", {"expression": "17*23"})]
+    assert "".join(c.content for c in chunks) == ""
