@@ -21,7 +21,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "chatloom-example-p
 @pytest.fixture(scope="session")
 def example_plugin_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pip-install examples/chatloom-example-plugin into a fresh directory; return it."""
-    pytest.importorskip("setuptools", reason="building the example plugin needs setuptools in the test venv")
+    setuptools = pytest.importorskip("setuptools", reason="building the example plugin needs setuptools in the test venv")
+    if tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (70, 1):
+        pytest.skip(f"building the example plugin needs setuptools>=70.1 (has {setuptools.__version__})")
     root = tmp_path_factory.mktemp("example-plugin")
     source = root / "src"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))

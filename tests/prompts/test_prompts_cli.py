@@ -45,6 +45,16 @@ def test_prompts_render_with_vars_and_tools(workspace, capsys):
     assert messages[2]["tool_calls"][0]["args"] == {"expression": "17*23"}
 
 
+def test_prompts_render_an_agent_spec(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run(["init", "specbot"]) == 0
+    capsys.readouterr()
+    assert run(["prompts", "render", "--spec", "specbot/agents/assistant.yaml", "--var", "bot_name=Zed"]) == 0
+    out = capsys.readouterr().out
+    assert "You are Zed, a friendly assistant." in out
+    assert "today(): Return today's date" in out and "→ today({})" in out
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -52,6 +62,7 @@ def test_prompts_render_with_vars_and_tools(workspace, capsys):
         (["prompts", "render", "support", "--var", "prodcut=x"], "has no variable 'prodcut'"),
         (["prompts", "show", "nope"], "unknown prompt 'nope'"),
         (["prompts", "render", "assistant", "--tool", "nope"], "unknown tool 'nope'"),
+        (["prompts", "render"], "no template to render"),
     ],
 )
 def test_prompts_errors_are_one_line_and_exit_2(workspace, capsys, argv, expected):

@@ -89,22 +89,42 @@ def show_cmd(name: str, workspace: Path) -> None:
 
 
 @prompts.command("render")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--var", "variables", multiple=True, metavar="KEY=VALUE", help="Set a template variable (repeatable).")
 @click.option("--tool", "tool_names", multiple=True, metavar="NAME", help="Bind a tool, as an agent would (repeatable).")
+@click.option(
+    "--spec",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Render an agent spec's prompt with its variables and tools (NAME, --var and --tool add to it).",
+)
 @_workspace_option
 @click.option("--json", "as_json", is_flag=True, help="Print the messages as JSON.")
-def render_cmd(name: str, variables: tuple[str, ...], tool_names: tuple[str, ...], workspace: Path, as_json: bool) -> None:
+def render_cmd(
+    name: str | None, variables: tuple[str, ...], tool_names: tuple[str, ...], spec: Path | None, workspace: Path, as_json: bool
+) -> None:
     """Render a template into the messages the model receives."""
     from chatloom.prompts import load_prompt
 
+    values: dict[str, Any] = {}
+    names = list(tool_names)
+    if spec is not None:
+        from chatloom.agents.spec import load_spec
+
+        agent = load_spec(spec)
+        workspace = agent.workspace or workspace
+        name = name or agent.prompt
+        values.update(agent.variables)
+        names = [*agent.tools, *(n for n in names if n not in agent.tools)]
+    if name is None:
+        raise ConfigError("no template to render", "give a template NAME or --spec agents/FILE.yaml")
     template = load_prompt(name, workspace)
     tools: list[Any] = []
-    if tool_names:
+    if names:
         from chatloom.tools.registry import resolve_tools
 
-        tools = resolve_tools(tool_names, workspace)
-    messages = template.render(tools, _parse_vars(variables))
+        tools = resolve_tools(names, workspace)
+    values.update(_parse_vars(variables))
+    messages = template.render(tools, values)
     if as_json:
         data = [
             {"type": m.type, "content": m.content, **({"tool_calls": m.tool_calls} if getattr(m, "tool_calls", None) else {})}
