@@ -34,6 +34,8 @@ class Reply:
     delay: float = 0.0
     """Seconds to wait before answering (to trip the client's timeout)."""
     chunk_pause: float = 0.0
+    cut_after: int | None = None
+    """Drop the connection after this many SSE events (promising more bytes than were sent)."""
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -113,9 +115,14 @@ class ReplayServer:
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
+                if reply.cut_after is not None:
+                    self.send_header("Content-Length", str(len(reply.sse.encode()) + 1000))
                 self.end_headers()
                 self.close_connection = True
-                for event in reply.sse.split("\n\n"):
+                events = [e for e in reply.sse.split("\n\n") if e.strip()]
+                if reply.cut_after is not None:
+                    events = events[:reply.cut_after]
+                for event in events:
                     if event.strip():
                         self.wfile.write((event + "\n\n").encode())
                         self.wfile.flush()

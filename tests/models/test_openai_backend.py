@@ -250,6 +250,15 @@ def test_timeout_is_per_call_and_retried(srv):
     assert str(info.value).startswith(f"no reply from {srv.base_url!r} within 0.3 s after 2 attempts")
 
 
+def test_timeout_can_be_set_per_invoke(srv):
+    srv.add(Reply(delay=2.0, body=fixture("chat_plain.json")))
+    model = make(srv, timeout=30, max_retries=0)
+    start = time.monotonic()
+    with pytest.raises(BackendError, match=r"within 0.25 s —"):
+        model.invoke("hi", timeout=0.25)
+    assert time.monotonic() - start < 1.5
+
+
 def test_dead_server_names_the_url():
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
@@ -262,6 +271,16 @@ def test_dead_server_names_the_url():
                                "server, or fix CHATLOOM_OPENAI_BASE_URL / OPENAI_BASE_URL")
     with pytest.raises(BackendError, match="connection refused"):
         list(model.stream("hi"))
+
+
+def test_connection_dropped_mid_stream(srv):
+    srv.add(Reply(sse=fixture("stream_text.sse"), cut_after=3))
+    got = []
+    with pytest.raises(BackendError) as info:
+        for chunk in make(srv, max_retries=0).stream("hi"):
+            got.append(chunk.content)
+    assert "17" in got  # the reply had started
+    assert str(info.value).startswith(f"the connection to {srv.base_url!r} broke during the reply")
 
 
 # -- async ------------------------------------------------------------------------------------

@@ -111,13 +111,13 @@ class ChatloomOpenAI(ChatOpenAI):
     # -- calls ----------------------------------------------------------------------------------
     def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
-        with self._errors():
+        with self._errors(kwargs.get("timeout")):
             result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         return self._finish(result, kwargs)
 
     async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None,
                          **kwargs: Any) -> ChatResult:
-        with self._errors():
+        with self._errors(kwargs.get("timeout")):
             result = await super()._agenerate(messages, stop=stop, run_manager=run_manager,
                                               **kwargs)
         return self._finish(result, kwargs)
@@ -127,7 +127,7 @@ class ChatloomOpenAI(ChatOpenAI):
     def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         fixer = _StreamFixer(self, kwargs)
-        with self._errors():
+        with self._errors(kwargs.get("timeout"), fixer):
             for chunk in super()._stream(messages, stop=stop, run_manager=None, **kwargs):
                 yield fixer.feed(chunk)
         last = fixer.finish()
@@ -137,7 +137,7 @@ class ChatloomOpenAI(ChatOpenAI):
     async def _astream(self, messages: Any, stop: Any = None, run_manager: Any = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         fixer = _StreamFixer(self, kwargs)
-        with self._errors():
+        with self._errors(kwargs.get("timeout"), fixer):
             async for chunk in super()._astream(messages, stop=stop, run_manager=None,
                                                 **kwargs):
                 yield fixer.feed(chunk)
@@ -179,19 +179,31 @@ class ChatloomOpenAI(ChatOpenAI):
         return ChatResult(generations=generations, llm_output=result.llm_output)
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, timeout: Any = None, stream: _StreamFixer | None = None) -> Iterator[None]:
+        """Turn SDK and transport failures into one-line BackendErrors.
+
+        ``timeout`` is the per-call override (``model.invoke(..., timeout=5)``), if any;
+        ``stream`` tells whether a streamed reply had already started when it failed.
+        """
         try:
             yield
         except openai.APIError as exc:
-            raise _backend_error(self, exc) from None
+            started = stream is not None and stream.started
+            if started and isinstance(exc, openai.APIConnectionError) and \
+                    not isinstance(exc, openai.APITimeoutError):
+                raise self._broken(exc) from None
+            raise _backend_error(self, exc, timeout) from None
         except Exception as exc:
-            # The SDK leaves transport errors raised while a stream is read unwrapped.
+            # Transport errors raised while a stream is read may reach us unwrapped.
             if type(exc).__module__.split(".")[0].startswith("httpx"):
-                raise BackendError(
-                    f"the connection to {self.endpoint!r} broke during the reply "
-                    f"({_redact(self, _one_line(exc)) or type(exc).__name__})",
-                    "retry; if it keeps happening, check the server's logs") from None
+                raise self._broken(exc) from None
             raise
+
+    def _broken(self, exc: BaseException) -> BackendError:
+        return BackendError(
+            f"the connection to {self.endpoint!r} broke during the reply "
+            f"({_redact(self, _one_line(_root_cause(exc))) or type(exc).__name__})",
+            "retry; if it keeps happening, check the server's logs")
 
 
 class _StreamFixer:
@@ -207,9 +219,11 @@ class _StreamFixer:
         self.names, self.params = names, params
         self.holder = _Holder(names) if names else None
         self.native = False
+        self.started = False
         self.model_name: str | None = None
 
     def feed(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
+        self.started = True
         message = chunk.message
         if not isinstance(message, AIMessageChunk):
             return chunk
@@ -298,7 +312,8 @@ def _bound_tools(kwargs: dict[str, Any]) -> tuple[list[str], dict[str, list[str]
     return names, params
 
 
-def _backend_error(model: ChatloomOpenAI, exc: openai.APIError) -> BackendError:
+def _backend_error(model: ChatloomOpenAI, exc: openai.APIError,
+                   timeout: Any = None) -> BackendError:
     url = model.endpoint
     name = model.model_name
     attempts = (model.max_retries or 0) + 1
@@ -307,7 +322,7 @@ def _backend_error(model: ChatloomOpenAI, exc: openai.APIError) -> BackendError:
     status = getattr(exc, "status_code", None)
     if isinstance(exc, openai.APITimeoutError):
         err = BackendError(
-            f"no reply from {url!r} within {_seconds(model.request_timeout)}{tries}",
+            f"no reply from {url!r} within {_seconds(timeout or model.request_timeout)}{tries}",
             "raise the timeout (timeout=...), or check that the server is not overloaded")
     elif isinstance(exc, openai.APIConnectionError):
         err = BackendError(f"cannot connect to {url!r} ({_connection_reason(exc)}){tries}",
@@ -375,6 +390,18 @@ def _connection_reason(exc: BaseException) -> str:
             return "TLS error: " + _one_line(node)
         node = node.__cause__ or node.__context__
     return _one_line(exc) or "connection failed"
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen: set[int] = set()
+    node = exc
+    while id(node) not in seen:
+        seen.add(id(node))
+        nxt = node.__cause__ or node.__context__
+        if nxt is None:
+            break
+        node = nxt
+    return node
 
 
 def _seconds(timeout: Any) -> str:
