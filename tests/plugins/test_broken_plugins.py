@@ -107,3 +107,26 @@ def test_unknown_tool_error_lists_plugin_tools(broken):
     with pytest.raises(ToolError) as err:
         resolve_tools(["shuot"])
     assert "did you mean 'shout'?" in str(err.value) and "calculator" in str(err.value)
+
+
+def test_plugin_template_errors_name_the_real_yaml_file(fake_dist):
+    site = fake_dist(
+        "yaml-plugin",
+        {"chatloom.prompts": {"typo": "yamlplug:TYPO", "child": "yamlplug:CHILD"}},
+        {
+            "yamlplug/__init__.py": """
+                from pathlib import Path
+                HERE = Path(__file__).parent
+                TYPO = HERE / "typo.yaml"
+                CHILD = str(HERE / "child.yaml")
+            """,
+            "yamlplug/typo.yaml": "role: r\nexampels: []\n",
+            "yamlplug/base.yaml": "role: plugin base role\n",
+            "yamlplug/child.yaml": "extends: base.yaml\n",  # relative to the plugin's own folder
+        },
+    )
+    with pytest.raises(Exception) as err:
+        load_prompt("typo")
+    assert str(err.value).startswith(f"{site / 'yamlplug' / 'typo.yaml'}:2: unknown field 'exampels'")
+    assert load_prompt("child").role == "plugin base role"
+    assert load_prompt("child").source == "plugin yaml-plugin"

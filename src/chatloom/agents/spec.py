@@ -104,6 +104,7 @@ _FIXES = {
     "model": "use a model id such as local:qwen2.5-coder-0.5b or openai:gpt-4o-mini, or leave it out",
     "memory": "use `memory: {enabled: true, namespace: docs, k: 4, conversation: false}`",
     "variables": "write them as a mapping, e.g. `variables: {bot_name: Ada}`",
+    "name": "use letters, digits, '_', '.' and '-' only, e.g. `name: my_bot`",
 }
 _TYPOS = {"system": "prompt", "template": "prompt", "steps": "max_steps", "policy": "tool_policy", "vars": "variables"}
 

@@ -153,19 +153,29 @@ def _explain(
 ) -> ChatloomError:
     errors = exc.errors(include_url=False)
     # Unknown keys first (a misspelt key also causes a "missing" error), then top to bottom.
-    errors.sort(key=lambda e: (e["type"] != "extra_forbidden", doc.origin(_data_path(doc.data, e["loc"])).line))
+    # Among a union's alternatives, the one that got furthest into the value explains it best.
+    def order(e: Any) -> tuple[bool, int, int, int]:
+        path = _data_path(doc.data, e["loc"])
+        return (e["type"] != "extra_forbidden", doc.origin(path[:1]).line, -len(path), doc.origin(path).line)
+
+    errors.sort(key=order)
     first = errors[0]
     path = _data_path(doc.data, first["loc"])
-    value = _get(doc.data, path)
+    value = first.get("input")
     if first["type"] == "value_error" and isinstance(value, dict):
         # a validator that names one key of a mapping: point at that key's line
         for key in value:
             if repr(key) in first["msg"]:
                 path += (key,)
+                value = value[key]
                 break
     kind = first["type"]
     origin = doc.origin(path)
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    # a union reports one error per alternative: count problems by the field they are in
+    mine = _data_path(doc.data, first["loc"])
+    paths = [_data_path(doc.data, e["loc"]) for e in errors]
+    others = len({p[:2] for p in paths if p[: len(mine)] != mine and mine[: len(p)] != p})
+    more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
     if kind == "extra_forbidden":
         key = str(path[-1])
         parent = path[:-1]
@@ -185,7 +195,6 @@ def _explain(
         fix = hints.get(field) or hints.get(key) or f"add `{key}: ...`"
         return error(f"{origin}: field {field!r} is required but missing{more}", fix)
     field = format_path(path) or "(top level)"
-    value = _get(doc.data, path)
     msg = first["msg"]
     if kind.startswith("value_error"):
         msg = msg.removeprefix("Value error, ")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,17 @@ class PromptInfo:
     description: str = ""
     error: str = ""  # set when the template (or its plugin) fails to load
     shadowed: bool = False  # an earlier source has the same name
+
+
+class _PluginText(str):
+    """A plugin template's text, remembering its real file for error messages and relative extends."""
+
+    file: str
+
+    def __new__(cls, text: str, file: str) -> "_PluginText":
+        self = super().__new__(cls, text)
+        self.file = file
+        return self
 
 
 @dataclass(frozen=True)
@@ -133,10 +144,15 @@ def _plugin_source(plugin: Any) -> _Source:
         obj = plugin.load()
         if isinstance(obj, dict):
             return obj
-        if isinstance(obj, (str, os.PathLike)):
-            return Path(obj).read_text(encoding="utf-8")
-        if hasattr(obj, "read_text"):  # importlib.resources Traversable
-            return obj.read_text(encoding="utf-8")
+        if isinstance(obj, (str, os.PathLike)) or hasattr(obj, "read_text"):  # a path or a Traversable
+            path = Path(obj) if isinstance(obj, (str, os.PathLike)) else obj
+            try:
+                return _PluginText(path.read_text(encoding="utf-8"), str(path))
+            except OSError as exc:
+                raise PluginError(
+                    f"prompt plugin {plugin.label} points at {str(path)!r}, which can't be read ({exc})",
+                    "ship the YAML file as package data, or reinstall the plugin",
+                ) from None
         raise PluginError(
             f"prompt plugin {plugin.label} points at a {type(obj).__name__}, not a template",
             "make the entry point name a path to a YAML file (e.g. importlib.resources.files(__name__) / 'x.yaml')",
@@ -193,10 +209,13 @@ def _load(source: _Source, ws: Path | None, chain: tuple[_Source, ...], via: Ori
             "remove one `extends:` so the chain ends at a template that extends nothing",
         )
     raw = source.read()
+    if isinstance(raw, _PluginText):  # now that it's loaded, name the real file and its folder
+        real = Path(raw.file)
+        source = replace(source, file=_display(real), base_dir=real.parent if real.is_file() else None)
     if isinstance(raw, dict):
         doc = Document(source.file, raw, {})
     else:
-        doc = _yaml.parse(raw, source.file, PromptError, "prompt template")
+        doc = _yaml.parse(str(raw), source.file, PromptError, "prompt template")
     spec: PromptFile = _yaml.validate(PromptFile, doc, PromptError, FIXES, TYPOS)
 
     own: dict[str, Any] = {f: getattr(spec, f) for f in INHERITABLE}

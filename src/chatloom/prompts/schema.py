@@ -83,7 +83,7 @@ class PromptFile(_Strict):
     def _identifiers(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         for key in value or {}:
             if not key.isidentifier() or key in RESERVED_VARIABLES:
-                raise ValueError(f"variable name {key!r} is reserved or not a Python identifier")
+                raise ValueError(f"variable name {key!r} is reserved or not a Python identifier (letters, digits, _)")
         return value
 
 
@@ -96,6 +96,8 @@ FIXES: dict[str, str] = {
     "user": "every example starts with a user turn: add `user: <the question>`",
     "result": "each example tool call needs the tool's output: add `result: <what the tool returned>`",
     "reasoning": "use `reasoning: direct` or `reasoning: cot`",
+    "extends": "use `extends: NAME`, or map fields to templates: `extends: {role: support, examples: classifier}`",
+    "name": "use letters, digits, '_', '.' and '-' only, e.g. `name: my_bot`",
     **{f"variables.{name}": f"rename it: chatloom provides `{name}` to every template itself" for name in ("tools", "today")},
 }
 # Likely names for real fields, for "did you mean" hints.
