@@ -301,7 +301,7 @@ tools:
   - calculator           # built-in
   - today                # tools/today.py
 memory:
-  # Knowledge memory: run `chatloom ingest memory/`, then set enabled: true.
+  # Knowledge memory: run `chatloom ingest memory/ -n {bot}`, then set enabled: true.
   enabled: false
   namespace: {bot}
   k: 4
@@ -368,7 +368,7 @@ _MEMORY_MD = """\
 # About {bot}
 
 {bot} is a chatbot built with chatloom. This file is a sample knowledge document: put your own
-documents (Markdown, text, PDF, HTML) in memory/ and run `chatloom ingest memory/` to make them
+documents (Markdown, text, PDF, HTML) in memory/ and run `chatloom ingest memory/ -n {bot}` to make them
 searchable. With `memory: {enabled: true}` in the agent spec, the bot recalls the passages most
 relevant to each question and cites them as [1], [2].
 
