@@ -83,7 +83,7 @@ def searx():
     SearxngHandler.requests = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), SearxngHandler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -21,7 +21,6 @@ Running without a sandbox needs an explicit opt-in (``Sandbox(unsafe=True)`` or
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import shutil
@@ -122,25 +121,26 @@ class ExecResult:
 # a user namespace when the caller is root, so the code ends up as a real unprivileged uid and
 # RLIMIT_NPROC applies), set the rlimits, then run the code as __main__.
 _BOOTSTRAP = r"""
-import os, sys, resource, json, linecache, traceback
-cfg = json.loads(sys.argv[2]); code = sys.argv[1]
-if cfg["drop"] and os.getuid() == 0:
-    os.setgroups([]); os.setresgid(cfg["gid"], cfg["gid"], cfg["gid"]); os.setresuid(cfg["uid"], cfg["uid"], cfg["uid"])
+import os, sys, resource, _ast
+code = sys.argv[1]
+drop, uid, gid, cwd = sys.argv[2].split(" ", 3)
+if drop == "1" and os.getuid() == 0:
+    uid, gid = int(uid), int(gid)
+    os.setgroups([]); os.setresgid(gid, gid, gid); os.setresuid(uid, uid, uid)
     if os.getuid() == 0 or os.geteuid() == 0: os._exit(121)
-for name, (soft, hard) in cfg["rlimits"].items():
-    resource.setrlimit(getattr(resource, name), (soft, hard))
-for p in cfg["paths"]: sys.path.append(p)
+for item in sys.argv[3].split():
+    name, _, limits = item.partition("=")
+    soft, _, hard = limits.partition(":")
+    resource.setrlimit(getattr(resource, name), (int(soft), int(hard)))
+sys.path.extend(p for p in sys.argv[4].split(":") if p)
 sys.argv = ["<code>"]
-linecache.cache["<code>"] = (len(code), None, code.splitlines(True), "<code>")
-os.chdir(cfg["cwd"])
-del os, resource, json, linecache, cfg
+os.chdir(cwd)
+del os, resource, drop, uid, gid, cwd
 _g = {"__name__": "__main__", "__builtins__": __builtins__}
 try:
-    import ast
-    _tree = ast.parse(code, "<code>")
     # Like a REPL: a final bare expression is printed, so "17*23" shows 391.
-    _last = ast.Expression(_tree.body.pop().value) if _tree.body and isinstance(_tree.body[-1], ast.Expr) else None
-    del ast
+    _tree = compile(code, "<code>", "exec", _ast.PyCF_ONLY_AST)
+    _last = _ast.Expression(_tree.body.pop().value) if _tree.body and isinstance(_tree.body[-1], _ast.Expr) else None
     exec(compile(_tree, "<code>", "exec"), _g)
     if _last is not None:
         _v = eval(compile(_last, "<code>", "eval"), _g)
@@ -148,7 +148,9 @@ try:
 except SystemExit:
     raise
 except BaseException as _e:
-    # Hide the bootstrap's own frame (and ast's, for syntax errors): the model wrote "<code>".
+    # Only now pay for traceback: hide the bootstrap's frame, show the model's own lines.
+    import linecache, traceback
+    linecache.cache["<code>"] = (len(code), None, code.splitlines(True), "<code>")
     traceback.print_exception(type(_e), _e, None if isinstance(_e, SyntaxError) else _e.__traceback__.tb_next)
     sys.stderr.flush(); sys.exit(1)
 """
@@ -322,15 +324,8 @@ class Sandbox:
         if self.unsafe:
             return self._run_unsafe(code, stdin)
         self.check()
-        cfg = {
-            "drop": True,
-            "uid": NOBODY,
-            "gid": NOBODY,
-            "rlimits": self._rlimits(),
-            "paths": [_SANDBOX_SITE] if self.site_packages else [],
-            "cwd": "/tmp",
-        }
-        argv = [*self._bwrap_args(), "--", self._sandbox_exe(), "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, code, json.dumps(cfg)]
+        paths = [_SANDBOX_SITE] if self.site_packages else []
+        argv = [*self._bwrap_args(), "--", self._sandbox_exe(), *_bootstrap_args(code, True, NOBODY, "/tmp", self._rlimits(), paths)]
         return _execute(argv, self._host_env(), None, stdin, self.limits, sandboxed=True)
 
     def _run_unsafe(self, code: str, stdin: str) -> ExecResult:
@@ -342,15 +337,20 @@ class Sandbox:
         warnings.warn(message, UnsafeExecutionWarning, stacklevel=3)
         rlimits = self._rlimits()
         rlimits.pop("RLIMIT_NPROC")  # per-user on the host: it would count all of your processes
-        cfg = {"drop": False, "uid": 0, "gid": 0, "rlimits": rlimits, "paths": [], "cwd": "."}
         with tempfile.TemporaryDirectory(prefix="chatloom-unsafe-") as cwd:
-            argv = [sys.executable, "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, code, json.dumps(cfg)]
+            argv = [sys.executable, *_bootstrap_args(code, False, 0, cwd, rlimits, [])]
             env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
             result = _execute(argv, env, cwd, stdin, self.limits, sandboxed=False)
         return ExecResult(
             result.stdout, result.stderr, result.exit_code, result.timed_out, result.truncated,
             result.duration_s, sandboxed=False, notes=("warning: ran WITHOUT a sandbox",),
         )
+
+
+def _bootstrap_args(code: str, drop: bool, uid: int, cwd: str, rlimits: dict[str, tuple[int, int]], paths: list[str]) -> list[str]:
+    # Plain strings, not JSON: the bootstrap runs on every call and json costs ~10 ms to import.
+    limits = " ".join(f"{name}={soft}:{hard}" for name, (soft, hard) in rlimits.items())
+    return ["-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, code, f"{int(drop)} {uid} {uid} {cwd}", limits, ":".join(paths)]
 
 
 def _execute(argv: list[str], env: dict[str, str], cwd: str | None, stdin: str, limits: Limits, *, sandboxed: bool) -> ExecResult:
@@ -394,9 +394,14 @@ def _execute(argv: list[str], env: dict[str, str], cwd: str | None, stdin: str, 
             proc.stdin.close()
         except OSError:
             pass
+    # Wait on the output pipes, not with Popen.wait(timeout), which polls with sleeps of up to
+    # 50 ms; the pipes reach EOF the moment the sandbox exits.
+    deadline = start + limits.wall_s
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
     timed_out = False
     try:
-        proc.wait(timeout=limits.wall_s)
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         timed_out = not overflow.is_set()
         _kill(proc)

@@ -1,0 +1,89 @@
+"""Sandbox overhead: ms per run of the python tool's sandbox next to plain ``python -c``.
+
+    python benchmarks/bench_sandbox.py [--quick] [--runs N]
+
+Every variant runs the same snippets in the same run, interleaved, and reports medians:
+
+- ``python -I -c``: the baseline, the same interpreter with no isolation;
+- ``bwrap + python``: bubblewrap with chatloom's mounts, nothing else (the kernel's share);
+- ``Sandbox.run``: the full python tool path (bwrap, privilege drop, rlimits, bootstrap,
+  output capture, timeout watch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from _common import save  # noqa: E402
+
+from chatloom.tools.sandbox import Sandbox  # noqa: E402
+
+SNIPPETS = {
+    "pass": "pass",
+    "print": "print(sum(range(1000)))",
+    "stdlib": "import json, fractions, statistics\nprint(json.dumps(statistics.mean([1, 2, 3])))",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 runs per variant")
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    runs = 5 if args.quick else args.runs
+
+    if not Sandbox.available():
+        print("bubblewrap is not usable here; install it with `sudo apt-get install -y bubblewrap`", file=sys.stderr)
+        return 2
+    sandbox = Sandbox()
+    sandbox.check()
+    bwrap_only = [*sandbox._bwrap_args(), "--", sandbox._sandbox_exe(), "-I", "-c"]
+    env = sandbox._host_env()
+
+    def plain(code: str) -> None:
+        subprocess.run([sys.executable, "-I", "-c", code], check=True, capture_output=True, env=env)
+
+    def bwrap(code: str) -> None:
+        # privileges are not dropped here (raw bwrap as the caller); only for timing the mounts
+        subprocess.run([*bwrap_only, code], check=True, capture_output=True, env=env)
+
+    def full(code: str) -> None:
+        result = sandbox.run(code)
+        assert result.ok, result.to_text()
+
+    variants = {"python -I -c": plain, "bwrap + python": bwrap, "Sandbox.run": full}
+    rows = []
+    for name, code in SNIPPETS.items():
+        samples: dict[str, list[float]] = {v: [] for v in variants}
+        for fn in variants.values():  # warm-up: page cache, bwrap --help probe
+            fn(code)
+        for _ in range(runs):
+            for label, fn in variants.items():  # interleaved, so drift hits all variants alike
+                start = time.perf_counter()
+                fn(code)
+                samples[label].append(time.perf_counter() - start)
+        medians = {label: statistics.median(s) * 1000 for label, s in samples.items()}
+        base = medians["python -I -c"]
+        for label, ms in medians.items():
+            rows.append({"snippet": name, "variant": label, "median_ms": round(ms, 2),
+                         "overhead_ms": round(ms - base, 2), "ratio": round(ms / base, 2)})
+
+    print(f"sandbox overhead, {runs} runs each, medians ({platform.machine()}, {platform.python_version()})")
+    print(f"{'snippet':<8} {'variant':<16} {'ms/run':>8} {'+ms':>7} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['snippet']:<8} {r['variant']:<16} {r['median_ms']:>8.1f} {r['overhead_ms']:>7.1f} {r['ratio']:>6.2f}")
+    path = save("bench_sandbox", {"runs": runs, "rows": rows, "python": sys.version, "limits": sandbox.limits.__dict__})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
