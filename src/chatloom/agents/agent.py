@@ -167,7 +167,7 @@ class Agent:
         return out
 
     def _resolve_prompt(self) -> tuple[Any, Any]:
-        from chatloom.agents._text import split_reasoning
+        from chatloom.prompts.template import split_reasoning
 
         if self._prompt_spec is None:
             return None, split_reasoning
@@ -188,10 +188,8 @@ class Agent:
         return self._memory_spec or None
 
     def _resolve_policy(self) -> Any:
-        try:
-            from chatloom.tools.policy import ToolPolicy
-        except ImportError:  # the policy module ships with the tools package; absent in trimmed builds
-            return None
+        from chatloom.tools.policy import ToolPolicy
+
         return ToolPolicy(self.tool_policy, self.approver)
 
     def _resolve_checkpointer(self) -> Any:
@@ -381,7 +379,7 @@ class _VisibleText:
             return ""
         if any(text.startswith(p) or p.startswith(text) for p in self._HOLD if p != "<think>"):
             return ""
-        from chatloom.agents._text import split_reasoning
+        from chatloom.prompts.template import split_reasoning
 
         shown, _ = split_reasoning(text) if "<think>" in text or text.startswith("<") else (text, "")
         if "<" in shown[-12:]:  # maybe the start of a tag; wait for more

@@ -18,8 +18,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 
-from chatloom.agents._text import split_reasoning, wrap_untrusted
 from chatloom.memory.base import Memory
+from chatloom.prompts.template import split_reasoning
+from chatloom.tools.policy import contains_untrusted, output_is_trusted, wrap_untrusted
 
 STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
 LOOP_ANSWER = "I stopped because I kept repeating the same tool call ({call}). Try rephrasing the question."
@@ -100,9 +101,10 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     ctx = runtime.context
     last = state["messages"][-1]
     seen = list(state.get("seen_calls", []))
-    untrusted = bool(state.get("passages")) or any(
-        isinstance(m, ToolMessage) for m in state["messages"][state.get("turn_start", 0) :]
-    )
+    # Enforced here, not left to the model: once retrieved text or untrusted tool output is in
+    # the turn, the policy will not auto-run side-effecting or code tools.
+    turn = state["messages"][state.get("turn_start", 0) :]
+    untrusted = bool(state.get("passages")) or contains_untrusted(turn, ctx.tools)
     results: list[ToolMessage] = []
     stop_reason = ""
     for call in last.tool_calls:
@@ -112,8 +114,9 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
             results.append(_tool_message(call, "error: this exact call was already made; its result is above.", False))
             continue
         seen.append(signature)
-        results.append(_run_tool(ctx, call, untrusted))
-        untrusted = True  # tool output is now in the context
+        result = _run_tool(ctx, call, untrusted)
+        results.append(result)
+        untrusted = untrusted or contains_untrusted([result], ctx.tools)
     return {"messages": results, "seen_calls": seen, "stop_reason": stop_reason}
 
 
@@ -161,7 +164,10 @@ def _run_tool(ctx: TurnContext, call: dict[str, Any], untrusted: bool) -> ToolMe
         output = tool.invoke(call["args"])
     except Exception as exc:  # a tool's failure is information for the model, not a crash
         return _tool_message(call, f"error: {type(exc).__name__}: {exc}", False)
-    return _tool_message(call, output if isinstance(output, str) else json.dumps(output, default=str), True)
+    text = output if isinstance(output, str) else json.dumps(output, default=str)
+    if not output_is_trusted(tool):  # text fetched from elsewhere is data, never instructions
+        text = wrap_untrusted(text, f"tool:{tool.name}")
+    return _tool_message(call, text, True)
 
 
 def _tool_message(call: dict[str, Any], content: str, ok: bool) -> ToolMessage:
