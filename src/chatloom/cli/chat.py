@@ -169,16 +169,11 @@ def _shorten(text: str, limit: int = 200) -> str:
 
 
 def _console_approver(console: Any) -> Any:
-    def approve(request: Any) -> bool:
-        name = getattr(request, "tool_name", None) or getattr(request, "name", "?")
-        args = getattr(request, "args", {})
-        console.print(f"[yellow]The model wants to run[/] {name}({json.dumps(args)[:300]})")
-        try:
-            return console.input("Allow? [y/N] ").strip().lower() in ("y", "yes")
-        except (EOFError, KeyboardInterrupt):
-            return False
+    from rich.markup import escape
 
-    return approve
+    from chatloom.tools.policy import console_approver
+
+    return console_approver(lambda question: console.input(f"[yellow]{escape(question)}[/]"))
 
 
 class _Loader:
