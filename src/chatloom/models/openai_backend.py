@@ -145,6 +145,18 @@ class ChatloomOpenAI(ChatOpenAI):
         if last is not None:
             yield last
 
+    def _get_request_payload(self, input_: Any, *, stop: Any = None, **kwargs: Any) -> dict:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        if self.openai_api_base:
+            # An assistant turn that only called tools is sent with `content: null`. OpenAI
+            # takes that, but llama_cpp.server rejects it (HTTP 500, "Input should be a valid
+            # string"), which breaks every turn after a tool call. "" means the same.
+            for message in payload.get("messages") or []:
+                if (isinstance(message, dict) and message.get("role") == "assistant"
+                        and message.get("content") is None):
+                    message["content"] = ""
+        return payload
+
     # -- helpers --------------------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
