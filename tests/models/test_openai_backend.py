@@ -146,6 +146,17 @@ def test_tool_call_in_streamed_text_is_recovered_and_never_shown(srv):
     assert full.usage_metadata["total_tokens"] == 210
 
 
+def test_prose_with_brackets_keeps_streaming(srv):
+    from chatloom.models.openai_backend import _Holder
+
+    holder = _Holder(["calculator"])
+    shown = [holder.feed(p) for p in ["Paris [1", "] is the capital [2].", " Done."]]
+    assert shown == ["Paris [1", "] is the capital [2].", " Done."]
+    holder = _Holder(["calculator"])
+    shown = [holder.feed(p) for p in ["Calling:", " [", "{\"name\": \"calculator\"}]"]]
+    assert shown == ["Calling:", " ", ""] and holder.rest().startswith("[{")
+
+
 def test_recovery_only_for_bound_tools_and_can_be_switched_off(srv):
     text = fixture("llamacpp_text_toolcall.json")["choices"][0]["message"]["content"]
     srv.add(Reply(body=fixture("llamacpp_text_toolcall.json")))

@@ -278,10 +278,17 @@ class _StreamFixer:
 
 
 class _Holder:
-    """Streams text through until something that may start a tool call appears."""
+    """Streams text through until something that may start a tool call appears.
+
+    ``{`` and ``[`` only count when what follows looks like JSON (``{"``, ``[{``), so prose
+    with braces or citation marks like ``[1]`` keeps streaming.
+    """
+
+    _JSONISH = re.compile(r"\{\s*[\"'A-Za-z_]|\[\s*[\[{]|\[TOOL_CALLS\]")
+    _JSONISH_TAIL = re.compile(r"(?:\{|\[)\s*$|\[T?O?O?L?_?C?A?L?L?S?$")
 
     def __init__(self, names: list[str]) -> None:
-        self.triggers = ["{", "[", "```", "<tool", "<function", "<|", "functions.",
+        self.triggers = ["```", "<tool", "<function", "<|", "functions.",
                          *(f"{n}(" for n in names)]
         self.text = ""
         self.sent = 0
@@ -293,6 +300,9 @@ class _Holder:
             return ""
         pending = self.text[self.sent:]
         hits = [i for i in (pending.find(t) for t in self.triggers) if i >= 0]
+        jsonish = self._JSONISH.search(pending)
+        if jsonish:
+            hits.append(jsonish.start())
         if hits:
             self.holding = True
             out = pending[:min(hits)]
@@ -300,6 +310,9 @@ class _Holder:
             # Keep back a tail that could still grow into a trigger ("``" before "`").
             keep = max((k for t in self.triggers for k in range(1, len(t))
                         if pending.endswith(t[:k])), default=0)
+            tail = self._JSONISH_TAIL.search(pending)
+            if tail and tail.end() > tail.start():
+                keep = max(keep, len(pending) - tail.start())
             out = pending[:len(pending) - keep]
         self.sent += len(out)
         return out
