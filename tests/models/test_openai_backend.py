@@ -380,3 +380,21 @@ def test_agent_turn_over_http_with_recovered_tool_call(srv):
     assert assistant[-1]["content"] == "" and assistant[-1]["tool_calls"][0]["function"]["name"] == "calculator"
     assert reply.usage.input_tokens == 180 + 25
     assert reply.usage.cost_usd == pytest.approx((25 * 0.15 + 9 * 0.60) / 1e6)
+
+
+def test_agent_stream_over_http_shows_no_call_text(srv):
+    """Agent.stream with a server that writes the call as text (recorded llama.cpp + Qwen)."""
+    from chatloom import Agent
+    from chatloom.agents.reply import AnswerEvent, Token, ToolCallEvent
+
+    srv.add(Reply(sse=fixture("stream_llamacpp_qwen_toolcall_real.sse")),
+            Reply(sse=fixture("stream_text.sse")))
+    agent = Agent(model=make(srv), tools=[calculator], memory=False)
+    events = list(agent.stream("What is 17*23?"))
+    calls = [e for e in events if isinstance(e, ToolCallEvent)]
+    assert [(c.name, c.args) for c in calls] == [("calculator", {"expression": "17*23"})]
+    shown = "".join(e.text for e in events if isinstance(e, Token))
+    assert shown == "17 × 23 = 391."
+    answer = events[-1]
+    assert isinstance(answer, AnswerEvent) and answer.reply.usage.output_tokens == 7
+    assert all(r.body["stream"] is True for r in srv.requests)
