@@ -158,6 +158,8 @@ def collection(self, *a, **k):
     return Slow(col) if col is not None else None
 
 S.Store.collection = collection
+import chatloom.memory.ingest as I
+I.BATCH_FILES = 3  # commit every 3 files
 from chatloom.config import get_settings
 from chatloom.memory import open_memory
 mem = open_memory(get_settings(), namespace="kb")
@@ -175,12 +177,12 @@ def test_kill_during_ingestion_leaves_a_consistent_store_and_rerun_resumes(
                             stderr=subprocess.PIPE, text=True)
     upserts = 0
     deadline = time.time() + 240
-    while upserts < 4 and time.time() < deadline:
+    while upserts < 3 and time.time() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
         upserts += line.startswith("UPSERTED")
-    assert upserts == 4, proc.stderr.read()[-2000:]
+    assert upserts == 3, proc.stderr.read()[-2000:]
     proc.send_signal(signal.SIGKILL)  # right after a vector write, before its commit
     proc.wait(timeout=30)
 
@@ -189,7 +191,7 @@ def test_kill_during_ingestion_leaves_a_consistent_store_and_rerun_resumes(
     mem = open_memory(settings, namespace="kb", embeddings=minilm)
     store = mem.store
     committed = {s for (s,) in store.db.execute("SELECT source FROM files WHERE ns=?", (mem.ns,))}
-    assert 1 <= len(committed) <= 4
+    assert len(committed) in (3, 6)  # whole batches only; the third batch was in flight
     # Readers already see a consistent store: only committed files are ever returned...
     for p in mem.recall("secret token of k file", k=10):
         assert p.source in committed

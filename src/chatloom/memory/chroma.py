@@ -7,9 +7,11 @@ tenant lives in the namespace ``_conversations``, tagged with ``user_id``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,25 @@ from chatloom.memory.store import (
     DEFAULT_TENANT,
     ChunkRow,
     Store,
+    _corrupt,
     chunk_id,
     ns_key,
     open_store,
     write_session,
 )
+
+
+def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn SQLite corruption found mid-operation into a clear MemoryStoreError."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChromaMemory, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise _corrupt(self.store.index_path, "memory index", str(exc)) from None
+
+    return wrapper
 
 
 class ChromaMemory:
@@ -86,6 +102,7 @@ class ChromaMemory:
         return embed_query_array(self.embeddings, query)
 
     # -- Memory protocol -------------------------------------------------------------------
+    @_guard
     def recall(
         self,
         query: str,
@@ -103,6 +120,7 @@ class ChromaMemory:
         """
         return self.search(query, k=k, namespace=namespace, user_id=user_id, filters=filters)
 
+    @_guard
     def search(
         self,
         query: str,
@@ -135,6 +153,7 @@ class ChromaMemory:
         )
         return [_passage(h) for h in hits]
 
+    @_guard
     def remember(self, *, user_id: str | None, thread_id: str, question: str, answer: str) -> None:
         """Keep lasting facts the user stated, and the exchange itself, for later threads.
 
@@ -148,6 +167,7 @@ class ChromaMemory:
             items.append(("turn", f"Earlier the user asked: {q}\nThe assistant answered: {a}"))
         self._remember_items(user_id, thread_id, items)
 
+    @_guard
     def remember_summary(self, *, user_id: str | None, thread_id: str, summary: str) -> None:
         """Store a thread summary (e.g. from ``summarize_text``) as one conversation memory."""
         if user_id is None or not summary.strip():
@@ -174,6 +194,7 @@ class ChromaMemory:
                                  self.embeddings_name, None)
 
     # -- knowledge management --------------------------------------------------------------
+    @_guard
     def ingest(self, paths: Iterable[str | Path], *, namespace: str | None = None,
                progress: Any = None) -> Any:
         """Ingest files/folders into ``namespace`` (default: this memory's); an IngestReport."""
@@ -184,6 +205,7 @@ class ChromaMemory:
             return ingest_paths(store, key, paths, embed=self._embed,
                                 embeddings_name=self.embeddings_name, progress=progress)
 
+    @_guard
     def forget(self, source: str | None = None, *, namespace: str | None = None,
                user_id: str | None = None) -> int:
         """Remove one source, one user's conversation memory, or a whole namespace.
@@ -211,10 +233,12 @@ class ChromaMemory:
                 )
             return sum(store.remove_source(key, s) for s in matches)
 
+    @_guard
     def sources(self, namespace: str | None = None) -> list[tuple[str, int, float]]:
         """(source, chunks, ingested-at) of every file in the namespace."""
         return self.store.files(self._key(namespace))
 
+    @_guard
     def namespaces(self) -> list[tuple[str, int, int]]:
         """(tenant/namespace, files, chunks) for every namespace in the store."""
         return self.store.namespaces()

@@ -1,7 +1,8 @@
 """Knowledge ingestion: read .md .txt .pdf .html, chunk by headings then sentences, store.
 
-Each file is committed on its own (vectors, keyword rows, then its manifest entry), so a kill
-loses at most the file in flight and a re-run picks up where it stopped. Re-ingesting is
+Files are committed in small batches (vectors first, then rows and manifest entries in one
+SQLite transaction), so a kill loses at most the batch in flight and a re-run picks up where it
+stopped. Re-ingesting is
 incremental: unchanged files are skipped by content hash, changed ones replaced, and files that
 disappeared from an ingested folder are removed.
 
@@ -290,6 +291,8 @@ def _sha256(data: bytes) -> str:
 
 
 Progress = Callable[[str, int, int], None]
+BATCH_FILES = 64  # files per commit
+BATCH_CHUNKS = 512  # chunks per commit (a big file is always one commit on its own)
 
 
 def ingest_paths(
@@ -314,6 +317,27 @@ def ingest_paths(
     report.skipped.extend(skipped)
     manifest = store.manifest(ns)
     total = len(files)
+    pending: list[tuple[str, list[ChunkRow], dict, bool]] = []
+    pending_chunks = 0
+
+    def flush() -> None:
+        # Small files are committed together (one embedding batch, one Chroma write, one
+        # transaction); a kill loses at most this batch, and a re-run redoes exactly it.
+        if not pending:
+            return
+        stats = store.replace_sources(
+            ns,
+            [(src, rows, info) for src, rows, info, _ in pending],
+            lambda new: embed([embed_text(r) for r in new]),
+            embeddings_name,
+        )
+        for (src, _, _, was_there), (added, removed, dup) in zip(pending, stats):
+            (report.updated if was_there else report.added).append(src)
+            report.chunks_added += added
+            report.chunks_removed += removed
+            report.chunks_deduplicated += 0 if was_there else dup
+        pending.clear()
+
     for done, path in enumerate(files, 1):
         source = str(path)
         try:
@@ -345,20 +369,15 @@ def ingest_paths(
             ChunkRow(chunk_id(ns, c.text), ns, c.text, source, title, c.section, c.index)
             for c in chunk_markdown(text)
         ]
-        added, removed, dup = store.replace_source(
-            ns,
-            source,
-            rows,
-            lambda new: embed([embed_text(r) for r in new]),
-            embeddings_name,
-            {"sha256": digest, "size": st.st_size, "mtime": st.st_mtime},
-        )
-        (report.updated if old else report.added).append(source)
-        report.chunks_added += added
-        report.chunks_removed += removed
-        report.chunks_deduplicated += dup if not old else 0
+        pending.append((source, rows, {"sha256": digest, "size": st.st_size, "mtime": st.st_mtime},
+                        old is not None))
+        pending_chunks += len(rows)
+        if len(pending) >= BATCH_FILES or pending_chunks >= BATCH_CHUNKS:
+            flush()
+            pending_chunks = 0
         if progress:
             progress(source, done, total)
+    flush()
     # Files that were ingested from a scanned folder and are gone now.
     present = {str(f) for f in files}
     for source in sorted(manifest):

@@ -1,4 +1,4 @@
-"""Hybrid retrieval: vector (Chroma) + keyword (SQLite FTS5 BM25), reciprocal-rank fusion, MMR.
+"""Hybrid retrieval: vector (Chroma) + keyword (bm25s BM25), reciprocal-rank fusion, MMR.
 
 A *space* is one namespace plus optional metadata filters; a search can span several spaces
 (e.g. the bot's knowledge and one user's conversation memory) and merges them into one ranking.
@@ -10,15 +10,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chatloom.errors import MemoryStoreError
+from chatloom.errors import ChatloomError, MemoryStoreError
 from chatloom.memory.store import ChunkRow, Store
 
 Mode = Literal["hybrid", "vector", "keyword"]
 RRF_K = 60
 _COLUMNS = {"source", "title", "section", "chunk", "kind", "user_id"}
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Very common English words: they match almost every chunk, so they cost FTS5 time and add
-# nothing to BM25's ranking.
+# Very common English words: they match almost every chunk and add nothing to BM25's ranking.
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
     being below between both but by can could did do does doing down during each few for from
@@ -45,16 +44,6 @@ class Hit:
     score: float
     vector_rank: int | None = None
     keyword_rank: int | None = None
-
-
-def fts_query(text: str) -> str | None:
-    """Turn free text into an FTS5 OR-query of quoted terms (no FTS5 syntax gets through)."""
-    terms = [t for t in dict.fromkeys(w.lower() for w in _WORD.findall(text)) if t not in STOPWORDS]
-    if not terms:
-        terms = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms[:64])
 
 
 def _sql_filters(filters: dict | None) -> tuple[str, list[Any]]:
@@ -88,43 +77,38 @@ def chroma_where(filters: dict | None) -> dict | None:
 
 
 def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> list[tuple[str, float]]:
-    """BM25 over FTS5 in the given spaces: [(chunk id, bm25 score, higher is better)]."""
-    match = fts_query(query)
-    if not match or not spaces:
-        return []
-    conds, args = [], []
-    for space in spaces:
-        clause, fargs = _sql_filters(space.filters)
-        conds.append("(c.ns = ?" + (f" AND {clause})" if clause else ")"))
-        args.extend([space.ns, *fargs])
-    where = " OR ".join(conds)
-    # Fast path: let FTS5 rank and cut first, then filter; falls back to the exhaustive query
-    # when the filter is selective enough to empty the cut.
-    cut = max(200, n * 10)
-    sql_fast = (
-        "SELECT c.id, -m.rank FROM (SELECT rowid, rank FROM fts WHERE fts MATCH ? "
-        "ORDER BY rank LIMIT ?) m JOIN chunks c ON c.rowid = m.rowid "
-        f"WHERE {where} ORDER BY m.rank LIMIT ?"
-    )
+    """BM25 (bm25s, stemmed) in the given spaces: [(chunk id, score)], best first."""
+    import numpy as np
+
+    hits: list[tuple[int, float]] = []
     try:
-        rows = store.db.execute(sql_fast, [match, cut, *args, n]).fetchall()
-        if len(rows) < n:
-            total = store.db.execute(
-                "SELECT count(*) FROM (SELECT rowid FROM fts WHERE fts MATCH ? LIMIT ?)",
-                [match, cut + 1],
-            ).fetchone()[0]
-            if total > cut:
-                rows = store.db.execute(
-                    "SELECT c.id, -bm25(fts) AS s FROM fts JOIN chunks c ON c.rowid = fts.rowid "
-                    f"WHERE fts MATCH ? AND ({where}) ORDER BY s DESC LIMIT ?",
-                    [match, *args, n],
-                ).fetchall()
+        for space in spaces:
+            idx = store.keyword_index(space.ns)
+            allowed = None
+            if space.filters:
+                clause, args = _sql_filters(space.filters)
+                allowed = np.fromiter(
+                    (r for (r,) in store.db.execute(
+                        f"SELECT rowid FROM chunks c WHERE c.ns = ? AND {clause} ORDER BY rowid",
+                        [space.ns, *args])),
+                    dtype=np.int64,
+                )
+                if len(allowed) == 0:
+                    continue
+            hits.extend(idx.search(query, n, allowed))
+    except MemoryStoreError:
+        raise
     except Exception as exc:
+        if isinstance(exc, ChatloomError):
+            raise
         raise MemoryStoreError(
-            f"keyword search failed on {str(store.index_path)!r} ({exc})",
+            f"keyword search failed on {str(store.index_path)!r} ({type(exc).__name__}: {exc})",
             "the memory index may be corrupt; move it aside and re-run `chatloom ingest`",
         ) from None
-    return [(cid, float(score)) for cid, score in rows]
+    hits.sort(key=lambda h: -h[1])
+    hits = hits[:n]
+    ids = store.rowids_to_ids([r for r, _ in hits])
+    return [(ids[r], score) for r, score in hits if r in ids]
 
 
 def vector_search(

@@ -3,7 +3,8 @@
 Layout in ``<data dir>/memory/``::
 
     chroma/          the embedded Chroma store (PersistentClient), one collection per namespace
-    index.sqlite     chunk rows + FTS5 keyword index + per-namespace file manifest + journal
+    index.sqlite     chunk rows + per-namespace file manifest + journal (the truth)
+    bm25/            one keyword index per namespace (bm25s; a cache rebuilt from index.sqlite)
     .write.lock      held by whoever writes (ingest, forget, remember)
 
 The SQLite index is the source of truth for *which chunks exist*: a vector hit whose id is not
@@ -53,16 +54,8 @@ CREATE TABLE IF NOT EXISTS chunks(
     user_id TEXT,
     meta TEXT);
 CREATE INDEX IF NOT EXISTS chunks_ns ON chunks(ns, source);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
-    text, title, section, content='chunks', content_rowid='rowid',
-    tokenize='porter unicode61');
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO fts(rowid, text, title, section) VALUES (new.rowid, new.text, new.title, new.section);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO fts(fts, rowid, text, title, section)
-    VALUES ('delete', old.rowid, old.text, old.title, old.section);
-END;
+-- Bumped by every write to a namespace; keyword indexes are stamped with it.
+CREATE TABLE IF NOT EXISTS ns_versions(ns TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
     ns TEXT NOT NULL, source TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER, mtime REAL,
     n_chunks INTEGER, ingested REAL, PRIMARY KEY(ns, source));
@@ -166,6 +159,8 @@ class Store:
         self._client: Any = None
         self._chroma_gen = -1
         self._collections: dict[str, Any] = {}
+        self._keyword: dict[str, Any] = {}
+        self.touched: set[str] = set()
         self.db = self._open_index()
 
     # -- SQLite index ----------------------------------------------------------------------
@@ -355,18 +350,32 @@ class Store:
         embeddings_name: str,
         file_info: dict | None,
     ) -> tuple[int, int, int]:
-        """Make ``source`` in ``ns`` consist of exactly ``rows``; return (added, removed, dup).
+        """Make ``source`` in ``ns`` consist of exactly ``rows``; see :meth:`replace_sources`."""
+        return self.replace_sources(ns, [(source, rows, file_info)], embed, embeddings_name)[0]
 
-        ``embed(rows)`` returns one vector per row; it is called only for rows whose text is
-        new to the namespace (deduplication by content hash). Caller holds the write lock.
+    def replace_sources(
+        self,
+        ns: str,
+        items: Sequence[tuple[str, Sequence[ChunkRow], dict | None]],
+        embed: Callable[[list[ChunkRow]], Any],
+        embeddings_name: str,
+    ) -> list[tuple[int, int, int]]:
+        """Make each (source, rows, file_info) in ``ns`` consist of exactly its rows, atomically.
+
+        Returns (chunks added, chunks removed, chunks already stored) per item. ``embed(rows)``
+        returns one vector per row and is called only for text new to the namespace (chunks are
+        deduplicated by content hash). ``file_info`` ({sha256, size, mtime}) becomes the
+        manifest entry, written in the same transaction as the rows: after the vectors, so a
+        file is only ever marked done once all of it is stored. Caller holds the write lock.
         """
         col = self.collection(ns, embeddings_name, create=True)
-        fresh = self.new_ids(ns, [r.id for r in rows])
+        all_rows = [r for _, rows, _ in items for r in rows]
+        fresh = self.new_ids(ns, [r.id for r in all_rows])
         seen: set[str] = set()
-        new_rows = [r for r in rows if r.id in fresh and not (r.id in seen or seen.add(r.id))]
-        vectors = embed(new_rows) if new_rows else None
-        # 1. journal the ids we are about to put into Chroma
+        new_rows = [r for r in all_rows if r.id in fresh and not (r.id in seen or seen.add(r.id))]
         if new_rows:
+            vectors = embed(new_rows)
+            # 1. journal the ids we are about to put into Chroma
             with self.transaction() as db:
                 db.executemany("INSERT INTO limbo VALUES (?,?)", [(ns, r.id) for r in new_rows])
             # 2. vectors into Chroma
@@ -379,30 +388,48 @@ class Store:
                     documents=[r.text for r in part],
                 )
         # 3. the commit point: rows, refs and manifest in one transaction
+        claimed: dict[str, int] = {}
+        for r in new_rows:
+            claimed[r.source] = claimed.get(r.source, 0) + 1
+        stats = []
         with self.transaction() as db:
-            old = {c for (c,) in db.execute(
-                "SELECT chunk_id FROM refs WHERE ns=? AND source=?", (ns, source))}
             db.executemany(
                 "INSERT OR IGNORE INTO chunks(id, ns, text, source, title, section, chunk, kind,"
                 " user_id, meta) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [(r.id, r.ns, r.text, r.source, r.title, r.section, r.chunk, r.kind, r.user_id,
                   json.dumps(r.meta) if r.meta else None) for r in new_rows],
             )
-            db.execute("DELETE FROM refs WHERE ns=? AND source=?", (ns, source))
-            db.executemany(
-                "INSERT OR IGNORE INTO refs VALUES (?,?,?)", [(ns, source, r.id) for r in rows]
-            )
-            orphans = self._drop_orphans(db, ns, old - {r.id for r in rows})
+            dropped_candidates: dict[str, set[str]] = {}
+            for source, rows, file_info in items:
+                old = {c for (c,) in db.execute(
+                    "SELECT chunk_id FROM refs WHERE ns=? AND source=?", (ns, source))}
+                db.execute("DELETE FROM refs WHERE ns=? AND source=?", (ns, source))
+                db.executemany("INSERT OR IGNORE INTO refs VALUES (?,?,?)",
+                               [(ns, source, r.id) for r in rows])
+                dropped_candidates[source] = old - {r.id for r in rows}
+                if file_info is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?)",
+                        (ns, source, file_info["sha256"], file_info["size"], file_info["mtime"],
+                         len(rows), time.time()),
+                    )
+            # Orphans only after every item's refs are in: text may move between files.
+            for source, rows, _ in items:
+                removed = self._drop_orphans(db, ns, dropped_candidates[source])
+                added = claimed.get(source, 0)
+                stats.append((added, removed, len(rows) - added))
             db.execute("DELETE FROM limbo WHERE ns=? AND chunk_id IN (SELECT id FROM chunks)", (ns,))
-            if file_info is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?)",
-                    (ns, source, file_info["sha256"], file_info["size"], file_info["mtime"],
-                     len(rows), time.time()),
-                )
+            self._bump(db, ns)
         # 4. cleanup in Chroma (re-done by recover() if we die here)
         self.recover(ns)
-        return len(new_rows), orphans, len(rows) - len(new_rows)
+        return stats
+
+    def _bump(self, db: sqlite3.Connection, ns: str) -> None:
+        db.execute(
+            "INSERT INTO ns_versions VALUES (?, 1) ON CONFLICT(ns) DO UPDATE SET version=version+1",
+            (ns,),
+        )
+        self.touched.add(ns)
 
     def _drop_orphans(self, db: sqlite3.Connection, ns: str, candidates: Iterable[str]) -> int:
         dropped = 0
@@ -422,6 +449,7 @@ class Store:
             db.execute("DELETE FROM refs WHERE ns=? AND source=?", (ns, source))
             db.execute("DELETE FROM files WHERE ns=? AND source=?", (ns, source))
             removed = self._drop_orphans(db, ns, old)
+            self._bump(db, ns)
         self.recover(ns)
         return removed
 
@@ -432,6 +460,7 @@ class Store:
         with self.transaction() as db:
             for table in ("chunks", "refs", "files", "limbo", "namespaces"):
                 db.execute(f"DELETE FROM {table} WHERE ns=?", (ns,))
+            self._bump(db, ns)
         if row:
             with contextlib.suppress(Exception):
                 self.client.delete_collection(row[0])
@@ -461,6 +490,40 @@ class Store:
                 f" FROM chunks WHERE id IN ({marks})", part):
                 out[row[0]] = ChunkRow(*row[:9], meta=json.loads(row[9]) if row[9] else None)
         return out
+
+    def rowids_to_ids(self, rowids: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for start in range(0, len(rowids), 500):
+            part = list(rowids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            out.update(self.db.execute(f"SELECT rowid, id FROM chunks WHERE rowid IN ({marks})", part))
+        return out
+
+    def ns_version(self, ns: str) -> int:
+        row = self.db.execute("SELECT version FROM ns_versions WHERE ns=?", (ns,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _keyword_path(self, ns: str) -> Path:
+        tag = hashlib.sha1(f"{self.index_path.name}\x00{ns}".encode()).hexdigest()[:16]
+        return self.root / "bm25" / tag
+
+    def keyword_index(self, ns: str, *, rebuild: bool = False) -> Any:
+        """The namespace's BM25 index, current with the index file (rebuilt if stale)."""
+        from chatloom.memory import keyword
+
+        version = self.ns_version(ns)
+        idx = self._keyword.get(ns)
+        if idx is not None and idx.version == version and not rebuild:
+            return idx
+        path = self._keyword_path(ns)
+        idx = None if rebuild else keyword.load(path)
+        if idx is None or idx.version != version:
+            rows = self.db.execute(
+                "SELECT rowid, title || ' ' || section || ' ' || text FROM chunks WHERE ns=?", (ns,)
+            ).fetchall()
+            idx = keyword.build(rows, version, path)
+        self._keyword[ns] = idx
+        return idx
 
     def namespaces(self) -> list[tuple[str, int, int]]:
         """(namespace key, files, chunks) for every namespace, sorted."""
@@ -532,7 +595,11 @@ def write_session(settings: Any, store: Store | None = None) -> Iterator[Store]:
         store.ensure_fresh()
         store.client  # noqa: B018 - open (and so validate) Chroma before any write
         store.recover()
+        store.touched.clear()
         yield store
+        for ns in sorted(store.touched):  # readers then find fresh keyword indexes
+            store.keyword_index(ns)
+        store.touched.clear()
     finally:
         if own and store is not None:
             store.close()
