@@ -15,7 +15,7 @@ Factories are imported only when their scheme is used, so importing this module 
 
 >>> from chatloom.models import resolve_model
 >>> resolve_model("fake:echo").invoke("hi").content
-'hi'
+'You said: hi'
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def resolve_model(model_id: str | BaseChatModel, **options: Any) -> BaseChatMode
     catalog entry, then as a ``.gguf`` file or a model directory.
 
     >>> resolve_model("fake:echo").invoke("ping").content
-    'ping'
+    'You said: ping'
     """
     if not isinstance(model_id, str):
         if hasattr(model_id, "invoke"):
