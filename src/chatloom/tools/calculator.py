@@ -497,10 +497,8 @@ class _Evaluator:
 
 @tool
 def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression exactly, e.g. "17*23", "(3+4)/7", "15% of 80",
-    "2^10", "sqrt(2)", "round(10/3, 2)". Supports + - * / // % ** (or ^), sqrt, cbrt, log
-    (natural, or log(x, base)), log10, log2, exp, sin/cos/tan (radians), asin/acos/atan,
-    degrees, radians, abs, round, floor, ceil, min, max, factorial, pi, e."""
+    """Evaluate an arithmetic expression exactly, e.g. "12*(3+4)/7", "15% of 80", "2^10",
+    "sqrt(2)", "round(10/3, 2)". Also: // % log ln exp sin cos tan abs floor ceil min max pi."""
     try:
         return evaluate(expression)
     except CalculatorError as exc:
