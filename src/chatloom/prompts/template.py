@@ -234,12 +234,21 @@ class PromptTemplate:
         return messages
 
     def split_reasoning(self, text: str) -> tuple[str, str]:
-        """Return (visible answer, reasoning) for a model's reply; see :func:`split_reasoning`.
+        """Return (visible answer, reasoning) for a model's final reply.
 
-        Every template strips ``<think>`` blocks, even ``reasoning: direct`` ones, because many
-        models emit them unasked.
+        Every template strips ``<think>`` blocks (see :func:`split_reasoning`), even
+        ``reasoning: direct`` ones, because many models emit them unasked. One exception keeps
+        the user from getting an empty reply: when a model never closes its block and writes
+        nothing outside it (small models do this), the block's last paragraph, where the
+        conclusion sits, becomes the answer; the whole block stays the reasoning.
+
+        >>> load_prompt("tutor").split_reasoning("<think>2+2 is 4.\n\nThe answer is 4.")  # doctest: +SKIP
+        ('The answer is 4.', '2+2 is 4.\n\nThe answer is 4.')
         """
-        return split_reasoning(text)
+        answer, reasoning = split_reasoning(text)
+        if not answer and reasoning:
+            answer = reasoning.split("\n\n")[-1].strip()
+        return answer, reasoning
 
     def system_text(self, tools: Sequence["BaseTool"] = (), variables: Mapping[str, Any] | None = None) -> str:
         """Just the rendered system message text."""
