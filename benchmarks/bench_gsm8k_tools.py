@@ -89,7 +89,12 @@ def main() -> int:
                 "tool_calls": steps, "stop": stop, "seconds": round(elapsed, 2), "answer": answer[-300:],
             })
         done = {n: sum(r["correct"] for r in rs) for n, rs in results.items()}
-        print(f"[{i}/{len(rows)}] " + "  ".join(f"{n}: {c}/{i}" for n, c in done.items()), file=sys.stderr, flush=True)
+        calls = sum(r["tool_calls"] for r in results["calculator"])
+        print(f"[{i}/{len(rows)}] " + "  ".join(f"{n}: {c}/{i}" for n, c in done.items()) + f"  (calculator calls so far: {calls})",
+              file=sys.stderr, flush=True)
+        # Saved after every question, so a long run that is stopped still leaves its numbers.
+        save("bench_gsm8k_tools", {"model": args.model, "prompts": [plain_prompt, tools_prompt], "limit": len(rows),
+                                   "completed": i, "partial": i < len(rows), "results": results})
 
     summary = {}
     print(f"\nGSM8K dev, first {len(rows)} questions, model {args.model}, prompts {Path(plain_prompt).name} / {Path(tools_prompt).name} (load {load_s:.1f} s)")

@@ -48,6 +48,12 @@ def test_stdin_is_passed_through() -> None:
 
 
 @needs_bwrap
+def test_unread_stdin_cannot_block_past_the_wall_clock() -> None:
+    result = Sandbox(Limits(wall_s=2, cpu_s=2)).run("import time\ntime.sleep(60)", stdin="x" * 500_000)
+    assert result.timed_out and result.duration_s < 4
+
+
+@needs_bwrap
 def test_standard_library_works_and_site_packages_are_opt_in() -> None:
     code = "import json, decimal, fractions, statistics, sqlite3, datetime, re\nprint('ok')"
     assert Sandbox(FAST).run(code).stdout == "ok\n"

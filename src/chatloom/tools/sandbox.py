@@ -389,11 +389,15 @@ def _execute(argv: list[str], env: dict[str, str], cwd: str | None, stdin: str, 
     for t in threads:
         t.start()
     if stdin and proc.stdin is not None:
-        try:
-            proc.stdin.write(stdin.encode()[: limits.output_bytes * 16])
-            proc.stdin.close()
-        except OSError:
-            pass
+        # In a thread: code that never reads would otherwise block us past the wall clock.
+        def feed(pipe, data: bytes) -> None:  # type: ignore[no-untyped-def]
+            try:
+                pipe.write(data)
+                pipe.close()
+            except OSError:
+                pass
+
+        threading.Thread(target=feed, args=(proc.stdin, stdin.encode()[: limits.output_bytes * 16]), daemon=True).start()
     # Wait on the output pipes, not with Popen.wait(timeout), which polls with sleeps of up to
     # 50 ms; the pipes reach EOF the moment the sandbox exits.
     deadline = start + limits.wall_s
