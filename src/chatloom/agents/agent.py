@@ -91,7 +91,7 @@ class Agent:
         from chatloom.agents.spec import load_spec
 
         spec = load_spec(path)
-        workspace = Path(path).resolve().parent.parent
+        workspace = spec.workspace
         kwargs: dict[str, Any] = {
             "model": spec.model,
             "prompt": spec.prompt,
