@@ -154,3 +154,14 @@ def test_exec_result_text_forms() -> None:
     assert ExecResult("", "", 0).to_text() == "exit status 0\n(no output)"
     assert ExecResult("", "", None, timed_out=True).to_text().startswith("killed: wall-clock")
     assert ExecResult("x", "", -9).to_text().startswith("killed by SIGKILL")
+
+
+@needs_bwrap
+def test_an_interpreter_that_cannot_start_inside_is_named(tmp_path: Path) -> None:
+    prefix = tmp_path / "py"
+    (prefix / "bin").mkdir(parents=True)
+    fake = prefix / "bin" / "python3"
+    fake.write_text("#!/nonexistent/interpreter\n")
+    fake.chmod(0o755)
+    with pytest.raises(SandboxUnavailable, match="does not start inside the sandbox"):
+        Sandbox(python=str(fake)).check()

@@ -239,6 +239,14 @@ class Sandbox:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxUnavailable(f"bubblewrap {self._bwrap!r} failed to start ({exc})", APT_HINT) from None
+        if probe.returncode != 0 and Path("/usr/bin/true").exists():
+            bare = subprocess.run([*self._bwrap_args(), "--", "/usr/bin/true"], capture_output=True, env=self._host_env(), timeout=30)
+            if bare.returncode == 0:  # namespaces work; the interpreter does not start in them
+                detail = probe.stderr.decode(errors="replace").strip().splitlines()
+                raise SandboxUnavailable(
+                    f"Python {self._exe!r} does not start inside the sandbox ({detail[-1] if detail else probe.returncode})",
+                    "pass Sandbox(python=...) an interpreter installed under /usr or in a self-contained prefix",
+                )
         if probe.returncode != 0:
             detail = probe.stderr.decode(errors="replace").strip().splitlines()
             raise SandboxUnavailable(
@@ -289,6 +297,10 @@ class Sandbox:
                 args += ["--tmpfs", f"{_SANDBOX_PYTHON_ROOT}/lib/{version}/site-packages"]
             if self._libs:
                 args += ["--setenv", "LD_LIBRARY_PATH", f"{_SANDBOX_PYTHON_ROOT}/lib"]
+        elif self._libs and self._libs[0] not in ("/usr/lib", "/usr/lib64"):
+            # e.g. /usr/local/lib/libpython3.x.so (Docker python images): found on the host via
+            # /etc/ld.so.cache, which the sandbox does not have
+            args += ["--setenv", "LD_LIBRARY_PATH", self._libs[0]]
         if self.site_packages:
             args += ["--ro-bind", sysconfig.get_paths()["purelib"], _SANDBOX_SITE]
         args += ["--perms", "1777", "--size", str(lim.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
