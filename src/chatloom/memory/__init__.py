@@ -38,8 +38,8 @@ def open_memory(
     return ChromaMemory(settings, namespace=namespace, tenant=tenant, embeddings=embeddings)
 
 
-def summarize_messages(model: Any, messages: Any, max_tokens: int) -> Any:
+def summarize_messages(model: Any, messages: Any, max_tokens: int, **options: Any) -> Any:
     """Shorten a thread to fit ``max_tokens``; see :func:`chatloom.memory.conversation.summarize_messages`."""
     from chatloom.memory.conversation import summarize_messages as _impl
 
-    return _impl(model, messages, max_tokens)
+    return _impl(model, messages, max_tokens, **options)

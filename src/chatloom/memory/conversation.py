@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import (
@@ -53,14 +53,12 @@ def extract_facts(user_text: str, *, max_facts: int = 5) -> list[str]:
     return facts[:max_facts]
 
 
-def count_tokens(model: Any, messages: Sequence[BaseMessage]) -> int:
-    """The model's own count when it has one, else about 4 characters per token."""
-    counter = getattr(model, "get_num_tokens_from_messages", None)
-    if counter is not None:
-        try:
-            return int(counter(list(messages)))
-        except Exception:  # many local backends don't implement it (or need tiktoken data)
-            pass
+def count_tokens(messages: Sequence[BaseMessage]) -> int:
+    """About 4 characters per token, plus a little per message; needs no tokenizer download.
+
+    (LangChain's default ``get_num_tokens_from_messages`` fetches a GPT-2 tokenizer from the
+    hub and ChatOpenAI's fetches tiktoken tables: neither works offline.)
+    """
     return sum(len(_text(m)) // 4 + 4 for m in messages)
 
 
@@ -102,7 +100,12 @@ def summarize_text(model: Any, messages: Sequence[BaseMessage], *, max_words: in
 
 
 def summarize_messages(
-    model: Any, messages: Sequence[BaseMessage], max_tokens: int, *, keep_recent: float = 0.5
+    model: Any,
+    messages: Sequence[BaseMessage],
+    max_tokens: int,
+    *,
+    keep_recent: float = 0.5,
+    token_counter: Callable[[Sequence[BaseMessage]], int] | None = None,
 ) -> list[BaseMessage]:
     """Return ``messages`` shortened to fit ``max_tokens`` by summarising the older turns.
 
@@ -112,12 +115,14 @@ def summarize_messages(
       ``keep_recent`` of the budget). The cut is always at a user message, so an AI tool call
       is never separated from its tool results. An earlier summary is folded into the new one.
     - If the model fails, the older turns are dropped instead (logged, never raised).
+    - ``token_counter(messages) -> int`` overrides the default estimate (4 chars per token).
 
     >>> from chatloom.memory.conversation import summarize_messages   # doctest: +SKIP
     >>> history = summarize_messages(model, history, max_tokens=3000)  # doctest: +SKIP
     """
+    count = token_counter or count_tokens
     messages = list(messages)
-    if count_tokens(model, messages) <= max_tokens:
+    if count(messages) <= max_tokens:
         return messages
     head = []
     i = 0
@@ -130,7 +135,7 @@ def summarize_messages(
     cut = len(body)
     for j in range(len(body) - 1, -1, -1):
         if isinstance(body[j], HumanMessage):
-            if count_tokens(model, body[j:]) > budget_recent and cut < len(body):
+            if count(body[j:]) > budget_recent and cut < len(body):
                 break
             cut = j
     if cut == 0:  # everything is one turn: keep its last human message onwards
@@ -146,7 +151,7 @@ def summarize_messages(
         summary = f"({len(old)} earlier messages were dropped to fit the context window.)"
     result = [*head, SystemMessage(content=f"{SUMMARY_PREFIX} {summary}", name="summary"), *recent]
     # Still too long (a huge recent turn): drop the oldest recent messages but keep the last one.
-    while count_tokens(model, result) > max_tokens and len(result) > len(head) + 2:
+    while count(result) > max_tokens and len(result) > len(head) + 2:
         del result[len(head) + 1]
         while len(result) > len(head) + 2 and isinstance(result[len(head) + 1], ToolMessage):
             del result[len(head) + 1]

@@ -166,6 +166,10 @@ class MiniLMEmbeddings(Embeddings):
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.threads or min(4, os.cpu_count() or 1)
             opts.inter_op_num_threads = 1
+            # Spin-waiting worker threads burn the CPU that other processes (and the other
+            # intra-op thread) need; on a shared machine it makes single queries several times
+            # slower.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.log_severity_level = 3
             try:
                 session = ort.InferenceSession(
