@@ -141,6 +141,7 @@ class ChromaMemory:
             spaces.append(Space(conv, {**(filters or {}), "user_id": user_id}))
         store = self.store
         store.ensure_fresh()
+        store.client  # noqa: B018 - a dead server or corrupt store is an error, not "no results"
         hits = search(
             store,
             spaces,
