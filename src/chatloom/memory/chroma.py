@@ -62,7 +62,7 @@ class ChromaMemory:
         namespace: str | None = None,
         tenant: str | None = None,
         embeddings: Any = None,
-        diversity: float = 0.3,
+        diversity: float = 0.15,
     ) -> None:
         from chatloom.memory.embeddings import default_embeddings, embeddings_id
 

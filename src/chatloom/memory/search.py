@@ -186,15 +186,16 @@ def search(
     qvec: Any = None,
     k: int = 4,
     mode: Mode = "hybrid",
-    diversity: float | None = 0.3,
+    diversity: float | None = 0.15,
     fetch_k: int | None = None,
     embeddings_name: str = "",
 ) -> list[Hit]:
     """Rank chunks for ``query`` in ``spaces``; see :class:`chatloom.memory.ChromaMemory`.
 
-    ``diversity`` is MMR's weight on novelty (0 or None turns MMR off; 0.3 means relevance
-    counts 0.7). Scores: hybrid -> fused RRF scaled to [0, 1]; vector -> cosine similarity;
-    keyword -> BM25.
+    ``diversity`` is MMR's weight on novelty against relevance (both on [0, 1]; 0 or None
+    turns MMR off). The default 0.15 breaks up near-duplicates without pushing out a second
+    relevant passage that merely resembles the first (measured on HotpotQA). Scores: hybrid
+    -> fused RRF scaled to [0, 1]; vector -> cosine similarity; keyword -> BM25.
     """
     if k <= 0:
         return []
@@ -232,7 +233,11 @@ def search(
         missing = [c for c, _ in pool if c not in vectors]
         if missing:
             vectors.update(_embeddings_for(store, missing, rows, embeddings_name))
-        pool_rel = [(c, rel[c]) for c, _ in pool]
+        # RRF scores are nearly flat at the top (1.0, 0.98, 0.97...): on that scale any novelty
+        # bonus swamps relevance. Spread the pool over [0, 1] so both terms weigh as meant.
+        lo, hi = min(rel[c] for c, _ in pool), max(rel[c] for c, _ in pool)
+        span = (hi - lo) or 1.0
+        pool_rel = [(c, (rel[c] - lo) / span) for c, _ in pool]
         order = mmr(pool_rel, vectors, k, 1.0 - diversity)
         chosen = [pool[i] for i in order]
     else:
