@@ -14,6 +14,8 @@ import pytest
 
 from chatloom.config import get_settings
 
+from memhelpers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 EVALDATA = REPO.parent / "shared" / "evaldata"
 
@@ -59,12 +61,6 @@ def mem(settings, minilm):
     m = open_memory(settings, namespace="test", embeddings=minilm)
     yield m
     m.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- a real PostgreSQL server -----------------------------------------------------------------

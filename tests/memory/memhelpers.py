@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,3 +63,9 @@ def subprocess_env(home: Path) -> dict[str, str]:
     return env
 
 
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

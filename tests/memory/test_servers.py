@@ -10,7 +10,7 @@ import pytest
 from chatloom.errors import ConfigError, MemoryStoreError
 from chatloom.memory import open_memory
 
-from memhelpers import consistent
+from memhelpers import consistent, free_port
 
 
 def test_memory_on_a_chroma_server(home, monkeypatch, minilm, chroma_url, tmp_path):
@@ -37,8 +37,6 @@ def test_memory_on_a_chroma_server(home, monkeypatch, minilm, chroma_url, tmp_pa
 
 def test_unreachable_chroma_server_is_a_clear_error(home, monkeypatch, minilm):
     from chatloom.config import get_settings
-
-    from conftest import free_port
 
     monkeypatch.setenv("CHATLOOM_MEMORY_URL", f"http://127.0.0.1:{free_port()}")
     mem = open_memory(get_settings(), namespace="srv", embeddings=minilm)
@@ -83,8 +81,6 @@ def test_postgres_checkpointer_keeps_threads_across_connections(postgres_dsn, se
 
 def test_postgres_checkpointer_errors_name_the_fix(settings):
     from chatloom.memory.postgres import postgres_checkpointer, redact
-
-    from conftest import free_port
 
     with pytest.raises(ConfigError, match=r"can't use the PostgreSQL checkpointer at .*\*\*\*"):
         postgres_checkpointer(f"postgresql://u:hunter2@127.0.0.1:{free_port()}/db")
