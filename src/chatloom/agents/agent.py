@@ -45,7 +45,9 @@ class Agent:
     :class:`chatloom.memory.base.Memory`, ``True`` for the default store, or ``None``.
     ``checkpointer`` is a LangGraph checkpointer, ``"memory"`` for an in-process one, or
     ``None`` for the configured store in the data dir (so conversations survive restarts).
-    ``approver`` decides tool calls the policy marks "ask".
+    ``approver`` decides tool calls the policy marks "ask". ``conversation_memory`` stores
+    lasting facts per ``user_id`` and recalls them in later threads. Threads longer than
+    ``history_tokens`` (approximate) have their older turns summarised by the model.
     """
 
     def __init__(
@@ -62,6 +64,8 @@ class Agent:
         workspace: str | Path | None = None,
         namespace: str | None = None,
         recall_k: int = 4,
+        conversation_memory: bool = False,
+        history_tokens: int = 3000,
         checkpointer: Any = None,
         settings: Any = None,
     ) -> None:
@@ -81,6 +85,8 @@ class Agent:
         self.variables = dict(variables or {})
         self.namespace = namespace
         self.recall_k = recall_k
+        self.conversation_memory = conversation_memory
+        self.history_tokens = history_tokens
         self._checkpointer_spec = checkpointer
         self._lock = threading.Lock()
         self._ready: dict[str, Any] | None = None
@@ -103,6 +109,7 @@ class Agent:
             "workspace": workspace,
             "namespace": spec.memory.namespace or spec.name,
             "recall_k": spec.memory.k,
+            "conversation_memory": spec.memory.enabled and spec.memory.conversation,
         }
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -124,13 +131,13 @@ class Agent:
         from chatloom.agents.graph import build_graph
 
         tools = self._resolve_tools()
-        model = self._resolve_model()
-        if tools:
-            model = model.bind_tools(tools)
+        plain_model = self._resolve_model()
+        model = plain_model.bind_tools(tools) if tools else plain_model
         render_prompt, split = self._resolve_prompt()
         return {
             "graph": build_graph(self._resolve_checkpointer()),
             "model": model,
+            "plain_model": plain_model,
             "tools": {t.name: t for t in tools},
             "render_prompt": render_prompt,
             "split_reasoning": split,
@@ -300,6 +307,9 @@ class Agent:
             thread_id=thread_id,
             max_steps=self.max_steps,
             policy=services["policy"],
+            conversation_memory=self.conversation_memory,
+            summarizer=services["plain_model"],
+            history_tokens=self.history_tokens,
         )
         return services["graph"], state_in, config, context
 

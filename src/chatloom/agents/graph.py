@@ -36,6 +36,8 @@ class TurnState(TypedDict, total=False):
     seen_calls: list[str]  # signatures of tool calls already run this turn
     stop_reason: str  # "", "answer", "step_limit" or "loop"
     turn_start: int  # index into messages where this turn's question sits
+    summary: str  # a summary of the thread's messages before summary_upto
+    summary_upto: int
 
 
 @dataclass
@@ -53,6 +55,9 @@ class TurnContext:
     thread_id: str = "default"
     max_steps: int = 8
     policy: Any = None  # an object with authorize(tool, args, *, untrusted_context) -> decision
+    conversation_memory: bool = False  # store and recall per-user facts across threads
+    summarizer: Any = None  # the model without tools, for summarising long threads
+    history_tokens: int = HISTORY_TOKEN_BUDGET
 
 
 def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
@@ -62,7 +67,8 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     question = _last_question(messages)
     passages: list[dict[str, Any]] = []
     if ctx.memory is not None and question:
-        found = ctx.memory.recall(question, k=ctx.recall_k, namespace=ctx.namespace, user_id=ctx.user_id)
+        user_id = ctx.user_id if ctx.conversation_memory else None
+        found = ctx.memory.recall(question, k=ctx.recall_k, namespace=ctx.namespace, user_id=user_id)
         passages = [asdict(p) for p in found]
     return {
         "passages": passages,
@@ -70,7 +76,29 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         "seen_calls": [],
         "stop_reason": "",
         "turn_start": len(messages) - 1,
+        **_summarise_if_long(state, ctx),
     }
+
+
+def _summarise_if_long(state: TurnState, ctx: TurnContext) -> dict[str, Any]:
+    """Fold older turns into a summary once the thread outgrows the history budget.
+
+    The summary is kept in the state, so each stretch of history is summarised once, not on
+    every turn; the full messages stay in the checkpoint as the trace.
+    """
+    from chatloom.memory.conversation import SUMMARY_PREFIX, count_tokens, summarize_messages
+
+    messages = state["messages"]
+    upto = state.get("summary_upto", 0)
+    history = _complete_exchanges(messages[upto:-1])
+    if ctx.summarizer is None or count_tokens(history) <= ctx.history_tokens:
+        return {}
+    previous = [SystemMessage(content=f"{SUMMARY_PREFIX} {state['summary']}")] if state.get("summary") else []
+    shortened = summarize_messages(ctx.summarizer, previous + history, ctx.history_tokens)
+    summary = next((str(m.content) for m in shortened if str(m.content).startswith(SUMMARY_PREFIX)), "")
+    kept_ids = {m.id for m in shortened}
+    first_kept = next((i for i in range(upto, len(messages) - 1) if messages[i].id in kept_ids), len(messages) - 1)
+    return {"summary": summary.removeprefix(SUMMARY_PREFIX).strip(), "summary_upto": first_kept}
 
 
 def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
@@ -123,7 +151,7 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
 def remember(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     """Store the finished exchange in memory (when the agent has memory)."""
     ctx = runtime.context
-    if ctx.memory is not None and state.get("stop_reason") == "answer":
+    if ctx.memory is not None and ctx.conversation_memory and state.get("stop_reason") == "answer":
         question = _last_question(state["messages"])
         answer = str(state["messages"][-1].content)
         ctx.memory.remember(user_id=ctx.user_id, thread_id=ctx.thread_id, question=question, answer=answer)
@@ -177,11 +205,18 @@ def _tool_message(call: dict[str, Any], content: str, ok: bool) -> ToolMessage:
 def _model_input(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
     messages = list(state["messages"])
     start = state.get("turn_start", len(messages) - 1)
-    # Earlier turns are trimmed to a budget; the current turn is always sent whole.
+    # Earlier turns: the summary, then what came after it, trimmed to the budget as a backstop.
+    # The current turn is always sent whole.
     history = trim_messages(
-        _complete_exchanges(messages[:start]), max_tokens=HISTORY_TOKEN_BUDGET, token_counter="approximate", strategy="last", start_on="human"
+        _complete_exchanges(messages[state.get("summary_upto", 0) : start]),
+        max_tokens=ctx.history_tokens,
+        token_counter="approximate",
+        strategy="last",
+        start_on="human",
     )
     prefix: list[BaseMessage] = list(ctx.render_prompt(list(ctx.tools.values()))) if ctx.render_prompt else []
+    if state.get("summary"):
+        prefix.append(SystemMessage(content=f"Summary of the earlier conversation: {state['summary']}"))
     if state.get("passages"):
         prefix.append(SystemMessage(content=_passages_block(state["passages"])))
     return prefix + history + messages[start:]
