@@ -105,6 +105,8 @@ def list_cmd(namespace: str | None, tenant: str | None) -> None:
 def search_cmd(query: str, k: int, namespace: str | None, tenant: str | None,
                user_id: str | None, mode: str, as_json: bool) -> None:
     """Search the memory the way the bot's recall step does."""
+    from chatloom.memory.ingest import heading
+
     mem = _open(namespace, tenant)
     hits = mem.search(query, k=k, user_id=user_id, mode=mode)  # type: ignore[arg-type]
     if not hits:
@@ -113,7 +115,7 @@ def search_cmd(query: str, k: int, namespace: str | None, tenant: str | None,
         if as_json:
             click.echo(json.dumps(p.__dict__))
             continue
-        where = " > ".join(x for x in (p.title, p.section) if x)
+        where = heading(p.title, p.section)
         click.echo(f"[{i}] {_display(p.source)}#{p.chunk}  score={p.score:.3f}  {where}")
         text = " ".join(p.text.split())
         click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")

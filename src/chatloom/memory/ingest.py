@@ -30,10 +30,12 @@ log = logging.getLogger("chatloom.memory")
 log.addHandler(logging.NullHandler())  # the CLI reports skips itself; apps opt in to logs
 
 SUPPORTED = {".md", ".markdown", ".txt", ".text", ".pdf", ".html", ".htm"}
-MAX_CHARS = 900  # ~200 word pieces: inside MiniLM's 256-token window, with room for the heading
-OVERLAP_CHARS = 150
+MAX_CHARS = 600  # ~130 word pieces: MiniLM vectors stay sharp, and 4 chunks suit small models
+OVERLAP_CHARS = 100
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_SENTENCE = re.compile(r"(?<=[.!?。])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9À-Ý])|\n\s*\n")
+_SENTENCE = re.compile(r"(?<=[.!?。])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9À-Ý])|\n\s*")
+# A line break that only wraps a paragraph (the next line is not blank, a list item or a table).
+_SOFT_BREAK = re.compile(r"(?<!\n)\n(?!\n|\s*(?:[-*+]|\d+[.)])\s|\s*\|)")
 
 
 class UnreadableFile(Exception):
@@ -244,16 +246,23 @@ def chunk_markdown(text: str, *, max_chars: int = MAX_CHARS, overlap: int = OVER
     out: list[Chunk] = []
     for section, lines in sections:
         prose = "\n".join(lines).strip()
-        # Join hard-wrapped lines inside a paragraph; keep blank lines as paragraph breaks.
-        prose = re.sub(r"(?<!\n)\n(?!\n)", " ", prose)
+        # Join hard-wrapped lines inside a paragraph; paragraphs and list items stay apart.
+        prose = _SOFT_BREAK.sub(" ", prose)
         for piece in _pack(split_sentences(prose), max_chars, overlap):
             out.append(Chunk(piece, section, len(out)))
     return out
 
 
+def heading(title: str, section: str) -> str:
+    """``title > section`` without saying the title twice (the H1 is usually both)."""
+    if section and title and (section == title or section.startswith(title + " > ")):
+        return section
+    return " > ".join(x for x in (title, section) if x)
+
+
 def embed_text(row: ChunkRow) -> str:
     """What gets embedded for a chunk: its heading path gives short chunks their context."""
-    head = " > ".join(x for x in (row.title, row.section) if x)
+    head = heading(row.title, row.section)
     return f"{head}\n{row.text}" if head else row.text
 
 

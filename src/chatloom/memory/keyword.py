@@ -78,15 +78,59 @@ class KeywordIndex:
                 return []
             mask = np.zeros(len(self.rowids), dtype=np.float32)
             mask[pos] = 1.0
-        k = min(n, len(self.rowids))
-        docs, scores = self.retriever.retrieve(
-            [terms], k=k, show_progress=False, n_threads=1, weight_mask=mask
-        )
-        out = []
-        for d, score in zip(docs[0], scores[0]):
-            if score > 0:
-                out.append((int(self.rowids[int(d)]), float(score)))
-        return out
+        scores = self._scores([self.vocab[t] for t in terms])
+        if mask is not None:
+            scores *= mask
+        k = min(n, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(self.rowids[d]), float(scores[d])) for d in top if scores[d] > 0]
+
+    def _scores(self, term_ids: list[int]) -> Any:
+        """Sum each term's precomputed BM25 postings into one score per document.
+
+        bm25s stores the score of every (term, doc) pair; its numpy path accumulates them with
+        ``np.add.at``, which is several times slower than fancy-index addition. A term's
+        postings name each document once, so ``+=`` over them is exact.
+        """
+        import numpy as np
+
+        sc = self.retriever.scores
+        data, indices, indptr = sc["data"], sc["indices"], sc["indptr"]
+        scores = np.zeros(int(sc["num_docs"]), dtype=np.float32)
+        for tid in term_ids:
+            start, end = int(indptr[tid]), int(indptr[tid + 1])
+            scores[indices[start:end]] += data[start:end]
+        return scores
+
+
+def search_rows(rows: list[tuple[int, str]], query: str, n: int) -> list[tuple[int, float]]:
+    """BM25 over a small set of (rowid, text) computed on the spot: no index to maintain.
+
+    Used for filtered searches that select few rows (e.g. one user's conversation memory);
+    document frequencies come from those rows only.
+    """
+    import math
+
+    terms = list(dict.fromkeys(tokenize(query)))
+    if not terms or not rows:
+        return []
+    docs = [(rowid, tokenize(text)) for rowid, text in rows]
+    avgdl = sum(len(t) for _, t in docs) / len(docs) or 1.0
+    df = {term: sum(1 for _, toks in docs if term in toks) for term in terms}
+    k1, b = 1.2, 0.75
+    scored = []
+    for rowid, toks in docs:
+        score = 0.0
+        for term in terms:
+            tf = toks.count(term)
+            if tf:
+                idf = math.log(1 + (len(docs) - df[term] + 0.5) / (df[term] + 0.5))
+                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(toks) / avgdl))
+        if score > 0:
+            scored.append((rowid, score))
+    scored.sort(key=lambda x: -x[1])
+    return scored[:n]
 
 
 def build(rows: list[tuple[int, str]], version: int, target: Path) -> KeywordIndex:

@@ -15,6 +15,7 @@ from chatloom.memory.store import ChunkRow, Store
 
 Mode = Literal["hybrid", "vector", "keyword"]
 RRF_K = 60
+SMALL_SET = 900  # filtered searches over at most this many rows skip the namespace index
 _COLUMNS = {"source", "title", "section", "chunk", "kind", "user_id"}
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Very common English words: they match almost every chunk and add nothing to BM25's ranking.
@@ -80,10 +81,11 @@ def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> lis
     """BM25 (bm25s, stemmed) in the given spaces: [(chunk id, score)], best first."""
     import numpy as np
 
+    from chatloom.memory import keyword
+
     hits: list[tuple[int, float]] = []
     try:
         for space in spaces:
-            idx = store.keyword_index(space.ns)
             allowed = None
             if space.filters:
                 clause, args = _sql_filters(space.filters)
@@ -95,7 +97,16 @@ def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> lis
                 )
                 if len(allowed) == 0:
                     continue
-            hits.extend(idx.search(query, n, allowed))
+                if len(allowed) <= SMALL_SET:
+                    # Few rows (one user's memories, one file): score them directly, so a
+                    # namespace written every turn never needs its index rebuilt.
+                    marks = ",".join("?" * len(allowed))
+                    rows = store.db.execute(
+                        "SELECT rowid, title || ' ' || section || ' ' || text FROM chunks"
+                        f" WHERE rowid IN ({marks})", [int(r) for r in allowed]).fetchall()
+                    hits.extend(keyword.search_rows(rows, query, n))
+                    continue
+            hits.extend(store.keyword_index(space.ns).search(query, n, allowed))
     except MemoryStoreError:
         raise
     except Exception as exc:

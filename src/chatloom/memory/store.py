@@ -598,7 +598,8 @@ def write_session(settings: Any, store: Store | None = None) -> Iterator[Store]:
         store.touched.clear()
         yield store
         for ns in sorted(store.touched):  # readers then find fresh keyword indexes
-            store.keyword_index(ns)
+            if not ns.endswith("/" + CONVERSATION_NAMESPACE):  # searched per user: no index
+                store.keyword_index(ns)
         store.touched.clear()
     finally:
         if own and store is not None:
