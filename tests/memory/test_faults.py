@@ -208,3 +208,21 @@ def test_kill_during_ingestion_leaves_a_consistent_store_and_rerun_resumes(
     ref = open_memory(settings, namespace="ref", embeddings=minilm)
     ref.ingest([docs])
     assert (files, chunks) == _consistent(ref) == (10, chunks)
+
+
+def test_a_running_reader_sees_another_processes_ingest(home, settings, minilm, tmp_path):
+    """A long-lived bot keeps its memory open while `chatloom ingest` runs elsewhere."""
+    from chatloom.memory import open_memory
+
+    first = _corpus(tmp_path, "r", 2)
+    bot = open_memory(settings, namespace="kb", embeddings=minilm)
+    bot.ingest([first])
+    assert "tokr1x" in bot.recall("tokr1x", k=1)[0].text
+    later = _corpus(tmp_path, "s", 2)
+    done = subprocess.run([sys.executable, "-c", INGEST_SCRIPT, str(later)],
+                          env=subprocess_env(home), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    hit = bot.recall("toks1x", k=1)[0]  # new chunks, via both vector and keyword search
+    assert "toks1x" in hit.text
+    assert bot.search("toks0x", k=1, mode="keyword")[0].text.count("toks0x") == 1
+    assert _consistent(bot) == (4, 8)
