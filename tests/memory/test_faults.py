@@ -226,3 +226,27 @@ def test_a_running_reader_sees_another_processes_ingest(home, settings, minilm, 
     assert "toks1x" in hit.text
     assert bot.search("toks0x", k=1, mode="keyword")[0].text.count("toks0x") == 1
     assert _consistent(bot) == (4, 8)
+
+
+RECALL_SCRIPT = """
+import sys
+from chatloom.config import get_settings
+from chatloom.memory import open_memory
+mem = open_memory(get_settings(), namespace="kb")
+print("|".join(p.text for p in mem.recall(sys.argv[1], k=2, user_id=sys.argv[2])))
+"""
+
+
+def test_writes_of_a_process_that_keeps_its_store_open_are_visible_to_others(home, settings, minilm):
+    from chatloom.memory import open_memory
+
+    bot = open_memory(settings, namespace="kb", embeddings=minilm)
+    bot.remember(user_id="ada", thread_id="t1", question="I work at Globex in Oslo.", answer="Noted.")
+    # The bot still holds its Chroma client; another process must see what it wrote.
+    seen = subprocess.run([sys.executable, "-c", RECALL_SCRIPT, "where does the user work", "ada"],
+                          env=subprocess_env(home), capture_output=True, text=True, timeout=300)
+    assert seen.returncode == 0, seen.stderr[-2000:]
+    assert "Globex" in seen.stdout
+    # And the bot keeps working after the other process opened the same store.
+    bot.remember(user_id="ada", thread_id="t2", question="I prefer tea.", answer="Noted.")
+    assert any("tea" in p.text for p in bot.recall("drinks the user likes", k=3, user_id="ada"))
