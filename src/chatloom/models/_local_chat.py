@@ -123,7 +123,7 @@ class LocalChatModel(BaseChatModel):
     """Constrain tool calls with a grammar built from the bound tools' JSON schemas. None
     (default) means: whenever tools are bound and the grammar engine is installed."""
     tool_max_tokens: int = 256
-    """Upper bound on tokens when the grammar forces a tool call (no free-text branch)."""
+    """The least token budget of a call with tools bound (a truncated call is useless)."""
 
     engine_name: str = "local"
 
@@ -271,8 +271,8 @@ class LocalChatModel(BaseChatModel):
                 from chatloom.models.constrained import build_tool_grammar
 
                 grammar = build_tool_grammar(tools, tool_choice, tags=self._template_supports_tools())
-                if grammar is not None and not grammar.allow_text:
-                    max_tokens = min(max_tokens, max(self.tool_max_tokens, 1))
+            # A call cut off by the token limit is no call at all: give calls room.
+            max_tokens = max(max_tokens, self.tool_max_tokens)
         native = self._template_supports_tools()
         chat = self._to_dicts(messages, native=native)
         if tools and not native:

@@ -238,8 +238,9 @@ def pip_downloader(
             return
         out = proc.stdout + proc.stderr
         reqs = " ".join(p.requirement for p in parts)
-        if any(marker in out for marker in _UNREACHABLE):
-            where = index_url or "the package index (PyPI)"
+        probe = index_url or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple/"
+        if any(marker in out for marker in _UNREACHABLE) or not _reachable(probe, timeout):
+            where = index_url or os.environ.get("PIP_INDEX_URL") or "the package index (PyPI)"
             raise ChatloomError(
                 f"can't reach {where} to download {reqs!r}",
                 "check the network or PIP_INDEX_URL / proxy settings, then run the install again "
@@ -252,6 +253,28 @@ def pip_downloader(
         )
 
     return download
+
+
+def _reachable(url: str, timeout: float) -> bool:
+    """Whether anything answers at ``url`` (any HTTP status counts: the server is up).
+
+    pip without retries reports a dead index only as "no matching distribution", so a
+    failed download is followed by this probe to tell the two apart.
+    """
+    import urllib.error
+    import urllib.request
+
+    if url.startswith("file:"):
+        from urllib.parse import urlparse
+
+        return Path(urlparse(url).path).exists()
+    try:
+        with urllib.request.urlopen(url, timeout=min(timeout, 10.0)):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 # ---------------------------------------------------------------------------- installing

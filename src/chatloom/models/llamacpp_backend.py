@@ -13,7 +13,6 @@ and tool calls are constrained with llama.cpp's JSON-schema grammars.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from chatloom.errors import BackendError, ChatloomError
 from chatloom.models._local_chat import LocalChatModel, Piece, Prepared
 
 _LOAD_LOCK = threading.Lock()
-_LOADED: dict[tuple[str, int, int], Any] = {}  # (path, n_ctx, n_gpu_layers) -> Llama
+_LOADED: dict[tuple[str, int, int, int], Any] = {}  # (path, n_ctx, gpu layers, threads) -> Llama
 
 
 def _llama_cpp() -> Any:
@@ -45,16 +44,21 @@ class LlamaCppChatModel(LocalChatModel):
     engine_name: str = "llama.cpp"
     n_ctx: int = 4096
     n_threads: int | None = None
-    """CPU threads; default: all cores."""
+    """CPU threads; default: llama-cpp-python's own (half the cores). On a busy machine more
+    threads can be much slower: llama.cpp's threads wait for each other every token."""
     n_batch: int = 512
     n_gpu_layers: int = 0
     """Layers offloaded to a GPU (needs a CUDA/Metal build of llama-cpp-python); -1 = all."""
+    grammar_engine: str = "auto"
+    """"xgrammar" (fast token masks), "gbnf" (llama.cpp's own grammar sampler, slow in
+    llama-cpp-python 0.3.x) or "auto" (xgrammar when installed)."""
 
     _llm: Any = PrivateAttr(default=None)
     _formatter: Any = PrivateAttr(default=None)
     _bos: str = PrivateAttr(default="")
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _grammars: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _xgr_compiler: Any = PrivateAttr(default=None)
     load_seconds: float | None = None
 
     def load(self) -> LlamaCppChatModel:
@@ -67,18 +71,19 @@ class LlamaCppChatModel(LocalChatModel):
             return self._llm
         llama_cpp = _llama_cpp()
         path = Path(self.model_path).expanduser()
-        key = (str(path.resolve()), self.n_ctx, self.n_gpu_layers)
+        key = (str(path.resolve()), self.n_ctx, self.n_gpu_layers, self.n_threads or 0)
         with _LOAD_LOCK:
             if key not in _LOADED:
                 started = time.perf_counter()
                 try:
+                    threads = {"n_threads": self.n_threads} if self.n_threads else {}
                     _LOADED[key] = llama_cpp.Llama(
                         model_path=str(path),
                         n_ctx=self.n_ctx,
-                        n_threads=self.n_threads or os.cpu_count() or 1,
                         n_batch=self.n_batch,
                         n_gpu_layers=self.n_gpu_layers,
                         verbose=False,
+                        **threads,
                     )
                 except Exception as exc:  # noqa: BLE001 - one line, not a C++ traceback
                     raise BackendError(
@@ -110,13 +115,86 @@ class LlamaCppChatModel(LocalChatModel):
         return self._formatter.template
 
     def _grammar_available(self) -> bool:
-        return True
+        return True  # llama.cpp's GBNF always works; xgrammar is used when installed
 
     def render(self, prepared: Prepared) -> str:
         """The exact prompt text for ``prepared`` (used by benchmarks too)."""
         self._ensure_loaded()
         result = self._formatter(messages=prepared.messages, tools=prepared.tools or None)
         return result.prompt
+
+    def _use_xgrammar(self) -> bool:
+        if self.grammar_engine == "gbnf":
+            return False
+        if self.grammar_engine == "xgrammar":
+            return True
+        import importlib.util
+
+        return importlib.util.find_spec("xgrammar") is not None and importlib.util.find_spec("torch") is not None
+
+    def _compiled_xgrammar(self, prepared: Prepared) -> Any:
+        from chatloom.models.constrained import llama_tokenizer_info
+
+        llm = self._ensure_loaded()
+        if self._xgr_compiler is None:
+            import xgrammar as xgr
+
+            self._xgr_compiler = xgr.GrammarCompiler(llama_tokenizer_info(llm))
+        key = "xgr:" + prepared.grammar.key()
+        if key not in self._grammars:
+            self._grammars[key] = self._xgr_compiler.compile_grammar(prepared.grammar.xgrammar())
+        return self._grammars[key]
+
+    def _xgrammar_decode(self, tokens: list[int], prepared: Prepared, max_new: int) -> Iterator[Piece]:
+        """Greedy/sampled decoding under an xgrammar mask, token by token on llama.cpp."""
+        import llama_cpp
+        import numpy as np
+        import xgrammar as xgr
+
+        llm = self._ensure_loaded()
+        compiled = self._compiled_xgrammar(prepared)
+        matcher = xgr.GrammarMatcher(compiled)
+        n_vocab = llm.n_vocab()
+        bitmask = xgr.allocate_token_bitmask(1, n_vocab)
+        rng = np.random.default_rng(self.seed)
+        # Reuse the KV cache for the shared prefix (eval() drops everything after n_tokens).
+        prefix = 0
+        for a, b in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens):
+            if a != b:
+                break
+            prefix += 1
+        prefix = min(prefix, len(tokens) - 1)  # re-evaluate at least one token for fresh logits
+        llm.n_tokens = prefix
+        llm.eval(tokens[prefix:])
+        pending = b""
+        n_out = 0
+        finish = "length"
+        for _ in range(max_new):
+            ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+            logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float32, copy=True)
+            matcher.fill_next_token_bitmask(bitmask)
+            allowed = np.unpackbits(bitmask.numpy().view(np.uint8), bitorder="little")[:n_vocab].astype(bool)
+            logits[~allowed] = -np.inf
+            if self.temperature > 0:
+                token = _sample(logits, self.temperature, self.top_p, rng)
+            else:
+                token = int(np.argmax(logits))
+            n_out += 1
+            if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                finish = "stop"
+                break
+            matcher.accept_token(token)
+            pending += llm.detokenize([token], special=False)
+            text, pending = _decode_utf8(pending)
+            if text:
+                yield Piece(text)
+            if matcher.is_terminated():
+                finish = "stop"
+                break
+            llm.eval([token])
+        if pending:
+            yield Piece(pending.decode("utf-8", errors="replace"))
+        yield Piece("", done=True, input_tokens=len(tokens), output_tokens=n_out, finish_reason=finish)
 
     def _grammar(self, prepared: Prepared) -> Any:
         if prepared.grammar is None:
@@ -145,6 +223,9 @@ class LlamaCppChatModel(LocalChatModel):
         n_out = 0
         finish: str | None = None
         with self._lock:
+            if prepared.grammar is not None and self._use_xgrammar():
+                yield from self._xgrammar_decode(tokens, prepared, max_new)
+                return
             try:
                 stream = llm.create_completion(
                     prompt=tokens,
@@ -169,3 +250,29 @@ class LlamaCppChatModel(LocalChatModel):
         # The last stream chunk carries only the finish reason, not a token.
         n_out = max(n_out - 1, 0) if finish else n_out
         yield Piece("", done=True, input_tokens=len(tokens), output_tokens=n_out, finish_reason=finish or "stop")
+
+
+def _decode_utf8(data: bytes) -> tuple[str, bytes]:
+    """Decode what is complete; keep a trailing partial UTF-8 sequence for the next token."""
+    for cut in range(len(data), max(len(data) - 4, -1), -1):
+        try:
+            return data[:cut].decode("utf-8"), data[cut:]
+        except UnicodeDecodeError:
+            continue
+    return data.decode("utf-8", errors="replace"), b""
+
+
+def _sample(logits: Any, temperature: float, top_p: float, rng: Any) -> int:
+    import numpy as np
+
+    z = logits / temperature
+    z = z - np.max(z)
+    p = np.exp(z)
+    p /= p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p)
+        keep = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
+        q = np.zeros_like(p)
+        q[keep] = p[keep]
+        p = q / q.sum()
+    return int(rng.choice(len(p), p=p))

@@ -100,9 +100,18 @@ class TransformersChatModel(LocalChatModel):
         # The library never prints: transformers' tqdm bars would land in the user's REPL.
         was_enabled = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+        try:  # the GGUF converter uses a bare tqdm that ignores the switch above
+            import transformers.modeling_gguf_pytorch_utils as gguf_utils
+        except ImportError:  # pragma: no cover - older transformers
+            gguf_utils = None
+        bar = getattr(gguf_utils, "tqdm", None)
+        if bar is not None:
+            gguf_utils.tqdm = lambda iterable, *a, **k: iterable
         try:
             return self._load_quietly(device)
         finally:
+            if bar is not None:
+                gguf_utils.tqdm = bar
             if was_enabled:
                 hf_logging.enable_progress_bar()
 

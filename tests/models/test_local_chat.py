@@ -1,0 +1,150 @@
+"""The engine-independent local chat model logic, on a scripted engine (no model, no torch).
+
+Covers message conversion for templates with and without tool support, tool-call parsing,
+streaming hold-back of call text, usage metadata and the constrained-output path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import tool
+
+from chatloom.models._local_chat import LocalChatModel, Piece, Prepared, _hold_from
+
+QWEN_LIKE = "{% if tools %}tools{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}"
+PLAIN = "{% for m in messages %}{{ m.content }}{% endfor %}"
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression."""
+    return "391"
+
+
+@tool
+def search(query: str, k: int = 3) -> str:
+    """Search the knowledge base."""
+    return "nothing"
+
+
+class Scripted(LocalChatModel):
+    """Yields the scripted text in small pieces and records what it was asked."""
+
+    script: list[str] = []
+    template: str = PLAIN
+    grammar_ok: bool = False
+    seen: list = []
+
+    def _chat_template(self) -> str | None:
+        return self.template
+
+    def _grammar_available(self) -> bool:
+        return self.grammar_ok
+
+    def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:
+        self.seen.append(prepared)
+        text = self.script.pop(0)
+        for i in range(0, len(text), 3):
+            yield Piece(text[i:i + 3])
+        yield Piece("", done=True, input_tokens=11, output_tokens=len(text) // 3 + 1, finish_reason="stop")
+
+
+def make(*script: str, **kw) -> Scripted:
+    return Scripted(model_path="fake.gguf", script=list(script), seen=[], **kw)
+
+
+def test_plain_answer_with_usage_and_metadata():
+    m = make("Paris is the capital.")
+    r = m.invoke("capital of France?")
+    assert r.content == "Paris is the capital." and r.tool_calls == []
+    assert r.usage_metadata == {"input_tokens": 11, "output_tokens": 8, "total_tokens": 19}
+    assert r.response_metadata["engine"] == "local" and r.response_metadata["finish_reason"] == "stop"
+
+
+def test_streaming_yields_tokens_and_a_final_usage_chunk():
+    m = make("Hello there, how can I help?")
+    chunks = list(m.stream("hi"))
+    assert len(chunks) > 3
+    assert all(isinstance(c, AIMessageChunk) for c in chunks)
+    full = chunks[0]
+    for c in chunks[1:]:
+        full += c
+    assert full.content == "Hello there, how can I help?"
+    assert full.usage_metadata["input_tokens"] == 11
+
+
+def test_qwen_tool_call_text_becomes_tool_calls_and_is_never_streamed():
+    text = 'Sure.\n<tool_call>\n{"name": "calculator", "arguments": {"expression": "17*23"}}\n</tool_call>'
+    m = make(text, text, template=QWEN_LIKE)
+    bound = m.bind_tools([calculator, search], constrained=False)
+    r = bound.invoke("What is 17*23?")
+    assert r.tool_calls[0]["name"] == "calculator" and r.tool_calls[0]["args"] == {"expression": "17*23"}
+    assert "tool_call" not in r.content
+    chunks = list(bound.stream("What is 17*23?"))
+    streamed = "".join(c.content for c in chunks[:-1])
+    assert "<tool" not in streamed and "{" not in streamed
+    full = chunks[0]
+    for c in chunks[1:]:
+        full += c
+    assert full.tool_calls[0]["args"] == {"expression": "17*23"}
+    assert full.response_metadata["finish_reason"] == "tool_calls"
+    # A tool-aware template gets the tools through `tools=`, not in the system prompt.
+    assert m.seen[0].tools and m.seen[0].messages[0]["role"] == "user"
+
+
+def test_template_without_tools_gets_a_system_prompt_and_plain_json_calls():
+    m = make('{"name": "search", "arguments": {"query": "chroma"}}', template=PLAIN)
+    r = m.bind_tools([search], constrained=False).invoke([SystemMessage("Be brief."), HumanMessage("find chroma")])
+    assert r.tool_calls[0]["args"] == {"query": "chroma"}
+    sent = m.seen[0]
+    assert sent.tools == [] and sent.messages[0]["role"] == "system"
+    assert sent.messages[0]["content"].startswith("Be brief.") and '"name": "search"' in sent.messages[0]["content"]
+
+
+def test_history_with_tool_calls_and_results_is_converted():
+    call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
+    history = [HumanMessage("2+2?"), AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1", name="calculator")]
+    native = LocalChatModel._to_dicts(history, native=True)
+    assert native[1]["tool_calls"][0]["function"] == {"name": "calculator", "arguments": {"expression": "2+2"}}
+    assert native[2] == {"role": "tool", "content": "4", "name": "calculator", "tool_call_id": "c1"}
+    plain = LocalChatModel._to_dicts(history, native=False)
+    assert json.loads(plain[1]["content"]) == {"name": "calculator", "arguments": {"expression": "2+2"}}
+    assert plain[2] == {"role": "user", "content": "Result of tool calculator: 4"}
+
+
+def test_answer_mentioning_braces_still_arrives_whole():
+    m = make("Use a dict like {a: 1} here.")
+    chunks = list(m.bind_tools([calculator], constrained=False).stream("x"))
+    assert "".join(c.content for c in chunks) == "Use a dict like {a: 1} here."
+
+
+def test_constrained_path_builds_a_grammar_and_parses_strictly():
+    m = make('{"name": "search", "arguments": {"query": "x", "k": 2}}', "Just text.", grammar_ok=True)
+    bound = m.bind_tools([calculator, search])
+    r = bound.invoke("find x")
+    assert r.tool_calls[0]["name"] == "search" and r.tool_calls[0]["args"] == {"query": "x", "k": 2}
+    assert m.seen[0].grammar is not None and m.seen[0].grammar.allow_text
+    r = bound.invoke("hello")
+    assert r.content == "Just text." and r.tool_calls == []
+
+
+def test_tool_choice_required_and_named_and_none():
+    m = make("{}", "{}", "plain", grammar_ok=True)
+    m.bind_tools([calculator, search], tool_choice="required").invoke("x")
+    assert not m.seen[-1].grammar.allow_text and m.seen[-1].max_tokens >= m.tool_max_tokens
+    m.bind_tools([calculator, search], tool_choice="search").invoke("x")
+    assert m.seen[-1].grammar.tool_names == ["search"]
+    r = m.bind_tools([calculator], tool_choice="none").invoke("x")
+    assert m.seen[-1].grammar is None and r.content == "plain"
+
+
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [("Hello", 5), ("Hi <tool_call>{", 3), ("Hi <tool", 3), ("```json", 0), ("a {b", 2), ("x `", 2)],
+)
+def test_hold_back_points(text, cut):
+    assert _hold_from(text) == cut
