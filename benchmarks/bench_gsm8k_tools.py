@@ -32,10 +32,15 @@ def gold_answer(answer: str) -> Fraction:
     return Fraction(answer.rsplit("####", 1)[1].strip().replace(",", ""))
 
 
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
 def predicted(text: str) -> Fraction | None:
-    """The last number in the reply (``#### N`` wins if the model wrote one)."""
+    """The model's final number: after ``####`` if written, else in ``\\boxed{}``, else the last one."""
     if "####" in text:
         text = text.rsplit("####", 1)[1]
+    elif _BOXED.search(text):
+        text = _BOXED.findall(text)[-1]
     numbers = _NUMBER.findall(text.replace("**", ""))
     if not numbers:
         return None
@@ -43,6 +48,40 @@ def predicted(text: str) -> Fraction | None:
         return Fraction(numbers[-1].replace(",", "").replace("$", "").rstrip("."))
     except ValueError:
         return None
+
+
+def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
+    summary = {}
+    print(f"{'variant':<12} {'correct':>8} {'accuracy':>9} {'s/question':>11} {'tool calls':>11} {'errors':>7}")
+    for name, rs in results.items():
+        correct = sum(r["correct"] for r in rs)
+        summary[name] = {
+            "correct": correct, "n": len(rs), "accuracy": round(correct / len(rs), 4) if rs else 0.0,
+            "median_s": round(statistics.median(r["seconds"] for r in rs), 2) if rs else 0.0,
+            "tool_calls": sum(r["tool_calls"] for r in rs), "errors": sum(r["stop"] == "error" for r in rs),
+        }
+        s = summary[name]
+        print(f"{name:<12} {correct:>4}/{len(rs):<3} {s['accuracy']:>9.1%} {s['median_s']:>11.1f} {s['tool_calls']:>11} {s['errors']:>7}")
+    if results.get("no tools") and results.get("calculator"):
+        delta = summary["calculator"]["accuracy"] - summary["no tools"]["accuracy"]
+        print(f"calculator - no tools: {delta:+.1%} (target: > 0)")
+    return summary
+
+
+def rescore() -> int:
+    from _common import RESULTS
+
+    path = RESULTS / "bench_gsm8k_tools.json"
+    data = json.loads(path.read_text())
+    for rs in data["results"].values():
+        for r in rs:
+            guess = predicted(r["answer"])
+            r["predicted"] = None if guess is None else str(guess)
+            r["correct"] = guess == Fraction(r["gold"])
+    print(f"re-scored {path} ({data.get('completed', data['limit'])} of {data['limit']} questions, model {data['model']})")
+    data["summary"] = summarize(data["results"])
+    path.write_text(json.dumps(data, indent=2))
+    return 0
 
 
 def main() -> int:
@@ -53,8 +92,11 @@ def main() -> int:
     parser.add_argument("--prompt", default=None, help="one prompt template for both variants (default: "
                         "benchmarks/prompts/gsm8k_tools.yaml and gsm8k_plain.yaml, the same role and worked example)")
     parser.add_argument("--max-steps", type=int, default=6)
+    parser.add_argument("--rescore", action="store_true", help="re-score the saved results file and print the table")
     args = parser.parse_args()
     limit = 5 if args.quick else args.limit
+    if args.rescore:
+        return rescore()
 
     if not GSM8K.exists():
         print(f"skipped: {GSM8K} is absent", file=sys.stderr)
@@ -96,21 +138,8 @@ def main() -> int:
         save("bench_gsm8k_tools", {"model": args.model, "prompts": [plain_prompt, tools_prompt], "limit": len(rows),
                                    "completed": i, "partial": i < len(rows), "results": results})
 
-    summary = {}
     print(f"\nGSM8K dev, first {len(rows)} questions, model {args.model}, prompts {Path(plain_prompt).name} / {Path(tools_prompt).name} (load {load_s:.1f} s)")
-    print(f"{'variant':<12} {'correct':>8} {'accuracy':>9} {'s/question':>11} {'tool calls':>11} {'errors':>7}")
-    for name, rs in results.items():
-        correct = sum(r["correct"] for r in rs)
-        summary[name] = {
-            "correct": correct, "n": len(rs), "accuracy": round(correct / len(rs), 4) if rs else 0.0,
-            "median_s": round(statistics.median(r["seconds"] for r in rs), 2) if rs else 0.0,
-            "tool_calls": sum(r["tool_calls"] for r in rs), "errors": sum(r["stop"] == "error" for r in rs),
-        }
-        s = summary[name]
-        print(f"{name:<12} {correct:>4}/{len(rs):<3} {s['accuracy']:>9.1%} {s['median_s']:>11.1f} {s['tool_calls']:>11} {s['errors']:>7}")
-    if results["no tools"]:
-        delta = summary["calculator"]["accuracy"] - summary["no tools"]["accuracy"]
-        print(f"calculator - no tools: {delta:+.1%} (target: > 0)")
+    summary = summarize(results)
     path = save("bench_gsm8k_tools", {"model": args.model, "prompts": [plain_prompt, tools_prompt], "limit": len(rows), "summary": summary, "results": results})
     print(f"wrote {path}")
     return 0
