@@ -148,3 +148,31 @@ def test_tool_choice_required_and_named_and_none():
 )
 def test_hold_back_points(text, cut):
     assert _hold_from(text) == cut
+
+
+def test_engine_choice(monkeypatch):
+    from chatloom.errors import ChatloomError
+    from chatloom.models import local
+
+    monkeypatch.setattr(local, "available_engines", lambda: ["llama", "transformers"])
+    assert local.choose_engine("gguf") == "llama"
+    assert local.choose_engine("hf") == "transformers"
+    assert local.choose_engine("gguf", "transformers") == "transformers"
+    monkeypatch.setattr(local, "available_engines", lambda: ["transformers"])
+    assert local.choose_engine("gguf") == "transformers"
+    with pytest.raises(ChatloomError, match="pip install"):
+        local.choose_engine("gguf", "llama")
+    monkeypatch.setattr(local, "available_engines", lambda: [])
+    with pytest.raises(ChatloomError) as err:
+        local.choose_engine("gguf")
+    assert "pip install" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_gguf_and_hf_factories_reject_bad_paths(tmp_path):
+    from chatloom.errors import ModelNotFound
+    from chatloom.models.local import create_gguf_model, create_hf_model
+
+    with pytest.raises(ModelNotFound, match="does not exist"):
+        create_gguf_model(tmp_path / "nope.gguf")
+    with pytest.raises(ModelNotFound, match="config.json"):
+        create_hf_model(tmp_path)

@@ -194,3 +194,23 @@ def test_smollm2_auto_mode_calls_are_valid_when_made(smol_home):
             assert call["name"] in NAMES and validate_call(call, SPECS), (prompt, call)
         if not reply.tool_calls:
             assert reply.content and reply.content[0] not in "{<`"
+
+
+@pytest.mark.integration
+@needs_smollm2
+def test_hf_dir_from_the_conversion_cache(smol_home):
+    if importlib.util.find_spec("transformers") is None:
+        pytest.skip("transformers is not installed")
+    from chatloom.models.catalog import get_entry
+    from chatloom.models.local import create_hf_model
+    from chatloom.models.transformers_backend import TransformersChatModel
+
+    # Same cache key as the gguf: model above (no sha pin), so the session converts once.
+    converted = TransformersChatModel(model_path=str(_smollm2_path()), home=smol_home)
+    directory = converted._converted(_smollm2_path())
+    assert directory.parent == smol_home / "cache" / "hf" and (directory / "config.json").is_file()
+    assert get_entry("smollm2-135m").size == _smollm2_path().stat().st_size
+    model = create_hf_model(directory, max_tokens=8, home=smol_home)
+    chunks = list(model.stream("Say hi."))
+    assert "".join(c.content for c in chunks).strip()
+    assert chunks[-1].usage_metadata["output_tokens"] > 0
