@@ -108,6 +108,15 @@ def _stamp_matches(path: Path, stamp: Path, sha256: str) -> bool:
     )
 
 
+def stamped_sha256(path: Path) -> str | None:
+    """The sha256 that a still-valid sidecar stamp vouches for, without hashing."""
+    try:
+        sha = json.loads(_stamp_path(path).read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sha if isinstance(sha, str) and _stamp_matches(path, _stamp_path(path), sha) else None
+
+
 def _write_stamp(path: Path, stamp: Path, sha256: str) -> None:
     st = path.stat()
     payload = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "path": str(path.resolve())}

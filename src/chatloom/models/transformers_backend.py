@@ -153,7 +153,11 @@ class TransformersChatModel(LocalChatModel):
     def _converted(self, gguf: Path) -> Path:
         """Dequantise ``gguf`` once into an HF dir in the cache; return the dir."""
         torch, transformers = _require()
-        cache = self._data_dir() / "cache" / "hf" / _cache_key(gguf, self.sha256)
+        from chatloom.models.install import stamped_sha256
+
+        # A catalog file opened as gguf:PATH shares the cache entry of local:NAME.
+        sha = self.sha256 or stamped_sha256(gguf)
+        cache = self._data_dir() / "cache" / "hf" / _cache_key(gguf, sha)
         if (cache / ".complete").is_file():
             return cache
         from filelock import FileLock
