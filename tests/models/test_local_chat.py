@@ -176,3 +176,9 @@ def test_gguf_and_hf_factories_reject_bad_paths(tmp_path):
         create_gguf_model(tmp_path / "nope.gguf")
     with pytest.raises(ModelNotFound, match="config.json"):
         create_hf_model(tmp_path)
+
+
+def test_stream_keeps_held_back_text_after_leading_whitespace():
+    m = make("\nHi {x} there")
+    chunks = list(m.bind_tools([calculator], constrained=False).stream("x"))
+    assert "".join(c.content for c in chunks).strip() == "Hi {x} there"

@@ -220,10 +220,14 @@ class LocalChatModel(BaseChatModel):
                     run_manager.on_llm_new_token(delta, chunk=chunk)
                 yield chunk
         content, calls = self._finish(text, prepared)
-        streamed = text[:sent]
-        rest = content[len(streamed):] if content.startswith(streamed) else ""
-        if not calls and not content.startswith(streamed):
-            rest = ""  # already shown; nothing to retract
+        streamed = text[:sent].strip()
+        if not sent:
+            rest = content
+        elif not calls:
+            rest = text[sent:].rstrip()  # held back but no call after all: show it as it was
+        else:
+            # What was shown stays shown; add whatever visible text the parser kept beyond it.
+            rest = content[len(streamed):] if content.startswith(streamed) else ""
         final = AIMessageChunk(
             content=rest,
             tool_call_chunks=[
