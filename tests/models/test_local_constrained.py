@@ -175,12 +175,15 @@ def test_smollm2_constrained_calls_are_always_valid(engine, smol_home):
     model = _model(engine, smol_home)
     forced = model.bind_tools(TOOLS, tool_choice="required")
     bad = []
-    for prompt in PROMPTS:
+    # All 20 on the default engine; transformers is several times slower per token on CPU,
+    # so it gets a sample (the grammar code path is the same xgrammar grammar).
+    prompts = PROMPTS if engine == "llama" else PROMPTS[::3]
+    for prompt in prompts:
         reply = forced.invoke(prompt)
         calls = reply.tool_calls
         if len(calls) != 1 or calls[0]["name"] not in NAMES or not validate_call(calls[0], SPECS):
             bad.append((prompt, reply.content, calls))
-    assert bad == [], f"{len(bad)}/20 invalid: {bad[:3]}"
+    assert bad == [], f"{len(bad)}/{len(prompts)} invalid: {bad[:3]}"
 
 
 @pytest.mark.integration
