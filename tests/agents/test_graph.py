@@ -234,3 +234,10 @@ def test_long_threads_are_summarised_once_and_stay_in_budget():
     history = last_input[1:-1]  # between the summary and the current question
     assert sum(len(str(m.content)) for m in history) // 4 <= 600
     assert len(agent.history("long")) == 24  # the checkpoint keeps the whole trace
+
+
+def test_builtin_search_tool_uses_the_agents_memory():
+    memory = _ListMemory()
+    agent, _ = make_agent(tool_call("search", query="leave"), "25 days.", tools=["search"], memory=memory)
+    reply = agent.chat("How much leave?")
+    assert "handbook.md#3" in reply.tool_steps[0].result and "Leave is 25 days" in reply.tool_steps[0].result

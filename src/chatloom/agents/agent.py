@@ -130,7 +130,8 @@ class Agent:
     def _build(self) -> dict[str, Any]:
         from chatloom.agents.graph import build_graph
 
-        tools = self._resolve_tools()
+        memory = self._resolve_memory()
+        tools = self._resolve_tools(memory)
         plain_model = self._resolve_model()
         model = plain_model.bind_tools(tools) if tools else plain_model
         render_prompt, split = self._resolve_prompt()
@@ -141,7 +142,7 @@ class Agent:
             "tools": {t.name: t for t in tools},
             "render_prompt": render_prompt,
             "split_reasoning": split,
-            "memory": self._resolve_memory(),
+            "memory": memory,
             "policy": self._resolve_policy(),
         }
 
@@ -152,7 +153,7 @@ class Agent:
 
         return resolve_model(self._model_spec, settings=self.settings)
 
-    def _resolve_tools(self) -> list[Any]:
+    def _resolve_tools(self, memory: Any) -> list[Any]:
         from langchain_core.tools import BaseTool, tool
 
         names = [t for t in self._tool_specs if isinstance(t, str)]
@@ -161,6 +162,12 @@ class Agent:
             from chatloom.tools.registry import resolve_tools
 
             resolved = {t.name: t for t in resolve_tools(names, workspace=self.workspace)}
+        if memory is not None and "search" in names:
+            from chatloom.tools import search as builtin_search
+
+            if resolved["search"] is builtin_search.search:
+                # The built-in search tool searches this agent's own memory and namespace.
+                resolved["search"] = builtin_search.make_search_tool(memory, namespace=self.namespace)
         out = []
         for spec in self._tool_specs:
             if isinstance(spec, str):
