@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--engine", default="auto", choices=["auto", "llama", "transformers"])
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
     ap.add_argument("--quick", action="store_true", help="10 prompts")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_toolcall_validity.json")
     args = ap.parse_args()
     if args.quick:
         args.limit = min(args.limit, 10)
@@ -86,7 +87,7 @@ def main() -> None:
     names = args.models or [n for n in CATALOG if status(n).path is not None]
     report: dict[str, dict] = {}
     for name in names:
-        model = create_local_model(name, engine=args.engine, max_tokens=96, tool_max_tokens=160)
+        model = create_local_model(name, engine=args.engine, max_tokens=64, tool_max_tokens=160)
         engine = model.engine_name
         report[name] = {"engine": engine}
         for mode in args.modes:
@@ -130,7 +131,7 @@ def main() -> None:
             s = per[mode]
             print(f"{name:20} {per['engine']:10} {mode:22} {s['call_rate']:>9.0%} {s['validity']:>9.0%} "
                   f"{s['valid_per_prompt']:>12.0%} {s['correct_tool_rate']:>12.0%}")
-    out = Path(__file__).parent / "results" / "bench_toolcall_validity.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"prompts": len(questions), "report": report}, indent=2, default=str))
     print(f"wrote {out}")
