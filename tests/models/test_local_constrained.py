@@ -88,6 +88,8 @@ def test_parse_results():
     content, calls = g.parse('<tool_call>\n{"name": "search", "arguments": {"query": "a", "k": 2}}\n</tool_call>')
     assert content == "" and calls[0]["name"] == "search" and calls[0]["id"].startswith("call_")
     assert g.parse("It is 391.") == ("It is 391.", [])
+    content, calls = g.parse('Let me compute.\n<tool_call>\n{"name": "calculator", "arguments": {"expression": "1"}}\n</tool_call>')
+    assert content == "Let me compute." and calls[0]["args"] == {"expression": "1"}
     assert g.parse('{"name": "search", "arguments": {"query": "a"')[1] == []  # cut off: not a call
     assert g.parse('{"name": "rm_rf", "arguments": {}}')[1] == []
 
@@ -113,6 +115,13 @@ def test_xgrammar_accepts_answers_and_valid_calls_only():
     assert not accepts(g, '{"name": "shell", "arguments": {}}')
     assert not accepts(g, '```json\n{"name": "shell"}\n```')
     assert not accepts(g, " leading space")
+    # With tags an answer may end in one checked call; "<t" can't otherwise appear in it.
+    assert accepts(g, 'Let me compute.\n<tool_call>\n{"name": "calculator", "arguments": {"expression": "2*3"}}\n</tool_call>')
+    assert accepts(g, "x < 3 and y<4 <<")
+    assert not accepts(g, 'Let me <tool_call>\n{"name": "shell", "arguments": {}}\n</tool_call>')
+    assert not accepts(g, "see <table>")
+    plain = build_tool_grammar(SPECS, None).xgrammar()
+    assert accepts(plain, "see <table> and <tool_call> text")  # no tags: answers are free text
     required = build_tool_grammar(SPECS, "required").xgrammar()
     assert not accepts(required, "The answer is 391.")
 

@@ -90,15 +90,15 @@ def _param_names(tools: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
     }
 
 
-def _hold_from(text: str) -> int:
+def _hold_from(text: str, openers: Sequence[str] = _CALL_OPENERS) -> int:
     """Index from which ``text`` must be held back while streaming (len(text) if none)."""
     cut = len(text)
-    for opener in _CALL_OPENERS:
+    for opener in openers:
         i = text.find(opener)
         if i != -1:
             cut = min(cut, i)
     # A partial opener at the very end ("<tool_ca") might still become one.
-    for opener in _CALL_OPENERS:
+    for opener in openers:
         for k in range(min(len(opener) - 1, len(text)), 0, -1):
             if text.endswith(opener[:k]):
                 cut = min(cut, len(text) - k)
@@ -211,7 +211,11 @@ class LocalChatModel(BaseChatModel):
             if first is None:
                 first = time.perf_counter()
             text += piece.text
-            cut = len(text) if prepared.grammar is not None and prepared.grammar.is_text(text) else _hold_from(text)
+            if prepared.grammar is not None and prepared.grammar.is_text(text):
+                # In the answer branch only a tagged call can follow; nothing else is held.
+                cut = _hold_from(text, ("<tool_call>",)) if prepared.grammar.tags else len(text)
+            else:
+                cut = _hold_from(text)
             if cut > sent:
                 delta = text[sent:cut]
                 sent = cut

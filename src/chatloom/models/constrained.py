@@ -3,7 +3,9 @@
 The grammar lets the model choose between two things:
 
 - **an answer**: plain text whose first character is not ``{``, ``<``, a backtick or
-  whitespace (so a call can never hide in a code fence or after a blank line); or
+  whitespace (so a call can never hide in a code fence or after a blank line); with
+  tag-style templates the answer may end in one tagged call (``Let me compute.
+  <tool_call>...</tool_call>``), and it can never contain ``<t`` otherwise; or
 - **one tool call**: the JSON object ``{"name": "<declared tool>", "arguments": {...}}``, where
   ``arguments`` must be valid against that tool's parameter schema. For models whose chat
   template speaks Qwen/Hermes tool format the object may be wrapped in
@@ -38,7 +40,11 @@ TAG_CLOSE = "\n</tool_call>"
 # First character of a plain answer: anything but what could start a call or hide one.
 _TEXT_FIRST_EXCLUDED = "{<`"
 _TEXT_EBNF = r'root ::= [^{<` \t\n\r] [^]*'
+# With tag-style calls an answer may end in one call ("Let me compute. <tool_call>..."):
+# the answer text can never contain "<t", so "<tool_call>" can only open a checked call.
+_TAGGED_TEXT_EBNF = r'root ::= [^{<` \t\n\r] ([^<] | "<"+ [^<t])* "<"*'
 _TEXT_GBNF = r'chatloom-text ::= [^{<` \t\n\r] [^\x00]*'
+_TAGGED_TEXT_GBNF = r'chatloom-ttext ::= [^{<` \t\n\r] ([^<] | "<"+ [^<t])* "<"*'
 
 XGRAMMAR_INSTALL = "pip install xgrammar  (or: pip install 'chatloom[local]')"
 
@@ -68,7 +74,8 @@ class ToolGrammar:
         return json.dumps([self.call_schema, self.allow_text, self.tags], sort_keys=True)
 
     def is_text(self, text: str) -> bool:
-        """Whether the output so far has committed to the plain-answer branch."""
+        """Whether the output so far has committed to the plain-answer branch (which, with
+        tags, may still end in one ``<tool_call>``)."""
         return self.allow_text and bool(text) and text[0] not in _TEXT_FIRST_EXCLUDED
 
     # -- engines --------------------------------------------------------------------------
@@ -89,7 +96,14 @@ class ToolGrammar:
                 xgr.Grammar.from_ebnf(f"root ::= {json.dumps(TAG_CLOSE)}"),
             )
             call = xgr.Grammar.union(call, tagged)
-        grammar = xgr.Grammar.union(call, xgr.Grammar.from_ebnf(_TEXT_EBNF)) if self.allow_text else call
+        if self.allow_text and self.tags:
+            text = xgr.Grammar.from_ebnf(_TAGGED_TEXT_EBNF)
+            text_then_call = xgr.Grammar.concat(text, tagged)
+            grammar = xgr.Grammar.union(call, text_then_call, text)
+        elif self.allow_text:
+            grammar = xgr.Grammar.union(call, xgr.Grammar.from_ebnf(_TEXT_EBNF))
+        else:
+            grammar = call
         self._cache["xgr"] = grammar
         return grammar
 
@@ -110,7 +124,11 @@ class ToolGrammar:
         if self.tags:
             alts.append(f"{_gbnf_literal(TAG_OPEN)} chatloom-call-json {_gbnf_literal(TAG_CLOSE)}")
         rules = [f"chatloom-call ::= {' | '.join(alts)}", body]
-        if self.allow_text:
+        if self.allow_text and self.tags:
+            rules.insert(0, "root ::= chatloom-call | chatloom-ttext | chatloom-ttext chatloom-tagged")
+            rules.append(f"chatloom-tagged ::= {_gbnf_literal(TAG_OPEN)} chatloom-call-json {_gbnf_literal(TAG_CLOSE)}")
+            rules.append(_TAGGED_TEXT_GBNF)
+        elif self.allow_text:
             rules.insert(0, "root ::= chatloom-call | chatloom-text")
             rules.append(_TEXT_GBNF)
         else:
@@ -127,6 +145,10 @@ class ToolGrammar:
         from chatloom.models.toolcalls import new_call_id
 
         body = text.strip()
+        prefix = ""
+        if self.tags and self.allow_text and not body.startswith(("{", "<tool_call>")) and "<tool_call>" in body:
+            prefix, _, rest = body.partition("<tool_call>")
+            prefix, body = prefix.strip(), "<tool_call>" + rest
         if not body.startswith(("{", "<tool_call>")):
             return body, []
         if body.startswith("<tool_call>"):
@@ -142,7 +164,7 @@ class ToolGrammar:
         args = obj.get("arguments")
         if not isinstance(args, dict):
             return text.strip(), []
-        return "", [{"name": obj["name"], "args": args, "id": new_call_id(), "type": "tool_call"}]
+        return prefix, [{"name": obj["name"], "args": args, "id": new_call_id(), "type": "tool_call"}]
 
 
 def _gbnf_literal(s: str) -> str:
