@@ -52,10 +52,21 @@ def test_repeated_identical_call_is_detected_and_stopped():
     agent, model = make_agent(same, same, same, same)
     reply = agent.chat("loop please")
     assert reply.stop_reason == "loop"
-    assert len(model.calls) == 2  # the repeat is not run, and the model is not asked again
+    # The repeat is not run; the model gets one tools-free chance to answer, and when it
+    # still tries to call a tool the turn ends with a clear message.
+    assert len(model.calls) == 3
     assert [s.ok for s in reply.tool_steps] == [True, False]
     assert "already made" in reply.tool_steps[1].result
     assert "repeating the same tool call" in reply.answer
+
+
+def test_a_loop_ends_with_an_answer_when_the_model_can_give_one():
+    same = tool_call("calculator", expression="1+1")
+    agent, model = make_agent(same, same, "<think>it was 2</think>1+1 is 2.")
+    reply = agent.chat("1+1?")
+    assert reply.stop_reason == "loop"
+    assert reply.answer == "1+1 is 2." and reply.reasoning == "it was 2"
+    assert "already made" in str(model.calls[2][-1].content)  # it saw why it was stopped
 
 
 def test_tool_exception_goes_back_to_the_model():

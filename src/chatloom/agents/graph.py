@@ -106,8 +106,7 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     ctx = runtime.context
     steps = state.get("steps", 0)
     if state.get("stop_reason") == "loop":
-        call = state["seen_calls"][-1] if state.get("seen_calls") else "?"
-        return {"messages": [AIMessage(content=LOOP_ANSWER.format(call=call))]}
+        return {"messages": [_answer_without_tools(state, ctx)]}
     if steps >= ctx.max_steps:
         return {"messages": [AIMessage(content=STEP_LIMIT_ANSWER.format(steps=steps))], "stop_reason": "step_limit"}
 
@@ -122,6 +121,24 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         update["stop_reason"] = "answer"
     update["messages"] = [response]
     return update
+
+
+def _answer_without_tools(state: TurnState, ctx: TurnContext) -> AIMessage:
+    """End a turn whose model keeps repeating a call: ask once more, with no tools bound.
+
+    Small models often re-issue a call after its result instead of answering; the result is
+    in the context by then, so an answer usually is one tools-free call away.
+    """
+    call = state["seen_calls"][-1] if state.get("seen_calls") else "?"
+    fallback = AIMessage(content=LOOP_ANSWER.format(call=call))
+    if ctx.summarizer is None or state.get("steps", 0) >= ctx.max_steps:
+        return fallback
+    response = ctx.summarizer.invoke(_model_input(state, ctx))
+    answer, reasoning = ctx.split_reasoning(str(response.content))
+    if not answer or answer.lstrip().startswith(("{", "[", "<tool_call>", "```")):
+        return fallback  # still trying to call a tool: give up cleanly
+    kwargs = {"reasoning": reasoning} if reasoning else {}
+    return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})
 
 
 def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
