@@ -66,7 +66,10 @@ def test_a_loop_ends_with_an_answer_when_the_model_can_give_one():
     reply = agent.chat("1+1?")
     assert reply.stop_reason == "loop"
     assert reply.answer == "1+1 is 2." and reply.reasoning == "it was 2"
-    assert "already made" in str(model.calls[2][-1].content)  # it saw why it was stopped
+    last_input = model.calls[2]
+    assert "already made" in str(last_input[-2].content)  # it saw why it was stopped
+    assert "Do not call a tool" in str(last_input[-1].content)
+    assert len(agent.history()) == 6  # the nudge is not stored in the thread
 
 
 def test_tool_exception_goes_back_to_the_model():

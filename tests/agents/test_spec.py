@@ -142,7 +142,9 @@ def test_reference_bot_spec_prompt_and_tools():
     assert prompt.source == "workspace" and prompt.extends  # prompts/loom.yaml extends assistant
     tools = resolve_tools(["calculator", "unit_convert"], spec.workspace)
     system = prompt.system_text(tools, spec.variables)
-    assert system.startswith("You are Loom") and "unit_convert(value: number" in system
+    # loom.yaml turns the tools section off: the backends describe bound tools to the model.
+    assert system.startswith("You are Loom") and "## Tools" not in system
+    assert "unit_convert(value: number" in load_prompt("assistant").system_text(tools, {})
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "agents").glob("*.yaml")), ids=lambda p: p.name)

@@ -24,6 +24,7 @@ from chatloom.tools.policy import contains_untrusted, output_is_trusted, wrap_un
 
 STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
 LOOP_ANSWER = "I stopped because I kept repeating the same tool call ({call}). Try rephrasing the question."
+FINAL_ANSWER_NUDGE = "Using the tool results above, answer my question now, in plain words. Do not call a tool."
 HISTORY_TOKEN_BUDGET = 3000  # approximate tokens of earlier conversation sent to the model
 
 
@@ -133,7 +134,7 @@ def _answer_without_tools(state: TurnState, ctx: TurnContext) -> AIMessage:
     fallback = AIMessage(content=LOOP_ANSWER.format(call=call))
     if ctx.summarizer is None or state.get("steps", 0) >= ctx.max_steps:
         return fallback
-    response = ctx.summarizer.invoke(_model_input(state, ctx))
+    response = ctx.summarizer.invoke(_model_input(state, ctx) + [HumanMessage(content=FINAL_ANSWER_NUDGE)])
     answer, reasoning = ctx.split_reasoning(str(response.content))
     if not answer or answer.lstrip().startswith(("{", "[", "<tool_call>", "```")):
         return fallback  # still trying to call a tool: give up cleanly
