@@ -123,13 +123,16 @@ def test_answer_mentioning_braces_still_arrives_whole():
 
 
 def test_constrained_path_builds_a_grammar_and_parses_strictly():
-    m = make('{"name": "search", "arguments": {"query": "x", "k": 2}}', "Just text.", grammar_ok=True)
-    bound = m.bind_tools([calculator, search])
+    m = make('{"name": "search", "arguments": {"query": "x", "k": 2}}', "Just text.", "free", grammar_ok=True)
+    bound = m.bind_tools([calculator, search], constrained=True)
     r = bound.invoke("find x")
     assert r.tool_calls[0]["name"] == "search" and r.tool_calls[0]["args"] == {"query": "x", "k": 2}
     assert m.seen[0].grammar is not None and m.seen[0].grammar.allow_text
     r = bound.invoke("hello")
     assert r.content == "Just text." and r.tool_calls == []
+    # Answer-or-call is unconstrained by default (it made small models stop calling tools).
+    m.bind_tools([calculator, search]).invoke("hi")
+    assert m.seen[-1].grammar is None
 
 
 def test_tool_choice_required_and_named_and_none():

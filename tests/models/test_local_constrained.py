@@ -199,7 +199,7 @@ def test_smollm2_constrained_calls_are_always_valid(engine, smol_home):
 @needs_smollm2
 def test_smollm2_auto_mode_calls_are_valid_when_made(smol_home):
     model = _model("llama" if importlib.util.find_spec("llama_cpp") else "transformers", smol_home)
-    auto = model.bind_tools(TOOLS)
+    auto = model.bind_tools(TOOLS, constrained=True)  # answer-or-call under the grammar
     for prompt in PROMPTS[:8]:
         reply = auto.invoke(prompt)
         for call in reply.tool_calls:
