@@ -255,3 +255,20 @@ def test_builtin_search_tool_uses_the_agents_memory():
     agent, _ = make_agent(tool_call("search", query="leave"), "25 days.", tools=["search"], memory=memory)
     reply = agent.chat("How much leave?")
     assert "handbook.md#3" in reply.tool_steps[0].result and "Leave is 25 days" in reply.tool_steps[0].result
+
+
+def test_identical_calls_in_one_message_run_once_and_all_get_the_result():
+    runs = []
+
+    @tool
+    def count(x: int) -> str:
+        """Counts its runs."""
+        runs.append(x)
+        return f"ran {x}"
+
+    count.metadata = {"effect": "read", "trusted_output": True}
+    twice = AIMessage(content="", tool_calls=[{"name": "count", "args": {"x": 1}, "id": "", "type": "tool_call"}] * 3)
+    agent, model = make_agent(twice, "done", tools=[count])
+    reply = agent.chat("go")
+    assert runs == [1] and reply.stop_reason == "answer" and reply.answer == "done"
+    assert [s.result for s in reply.tool_steps] == ["ran 1"] * 3

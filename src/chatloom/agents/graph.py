@@ -153,14 +153,19 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     untrusted = bool(state.get("passages")) or contains_untrusted(turn, ctx.tools)
     results: list[ToolMessage] = []
     stop_reason = ""
+    this_step: dict[str, ToolMessage] = {}
     for call in last.tool_calls:
         signature = f"{call['name']}({json.dumps(call['args'], sort_keys=True, default=str)})"
+        if signature in this_step:  # the same call twice in one message: run once, answer both
+            first = this_step[signature]
+            results.append(_tool_message(call, str(first.content), first.status != "error"))
+            continue
         if signature in seen:
             stop_reason = "loop"
             results.append(_tool_message(call, "error: this exact call was already made; its result is above.", False))
             continue
         seen.append(signature)
-        result = _run_tool(ctx, call, untrusted)
+        result = this_step[signature] = _run_tool(ctx, call, untrusted)
         results.append(result)
         untrusted = untrusted or contains_untrusted([result], ctx.tools)
     return {"messages": results, "seen_calls": seen, "stop_reason": stop_reason}
