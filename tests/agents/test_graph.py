@@ -56,7 +56,7 @@ def test_repeated_identical_call_is_detected_and_stopped():
     # still tries to call a tool the turn ends with a clear message.
     assert len(model.calls) == 3
     assert [s.ok for s in reply.tool_steps] == [True, False]
-    assert "already made" in reply.tool_steps[1].result
+    assert "already made" in reply.tool_steps[1].result and reply.tool_steps[1].result.startswith("2")
     assert "repeating the same tool call" in reply.answer
 
 

@@ -155,20 +155,31 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     stop_reason = ""
     this_step: dict[str, ToolMessage] = {}
     for call in last.tool_calls:
-        signature = f"{call['name']}({json.dumps(call['args'], sort_keys=True, default=str)})"
+        signature = _signature(call)
         if signature in this_step:  # the same call twice in one message: run once, answer both
             first = this_step[signature]
             results.append(_tool_message(call, str(first.content), first.status != "error"))
             continue
         if signature in seen:
             stop_reason = "loop"
-            results.append(_tool_message(call, "error: this exact call was already made; its result is above.", False))
+            # Repeat the earlier result: a small model answers from it, but talks about an error.
+            earlier = _earlier_result(turn, signature)
+            results.append(_tool_message(call, f"{earlier}\n(This exact call was already made; answer with this result.)", False))
             continue
         seen.append(signature)
         result = this_step[signature] = _run_tool(ctx, call, untrusted)
         results.append(result)
         untrusted = untrusted or contains_untrusted([result], ctx.tools)
     return {"messages": results, "seen_calls": seen, "stop_reason": stop_reason}
+
+
+def _signature(call: dict[str, Any]) -> str:
+    return f"{call['name']}({json.dumps(call['args'], sort_keys=True, default=str)})"
+
+
+def _earlier_result(turn: list[BaseMessage], signature: str) -> str:
+    ids = {c["id"] for m in turn if isinstance(m, AIMessage) for c in m.tool_calls if _signature(c) == signature}
+    return next((str(m.content) for m in turn if isinstance(m, ToolMessage) and m.tool_call_id in ids), "")
 
 
 def remember(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
