@@ -114,11 +114,7 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     response = ctx.model.invoke(_model_input(state, ctx))
     update: dict[str, Any] = {"steps": steps + 1}
     if not response.tool_calls:
-        answer, reasoning = ctx.split_reasoning(str(response.content))
-        kwargs = dict(response.additional_kwargs)
-        if reasoning:
-            kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
-        response = response.model_copy(update={"content": answer, "additional_kwargs": kwargs})
+        response = _final_answer(response, ctx)
         update["stop_reason"] = "answer"
     update["messages"] = [response]
     return update
@@ -135,10 +131,18 @@ def _answer_without_tools(state: TurnState, ctx: TurnContext) -> AIMessage:
     if ctx.summarizer is None or state.get("steps", 0) >= ctx.max_steps:
         return fallback
     response = ctx.summarizer.invoke(_model_input(state, ctx) + [HumanMessage(content=FINAL_ANSWER_NUDGE)])
-    answer, reasoning = ctx.split_reasoning(str(response.content))
-    if not answer or answer.lstrip().startswith(("{", "[", "<tool_call>", "```")):
+    answer = _final_answer(response, ctx)
+    if not answer.content or str(answer.content).lstrip().startswith(("{", "[", "<tool_call>", "```")):
         return fallback  # still trying to call a tool: give up cleanly
-    kwargs = {"reasoning": reasoning} if reasoning else {}
+    return answer
+
+
+def _final_answer(response: AIMessage, ctx: TurnContext) -> AIMessage:
+    """The model's reply as the turn's answer: reasoning moved out of the visible text."""
+    answer, reasoning = ctx.split_reasoning(str(response.content))
+    kwargs = {k: v for k, v in response.additional_kwargs.items() if k != "tool_calls"}
+    if reasoning:
+        kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
     return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})
 
 
