@@ -42,7 +42,8 @@ class FakeChatModel(BaseChatModel):
     - an exception instance: raised, to test backend failures.
 
     When the queue runs dry, ``default`` is used (``None`` raises an AssertionError, so a test
-    notices an unexpected extra call). ``calls`` records the messages of every call.
+    notices an unexpected extra call). ``calls`` records the messages of every call, and
+    ``tool_choices`` the ``tool_choice`` each call was bound with (``None`` for "auto").
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -53,6 +54,7 @@ class FakeChatModel(BaseChatModel):
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     calls: list[list[BaseMessage]] = Field(default_factory=list)
     bound_tools: list[str] = Field(default_factory=list)
+    tool_choices: list[Any] = Field(default_factory=list)
 
     def __init__(self, replies: Sequence[Reply] = (), **kwargs: Any) -> None:
         super().__init__(replies=list(replies), **kwargs)
@@ -70,11 +72,13 @@ class FakeChatModel(BaseChatModel):
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "FakeChatModel":
         # The same object, so the queue and the call log are shared with the caller's handle.
         self.bound_tools = [getattr(t, "name", str(t)) for t in tools]
-        return self
+        choice = kwargs.get("tool_choice")
+        return self if choice in (None, "auto") else self.bind(tool_choice=choice)  # type: ignore[return-value]
 
-    def _next(self, messages: list[BaseMessage]) -> AIMessage:
+    def _next(self, messages: list[BaseMessage], tool_choice: Any = None) -> AIMessage:
         with self._lock:
             self.calls.append(list(messages))
+            self.tool_choices.append(tool_choice)
             reply = self._queue.popleft() if self._queue else self.default
         if reply is None:
             raise AssertionError(f"FakeChatModel ran out of replies after {len(self.calls) - 1} calls")
@@ -105,7 +109,7 @@ class FakeChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
+        return ChatResult(generations=[ChatGeneration(message=self._next(messages, kwargs.get("tool_choice")))])
 
     def _stream(
         self,
@@ -114,7 +118,7 @@ class FakeChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        message = self._next(messages)
+        message = self._next(messages, kwargs.get("tool_choice"))
         text = str(message.content)
         pieces = [w for w in text.split(" ")]
         for i, piece in enumerate(pieces):

@@ -168,6 +168,34 @@ def test_bad_max_steps_is_a_config_error():
         Agent(model=FakeChatModel(), max_steps=0)
 
 
+def test_tool_choice_required_forces_only_the_first_call_of_each_turn():
+    model = FakeChatModel([tool_call("calculator", expression="2+2"), "It is 4.", tool_call("calculator", expression="3*3"), "9."])
+    agent = Agent(model=model, tools=[calculator], tool_choice="required", checkpointer="memory")
+    assert agent.chat("2+2?", thread_id="t").answer == "It is 4."
+    assert agent.chat("3*3?", thread_id="t").answer == "9."
+    # Forced on each turn's first call, free afterwards, so the model can still answer.
+    assert model.tool_choices == ["required", None, "required", None]
+
+
+def test_tool_choice_can_name_one_tool_and_auto_binds_nothing_extra():
+    model = FakeChatModel([tool_call("calculator", expression="1+1"), "2."])
+    Agent(model=model, tools=[calculator], tool_choice="calculator", checkpointer="memory").chat("1+1?")
+    assert model.tool_choices == ["calculator", None]
+    plain = FakeChatModel(["Hi."])
+    Agent(model=plain, tools=[calculator], checkpointer="memory").chat("Hello")
+    assert plain.tool_choices == [None]
+
+
+@pytest.mark.parametrize("choice, tools, message", [
+    ("calculater", [calculator], r"tool_choice must be 'auto', 'required' or a tool name \(calculator\), got 'calculater'"),
+    ("required", [], "needs at least one tool"),
+])
+def test_bad_tool_choice_is_a_config_error(choice, tools, message):
+    agent = Agent(model=FakeChatModel(["x"]), tools=tools, tool_choice=choice, checkpointer="memory")
+    with pytest.raises(ConfigError, match=message):
+        agent.chat("hi")
+
+
 class _ListMemory:
     def __init__(self):
         self.remembered = []

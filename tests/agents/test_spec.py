@@ -43,6 +43,7 @@ def test_full_spec(spec_file, tmp_path):
         tools: [calculator, search]
         memory: {enabled: true, namespace: docs, k: 6, conversation: true}
         max_steps: 5
+        tool_choice: calculator
         tool_policy: {search: ask, "*": deny}
         """
     )
@@ -51,6 +52,7 @@ def test_full_spec(spec_file, tmp_path):
     assert spec.prompt == "prompts/helper.yaml" and spec.variables == {"bot_name": "Ada", "level": 3}
     assert spec.tools == ["calculator", "search"]
     assert spec.memory == MemorySpec(enabled=True, namespace="docs", k=6, conversation=True)
+    assert spec.tool_choice == "calculator"
     assert spec.max_steps == 5 and spec.tool_policy == {"search": "ask", "*": "deny"}
     assert spec.workspace == tmp_path.resolve()  # the parent of agents/
     assert spec.path == (tmp_path / "agents" / "bot.yaml").resolve()
@@ -120,6 +122,12 @@ def test_wrong_types(spec_file, text, line, field, fix):
 def test_policy_for_a_tool_that_is_not_listed(spec_file):
     message = _error(spec_file("tools: [calculator]\ntool_policy:\n  calculater: allow\n"))
     assert message.startswith("agents/bot.yaml:3: field 'tool_policy.calculater': tool_policy names 'calculater'")
+
+
+def test_tool_choice_must_name_a_listed_tool(spec_file):
+    message = _error(spec_file("tools: [calculator]\ntool_choice: python\n"))
+    assert message.startswith("agents/bot.yaml:2: field 'tool_choice':") and "(calculator), got 'python'" in message
+    assert "use auto, required, or the name" in message
 
 
 def test_duplicate_tool(spec_file):

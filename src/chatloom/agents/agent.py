@@ -45,7 +45,9 @@ class Agent:
     :class:`chatloom.memory.base.Memory`, ``True`` for the default store, or ``None``.
     ``checkpointer`` is a LangGraph checkpointer, ``"memory"`` for an in-process one, or
     ``None`` for the configured store in the data dir (so conversations survive restarts).
-    ``approver`` decides tool calls the policy marks "ask". ``conversation_memory`` stores
+    ``tool_choice="required"`` (or a tool's name) makes each turn's first model call a tool
+    call; later calls are free, so the model can answer from the result. ``approver`` decides
+    tool calls the policy marks "ask". ``conversation_memory`` stores
     lasting facts per ``user_id`` and recalls them in later threads. Threads longer than
     ``history_tokens`` (approximate) have their older turns summarised by the model.
     """
@@ -58,6 +60,7 @@ class Agent:
         *,
         memory: Any = None,
         max_steps: int | None = None,
+        tool_choice: str = "auto",
         tool_policy: dict[str, str] | None = None,
         approver: Callable[[Any], bool] | None = None,
         variables: dict[str, Any] | None = None,
@@ -80,6 +83,7 @@ class Agent:
         self.max_steps = max_steps if max_steps is not None else self.settings.max_steps
         if self.max_steps < 1:
             raise ConfigError(f"max_steps must be at least 1, got {self.max_steps!r}")
+        self.tool_choice = tool_choice
         self.tool_policy = dict(tool_policy or {})
         self.approver = approver
         self.variables = dict(variables or {})
@@ -104,6 +108,7 @@ class Agent:
             "tools": list(spec.tools),
             "memory": True if spec.memory.enabled else None,
             "max_steps": spec.max_steps,
+            "tool_choice": spec.tool_choice,
             "tool_policy": dict(spec.tool_policy),
             "variables": dict(spec.variables),
             "workspace": workspace,
@@ -134,10 +139,12 @@ class Agent:
         tools = self._resolve_tools(memory)
         plain_model = self._resolve_model()
         model = plain_model.bind_tools(tools) if tools else plain_model
+        first_model = self._first_model(plain_model, tools)
         render_prompt, split = self._resolve_prompt()
         return {
             "graph": build_graph(self._resolve_checkpointer()),
             "model": model,
+            "first_model": first_model,
             "plain_model": plain_model,
             "tools": {t.name: t for t in tools},
             "render_prompt": render_prompt,
@@ -145,6 +152,19 @@ class Agent:
             "memory": memory,
             "policy": self._resolve_policy(),
         }
+
+    def _first_model(self, plain_model: Any, tools: list[Any]) -> Any:
+        """The model for each turn's first call: bound to force a tool call, or None ("auto")."""
+        choice = self.tool_choice
+        if choice == "auto":
+            return None
+        names = [t.name for t in tools]
+        if choice != "required" and choice not in names:
+            known = ", ".join(names) or "none"
+            raise ConfigError(f"tool_choice must be 'auto', 'required' or a tool name ({known}), got {choice!r}")
+        if not tools:
+            raise ConfigError("tool_choice='required' needs at least one tool")
+        return plain_model.bind_tools(tools, tool_choice=choice)
 
     def _resolve_model(self) -> Any:
         if not isinstance(self._model_spec, str):
@@ -304,6 +324,7 @@ class Agent:
         config = {"configurable": {"thread_id": thread_id}}
         context = TurnContext(
             model=services["model"],
+            first_model=services["first_model"],
             tools=services["tools"],
             render_prompt=services["render_prompt"],
             split_reasoning=services["split_reasoning"],

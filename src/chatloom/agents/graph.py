@@ -46,6 +46,7 @@ class TurnContext:
     """The services one turn uses. Not checkpointed."""
 
     model: Any  # a langchain-core chat model, tools already bound
+    first_model: Any = None  # the model for a turn's first call when a tool call is forced
     tools: dict[str, BaseTool] = field(default_factory=dict)
     render_prompt: Any = None  # callable(tools) -> list[BaseMessage]; None means no system prompt
     split_reasoning: Any = split_reasoning
@@ -111,7 +112,8 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     if steps >= ctx.max_steps:
         return {"messages": [AIMessage(content=STEP_LIMIT_ANSWER.format(steps=steps))], "stop_reason": "step_limit"}
 
-    response = ctx.model.invoke(_model_input(state, ctx))
+    model = ctx.first_model if steps == 0 and ctx.first_model is not None else ctx.model
+    response = model.invoke(_model_input(state, ctx))
     update: dict[str, Any] = {"steps": steps + 1}
     if not response.tool_calls:
         response = _final_answer(response, ctx)

@@ -11,6 +11,7 @@
     tools: [calculator, search]
     memory: {enabled: true, k: 4}
     max_steps: 8
+    tool_choice: auto            # or `required` / a tool name: each turn's first step must call it
     tool_policy: {search: allow}
 
 The workspace is the folder that holds ``agents/``: the spec's prompt paths, ``prompts/`` and
@@ -58,6 +59,7 @@ class AgentSpec(BaseModel):
     tools: list[str] = Field(default_factory=list)
     memory: MemorySpec = Field(default_factory=MemorySpec)
     max_steps: int = Field(default=8, ge=1, le=100)
+    tool_choice: str = "auto"
     tool_policy: dict[str, PolicyAction] = Field(default_factory=dict)
 
     _path: Path | None = PrivateAttr(default=None)
@@ -75,6 +77,14 @@ class AgentSpec(BaseModel):
         dupes = sorted({t for t in value if value.count(t) > 1})
         if dupes:
             raise ValueError(f"tool {dupes[0]!r} is listed twice")
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_names_a_tool(cls, value: str, info: ValidationInfo) -> str:
+        tools = info.data.get("tools") or []
+        if value not in ("auto", "required") and value not in tools:
+            raise ValueError(f"tool_choice must be auto, required or one of the tools ({', '.join(tools) or 'none'}), got {value!r}")
         return value
 
     @field_validator("tool_policy")
@@ -99,6 +109,7 @@ class AgentSpec(BaseModel):
 
 _FIXES = {
     "max_steps": "use a whole number from 1 to 100",
+    "tool_choice": "use auto, required, or the name of one of the spec's tools",
     "tool_policy": "map tool names to allow, deny or ask, e.g. `tool_policy: {python: ask}`",
     "tools": "list tool names, e.g. `tools: [calculator, search]` (`chatloom plugins list` shows plugin tools)",
     "model": "use a model id such as local:qwen2.5-coder-0.5b or openai:gpt-4o-mini, or leave it out",
