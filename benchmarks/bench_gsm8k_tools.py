@@ -1,11 +1,20 @@
-"""GSM8K accuracy of the local default model with the calculator tool and without, same run.
+"""GSM8K accuracy of the local default model with the calculator and without, in the same run.
 
     python benchmarks/bench_gsm8k_tools.py [--limit 200] [--quick] [--model local:qwen2.5-coder-0.5b]
+                                           [--variants "no tools,calculator"]
 
-The first ``--limit`` questions of ``../shared/evaldata/gsm8k/test_dev.jsonl`` go to two agents
-built on the same model, role and worked example: one with ``tools=[calculator]``, one with no tools. The two
-are interleaved question by question, so machine load hits both alike. A reply is correct when
-the last number in ``agent.chat(question).answer`` equals the ``#### N`` answer.
+The first ``--limit`` questions of ``../shared/evaldata/gsm8k/test_dev.jsonl`` go to one agent per
+variant, all on the same model, role and worked example (see ``VARIANTS``):
+
+- ``no tools``: the model reasons and computes in its head;
+- ``calculator``: the same prompt; the calculator writes the number after every ``=`` the model
+  writes (``inline_calculator``), so a slip never reaches the next step;
+- ``calculator calls`` / ``python``: the calculator or the sandboxed python tool as ordinary
+  tool calls (for comparison; with the 0.5B model these lose, see docs/tools.md).
+
+The variants are interleaved question by question, so machine load hits them alike. A reply is
+correct when its final number (after ``####``, else in ``\\boxed{}``, else the last) equals the
+``#### N`` answer. Results are saved after every question.
 """
 
 from __future__ import annotations
@@ -25,6 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from _common import EVALDATA, save  # noqa: E402
 
 GSM8K = EVALDATA / "gsm8k" / "test_dev.jsonl"
+PROMPTS = Path(__file__).resolve().parent / "prompts"
+# name -> (prompt file, tools, tool_choice, model options). The prompts share the role and the
+# worked example; "calculator" differs from "no tools" only in the calculator finishing every
+# equation the model writes (the model's inline_calculator), so the gain is the tool's alone.
+VARIANTS: dict[str, tuple[str, list[str], str, dict]] = {
+    "no tools": ("gsm8k_plain.yaml", [], "auto", {}),
+    "calculator": ("gsm8k_plain.yaml", [], "auto", {"inline_calculator": True}),
+    "calculator calls": ("gsm8k_tools.yaml", ["calculator"], "auto", {}),
+    "python": ("gsm8k_python.yaml", ["python"], "required", {}),
+}
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
@@ -62,16 +81,17 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
         }
         s = summary[name]
         print(f"{name:<12} {correct:>4}/{len(rs):<3} {s['accuracy']:>9.1%} {s['median_s']:>11.1f} {s['tool_calls']:>11} {s['errors']:>7}")
-    if results.get("no tools") and results.get("calculator"):
-        delta = summary["calculator"]["accuracy"] - summary["no tools"]["accuracy"]
-        print(f"calculator - no tools: {delta:+.1%} (target: > 0)")
+    for name in results:
+        if name != "no tools" and "no tools" in results:
+            delta = summary[name]["accuracy"] - summary["no tools"]["accuracy"]
+            print(f"{name} - no tools: {delta:+.1%} (target: > 0)")
     return summary
 
 
-def rescore() -> int:
+def rescore(out: str) -> int:
     from _common import RESULTS
 
-    path = RESULTS / "bench_gsm8k_tools.json"
+    path = RESULTS / f"{out}.json"
     data = json.loads(path.read_text())
     for rs in data["results"].values():
         for r in rs:
@@ -89,30 +109,34 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="a smoke run on 5 questions")
     parser.add_argument("--model", default="local:qwen2.5-coder-0.5b")
-    parser.add_argument("--prompt", default=None, help="one prompt template for both variants (default: "
-                        "benchmarks/prompts/gsm8k_tools.yaml and gsm8k_plain.yaml, the same role and worked example)")
+    parser.add_argument("--variants", default="no tools,calculator",
+                        help=f"comma-separated, from: {', '.join(VARIANTS)} (default: 'no tools,calculator')")
     parser.add_argument("--max-steps", type=int, default=6)
+    parser.add_argument("--out", default="bench_gsm8k_tools", help="results file name under benchmarks/results/")
     parser.add_argument("--rescore", action="store_true", help="re-score the saved results file and print the table")
     args = parser.parse_args()
     limit = 5 if args.quick else args.limit
     if args.rescore:
-        return rescore()
+        return rescore(args.out)
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        parser.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
 
     if not GSM8K.exists():
         print(f"skipped: {GSM8K} is absent", file=sys.stderr)
         return 0
-    from chatloom import Agent
-    from chatloom.tools.calculator import calculator
+    from chatloom import Agent, resolve_model
 
     rows = [json.loads(line) for line in GSM8K.read_text(encoding="utf-8").splitlines()[:limit]]
     load_start = time.perf_counter()
-    here = Path(__file__).resolve().parent / "prompts"
-    plain_prompt = args.prompt or str(here / "gsm8k_plain.yaml")
-    tools_prompt = args.prompt or str(here / "gsm8k_tools.yaml")
-    agents = {
-        "no tools": Agent(model=args.model, prompt=plain_prompt, tools=[], checkpointer="memory", max_steps=args.max_steps).load(),
-        "calculator": Agent(model=args.model, prompt=tools_prompt, tools=[calculator], checkpointer="memory", max_steps=args.max_steps).load(),
-    }
+    agents = {}
+    for name in names:
+        prompt, tools, tool_choice, options = VARIANTS[name]
+        model = resolve_model(args.model, **options)
+        agents[name] = Agent(model=model, prompt=str(PROMPTS / prompt), tools=tools, tool_choice=tool_choice,
+                             tool_policy={"python": "allow"},  # the sandbox is the safety boundary here
+                             checkpointer="memory", max_steps=args.max_steps).load()
     load_s = time.perf_counter() - load_start
     results: dict[str, list[dict]] = {name: [] for name in agents}
     for i, row in enumerate(rows, 1):
@@ -131,16 +155,16 @@ def main() -> int:
                 "tool_calls": steps, "stop": stop, "seconds": round(elapsed, 2), "answer": answer[-300:],
             })
         done = {n: sum(r["correct"] for r in rs) for n, rs in results.items()}
-        calls = sum(r["tool_calls"] for r in results["calculator"])
-        print(f"[{i}/{len(rows)}] " + "  ".join(f"{n}: {c}/{i}" for n, c in done.items()) + f"  (calculator calls so far: {calls})",
+        calls = sum(r["tool_calls"] for rs in results.values() for r in rs)
+        print(f"[{i}/{len(rows)}] " + "  ".join(f"{n}: {c}/{i}" for n, c in done.items()) + f"  (tool calls so far: {calls})",
               file=sys.stderr, flush=True)
         # Saved after every question, so a long run that is stopped still leaves its numbers.
-        save("bench_gsm8k_tools", {"model": args.model, "prompts": [plain_prompt, tools_prompt], "limit": len(rows),
+        save(args.out, {"model": args.model, "variants": {n: VARIANTS[n] for n in names}, "limit": len(rows),
                                    "completed": i, "partial": i < len(rows), "results": results})
 
-    print(f"\nGSM8K dev, first {len(rows)} questions, model {args.model}, prompts {Path(plain_prompt).name} / {Path(tools_prompt).name} (load {load_s:.1f} s)")
+    print(f"\nGSM8K dev, first {len(rows)} questions, model {args.model}, variants {', '.join(names)} (load {load_s:.1f} s)")
     summary = summarize(results)
-    path = save("bench_gsm8k_tools", {"model": args.model, "prompts": [plain_prompt, tools_prompt], "limit": len(rows), "summary": summary, "results": results})
+    path = save(args.out, {"model": args.model, "variants": {n: VARIANTS[n] for n in names}, "limit": len(rows), "summary": summary, "results": results})
     print(f"wrote {path}")
     return 0
 

@@ -50,7 +50,9 @@ class Scripted(LocalChatModel):
         text = self.script.pop(0)
         for i in range(0, len(text), 3):
             yield Piece(text[i:i + 3])
-        yield Piece("", done=True, input_tokens=11, output_tokens=len(text) // 3 + 1, finish_reason="stop")
+        # Like a real engine, the prompt count includes reply text already written (prefix).
+        prompt = 11 + -(-len(prepared.prefix) // 3)
+        yield Piece("", done=True, input_tokens=prompt, output_tokens=len(text) // 3 + 1, finish_reason="stop")
 
 
 def make(*script: str, **kw) -> Scripted:
@@ -185,3 +187,54 @@ def test_stream_keeps_held_back_text_after_leading_whitespace():
     m = make("\nHi {x} there")
     chunks = list(m.bind_tools([calculator], constrained=False).stream("x"))
     assert "".join(c.content for c in chunks).strip() == "Hi {x} there"
+
+
+# -- inline calculator: the calculator writes the number after each "=" ----------------------
+
+
+def _slipping_engine(**kw) -> Scripted:
+    """A model that gets its sums wrong: each segment is what it writes after the prefix."""
+    return make(
+        "She has 16 - 3 - 4 = 8 eggs left.",  # cut where "8" starts: the calculator writes "9"
+        " eggs left, so she earns 9 × $2 = $20 a day.",  # keeps its "$", loses its "20"
+        " a day.\n#### 18",
+        **kw,
+    )
+
+
+def test_inline_calculator_writes_each_result_and_the_model_continues_from_it():
+    m = _slipping_engine()
+    r = m.bind_tools([calculator]).invoke("How much does Janet earn?")
+    assert r.content == "She has 16 - 3 - 4 = 9 eggs left, so she earns 9 × $2 = $18 a day.\n#### 18"
+    assert [p.prefix for p in m.seen] == ["", "She has 16 - 3 - 4 = 9", "She has 16 - 3 - 4 = 9 eggs left, so she earns 9 × $2 = $18"]
+    assert r.response_metadata["calculations"] == 2
+    # Token counts are approximate here: the text written before a cut counts as output.
+    assert r.usage_metadata["output_tokens"] > 20 and abs(r.usage_metadata["input_tokens"] - 11) <= 3
+
+
+def test_inline_calculator_streams_the_same_text():
+    m = _slipping_engine()
+    streamed = "".join(str(c.content) for c in m.bind_tools([calculator]).stream("How much?"))
+    assert streamed == "She has 16 - 3 - 4 = 9 eggs left, so she earns 9 × $2 = $18 a day.\n#### 18"
+
+
+def test_inline_calculator_is_off_without_the_calculator_or_when_switched_off():
+    assert make("16 - 3 - 4 = 8 eggs.").invoke("eggs?").content == "16 - 3 - 4 = 8 eggs."
+    off = make("16 - 3 - 4 = 8 eggs.", inline_calculator=False)
+    assert off.bind_tools([calculator]).invoke("eggs?").content == "16 - 3 - 4 = 8 eggs."
+    on = make("16 - 3 - 4 = 8 eggs.", " eggs.", inline_calculator=True)
+    assert on.invoke("eggs?").content == "16 - 3 - 4 = 9 eggs."
+
+
+def test_inline_calculator_leaves_tool_calls_and_code_alone():
+    call = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "2 + 2 = 5"}}\n</tool_call>'
+    m = make(call, template=QWEN_LIKE)
+    r = m.bind_tools([calculator]).invoke("2+2?")
+    assert r.tool_calls[0]["args"] == {"expression": "2 + 2 = 5"} and len(m.seen) == 1
+    code = "```python\nx = 2 + 2 = 5\n```"
+    assert make(code, inline_calculator=True).invoke("code?").content == code
+
+
+def test_inline_calculator_adds_nothing_when_the_model_writes_no_number_after_the_sign():
+    m = make("So 3 + 4 = seven, done.", inline_calculator=True)
+    assert m.invoke("?").content == "So 3 + 4 = seven, done." and len(m.seen) == 1

@@ -19,6 +19,7 @@ from chatloom.tools.calculator import (
     calculator,
     compute,
     evaluate,
+    finish_equation,
 )
 
 EVALDATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "evaldata"
@@ -248,3 +249,34 @@ def test_fuzz_any_unicode_never_crashes(expression: str) -> None:
 def test_exact_arithmetic_agrees_with_fractions(a: Fraction, b: Fraction) -> None:
     expression = f"({a.numerator}/{a.denominator}) + ({b.numerator}/{b.denominator}) * 3"
     assert compute(expression) == a + b * 3
+
+
+@pytest.mark.parametrize("text, value", [
+    ("She sells 16 - 3 - 4 =", "9"),
+    ("so she makes 9 × $2 =", "18"),
+    (r"\( 3 \times \$2.50 =", "7.5"),
+    ("80,000 + 50,000 =", "130,000"),
+    ("80000 + 50000 =", "130000"),
+    ("Step 2. 45 * 10 + 45 * 1.2 * 10 =", "990"),
+    ("(45 + 10) / 5 =", "11"),
+    ("2/3 =", "0.6667"),
+    ("$19.50 × 0.25 =", "4.875"),
+    ("a 20% tip on $80 is 80 * 20% =", "16"),
+])
+def test_finish_equation_computes_what_a_model_wrote(text: str, value: str) -> None:
+    assert finish_equation(text) == value
+
+
+@pytest.mark.parametrize("text", [
+    "x =", "total = price * count =", "The answer =", "16 - 3 - 4", "5 =", "3, 4 =",
+    "if a == b", "2 ** 99999 =", "1/0 =", "```python\nx = 1 + 2",
+])
+def test_finish_equation_leaves_prose_assignments_and_bad_sums_alone(text: str) -> None:
+    assert finish_equation(text) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789.,+-*/%^() $=×÷\\timesdivx", max_size=120))
+def test_fuzz_finish_equation_returns_none_or_a_short_number(text: str) -> None:
+    value = finish_equation(text + "=")
+    assert value is None or (isinstance(value, str) and 0 < len(value) < 400)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -31,6 +31,15 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 # reply is complete and parsed, so a call never flashes up as prose.
 _CALL_OPENERS = ("<tool_call>", "```", "{", "[TOOL_CALLS]", "<|python_tag|>")
 
+MAX_CALCULATIONS = 32  # inline calculator results per reply
+_NUMBER_LEAD_IN = " \t$€£\\"  # what may stand between "=" and the number in a model's text
+
+
+def _holds_call(text: str) -> bool:
+    """Whether ``text`` has begun a tool call or code, where "=" is not arithmetic prose."""
+    return any(opener in text for opener in _CALL_OPENERS)
+
+
 _TOOL_SYSTEM_PROMPT = """\
 You can call these tools:
 {tools}
@@ -49,6 +58,7 @@ class Piece:
     input_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str | None = None
+    calculations: int = 0  # numbers the calculator wrote into the text (inline_calculator)
 
 
 @dataclass
@@ -65,6 +75,8 @@ class Prepared:
     stop: list[str]
     max_tokens: int
     extra: dict[str, Any] = field(default_factory=dict)
+    prefix: str = ""
+    """Reply text already written; the engine continues it (used by the inline calculator)."""
 
 
 def _text_of(content: Any) -> str:
@@ -125,6 +137,10 @@ class LocalChatModel(BaseChatModel):
     grammar engine is installed; True also constrains answer-or-call ("auto")."""
     tool_max_tokens: int = 256
     """The least token budget of a call with tools bound (a truncated call is useless)."""
+    inline_calculator: bool | None = None
+    """Let the calculator write the number after each ``=`` the model writes in its text
+    ("16 - 3 - 4 =" -> " 9"), so an arithmetic slip never reaches the next step. None (default)
+    means on when a tool named ``calculator`` is bound; True and False force it on or off."""
 
     engine_name: str = "local"
 
@@ -173,7 +189,7 @@ class LocalChatModel(BaseChatModel):
         first: float | None = None
         texts: list[str] = []
         last = Piece("")
-        for piece in self._generate_text(prepared):
+        for piece in self._decode(prepared):
             if piece.text:
                 if first is None:
                     first = time.perf_counter()
@@ -204,7 +220,7 @@ class LocalChatModel(BaseChatModel):
         text = ""
         sent = 0  # characters of `text` already yielded as content
         last = Piece("")
-        for piece in self._generate_text(prepared):
+        for piece in self._decode(prepared):
             if piece.done:
                 last = piece
             if not piece.text:
@@ -247,6 +263,79 @@ class LocalChatModel(BaseChatModel):
         if run_manager and rest:
             run_manager.on_llm_new_token(rest, chunk=chunk)
         yield chunk
+
+    # ------------------------------------------------------------------ inline calculator
+
+    def _decode(self, prepared: Prepared) -> Iterator[Piece]:
+        """The engine's text; with the inline calculator on, each equation's result is computed.
+
+        When the text ends in an equation ("so she has 16 - 3 - 4 ="), generation stops, the
+        calculator's value is written after the "=" and the engine continues from there, so
+        the model builds on the right number. The model's own number is never generated.
+        """
+        if not self._calculates_inline(prepared):
+            yield from self._generate_text(prepared)
+            return
+        from chatloom.tools.calculator import finish_equation
+
+        text, produced, calculations = "", 0, 0
+        while True:
+            segment = replace(prepared, prefix=text, max_tokens=max(prepared.max_tokens - produced, 1))
+            stream = self._generate_text(segment)
+            pending: str | None = None  # a computed result, waiting for the model's number to start
+            value, last = None, Piece("", done=True)
+            try:
+                for piece in stream:
+                    if piece.done:
+                        last = piece
+                        break
+                    produced += 1
+                    chunk = piece.text
+                    while chunk and value is None:
+                        if pending is not None:
+                            # After "=", let the model write its own spacing and "$"; cut where
+                            # its number starts. Anything else means it wrote no number.
+                            lead = len(chunk) - len(chunk.lstrip(_NUMBER_LEAD_IN))
+                            if lead < len(chunk) and (chunk[lead].isdigit() or chunk[lead] in "-."):
+                                value, chunk = pending, chunk[:lead]
+                            elif lead == len(chunk):
+                                break
+                            else:
+                                pending = None
+                        cut = chunk.find("=") if pending is None and value is None else -1
+                        if cut == -1 or calculations >= MAX_CALCULATIONS or _holds_call(text):
+                            break
+                        head, chunk = chunk[: cut + 1], chunk[cut + 1 :]
+                        text += head
+                        yield Piece(head)
+                        pending = finish_equation(text)
+                    if chunk:
+                        text += chunk
+                        yield Piece(chunk)
+                    if value is not None:
+                        break
+            finally:
+                stream.close()  # stops the engine mid-reply and releases its lock
+            if value is None:
+                # The last segment's prompt held the text written so far: count that as output
+                # (approximately: one token per piece, one per inserted number).
+                earlier = produced - last.output_tokens + calculations
+                yield replace(last, input_tokens=max(last.input_tokens - earlier, 0),
+                              output_tokens=produced + calculations, calculations=calculations)
+                return
+            text += value
+            calculations += 1
+            yield Piece(value)
+            if produced >= prepared.max_tokens:
+                yield Piece("", done=True, output_tokens=produced, finish_reason="length", calculations=calculations)
+                return
+
+    def _calculates_inline(self, prepared: Prepared) -> bool:
+        if prepared.grammar is not None:  # a forced call: JSON, not prose
+            return False
+        if self.inline_calculator is not None:
+            return self.inline_calculator
+        return "calculator" in _tool_names(prepared.bound)
 
     # ------------------------------------------------------------------ engine hooks
 
@@ -378,4 +467,5 @@ class LocalChatModel(BaseChatModel):
             "finish_reason": "tool_calls" if called else (last.finish_reason or "stop"),
             "time_to_first_token_s": round((first - started), 4) if first else None,
             "tokens_per_second": round(last.output_tokens / gen_time, 2) if gen_time > 0 and last.output_tokens else None,
+            **({"calculations": last.calculations} if last.calculations else {}),
         }

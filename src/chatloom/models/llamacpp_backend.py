@@ -208,7 +208,7 @@ class LlamaCppChatModel(LocalChatModel):
 
     def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:
         llm = self._ensure_loaded()
-        prompt = self.render(prepared)
+        prompt = self.render(prepared) + prepared.prefix
         add_bos = not (self._bos and prompt.startswith(self._bos))
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
         if len(tokens) + prepared.max_tokens > self.n_ctx:

@@ -238,7 +238,7 @@ class TransformersChatModel(LocalChatModel):
             tools=prepared.tools or None,
             add_generation_prompt=True,
             tokenize=False,
-        )
+        ) + prepared.prefix
         enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         n_in = int(enc["input_ids"].shape[1])
         streamer = transformers.TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)

@@ -495,6 +495,61 @@ class _Evaluator:
         return _check_size(fn(*args))
 
 
+# --------------------------------------------------------------------------------------------
+# Finishing an equation a model is writing ("... so she has 16 - 3 - 4 =" -> "9").
+
+# What may stand left of "=" in a written-out calculation: digits, money signs, separators,
+# operators (ASCII, Unicode and LaTeX) and brackets. A letter ends the expression.
+_EQUATION_TAIL = re.compile(r"(?:[0-9.,%()$€£ \t]|\\[$(\[]|\\times|\\div|\\cdot|\\left|\\right|[-+*/×÷·−^])+$")
+_LATEX_OPS = (("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\left", ""), ("\\right", ""))
+_TWO_NUMBERS = re.compile(r"\d[\d.,]*\s*%?\s*[-+*/×÷·−^]\s*\(*\s*[$€£]?\s*\.?\d")
+MAX_EQUATION_CHARS = 120
+_GROUPED = re.compile(r"\d,\d{3}")
+
+
+def finish_equation(text: str) -> str | None:
+    r"""The value of the calculation that ``text`` ends with, when ``text`` ends in ``=``.
+
+    Used to let the calculator write the number after every ``=`` a small model writes in its
+    reasoning (the calculator of Cobbe et al., 2021): arithmetic slips then never reach the
+    next step. Returns None unless the ``=`` follows at least two numbers joined by an
+    operator, so assignments (``x =``), comparisons and prose are left alone.
+
+    >>> finish_equation("She sells 16 - 3 - 4 =")
+    '9'
+    >>> finish_equation(r"so \( 3 \times \$2.50 =")
+    '7.5'
+    >>> finish_equation("total = price =") is None
+    True
+    """
+    if not text.endswith("="):
+        return None
+    tail = _EQUATION_TAIL.search(text[-MAX_EQUATION_CHARS - 1 : -1])
+    if tail is None:
+        return None
+    source = tail.group(0)
+    for latex, plain in _LATEX_OPS:
+        source = source.replace(latex, plain)
+    source = source.replace("$", "").replace("€", "").replace("£", "").replace("\\", "")
+    # Try the longest suffix first; a stray "(" or a sentence's "4. " makes a prefix invalid.
+    for start in range(len(source)):
+        if start and source[start - 1] not in " (\t":
+            continue
+        candidate = source[start:].strip()
+        if not candidate or not _TWO_NUMBERS.search(candidate):
+            continue
+        try:
+            value = compute(candidate, time_limit=0.05)
+        except CalculatorError:
+            continue
+        if isinstance(value, Fraction) and value.denominator != 1 and _exact_decimal(value) is None:
+            return format(float(value), ".4g")  # 2/3 -> 0.6667: a sentence, not the tool's full text
+        if isinstance(value, Fraction) and value.denominator == 1 and _GROUPED.search(candidate):
+            return f"{value.numerator:,}"  # written as "80,000 + 50,000": answer in kind
+        return format_number(value)
+    return None
+
+
 @tool
 def calculator(expression: str) -> str:
     """Evaluate an arithmetic expression exactly, e.g. "12*(3+4)/7", "15% of 80", "2^10",
