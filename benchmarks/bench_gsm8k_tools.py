@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import sys
@@ -84,8 +85,26 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     for name in results:
         if name != "no tools" and "no tools" in results:
             delta = summary[name]["accuracy"] - summary["no tools"]["accuracy"]
-            print(f"{name} - no tools: {delta:+.1%} (target: > 0)")
+            wins, losses = paired(results["no tools"], results[name])
+            summary[name].update(vs_no_tools=round(delta, 4), wins=wins, losses=losses, sign_test_p=sign_test(wins, losses))
+            print(f"{name} - no tools: {delta:+.1%} (target: > 0); right only with {name}: {wins}, "
+                  f"only without: {losses}, two-sided sign test p = {summary[name]['sign_test_p']:.3g}")
     return summary
+
+
+def paired(base: list[dict], other: list[dict]) -> tuple[int, int]:
+    """Questions only ``other`` got right, and questions only ``base`` got right."""
+    pairs = list(zip(base, other))
+    return sum(o["correct"] and not b["correct"] for b, o in pairs), sum(b["correct"] and not o["correct"] for b, o in pairs)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar) on the questions where the two variants disagree."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return round(min(1.0, 2 * tail), 4)
 
 
 def rescore(out: str) -> int:
