@@ -9,8 +9,11 @@ variant, all on the same model, role and worked example (see ``VARIANTS``):
 - ``no tools``: the model reasons and computes in its head;
 - ``calculator``: the same prompt; the calculator writes the number after every ``=`` the model
   writes (``inline_calculator``), so a slip never reaches the next step;
-- ``calculator calls`` / ``python``: the calculator or the sandboxed python tool as ordinary
-  tool calls (for comparison; with the 0.5B model these lose, see docs/tools.md).
+- ``calculator calls``: the calculator bound as a tool, with a worked example that calls it
+  (bound to a local model, it also works inline);
+- ``python``: program of thought, the sandboxed python tool forced by ``tool_choice``.
+
+Figures for the default model are in docs/tools.md.
 
 The variants are interleaved question by question, so machine load hits them alike. A reply is
 correct when its final number (after ``####``, else in ``\\boxed{}``, else the last) equals the
