@@ -158,11 +158,7 @@ class LlamaCppChatModel(LocalChatModel):
         bitmask = xgr.allocate_token_bitmask(1, n_vocab)
         rng = np.random.default_rng(self.seed)
         # Reuse the KV cache for the shared prefix (eval() drops everything after n_tokens).
-        prefix = 0
-        for a, b in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens):
-            if a != b:
-                break
-            prefix += 1
+        prefix = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         prefix = min(prefix, len(tokens) - 1)  # re-evaluate at least one token for fresh logits
         llm.n_tokens = prefix
         llm.eval(tokens[prefix:])
