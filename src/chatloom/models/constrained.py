@@ -121,12 +121,13 @@ class ToolGrammar:
             raise ChatloomError("llama.cpp's JSON-schema converter returned an unexpected grammar",
                                 "report this with your llama-cpp-python version")
         alts = ["chatloom-call-json"]
+        rules = [body]
         if self.tags:
-            alts.append(f"{_gbnf_literal(TAG_OPEN)} chatloom-call-json {_gbnf_literal(TAG_CLOSE)}")
-        rules = [f"chatloom-call ::= {' | '.join(alts)}", body]
+            alts.append("chatloom-tagged")
+            rules.append(f"chatloom-tagged ::= {_gbnf_literal(TAG_OPEN)} chatloom-call-json {_gbnf_literal(TAG_CLOSE)}")
+        rules.insert(0, f"chatloom-call ::= {' | '.join(alts)}")
         if self.allow_text and self.tags:
             rules.insert(0, "root ::= chatloom-call | chatloom-ttext | chatloom-ttext chatloom-tagged")
-            rules.append(f"chatloom-tagged ::= {_gbnf_literal(TAG_OPEN)} chatloom-call-json {_gbnf_literal(TAG_CLOSE)}")
             rules.append(_TAGGED_TEXT_GBNF)
         elif self.allow_text:
             rules.insert(0, "root ::= chatloom-call | chatloom-text")
