@@ -15,12 +15,14 @@ Writes benchmarks/results/bench_local_models.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save  # noqa: E402
 
 PROMPTS = [
     "Write a short paragraph about the history of the bicycle.",
@@ -146,10 +148,8 @@ def main() -> None:
         s["ratio_vs_raw"] = round(ratio, 3)
         print(f"{label:30} {s['load_s']:>7.2f} {s['ttft_s']:>8.3f} {s['decode_tok_s']:>13.1f} "
               f"{s['e2e_tok_s']:>10.1f} {ratio:>6.2f}x")
-    out = Path(__file__).parent / "results" / "bench_local_models.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": name, "max_tokens": args.max_tokens, "threads": threads,
-                               "load_avg": os.getloadavg()[0], "engines": summary, "raw_runs": results}, indent=2))
+    out = save("bench_local_models", {"model": name, "max_tokens": args.max_tokens, "threads": threads,
+                                      "load_avg": os.getloadavg()[0], "engines": summary, "raw_runs": results})
     print(f"wrote {out}")
 
 

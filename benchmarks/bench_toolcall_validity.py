@@ -32,7 +32,10 @@ from typing import Annotated
 
 from pydantic import Field
 
-EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "evaldata" / "gsm8k" / "test_dev.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import EVALDATA, RESULTS  # noqa: E402
+
+EVAL = EVALDATA / "gsm8k" / "test_dev.jsonl"
 SYSTEM = ("You are a careful math assistant. For any arithmetic, call the calculator tool with "
           "the expression instead of computing it yourself.")
 MODES = {
@@ -66,7 +69,7 @@ def main() -> None:
     ap.add_argument("--engine", default="auto", choices=["auto", "llama", "transformers"])
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
     ap.add_argument("--quick", action="store_true", help="10 prompts")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_toolcall_validity.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "bench_toolcall_validity.json")
     args = ap.parse_args()
     if args.quick:
         args.limit = min(args.limit, 10)
