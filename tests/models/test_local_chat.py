@@ -11,24 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.tools import tool
+from stub_tools import calculator, search
 
 from chatloom.models._local_chat import LocalChatModel, Piece, Prepared, _hold_from
 
 QWEN_LIKE = "{% if tools %}tools{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}"
 PLAIN = "{% for m in messages %}{{ m.content }}{% endfor %}"
-
-
-@tool
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression."""
-    return "391"
-
-
-@tool
-def search(query: str, k: int = 3) -> str:
-    """Search the knowledge base."""
-    return "nothing"
 
 
 class Scripted(LocalChatModel):

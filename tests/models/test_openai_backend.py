@@ -13,8 +13,8 @@ import time
 
 import pytest
 from langchain_core.messages import AIMessageChunk
-from langchain_core.tools import tool
 from openai_replay import ReplayServer, Reply, fixture
+from stub_tools import calculator, search
 
 from chatloom.config import Settings
 from chatloom.errors import BackendError, ConfigError, ModelNotFound
@@ -22,18 +22,6 @@ from chatloom.models import resolve_model
 from chatloom.models.openai_backend import ChatloomOpenAI
 
 SECRET = "sk-test-THIS-KEY-MUST-NEVER-LEAK-0123456789"
-
-
-@tool
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression."""
-    return "391"
-
-
-@tool
-def search(query: str, k: int = 3) -> str:
-    """Search the knowledge base."""
-    return "nothing"
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,15 @@
+"""Stub tools for the model tests: only their names and schemas matter, never their results."""
+
+from langchain_core.tools import tool
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression."""
+    return "391"
+
+
+@tool
+def search(query: str, k: int = 3) -> str:
+    """Search the knowledge base."""
+    return "nothing"
