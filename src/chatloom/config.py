@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,10 @@ class Settings(BaseSettings):
         home = (self.home or _default_home()).expanduser()
         try:
             home.mkdir(parents=True, exist_ok=True)
-            probe = home / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
+            # A probe file of its own: with one shared name, two processes starting at once
+            # deleted each other's probe and each reported the dir as not writable.
+            with tempfile.NamedTemporaryFile(dir=home, prefix=".write-test-"):
+                pass
         except OSError as exc:
             raise DataDirError(
                 f"data dir {str(home)!r} is not writable ({exc.strerror or exc})",

@@ -107,6 +107,19 @@ def test_unwritable_data_dir(tmp_path):
     assert_one_line_error(done, "not writable", "CHATLOOM_HOME")
 
 
+def test_processes_starting_together_all_find_the_data_dir_writable(tmp_path):
+    # Each start checks the data dir with a probe file; they must not delete each other's.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chatloom.config import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    with ThreadPoolExecutor(8) as pool:
+        homes = list(pool.map(lambda _: settings.data_dir(), range(400)))
+    assert set(homes) == {tmp_path / "home"}
+    assert list((tmp_path / "home").iterdir()) == []  # no probe left behind
+
+
 def test_corrupt_conversation_store(tmp_path):
     (tmp_path / "threads.sqlite").write_bytes(b"this is not a database" * 100)
     done = chatloom("ask", "--model", "fake:echo", "hi", home=tmp_path)
