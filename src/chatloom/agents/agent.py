@@ -6,6 +6,7 @@ import asyncio
 import re
 import threading
 import uuid
+from dataclasses import replace
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,11 @@ class Agent:
     tool calls the policy marks "ask". ``conversation_memory`` stores
     lasting facts per ``user_id`` and recalls them in later threads. Threads longer than
     ``history_tokens`` (approximate) have their older turns summarised by the model.
+    ``grounding`` (default: on when the agent has memory) checks each answer against the
+    retrieved passages and tool results: supported sentences are cited as ``[n]``, and an
+    answer nothing supports becomes the best matching passage sentence or "I couldn't find
+    this in the knowledge base" in the user's language; ``Reply.grounded`` and
+    ``Reply.unsupported`` report the outcome.
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class Agent:
         recall_k: int = 4,
         conversation_memory: bool = False,
         history_tokens: int = 3000,
+        grounding: bool | None = None,
         checkpointer: Any = None,
         settings: Any = None,
     ) -> None:
@@ -91,6 +98,7 @@ class Agent:
         self.recall_k = recall_k
         self.conversation_memory = conversation_memory
         self.history_tokens = history_tokens
+        self.grounding = grounding
         self._checkpointer_spec = checkpointer
         self._lock = threading.Lock()
         self._ready: dict[str, Any] | None = None
@@ -115,6 +123,7 @@ class Agent:
             "namespace": spec.memory.namespace or spec.name,
             "recall_k": spec.memory.k,
             "conversation_memory": spec.memory.enabled and spec.memory.conversation,
+            "grounding": None if spec.memory.grounding else False,  # None: on whenever memory is
         }
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -140,8 +149,10 @@ class Agent:
         plain_model = self._resolve_model()
         model = plain_model.bind_tools(tools) if tools else plain_model
         first_model = self._first_model(plain_model, tools)
-        render_prompt, split = self._resolve_prompt()
+        profile = self._profile(plain_model)
+        render_prompt, split = self._resolve_prompt(profile.few_shot)
         return {
+            "profile": profile,
             "graph": build_graph(self._resolve_checkpointer()),
             "model": model,
             "first_model": first_model,
@@ -165,6 +176,12 @@ class Agent:
         if not tools:
             raise ConfigError("tool_choice='required' needs at least one tool")
         return plain_model.bind_tools(tools, tool_choice=choice)
+
+    def _profile(self, model: Any) -> Any:
+        from chatloom.models.profiles import profile_for
+
+        # The id says more than the object for catalog models ("local:qwen2.5-coder-0.5b").
+        return profile_for(self._model_spec if isinstance(self._model_spec, str) else model)
 
     def _resolve_model(self) -> Any:
         if not isinstance(self._model_spec, str):
@@ -200,7 +217,8 @@ class Agent:
                 raise ConfigError(f"{spec!r} is not a tool", "pass a @tool, a typed function with a docstring, or a tool name")
         return out
 
-    def _resolve_prompt(self) -> tuple[Any, Any]:
+    def _resolve_prompt(self, few_shot: bool = True) -> tuple[Any, Any]:
+        """(render(tools) -> messages, split_reasoning); examples only where the profile wants them."""
         from chatloom.prompts.template import split_reasoning
 
         if self._prompt_spec is None:
@@ -212,7 +230,9 @@ class Agent:
         else:
             template = self._prompt_spec
         variables = self.variables
-        return (lambda tools: template.render(tools, variables)), template.split_reasoning
+        if few_shot:
+            return (lambda tools: template.render(tools, variables)), template.split_reasoning
+        return (lambda tools: template.render(tools, variables)[:1]), template.split_reasoning
 
     def _resolve_memory(self) -> Any:
         if self._memory_spec is True:
@@ -338,6 +358,8 @@ class Agent:
             conversation_memory=self.conversation_memory,
             summarizer=services["plain_model"],
             history_tokens=self.history_tokens,
+            grounding=services["memory"] is not None if self.grounding is None else self.grounding,
+            profile=services["profile"],
         )
         return services["graph"], state_in, config, context
 
@@ -358,10 +380,7 @@ def _reply(state: dict[str, Any], thread_id: str) -> Reply:
     usage = _sum_usage(m for m in turn if isinstance(m, AIMessage))
     passages = state.get("passages", [])
     cited = sorted({int(n) for n in _CITE.findall(answer) if 0 < int(n) <= len(passages)})
-    citations = tuple(
-        Citation(n, passages[n - 1]["source"], passages[n - 1]["chunk"], passages[n - 1]["score"], passages[n - 1].get("title", ""), passages[n - 1]["text"])
-        for n in cited
-    )
+    citations = tuple(replace(_passage(passages[n - 1]), index=n) for n in cited)
     return Reply(
         answer=answer,
         thread_id=thread_id,
@@ -371,7 +390,14 @@ def _reply(state: dict[str, Any], thread_id: str) -> Reply:
         reasoning=str(final.additional_kwargs.get("reasoning", "")),
         stop_reason=state.get("stop_reason") or "answer",
         steps=state.get("steps", 0),
+        grounded=final.additional_kwargs.get("grounded"),
+        unsupported=tuple(final.additional_kwargs.get("unsupported", ())),
+        retrieved=tuple(_passage(p) for p in state.get("retrieved", [])),
     )
+
+
+def _passage(p: dict[str, Any]) -> Citation:
+    return Citation(0, p["source"], p["chunk"], p["score"], p.get("title", ""), p["text"], p.get("section", ""))
 
 
 def _check_question(text: Any) -> str:

@@ -18,13 +18,22 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 
+from chatloom.agents import grounding
 from chatloom.memory.base import Memory
+from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
+from chatloom.models.toolcalls import looks_like_tool_call
 from chatloom.prompts.template import split_reasoning
 from chatloom.tools.policy import contains_untrusted, output_is_trusted, wrap_untrusted
 
 STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
 LOOP_ANSWER = "I stopped because I kept repeating the same tool call ({call}). Try rephrasing the question."
 FINAL_ANSWER_NUDGE = "Using the tool results above, answer my question now, in plain words. Do not call a tool."
+BAD_CALL_NOTE = (
+    "That was not a valid tool call. The tools you can call are: {tools}. Call one of them with "
+    "valid JSON arguments, or answer the question in plain words."
+)
+NO_TOOLS_NOTE = "You have no tools. Answer the question in plain words."
+BAD_CALL_ANSWER = "I couldn't answer: the model kept writing a tool call that doesn't exist instead of an answer."
 HISTORY_TOKEN_BUDGET = 3000  # approximate tokens of earlier conversation sent to the model
 
 
@@ -32,7 +41,8 @@ class TurnState(TypedDict, total=False):
     """The checkpointed state of one conversation thread."""
 
     messages: Annotated[list[AnyMessage], add_messages]
-    passages: list[dict[str, Any]]  # this turn's retrieved passages (memory.base.Passage as dicts)
+    passages: list[dict[str, Any]]  # this turn's relevant passages (memory.base.Passage as dicts)
+    retrieved: list[dict[str, Any]]  # everything recall found, relevant or not (the trace)
     steps: int  # model calls made this turn
     seen_calls: list[str]  # signatures of tool calls already run this turn
     stop_reason: str  # "", "answer", "step_limit" or "loop"
@@ -60,6 +70,8 @@ class TurnContext:
     conversation_memory: bool = False  # store and recall per-user facts across threads
     summarizer: Any = None  # the model without tools, for summarising long threads
     history_tokens: int = HISTORY_TOKEN_BUDGET
+    grounding: bool = False  # check answers against passages and tool results; cite or abstain
+    profile: ModelProfile = field(default_factory=lambda: profile_for(None))
 
 
 def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
@@ -67,13 +79,19 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     ctx = runtime.context
     messages = state["messages"]
     question = _last_question(messages)
-    passages: list[dict[str, Any]] = []
+    retrieved: list[dict[str, Any]] = []
     if ctx.memory is not None and question:
         user_id = ctx.user_id if ctx.conversation_memory else None
         found = ctx.memory.recall(question, k=ctx.recall_k, namespace=ctx.namespace, user_id=user_id)
-        passages = [asdict(p) for p in found]
+        retrieved = [asdict(p) for p in found]
+    passages = retrieved
+    if ctx.grounding and retrieved:
+        # Passages that don't share the question's specific terms mislead a small model into
+        # answering from them; it sees only the relevant ones.
+        passages = [retrieved[i] for i in grounding.relevant_passages(question, [p["text"] for p in retrieved])]
     return {
         "passages": passages,
+        "retrieved": retrieved,
         "steps": 0,
         "seen_calls": [],
         "stop_reason": "",
@@ -112,14 +130,54 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     if steps >= ctx.max_steps:
         return {"messages": [AIMessage(content=STEP_LIMIT_ANSWER.format(steps=steps))], "stop_reason": "step_limit"}
 
+    if ctx.grounding and steps == 0 and not ctx.tools and not state.get("passages"):
+        # Nothing relevant was found and no tool could find it: say so, with no model call to
+        # invent an answer.
+        text = grounding.abstention(_last_question(state["messages"]))
+        answer = AIMessage(content=text, additional_kwargs={"grounded": True, "fallback": "abstain"})
+        return {"messages": [answer], "stop_reason": "answer"}
+
     model = ctx.first_model if steps == 0 and ctx.first_model is not None else ctx.model
-    response = model.invoke(_model_input(state, ctx))
-    update: dict[str, Any] = {"steps": steps + 1}
+    prompt = _model_input(state, ctx)
+    response = model.invoke(prompt)
+    steps += 1
+    if not response.tool_calls and looks_like_tool_call(str(response.content)):
+        response, extra = _retry_bad_call(response, prompt, ctx)
+        steps += extra
+    update: dict[str, Any] = {"steps": steps}
     if not response.tool_calls:
-        response = _final_answer(response, ctx)
+        response = _final_answer(response, state, ctx)
         update["stop_reason"] = "answer"
     update["messages"] = [response]
     return update
+
+
+def _retry_bad_call(response: AIMessage, prompt: list[BaseMessage], ctx: TurnContext) -> tuple[AIMessage, int]:
+    """Recover from a reply that is a call to a tool that isn't bound, or a broken call.
+
+    The model is told which tools exist and gets one more try; then one attempt with no tools
+    bound. Call text never becomes the answer. Returns the reply to use and the model calls made.
+    """
+    tried = [str(response.content)]
+    note = BAD_CALL_NOTE.format(tools=", ".join(sorted(ctx.tools))) if ctx.tools else NO_TOOLS_NOTE
+    retry = ctx.model.invoke([*prompt, AIMessage(content=tried[0]), HumanMessage(content=note)])
+    calls = 1
+    if retry.tool_calls or not looks_like_tool_call(str(retry.content)):
+        return _noting(retry, tried), calls
+    tried.append(str(retry.content))
+    if ctx.summarizer is not None and ctx.tools:
+        retry = ctx.summarizer.invoke([*prompt, HumanMessage(content=NO_TOOLS_NOTE)])
+        calls += 1
+        if not looks_like_tool_call(str(retry.content)):
+            return _noting(retry, tried), calls
+        tried.append(str(retry.content))
+    return _noting(AIMessage(content=BAD_CALL_ANSWER), tried), calls
+
+
+def _noting(response: AIMessage, rejected: list[str]) -> AIMessage:
+    """``response`` with the rejected call texts kept in its trace."""
+    kwargs = {**response.additional_kwargs, "rejected_calls": rejected}
+    return response.model_copy(update={"additional_kwargs": kwargs})
 
 
 def _answer_without_tools(state: TurnState, ctx: TurnContext) -> AIMessage:
@@ -133,19 +191,36 @@ def _answer_without_tools(state: TurnState, ctx: TurnContext) -> AIMessage:
     if ctx.summarizer is None or state.get("steps", 0) >= ctx.max_steps:
         return fallback
     response = ctx.summarizer.invoke(_model_input(state, ctx) + [HumanMessage(content=FINAL_ANSWER_NUDGE)])
-    answer = _final_answer(response, ctx)
-    if not answer.content or str(answer.content).lstrip().startswith(("{", "[", "<tool_call>", "```")):
+    if not str(response.content).strip() or looks_like_tool_call(str(response.content)):
         return fallback  # still trying to call a tool: give up cleanly
-    return answer
+    return _final_answer(response, state, ctx)
 
 
-def _final_answer(response: AIMessage, ctx: TurnContext) -> AIMessage:
-    """The model's reply as the turn's answer: reasoning moved out of the visible text."""
+def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AIMessage:
+    """The model's reply as the turn's answer: reasoning moved out, and, with grounding on,
+    checked against the passages and tool results (cited, or replaced by a fallback)."""
     answer, reasoning = ctx.split_reasoning(str(response.content))
     kwargs = {k: v for k, v in response.additional_kwargs.items() if k != "tool_calls"}
     if reasoning:
         kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
+    if ctx.grounding:
+        checked = grounding.check_answer(answer, _evidence(state))
+        if checked.answer != answer:
+            kwargs["draft"] = answer  # the model's own words stay in the trace
+        answer = checked.answer
+        kwargs.update(grounded=checked.grounded, unsupported=list(checked.unsupported))
+        if checked.fallback:
+            kwargs["fallback"] = checked.fallback
     return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})
+
+
+def _evidence(state: TurnState) -> grounding.Evidence:
+    """What this turn's answer may draw on: its passages, its successful tool results, the question."""
+    messages = state["messages"]
+    turn = messages[state.get("turn_start", 0) :]
+    results = tuple(str(m.content) for m in turn if isinstance(m, ToolMessage) and m.status != "error")
+    passages = tuple(p["text"] for p in state.get("passages") or [])
+    return grounding.Evidence(passages=passages, tool_results=results, question=_last_question(messages))
 
 
 def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
@@ -243,23 +318,68 @@ def _tool_message(call: dict[str, Any], content: str, ok: bool) -> ToolMessage:
 
 
 def _model_input(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
+    """What the model sees: the prompt, earlier turns, then this turn with its passages.
+
+    Everything is fitted to the model profile's input budget, so a turn never fails for
+    length: long tool results are clipped, the lowest-ranked passages are dropped, and the
+    earlier conversation gets what is left (the current question is always sent).
+    """
+    profile = ctx.profile
     messages = list(state["messages"])
     start = state.get("turn_start", len(messages) - 1)
-    # Earlier turns: the summary, then what came after it, trimmed to the budget as a backstop.
-    # The current turn is always sent whole.
-    history = trim_messages(
-        _complete_exchanges(messages[state.get("summary_upto", 0) : start]),
-        max_tokens=ctx.history_tokens,
-        token_counter="approximate",
-        strategy="last",
-        start_on="human",
-    )
     prefix: list[BaseMessage] = list(ctx.render_prompt(list(ctx.tools.values()))) if ctx.render_prompt else []
     if state.get("summary"):
         prefix.append(SystemMessage(content=f"Summary of the earlier conversation: {state['summary']}"))
-    if state.get("passages"):
-        prefix.append(SystemMessage(content=_passages_block(state["passages"])))
-    return prefix + history + messages[start:]
+    budget = profile.input_budget - _tokens(prefix) - _tools_tokens(ctx.tools)
+    turn = [_clipped(m, profile.tool_result_tokens) for m in messages[start:]]
+    passages = list(state.get("passages") or [])
+    while True:
+        current = [_with_passages(turn[0], passages, profile), *turn[1:]] if passages else turn
+        if not passages or _tokens(current) <= budget:
+            break
+        passages.pop()  # the lowest-ranked passage goes first
+    left = min(ctx.history_tokens, budget - _tokens(current))
+    history: list[BaseMessage] = []
+    if left > 0:
+        history = trim_messages(
+            _complete_exchanges(messages[state.get("summary_upto", 0) : start]),
+            max_tokens=left,
+            token_counter=_tokens,
+            strategy="last",
+            start_on="human",
+        )
+    return prefix + history + current
+
+
+def _with_passages(question: BaseMessage, passages: list[dict[str, Any]], profile: ModelProfile) -> HumanMessage:
+    shown = [(grounding.passage_label(p), _clip(p["text"], profile.passage_tokens)) for p in passages]
+    return HumanMessage(content=grounding.question_with_passages(str(question.content), shown), id=question.id)
+
+
+def _clipped(message: BaseMessage, limit: int) -> BaseMessage:
+    """A tool result cut to ``limit`` tokens (the whole result stays in the checkpoint)."""
+    if not isinstance(message, ToolMessage) or estimate_tokens(str(message.content)) <= limit:
+        return message
+    return message.model_copy(update={"content": _clip(str(message.content), limit) + "\n[... cut to fit the context]"})
+
+
+def _clip(text: str, limit: int) -> str:
+    if estimate_tokens(text) <= limit:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # the longest prefix within the limit
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if estimate_tokens(text[:mid]) <= limit else (lo, mid - 1)
+    return text[:lo]
+
+
+def _tokens(messages: list[BaseMessage]) -> int:
+    return sum(estimate_tokens(str(m.content)) + 4 for m in messages)
+
+
+def _tools_tokens(tools: dict[str, BaseTool]) -> int:
+    """The tool descriptions a backend adds to the prompt."""
+    return sum(estimate_tokens(f"{t.name} {t.description} {json.dumps(t.args)}") + 20 for t in tools.values())
 
 
 def _complete_exchanges(messages: list[BaseMessage]) -> list[BaseMessage]:
@@ -273,13 +393,6 @@ def _complete_exchanges(messages: list[BaseMessage]) -> list[BaseMessage]:
         for m in messages
         if not (isinstance(m, AIMessage) and m.tool_calls and any(c["id"] not in answered for c in m.tool_calls))
     ]
-
-
-def _passages_block(passages: list[dict[str, Any]]) -> str:
-    lines = ["Knowledge passages for this question. Cite them as [1], [2] when you use them."]
-    for i, p in enumerate(passages, 1):
-        lines.append(wrap_untrusted(p["text"], f"[{i}] {p['source']}#{p['chunk']}"))
-    return "\n".join(lines)
 
 
 def _last_question(messages: list[BaseMessage]) -> str:

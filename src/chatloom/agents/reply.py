@@ -16,6 +16,7 @@ class Citation:
     score: float
     title: str = ""
     text: str = ""
+    section: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class Reply:
 
     ``answer`` is what the user sees (chain-of-thought removed); ``reasoning`` keeps that text.
     ``stop_reason`` is ``"answer"``, ``"step_limit"`` or ``"loop"``.
+    With grounding on (agents with memory), ``grounded`` says whether every claim in the
+    answer is supported by a cited passage or a tool result (an honest "not found" is
+    grounded), and ``unsupported`` lists the sentences nothing supports; without grounding
+    ``grounded`` is None. ``retrieved`` holds every passage recall found (``citations`` index
+    the relevant ones the model was shown).
     """
 
     answer: str
@@ -54,6 +60,9 @@ class Reply:
     reasoning: str = ""
     stop_reason: str = "answer"
     steps: int = 0
+    grounded: bool | None = None
+    unsupported: tuple[str, ...] = ()
+    retrieved: tuple[Citation, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole reply."""

@@ -44,6 +44,9 @@ class MemorySpec(BaseModel):
     namespace: str | None = Field(default=None, description="the knowledge collection; default: the agent's name")
     k: int = Field(default=4, ge=1, le=50, description="passages recalled per question")
     conversation: bool = Field(default=False, description="also store and recall past exchanges")
+    grounding: bool = Field(
+        default=True, description="check answers against the passages: cite them, or say the knowledge base lacks it"
+    )
 
 
 class AgentSpec(BaseModel):

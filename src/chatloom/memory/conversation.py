@@ -54,12 +54,15 @@ def extract_facts(user_text: str, *, max_facts: int = 5) -> list[str]:
 
 
 def count_tokens(messages: Sequence[BaseMessage]) -> int:
-    """About 4 characters per token, plus a little per message; needs no tokenizer download.
+    """Estimated tokens (see :func:`chatloom.models.profiles.estimate_tokens`), plus a little per
+    message; needs no tokenizer download.
 
     (LangChain's default ``get_num_tokens_from_messages`` fetches a GPT-2 tokenizer from the
     hub and ChatOpenAI's fetches tiktoken tables: neither works offline.)
     """
-    return sum(len(_text(m)) // 4 + 4 for m in messages)
+    from chatloom.models.profiles import estimate_tokens
+
+    return sum(estimate_tokens(_text(m)) + 4 for m in messages)
 
 
 def _text(message: BaseMessage) -> str:

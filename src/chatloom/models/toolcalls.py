@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
-__all__ = ["parse_tool_calls", "new_call_id"]
+__all__ = ["parse_tool_calls", "new_call_id", "looks_like_tool_call"]
 
 # Model output longer than this is scanned only in part: no reply worth parsing is this big,
 # and it bounds the work on adversarial input.
@@ -425,3 +425,34 @@ def _fix_token(m: re.Match[str]) -> str:
     if m.group(3):
         return _PY_WORDS[m.group(3)]
     return f'{m.group(4)}"{m.group(5)}"{m.group(6)}'
+
+
+_CALL_SHAPE = re.compile(
+    r"<(?:tool_call|toolcall|function_call|tool_use)>|\[TOOL_CALLS\]|<\|python_tag\|>|\bfunctions\.[A-Za-z_]"
+    r"|[{,]\s*[\"']?(?:" + "|".join(_NAME_KEYS) + r")[\"']?\s*:\s*[\"'][^\"']+[\"']",
+    re.IGNORECASE,
+)
+_ARGS_SHAPE = re.compile(r"[\"']?(?:" + "|".join(_ARG_KEYS) + r")[\"']?\s*:\s*[{\[\"'\d]", re.IGNORECASE)
+
+
+def looks_like_tool_call(text: str) -> bool:
+    """Whether ``text`` is a tool call (for any tool name, bound or not) rather than prose.
+
+    Used where a reply that names an unknown tool, or a call too broken to parse, must not be
+    shown as the answer. A JSON object counts when it has a name-like key (``name``, ``tool``,
+    ...) and an arguments-like key (``arguments``, ``input``, ...); call tags always count.
+
+    >>> looks_like_tool_call('```json\\n{"name": "doctor_jones_update", "arguments": {"h": 9}}\\n```')
+    True
+    >>> looks_like_tool_call('{"name": "calc", "arguments": {"x": ')
+    True
+    >>> looks_like_tool_call("The answer is 391. Use {name} placeholders in templates.")
+    False
+    """
+    head = text[:_MAX_BLOB]
+    match = _CALL_SHAPE.search(head)
+    if match is None:
+        return False
+    if match.group(0).lstrip().startswith(("{", ",")):
+        return _ARGS_SHAPE.search(head, match.start()) is not None
+    return True

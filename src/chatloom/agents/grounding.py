@@ -1,0 +1,391 @@
+"""Grounding: an answer states what the retrieved passages (or tool results) say, cites them,
+or says in the user's language that the knowledge base does not cover the question.
+
+Small local models cannot be trusted to follow "answer only from the sources" on their own:
+they copy facts from the wrong passage, invent figures, and rarely write citations. So the
+checks here run outside the model, on words and numbers:
+
+- :func:`relevant_passages` keeps the passages that share the question's specific terms
+  (weighted by how rare each term is among the retrieved passages), before the model is called;
+- :func:`check_answer` splits the model's answer into sentences, decides which ones some
+  passage or tool result supports (their new terms appear there, and every number is found
+  there or computed from found numbers), cites each supported sentence with the passage that
+  supports it, and drops citation numbers that point nowhere;
+- when nothing in the answer is supported, :func:`check_answer` falls back to the passage
+  sentence that best answers the question (extractive), or to the abstention message.
+
+Terms come from :func:`chatloom.memory.keyword.tokenize`, which splits Hangul into morphemes,
+so "자기계발비는" and "자기계발비" are the same term.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ABSTAIN = {
+    "ko": "지식 베이스에서 관련 내용을 찾지 못했습니다.",
+    "en": "I couldn't find this in the knowledge base.",
+}
+EXTRACTIVE_LEAD = {"ko": "지식 베이스의 관련 내용입니다: ", "en": "Here is what the knowledge base says: "}
+
+RELEVANCE_THRESHOLD = 0.3
+"""Least weighted share of the question's terms a passage must hold to count as relevant."""
+SUPPORT_THRESHOLD = 0.6
+"""Least share of a sentence's new terms (not in the question) one passage must hold."""
+EXTRACTIVE_THRESHOLD = 0.5
+"""Least question coverage for a passage sentence to stand in for an unsupported answer."""
+
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+_LATIN = re.compile(r"[A-Za-z]")
+_CITE = re.compile(r"\s*\[(\d{1,3})\]")
+_CITES_ONLY = re.compile(r"^(\s*\[\d{1,3}\])+[\s.。]*$")
+_FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
+_LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+", re.MULTILINE)
+# Phone numbers, dates, times, versions: matched as written, never as arithmetic.
+_IDENT = re.compile(r"\d+(?:[-:/]\d+)+")
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?)\s*(억|만|천|백)?")
+_UNITS = {"억": 10**8, "만": 10**4, "천": 10**3, "백": 100}
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
+_ABSTAINED = re.compile(
+    r"찾지 못|찾을 수 없|알 수 없|모르|나와 있지 않|나와있지 않|언급(?:되어|이)? ?(?:있지 않|없)|"
+    r"(?:정보|내용|자료)(?:가|는|이)? ?(?:없|포함되어 있지 않)|"
+    r"don'?t know|do not know|couldn'?t find|could not find|can'?t find|cannot find|"
+    r"(?:sources|passages|documents|knowledge base)[^.]{0,20}(?:don'?t|do not|doesn'?t|does not) (?:say|mention|contain|cover)|"
+    r"not (?:mentioned|covered|found|stated|provided) in|no information",
+    re.IGNORECASE,
+)
+
+
+def language_of(text: str) -> str:
+    """``"ko"`` when Hangul dominates the letters of ``text``, else ``"en"``.
+
+    >>> language_of("회사 연차 신청은 어떻게 하나요?"), language_of("How do I apply for leave?")
+    ('ko', 'en')
+    """
+    hangul = len(_HANGUL.findall(text))
+    latin = len(_LATIN.findall(text))
+    return "ko" if hangul and hangul * 3 >= latin else "en"
+
+
+def abstention(question: str) -> str:
+    """The "not in the knowledge base" answer, in the question's language."""
+    return ABSTAIN[language_of(question)]
+
+
+def is_abstention(text: str) -> bool:
+    """Whether ``text`` says the answer is not known or not in the sources.
+
+    >>> is_abstention("The sources don't say."), is_abstention("자료에 해당 정보가 없습니다.")
+    (True, True)
+    >>> is_abstention("해외 발행 카드는 등록할 수 없습니다 [1].")
+    False
+    """
+    return bool(_ABSTAINED.search(text))
+
+
+# Words that ask rather than say: they carry no fact a passage could support.
+_ASKING = (
+    "how much many long often what which who whom whose when where why can could would should "
+    "do does did get tell know need want please way "
+    "어떻게 얼마 얼마나 무엇 뭐 뭔가 언제 어디 어디서 누구 왜 몇 알려주다 알다 궁금하다"
+)
+
+
+def terms(text: str) -> set[str]:
+    """The content terms of ``text`` (morphemes for Hangul, stems for Latin script)."""
+    from chatloom.memory.keyword import tokenize
+
+    return set(tokenize(_CITE.sub(" ", text))) - _asking_terms()
+
+
+@functools.cache
+def _asking_terms() -> frozenset[str]:
+    from chatloom.memory.keyword import tokenize
+
+    return frozenset(tokenize(_ASKING))
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers ``text`` states, normalised: ``"200만 원"`` -> ``"2000000"``, ``"1,500"`` -> ``"1500"``.
+
+    Identifiers such as phone numbers and dates (``1588-0000``) are kept as written.
+    Citation markers and list numbering are not numbers of the text.
+
+    >>> sorted(numbers("1회 최대 200만 원, 수수료 1,500원 [2]. 문의: 1588-0000"))
+    ['1', '1500', '1588-0000', '2000000']
+    """
+    text = _LIST_MARK.sub(" ", _CITE.sub(" ", text))
+    found = set(_IDENT.findall(text))
+    text = _IDENT.sub(" ", text)
+    for digits, unit in _NUMBER.findall(text):
+        found.add(_normal(float(digits.replace(",", "")) * _UNITS.get(unit, 1)))
+    return found
+
+
+def _normal(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.6g}"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What an answer may draw on: the passages shown to the model, tool results, the question."""
+
+    passages: tuple[str, ...] = ()
+    tool_results: tuple[str, ...] = ()
+    question: str = ""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The outcome of :func:`check_answer`."""
+
+    answer: str
+    """The answer to show: citations fixed, or the fallback that replaced the model's text."""
+    grounded: bool
+    """True when every claim in ``answer`` is supported (an abstention is grounded too)."""
+    unsupported: tuple[str, ...] = ()
+    """Sentences of the answer that no passage or tool result supports."""
+    fallback: str = ""
+    """``"abstain"`` or ``"extractive"`` when the model's answer was replaced, else ``""``."""
+
+
+def relevant_passages(question: str, passages: Sequence[str], threshold: float = RELEVANCE_THRESHOLD) -> list[int]:
+    """Indexes of the passages that hold enough of the question's specific terms.
+
+    A term found in every retrieved passage (a product name, "company") says little about
+    which passage answers; a rare one says much, so terms are weighted by their rarity among
+    ``passages``. Passages in another script than the question (an English question over
+    Korean documents) can't be compared word by word, so they are all kept.
+    """
+    if not passages:
+        return []
+    if any(language_of(p) != language_of(question) for p in passages):
+        return list(range(len(passages)))
+    q = terms(question)
+    if not q:
+        return list(range(len(passages)))
+    per_passage = [terms(p) for p in passages]
+    weights = _rarity(q, per_passage)
+    total = sum(weights.values())
+    return [i for i, t in enumerate(per_passage) if sum(weights[w] for w in q & t) / total >= threshold]
+
+
+def _rarity(q: set[str], docs: Sequence[set[str]]) -> dict[str, float]:
+    """IDF-like weights over ``docs``: a term every document has counts least."""
+    n = len(docs)
+    return {w: math.log(1 + n / max(sum(w in d for d in docs), 0.5)) for w in q}
+
+
+def check_answer(answer: str, evidence: Evidence) -> Checked:
+    """Check ``answer`` against ``evidence``; cite supported sentences; replace an unsupported answer.
+
+    A sentence is a claim when it adds terms the question doesn't have, or states a number.
+    A claim is supported by a passage (or tool result) that holds most of its new terms and
+    every number it states, where a number also counts as found when the answer computes it
+    from found numbers ("300,000 × 2% = 6,000") or one arithmetic step gives it.
+    """
+    question = evidence.question
+    if is_abstention(answer) or not answer.strip():
+        return Checked(abstention(question), grounded=True, fallback="abstain" if not is_abstention(answer) else "")
+    sources = [*evidence.passages, *evidence.tool_results]
+    known = set().union(*(numbers(s) for s in sources), numbers(question)) if sources or question else set()
+    known |= _computed(answer, known)
+    q_terms = terms(question)
+    source_terms = [terms(s) for s in sources]
+    source_numbers = [numbers(s) for s in sources]
+    cross_script = bool(sources) and any(language_of(s) != language_of(answer) for s in sources)
+
+    out: list[str] = []
+    unsupported: list[str] = []
+    supported_claims = 0
+    for sentence in _sentences(answer):
+        body = _FENCE.sub(" ", sentence)
+        new = terms(body) - q_terms
+        nums = numbers(body)
+        if not new and not nums:
+            out.append(_strip_bad_cites(sentence, len(evidence.passages)))
+            continue
+        best = _best_support(new, nums, known, source_terms, source_numbers, cross_script)
+        if best is None:
+            unsupported.append(sentence.strip())
+            out.append(_strip_bad_cites(sentence, len(evidence.passages)))
+            continue
+        supported_claims += 1
+        out.append(_cite(sentence, best, len(evidence.passages)))
+    if unsupported and not supported_claims:
+        return _fallback(evidence, unsupported)
+    return Checked(_join(out), grounded=not unsupported, unsupported=tuple(unsupported))
+
+
+def _best_support(
+    new: set[str],
+    nums: set[str],
+    known: set[str],
+    source_terms: Sequence[set[str]],
+    source_numbers: Sequence[set[str]],
+    cross_script: bool,
+) -> int | None:
+    """The index of the source that best supports a claim, or None."""
+    if nums - known or not source_terms:
+        return None  # a figure that no source gives and nothing computes: invented
+
+    def rank(i: int) -> tuple[float, float]:
+        term_share = len(new & source_terms[i]) / len(new) if new else 1.0
+        num_share = len(nums & source_numbers[i]) / len(nums) if nums else 0.0
+        return (num_share, term_share) if cross_script else (term_share + 0.5 * num_share, term_share)
+
+    best = max(range(len(source_terms)), key=rank)
+    if cross_script:
+        # Words can't be compared across scripts (an English answer from Korean passages): the
+        # figures were checked above; the source stating most of them is the one to cite.
+        return best
+    return best if rank(best)[1] >= SUPPORT_THRESHOLD else None
+
+
+def _computed(answer: str, known: set[str]) -> set[str]:
+    """Numbers the answer computes from known numbers, checked with the calculator.
+
+    Covers "a op b = c" written in the answer (each step may use an earlier step's result) and
+    one arithmetic step between two known numbers (2% of 300,000 is 6,000).
+    """
+    from chatloom.tools.calculator import finish_equation
+
+    found: set[str] = set()
+    text = _CITE.sub(" ", answer)
+    for m in re.finditer(r"=\s*([\d,]+(?:\.\d+)?)", text):
+        value = finish_equation(text[: m.start() + 1].replace("×", "*").replace("÷", "/"))
+        if value is None:
+            continue
+        written = _normal(float(m.group(1).replace(",", "")))
+        operands = numbers(re.split(r"[=\n.:]\s", text[: m.start()])[-1])
+        if _normal(float(value)) == written and operands <= known | found:
+            found.add(written)
+    values = [float(n) for n in known if re.fullmatch(r"\d+(?:\.\d+)?", n)][:40]
+    for a in values:
+        for b in values:
+            for v in (a + b, a - b, a * b, a * b / 100, a / b if b else None):
+                if v is not None and v > 0:
+                    found.add(_normal(round(v, 6)))
+    return found
+
+
+def _fallback(evidence: Evidence, unsupported: Iterable[str]) -> Checked:
+    """Replace an answer with no supported claim: the best passage sentence, or abstain."""
+    question = evidence.question
+    best = _best_sentence(question, evidence.passages)
+    if best is not None:
+        index, sentence = best
+        lead = EXTRACTIVE_LEAD[language_of(question)]
+        return Checked(f"{lead}{sentence} [{index + 1}]", grounded=True, unsupported=tuple(unsupported), fallback="extractive")
+    return Checked(abstention(question), grounded=True, unsupported=tuple(unsupported), fallback="abstain")
+
+
+def _best_sentence(question: str, passages: Sequence[str]) -> tuple[int, str] | None:
+    """(passage index, text) of the passage sentences that best answer the question.
+
+    The best-covering sentence, plus the next best of the same passage when it covers part
+    of the question too ("Annual leave is 25 days." + "Apply in the HR portal."), in order.
+    """
+    if not passages or any(language_of(p) != language_of(question) for p in passages):
+        return None
+    q = terms(question)
+    if not q:
+        return None
+    candidates = [(i, s.strip()) for i, p in enumerate(passages) for s in _sentences(_LIST_MARK.sub("", p))]
+    candidates = [(i, s) for i, s in candidates if len(s) > 8 and not s.startswith("#")]
+    if not candidates:
+        return None
+    per = [terms(s) for _, s in candidates]
+    weights = _rarity(q, per)
+    total = sum(weights.values()) or 1.0
+    scores = [sum(weights[w] for w in q & t) / total for t in per]
+    top = max(range(len(candidates)), key=scores.__getitem__)
+    if scores[top] < EXTRACTIVE_THRESHOLD:
+        return None
+    index = candidates[top][0]
+    same = [j for j in range(len(candidates)) if candidates[j][0] == index and j != top and scores[j] > 0]
+    chosen = sorted([top, *sorted(same, key=scores.__getitem__)[-1:]])
+    return index, " ".join(candidates[j][1] for j in chosen)
+
+
+def _sentences(text: str) -> list[str]:
+    """Split into sentences, keeping code blocks whole and citation markers with their sentence."""
+    pieces: list[str] = []
+    last = 0
+    for block in _FENCE.finditer(text):
+        pieces += _SENTENCE_END.split(text[last : block.start()])
+        pieces.append(block.group(0))
+        last = block.end()
+    pieces += _SENTENCE_END.split(text[last:])
+    out: list[str] = []
+    for piece in pieces:
+        if not piece.strip():
+            continue
+        if out and _CITES_ONLY.match(piece):
+            out[-1] += " " + piece.strip()
+        else:
+            out.append(piece.strip())
+    return out
+
+
+def _strip_bad_cites(sentence: str, n_passages: int) -> str:
+    return _CITE.sub(lambda m: m.group(0) if 0 < int(m.group(1)) <= n_passages else "", sentence)
+
+
+def _cite(sentence: str, source: int, n_passages: int) -> str:
+    """The sentence citing passage ``source`` (0-based); a tool result is not a passage."""
+    sentence = _strip_bad_cites(sentence, n_passages)
+    if source >= n_passages or _CITE.search(sentence):
+        return sentence
+    marker = f" [{source + 1}]"
+    stripped = sentence.rstrip()
+    if stripped and stripped[-1] in ".!?。":
+        return stripped[:-1] + marker + stripped[-1]
+    return stripped + marker
+
+
+def _join(sentences: Sequence[str]) -> str:
+    return " ".join(s for s in sentences if s).strip()
+
+
+def passage_label(passage: dict[str, Any]) -> str:
+    """A short human label for a passage: its file name and section, never an absolute path."""
+    from pathlib import PurePath
+
+    name = PurePath(str(passage.get("source", ""))).name or str(passage.get("source", ""))
+    section = str(passage.get("section") or passage.get("title") or "").strip()
+    return f"{name} › {section}" if section and section != name else name
+
+
+_ASK = {
+    "ko": (
+        "{passages}\n\n질문: {question}\n\n"
+        "위 자료에 나온 내용만으로 짧게 답하세요. 숫자와 이름은 자료에 쓰인 그대로 쓰고, 근거가 된 자료 번호를 "
+        '[1]처럼 문장 끝에 붙이세요. 자료에 답이 없으면 "{abstain}"라고만 답하세요.'
+    ),
+    "en": (
+        "{passages}\n\nQuestion: {question}\n\n"
+        "Answer briefly, using only the passages above. Write figures and names exactly as the passages "
+        'write them, and end each sentence with the number of its passage, like [1]. If the passages '
+        'do not answer the question, reply only: "{abstain}"'
+    ),
+}
+
+
+def question_with_passages(question: str, passages: Sequence[tuple[str, str]]) -> str:
+    """The user turn a model sees: the numbered passages, then the question and how to answer.
+
+    ``passages`` are (label, text) pairs, best first. Passages sit right before the question,
+    in the user's turn, because small models read the end of the prompt best; they are wrapped
+    as data (see :func:`chatloom.tools.policy.wrap_untrusted`), never instructions.
+    """
+    from chatloom.tools.policy import wrap_untrusted
+
+    block = "\n\n".join(f"[{i}] {label}\n{text.strip()}" for i, (label, text) in enumerate(passages, 1))
+    lang = language_of(question)
+    return _ASK[lang].format(passages=wrap_untrusted(block, "knowledge base"), question=question, abstain=ABSTAIN[lang])

@@ -1,0 +1,230 @@
+"""Grounded answers: abstention, citations, support checks, bad tool calls, the context budget.
+
+Everything runs on the scripted FakeChatModel and an in-memory list of passages, so each rule
+is checked exactly; the real-model questions live in tests/examples (integration).
+"""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from chatloom import Agent
+from chatloom.agents import grounding
+from chatloom.agents.grounding import Evidence, check_answer
+from chatloom.memory.base import Passage
+from chatloom.models.profiles import ModelProfile, estimate_tokens
+from chatloom.testing import FakeChatModel, tool_call
+from chatloom.tools.calculator import calculator
+
+TRANSFER = "# 송금\n\n- 1회 최대 200만 원, 하루 최대 500만 원까지 송금할 수 있습니다.\n- 받는 사람이 72시간 안에 받지 않으면 송금이 자동으로 취소됩니다."
+POINTS = "# 포인트\n\n- 골드 등급은 결제 금액의 2%가 포인트로 적립됩니다.\n- 포인트 유효기간은 적립일로부터 2년입니다."
+SUPPORT = "# 고객센터\n\n- 고객센터 전화번호는 1588-0000이며, 채팅 상담은 24시간 운영합니다."
+LEAVE_EN = "Annual leave: every employee gets 25 days a year. Apply in the HR portal two weeks ahead."
+
+
+class ListMemory:
+    """A Memory that returns fixed passages, best first."""
+
+    def __init__(self, *texts: str, sources: tuple[str, ...] = ()) -> None:
+        names = sources or tuple(f"/abs/path/doc{i}.md" for i in range(len(texts)))
+        self.passages = [Passage(id=f"p{i}", text=t, source=s, chunk=0, score=1.0 - i / 10) for i, (t, s) in enumerate(zip(texts, names))]
+
+    def recall(self, query, *, k=4, namespace=None, user_id=None, filters=None):
+        return self.passages[:k]
+
+    def remember(self, *, user_id, thread_id, question, answer):
+        pass
+
+
+def agent_with(memory, *replies, **kwargs) -> tuple[Agent, FakeChatModel]:
+    model = FakeChatModel(list(replies))
+    return Agent(model=model, memory=memory, checkpointer="memory", **kwargs), model
+
+
+# -- abstention -----------------------------------------------------------------------------
+
+
+def test_nothing_relevant_and_no_tools_abstains_in_korean_without_calling_the_model():
+    agent, model = agent_with(ListMemory(TRANSFER, POINTS), "회사 연차 신청은 웹사이트를 통해 이루어집니다.")
+    reply = agent.chat("회사 연차 신청은 어떻게 하나요?")
+    assert reply.answer == "지식 베이스에서 관련 내용을 찾지 못했습니다."
+    assert model.calls == [] and reply.grounded is True and reply.citations == ()
+    assert len(reply.retrieved) == 2  # the trace still shows what recall found
+
+
+def test_nothing_relevant_abstains_in_english_for_an_english_question():
+    agent, model = agent_with(ListMemory(LEAVE_EN), "Our HQ is at 1 Main Street.")
+    reply = agent.chat("Where is the company headquarters located?")
+    assert reply.answer == "I couldn't find this in the knowledge base."
+    assert model.calls == []
+
+
+def test_invented_figure_is_never_shown():
+    # The passage is relevant (it is about transfers) but the model invents a fee.
+    agent, _ = agent_with(ListMemory(TRANSFER), "송금 수수료는 건당 3,000원입니다.")
+    reply = agent.chat("송금 수수료는 얼마인가요?")
+    assert "3,000" not in reply.answer and "3000" not in reply.answer
+    assert reply.grounded is True  # replaced by a grounded fallback
+    assert reply.unsupported == ("송금 수수료는 건당 3,000원입니다.",)
+
+
+def test_model_abstention_becomes_the_canonical_message_in_the_users_language():
+    agent, _ = agent_with(ListMemory(TRANSFER), "The sources don't say. Try searching for fees.")
+    reply = agent.chat("송금을 취소하려면 어떻게 하나요?")
+    assert reply.answer == grounding.ABSTAIN["ko"] and reply.grounded is True
+
+
+# -- citations ------------------------------------------------------------------------------
+
+
+def test_supported_sentence_gets_the_citation_the_model_forgot():
+    agent, _ = agent_with(ListMemory(POINTS, TRANSFER), "하루 최대 500만 원까지 송금할 수 있습니다.")
+    reply = agent.chat("하루에 최대 얼마까지 송금할 수 있나요?")
+    assert reply.answer == "하루 최대 500만 원까지 송금할 수 있습니다 [1]."
+    # Only the relevant passage (transfers) was shown, so it is [1].
+    assert [c.source for c in reply.citations] == ["/abs/path/doc1.md"]
+    assert reply.grounded is True and reply.unsupported == ()
+
+
+def test_citation_of_a_passage_that_does_not_exist_is_removed():
+    agent, _ = agent_with(ListMemory(LEAVE_EN), "Every employee gets 25 days of annual leave a year [7].")
+    reply = agent.chat("How many days of annual leave do I get?")
+    assert "[7]" not in reply.answer and reply.answer.endswith("[1].")
+    assert [c.index for c in reply.citations] == [1]
+
+
+def test_computed_figure_counts_as_supported():
+    checked = check_answer(
+        "30만 원의 2%는 6,000 포인트입니다.", Evidence(passages=(POINTS,), question="골드 등급 회원이 30만 원을 결제하면 포인트가 얼마 적립되나요?")
+    )
+    assert checked.grounded and "6,000" in checked.answer and "[1]" in checked.answer
+
+
+def test_mixed_answer_keeps_supported_sentences_and_reports_the_rest():
+    checked = check_answer(
+        "포인트 유효기간은 적립일로부터 2년입니다. 만료된 포인트는 현금으로 환급됩니다.",
+        Evidence(passages=(POINTS,), question="포인트 유효기간이 어떻게 되나요?"),
+    )
+    assert checked.grounded is False
+    assert checked.unsupported == ("만료된 포인트는 현금으로 환급됩니다.",)
+    assert "2년입니다 [1]." in checked.answer
+
+
+def test_english_answer_over_korean_passages_is_checked_by_its_figures():
+    evidence = Evidence(passages=(SUPPORT, TRANSFER), question="What is the customer center phone number?")
+    ok = check_answer("Call the customer center at 1588-0000.", evidence)
+    assert ok.grounded and ok.answer.endswith("[1].")
+    invented = check_answer("Call 1577-1234 any time.", evidence)
+    assert invented.fallback == "abstain" and invented.answer == grounding.ABSTAIN["en"]
+
+
+def test_tool_results_are_evidence():
+    checked = check_answer("17 × 23 = 391.", Evidence(tool_results=("391",), question="What is 17*23?"))
+    assert checked.grounded and checked.answer == "17 × 23 = 391."
+
+
+def test_extractive_fallback_quotes_the_best_passage_sentence():
+    checked = check_answer(
+        "You should ask your manager.", Evidence(passages=(LEAVE_EN,), question="How do I apply for annual leave?")
+    )
+    assert checked.fallback == "extractive"
+    assert "Apply in the HR portal two weeks ahead" in checked.answer and checked.answer.endswith("[1]")
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("The sources don't say.", True),
+        ("I couldn't find this in the knowledge base.", True),
+        ("자료에서 해당 내용을 찾지 못했습니다.", True),
+        ("해외 발행 카드는 등록할 수 없습니다 [1].", False),
+        ("Refunds take 3-5 days [2].", False),
+    ],
+)
+def test_is_abstention(text, expected):
+    assert grounding.is_abstention(text) is expected
+
+
+def test_numbers_are_normalised_and_identifiers_kept():
+    assert grounding.numbers("1회 최대 200만 원 [3]. 2%, 1,500원, 1588-0000") == {"1", "2000000", "2", "1500", "1588-0000"}
+
+
+def test_passage_label_hides_absolute_paths():
+    assert grounding.passage_label({"source": "/home/me/kb/송금.md", "section": "송금 한도"}) == "송금.md › 송금 한도"
+
+
+def test_passages_sit_in_the_question_turn_as_data_with_short_labels():
+    agent, model = agent_with(ListMemory(TRANSFER, sources=("/srv/kb/송금.md",)), "하루 최대 500만 원입니다 [1].")
+    agent.chat("하루에 최대 얼마까지 송금할 수 있나요?")
+    last = model.calls[0][-1]
+    assert isinstance(last, HumanMessage)
+    assert "[1] 송금.md" in last.content and "/srv/kb" not in last.content
+    assert '<untrusted-data source="knowledge base"' in last.content
+    assert last.content.index("500만") < last.content.index("질문: 하루에 최대")
+    # The stored thread keeps the user's own words, not the prompt built around them.
+    assert agent.history()[0].content == "하루에 최대 얼마까지 송금할 수 있나요?"
+
+
+def test_grounding_off_leaves_the_answer_alone():
+    agent, _ = agent_with(ListMemory(TRANSFER), "송금 수수료는 건당 3,000원입니다.", grounding=False)
+    reply = agent.chat("송금 수수료는 얼마인가요?")
+    assert reply.answer == "송금 수수료는 건당 3,000원입니다." and reply.grounded is None
+
+
+# -- tool calls that only help ------------------------------------------------------------
+
+
+def test_invented_tool_gets_one_more_try_naming_the_bound_tools():
+    invented = '```json\n{"name": "doctor_jones_update_records", "arguments": {"hours_left": 9}}\n```'
+    model = FakeChatModel([invented, tool_call("calculator", expression="12-3"), "Doctor Jones has 9 hours left."])
+    reply = Agent(model=model, tools=[calculator], checkpointer="memory").chat("12 hours minus 3?")
+    assert reply.answer == "Doctor Jones has 9 hours left."
+    assert "doctor_jones" not in reply.answer
+    note = model.calls[1][-1]
+    assert isinstance(note, HumanMessage) and "calculator" in note.content
+    assert [s.name for s in reply.tool_steps] == ["calculator"]
+
+
+def test_malformed_call_then_plain_answer_without_tools():
+    broken = '{"name": "calculator", "arguments": {"expression": "2+'
+    model = FakeChatModel([broken, broken, "2 plus 2 is 4."])
+    reply = Agent(model=model, tools=[calculator], checkpointer="memory").chat("2+2?")
+    assert reply.answer == "2 plus 2 is 4."
+    assert model.tool_choices[-1] is None or model.bound_tools  # the last try was the tools-free model
+    assert len(model.calls) == 3
+
+
+def test_call_text_never_becomes_the_answer():
+    call = '<tool_call>{"name": "web", "arguments": {"q": "x"}}</tool_call>'
+    model = FakeChatModel([call, call, call])
+    reply = Agent(model=model, tools=[calculator], checkpointer="memory").chat("search x")
+    assert "tool_call" not in reply.answer and "{" not in reply.answer
+    assert reply.answer.startswith("I couldn't answer")
+
+
+def test_no_tools_bound_and_a_call_written_anyway():
+    model = FakeChatModel(['{"tool": "calculator", "input": "2+2"}', "It is 4."])
+    reply = Agent(model=model, checkpointer="memory").chat("2+2?")
+    assert reply.answer == "It is 4."
+    assert "no tools" in model.calls[1][-1].content
+
+
+# -- context budget ------------------------------------------------------------------------
+
+
+def test_turn_fits_the_context_whatever_the_passages_and_tool_results():
+    small = ModelProfile("tiny", context_window=900, reply_tokens=100, few_shot=False, passage_tokens=150, tool_result_tokens=120)
+    huge = "긴 문서 " * 2000
+    memory = ListMemory(*(f"송금 한도 {i}: " + huge for i in range(4)))
+    model = FakeChatModel([tool_call("calculator", expression="1+1"), "송금 한도는 1회 200만 원입니다."])
+    agent = Agent(model=model, memory=memory, tools=[calculator], checkpointer="memory", grounding=False)
+    agent.load()._ready["profile"] = small
+    agent.chat("송금 한도가 얼마인가요? " + "x" * 100)
+    for call in model.calls:
+        assert sum(estimate_tokens(str(m.content)) + 4 for m in call) <= small.input_budget
+    assert "송금 한도 0" in model.calls[0][-1].content  # the best passage survives, clipped
+
+
+def test_estimate_tokens_counts_hangul_as_about_one_token_per_syllable():
+    assert estimate_tokens("가" * 100) == 100 and estimate_tokens("a" * 100) == 25
