@@ -130,10 +130,11 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     if steps >= ctx.max_steps:
         return {"messages": [AIMessage(content=STEP_LIMIT_ANSWER.format(steps=steps))], "stop_reason": "step_limit"}
 
-    if ctx.grounding and steps == 0 and not ctx.tools and not state.get("passages"):
+    question = _last_question(state["messages"])
+    if ctx.grounding and steps == 0 and not ctx.tools and not state.get("passages") and _asks_for_facts(question):
         # Nothing relevant was found and no tool could find it: say so, with no model call to
         # invent an answer.
-        text = grounding.abstention(_last_question(state["messages"]))
+        text = grounding.abstention(question)
         answer = AIMessage(content=text, additional_kwargs={"grounded": True, "fallback": "abstain"})
         return {"messages": [answer], "stop_reason": "answer"}
 
@@ -204,7 +205,9 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
     if reasoning:
         kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
     if ctx.grounding:
-        checked = grounding.check_answer(answer, _evidence(state))
+        evidence = _evidence(state)
+        strict = bool(evidence.passages) or _asks_for_facts(evidence.question)
+        checked = grounding.check_answer(answer, evidence, strict=strict)
         if checked.answer != answer:
             kwargs["draft"] = answer  # the model's own words stay in the trace
         answer = checked.answer
@@ -212,6 +215,12 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
         if checked.fallback:
             kwargs["fallback"] = checked.fallback
     return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})
+
+
+def _asks_for_facts(question: str) -> bool:
+    """A question for facts (which must come from the knowledge), not a computation on the
+    figures it gives ("What is 17*23?", a word problem), which the model may work out itself."""
+    return not grounding.numbers(question)
 
 
 def _evidence(state: TurnState) -> grounding.Evidence:
@@ -353,7 +362,8 @@ def _model_input(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
 
 def _with_passages(question: BaseMessage, passages: list[dict[str, Any]], profile: ModelProfile) -> HumanMessage:
     shown = [(grounding.passage_label(p), _clip(p["text"], profile.passage_tokens)) for p in passages]
-    return HumanMessage(content=grounding.question_with_passages(str(question.content), shown), id=question.id)
+    text = grounding.question_with_passages(str(question.content), shown, profile.offer_abstention)
+    return HumanMessage(content=text, id=question.id)
 
 
 def _clipped(message: BaseMessage, limit: int) -> BaseMessage:

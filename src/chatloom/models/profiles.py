@@ -32,6 +32,9 @@ class ModelProfile:
     """The most of one retrieved passage the model is shown."""
     tool_result_tokens: int = 1500
     """The most of one tool result the model is shown (the full result stays in the trace)."""
+    offer_abstention: bool = True
+    """Tell the model to say "not in the knowledge base" when the passages don't answer.
+    Small models then say it to every question; for them the answer check decides instead."""
 
     @property
     def input_budget(self) -> int:
@@ -43,7 +46,7 @@ class ModelProfile:
 # prompt, four passages and several tool steps, and its KV cache costs ~100 MB on the 0.5B.
 # Few-shot off: with examples, Qwen 0.5B answered a Korean HR question with the researcher
 # prompt's "Eiffel Tower" search and the 1.5B copied "The sources don't say" (issue 10).
-_SMALL_LOCAL = ModelProfile("small-local", context_window=8192, few_shot=False, passage_tokens=300)
+_SMALL_LOCAL = ModelProfile("small-local", context_window=8192, few_shot=False, passage_tokens=300, offer_abstention=False)
 _PROFILES: dict[str, ModelProfile] = {
     "qwen2.5-coder-0.5b": replace(_SMALL_LOCAL, name="qwen2.5-coder-0.5b"),
     "qwen2.5-coder-1.5b": replace(_SMALL_LOCAL, name="qwen2.5-coder-1.5b"),
