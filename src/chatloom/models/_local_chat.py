@@ -142,6 +142,12 @@ class LocalChatModel(BaseChatModel):
     ("16 - 3 - 4 =" -> " 9"), so an arithmetic slip never reaches the next step. None (default)
     means on when a tool named ``calculator`` is bound; True and False force it on or off."""
 
+    inline_tools: tuple[str, ...] = ()
+    """Bound tools the engine applies inside the text instead of offering them as calls
+    (``"calculator"``: the inline calculator). Their descriptions are left out of the prompt:
+    with a tool list, Qwen 0.5B invented tools and answered worse than with none (issue 10).
+    Set by the model profile; a forced ``tool_choice`` still offers every tool."""
+
     engine_name: str = "local"
 
     # ------------------------------------------------------------------ langchain interface
@@ -361,6 +367,9 @@ class LocalChatModel(BaseChatModel):
         max_tokens = int(kwargs.pop("max_tokens", self.max_tokens))
         if tool_choice == "none":
             tools = []
+        bound = tools
+        if tool_choice in (None, "auto") and self.inline_tools:
+            tools = [t for t in tools if t["function"]["name"] not in self.inline_tools]
         grammar = None
         if tools:
             if constrained is None:
@@ -381,7 +390,7 @@ class LocalChatModel(BaseChatModel):
         return Prepared(
             messages=chat,
             tools=tools if native else [],
-            bound=tools,
+            bound=bound,
             tool_choice=tool_choice,
             grammar=grammar,
             stop=list(stop or self.stop or []),

@@ -116,10 +116,12 @@ def create_local_model(
     path = locate(entry.name, home)
     options.setdefault("model_name", entry.name)
     options.setdefault("sha256", entry.sha256)
-    if chosen == "llama":
-        from chatloom.models.profiles import profile_for
+    from chatloom.models.profiles import profile_for
 
-        options.setdefault("n_ctx", profile_for(f"local:{entry.name}").context_window)
+    profile = profile_for(f"local:{entry.name}")
+    options.setdefault("inline_tools", profile.inline_tools)
+    if chosen == "llama":
+        options.setdefault("n_ctx", profile.context_window)
     return _build(path, chosen, home=home, **options)
 
 
