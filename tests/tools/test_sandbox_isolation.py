@@ -143,3 +143,27 @@ def test_an_unusable_sandbox_fails_where_ci_requires_it_and_skips_elsewhere() ->
 def test_ci_script_requires_the_sandbox() -> None:
     lines = (PROJECT / ".ci" / "run").read_text().splitlines()
     assert "export CHATLOOM_REQUIRE_SANDBOX=1" in lines
+
+
+@pytest.mark.usefixtures("require_sandbox", "host_keyring_canary")
+def test_the_session_keyring_is_fresh_even_without_the_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: with an allow-all filter in place of the real one, the key is still not found."""
+    import pyseccomp
+
+    from chatloom.tools import seccomp
+
+    with tempfile.TemporaryFile() as out:
+        pyseccomp.SyscallFilter(pyseccomp.ALLOW).export_bpf(out)
+        out.seek(0)
+        allow_all = out.read()
+    monkeypatch.setattr(seccomp, "filter_bpf", lambda: allow_all)
+    nr = syscall_numbers()
+    code = (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        f"print('search', libc.syscall({nr['keyctl']}, 10, -3, b'user', b'chatloom-canary', 0), ctypes.get_errno())\n"
+        "print('seccomp', libc.prctl(21, 0, 0, 0, 0))"
+    )
+    result = Sandbox(Limits(wall_s=6, cpu_s=2)).run(code)
+    assert result.ok, result.to_text()
+    assert "search -1 126" in result.stdout, result.stdout  # ENOKEY: the keyring is a new, empty one
+    assert find_in_session("chatloom-canary") != -1  # while the host's own keyring still holds the canary
