@@ -292,7 +292,7 @@ CASES: list[tuple[str, str, Callable[[ExecResult], None]]] = [
     ("keyring-add-key-session", SYS + "sc('add_key', {nr_add_key}, b'user', b'chatloom-channel', b'hello next run', 14, -3)", _printed("add_key -1 EPERM")),
     ("keyring-add-key-user-keyrings", SYS + "sc('add_key_user', {nr_add_key}, b'user', b'chatloom-channel', b'hello', 5, -4)\nsc('add_key_user_session', {nr_add_key}, b'keyring', b'chatloom-ring', None, 0, -5)", _printed("add_key_user_session -1 EPERM")),
     ("keyring-join-named", SYS + "sc('join', {nr_keyctl}, 1, b'chatloom-shared')", _printed("join -1 EPERM")),
-    ("keyring-fresh-one-is-empty", SYS + "sc('join_anonymous', {nr_keyctl}, 1, None)\nbuf = ctypes.create_string_buffer(64)\nsc('read', {nr_keyctl}, 11, -3, buf, 64)", _printed("read -1 EPERM")),
+    ("keyring-join-anonymous", SYS + "sc('join_anonymous', {nr_keyctl}, 1, None)\nbuf = ctypes.create_string_buffer(64)\nsc('read', {nr_keyctl}, 11, -3, buf, 64)", _printed("join_anonymous -1 EPERM")),
     ("keyring-session-to-parent", SYS + "sc('to_parent', {nr_keyctl}, 18)", _printed("to_parent -1 EPERM")),
     ("keyring-get-persistent", SYS + "sc('persistent', {nr_keyctl}, 22, -1, -3)", _printed("persistent -1 EPERM")),
     ("keyring-proc-keys", TRY_READ.replace("{paths}", "['/proc/keys', '/proc/key-users']"), _printed("blocked /proc/keys")),

@@ -7,7 +7,7 @@ name the host paths bound in, and ``/proc/keys`` the host's keys), no network, n
 directory, no data dir, no project checkout, no ``/etc`` and an empty environment, so no secret
 in the parent's environment (``OPENAI_API_KEY``...) can reach it. It runs under a seccomp filter
 (:mod:`chatloom.tools.seccomp`: no keyrings, no new namespaces, no mounts, no io_uring, bpf,
-ptrace or perf), in a fresh session keyring, with no capabilities, as a uid of its own (so
+ptrace or perf), in a fresh session keyring of its own, with no capabilities, as a uid of its own (so
 ``RLIMIT_NPROC`` counts its processes only) and with rlimits on CPU time, address space, process
 count, file size and open files; the parent enforces a wall-clock timeout (killing the whole
 sandbox) and an output cap.
@@ -38,8 +38,10 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from chatloom.errors import SandboxUnavailable, ToolError
 from chatloom.tools import seccomp
@@ -132,24 +134,22 @@ class ExecResult:
 
 # Runs inside the sandbox as the first thing: drop root if bwrap kept it (we run bwrap without
 # a user namespace when the caller is root, so the code ends up as a real unprivileged uid, one
-# per run, and RLIMIT_NPROC applies), join a fresh session keyring (the inherited one is
-# chatloom's own; the seccomp filter lets keyctl do this one thing), set the rlimits, then run
-# the code as __main__.
+# per run, and RLIMIT_NPROC applies; ctypes, ~1.4 ms, only on that path, for prctl), set the
+# rlimits, then run the code as __main__.
 _BOOTSTRAP = r"""
-import os, sys, resource, _ast, ctypes
+import os, sys, resource, _ast
 code = sys.argv[1]
-drop, uid, gid, keyctl, cwd = sys.argv[2].split(" ", 4)
-libc = ctypes.CDLL(None, use_errno=True)
+drop, uid, gid, cwd = sys.argv[2].split(" ", 3)
 if drop == "1" and os.getuid() == 0:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
     cap = 0
     while libc.prctl(24, cap, 0, 0, 0) == 0: cap += 1  # PR_CAPBSET_DROP: bwrap as root keeps them all
     if libc.prctl(23, 21, 0, 0, 0) != 0: os._exit(123)  # CAP_SYS_ADMIN still in the bounding set
     uid, gid = int(uid), int(gid)
     os.setgroups([]); os.setresgid(gid, gid, gid); os.setresuid(uid, uid, uid)
     if os.getuid() == 0 or os.geteuid() == 0: os._exit(121)
-if keyctl != "0" and libc.syscall(int(keyctl), 1, None) < 0:
-    os.write(2, b"sandbox: could not join a fresh session keyring\n"); os._exit(122)
-del ctypes, libc
+    del ctypes, libc, cap
 for item in sys.argv[3].split():
     name, _, limits = item.partition("=")
     soft, _, hard = limits.partition(":")
@@ -157,7 +157,7 @@ for item in sys.argv[3].split():
 sys.path.extend(p for p in sys.argv[4].split(":") if p)
 sys.argv = ["<code>"]
 os.chdir(cwd)
-del os, resource, drop, uid, gid, keyctl, cwd
+del os, resource, drop, uid, gid, cwd
 _g = {"__name__": "__main__", "__builtins__": __builtins__}
 try:
     # Like a REPL: a final bare expression is printed, so "17*23" shows 391.
@@ -295,16 +295,16 @@ class Sandbox:
         """Run ``code`` through the whole sandboxed path and wait (for the probe in :meth:`check`)."""
         fd = seccomp.bpf_fd()
         try:
-            return subprocess.run(
-                self._argv(fd, uid, code), capture_output=capture, env=self._host_env(), timeout=30, pass_fds=(fd,)
+            argv = self._argv(fd, uid, code)
+            return _in_fresh_keyring(
+                lambda: subprocess.run(argv, capture_output=capture, env=self._host_env(), timeout=30, pass_fds=(fd,))
             )
         finally:
             os.close(fd)
 
     def _argv(self, seccomp_fd: int, uid: int, code: str) -> list[str]:
         paths = [_SANDBOX_SITE] if self.site_packages else []
-        keyctl = seccomp.syscall_number("keyctl")
-        boot = _bootstrap_args(code, os.geteuid() == 0, uid, keyctl, "/tmp", self._rlimits(), paths)
+        boot = _bootstrap_args(code, os.geteuid() == 0, uid, "/tmp", self._rlimits(), paths)
         return [*self._bwrap_args(seccomp_fd), "--", self._sandbox_exe(), *boot]
 
     def _bwrap_args(self, seccomp_fd: int) -> list[str]:
@@ -387,7 +387,10 @@ class Sandbox:
         with _run_uid() as uid:
             fd = seccomp.bpf_fd()
             try:
-                result = _execute(self._argv(fd, uid, code), self._host_env(), None, stdin, self.limits, sandboxed=True, pass_fds=(fd,))
+                argv = self._argv(fd, uid, code)
+                result = _in_fresh_keyring(
+                    lambda: _execute(argv, self._host_env(), None, stdin, self.limits, sandboxed=True, pass_fds=(fd,))
+                )
             finally:
                 os.close(fd)
             if result.exit_code is None and os.geteuid() == 0:
@@ -406,7 +409,7 @@ class Sandbox:
         rlimits = self._rlimits()
         rlimits.pop("RLIMIT_NPROC")  # per-user on the host: it would count all of your processes
         with tempfile.TemporaryDirectory(prefix="chatloom-unsafe-") as cwd:
-            argv = [sys.executable, *_bootstrap_args(code, False, 0, 0, cwd, rlimits, [])]
+            argv = [sys.executable, *_bootstrap_args(code, False, 0, cwd, rlimits, [])]
             env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
             result = _execute(argv, env, cwd, stdin, self.limits, sandboxed=False)
         return ExecResult(
@@ -415,12 +418,60 @@ class Sandbox:
         )
 
 
-def _bootstrap_args(
-    code: str, drop: bool, uid: int, keyctl: int, cwd: str, rlimits: dict[str, tuple[int, int]], paths: list[str]
-) -> list[str]:
+def _bootstrap_args(code: str, drop: bool, uid: int, cwd: str, rlimits: dict[str, tuple[int, int]], paths: list[str]) -> list[str]:
     # Plain strings, not JSON: the bootstrap runs on every call and json costs ~10 ms to import.
     limits = " ".join(f"{name}={soft}:{hard}" for name, (soft, hard) in rlimits.items())
-    return ["-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, code, f"{int(drop)} {uid} {uid} {keyctl} {cwd}", limits, ":".join(paths)]
+    return ["-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, code, f"{int(drop)} {uid} {uid} {cwd}", limits, ":".join(paths)]
+
+
+_T = TypeVar("_T")
+
+
+@functools.lru_cache(maxsize=1)
+def _keyctl() -> Callable[..., int]:
+    import ctypes  # already loaded by pyseccomp
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    number = seccomp.syscall_number("keyctl")
+
+    def keyctl(*args: object) -> int:
+        """keyctl(2) on the calling thread: the result, or -errno."""
+        result = libc.syscall(number, *args)
+        return result if result >= 0 else -ctypes.get_errno()
+
+    return keyctl
+
+
+def _in_fresh_keyring(run: Callable[[], _T]) -> _T:
+    """Call ``run`` (which starts the sandbox AND waits for it) on a new thread that first joins
+    a new, empty session keyring.
+
+    Credentials, the session keyring among them, belong to a thread on Linux, and a child gets
+    those of the thread that forked it: so the sandbox starts with a keyring of its own while
+    chatloom's other threads keep theirs (where Kerberos caches and ``keyctl`` users keep
+    secrets). Inside, the seccomp filter then denies every keyring call. The thread must live
+    until the sandbox has exited: ``bwrap --die-with-parent`` is PR_SET_PDEATHSIG, which fires
+    when the creating *thread* exits.
+    """
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            joined = _keyctl()(seccomp.KEYCTL_JOIN_SESSION_KEYRING, None)
+            # ENOSYS: a kernel without keyrings; EPERM: keyrings already filtered out here (a
+            # container's seccomp profile), so no child of ours can reach one either.
+            if joined < 0 and -joined not in (errno.ENOSYS, errno.EPERM):
+                raise SandboxUnavailable(f"cannot give the sandbox a session keyring of its own ({os.strerror(-joined)})")
+            box["value"] = run()
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="chatloom-sandbox-start", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
 
 
 def _uid_lock_dir() -> Path:

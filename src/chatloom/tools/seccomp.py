@@ -11,7 +11,7 @@ model cannot understand. Calls for the native architecture only: any other (``in
 x86_64, x32) kills the process, libseccomp's default for a foreign architecture.
 
 >>> from chatloom.tools.seccomp import filter_bpf
->>> len(filter_bpf()) % 8                        # doctest: +SKIP
+>>> len(filter_bpf()) % 8                        # whole ``struct sock_filter`` instructions
 0
 """
 
@@ -40,9 +40,9 @@ TIOCSTI = 0x5412  # push bytes into the terminal's input queue: typing into the 
 TIOCLINUX = 0x541C  # the same on a virtual console (TIOCL_PASTESEL), and more
 
 DENIED: dict[str, tuple[str, ...]] = {
-    # The session keyring is inherited from chatloom's own process, and keys outlive a run.
-    # keyctl itself is denied below for everything but joining a fresh anonymous keyring.
-    "kernel keyrings": ("add_key", "request_key"),
+    # The session keyring is inherited from chatloom's own process, and keys outlive a run
+    # (the sandbox starts in a fresh keyring too; see sandbox._in_fresh_keyring).
+    "kernel keyrings": ("add_key", "request_key", "keyctl"),
     # New namespaces (a nested user namespace gives back CAP_SYS_ADMIN, hence mounts).
     "namespaces": ("unshare", "setns"),
     "mounts": (
@@ -89,10 +89,6 @@ def build_filter():  # type: ignore[no-untyped-def]
     # Threads and fork use clone too: refuse only the flags that make a namespace.
     for flag in NAMESPACE_FLAGS:
         _add(seccomp, flt, eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
-    # keyctl: only KEYCTL_JOIN_SESSION_KEYRING with no name (a new, empty, anonymous keyring; a
-    # named one could be found again by a later run). The bootstrap makes that call first.
-    _add(seccomp, flt, eperm, "keyctl", seccomp.Arg(0, seccomp.NE, KEYCTL_JOIN_SESSION_KEYRING))
-    _add(seccomp, flt, eperm, "keyctl", seccomp.Arg(0, seccomp.EQ, KEYCTL_JOIN_SESSION_KEYRING), seccomp.Arg(1, seccomp.NE, 0))
     # ioctl's request is an unsigned int: compare the low 32 bits only, or high bits slip past.
     for request in (TIOCSTI, TIOCLINUX):
         _add(seccomp, flt, eperm, "ioctl", seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, request))
@@ -129,7 +125,7 @@ def filter_bpf() -> bytes:
 
 @functools.lru_cache(maxsize=1)
 def syscall_number(name: str) -> int:
-    """The native architecture's number of syscall ``name`` (the bootstrap calls keyctl by number)."""
+    """The native architecture's number of syscall ``name`` (for calls through ctypes)."""
     seccomp = _library()
     number = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
     if number < 0:
