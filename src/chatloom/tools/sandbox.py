@@ -256,7 +256,7 @@ class Sandbox:
         # The probe is a real run, bootstrap and all: the filter, the keyring, the uid drop.
         try:
             with _run_uid() as uid:
-                probe = self._spawn(uid, "pass", capture=True)
+                probe = self._probe(uid)
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxUnavailable(f"bubblewrap {self._bwrap!r} failed to start ({exc})", APT_HINT) from None
         if probe.returncode != 0 and Path("/usr/bin/true").exists():
@@ -291,13 +291,13 @@ class Sandbox:
         # Even bwrap itself gets no inherited variables: nothing secret is ever in its environ.
         return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
-    def _spawn(self, uid: int, code: str, *, capture: bool) -> subprocess.CompletedProcess[bytes]:
-        """Run ``code`` through the whole sandboxed path and wait (for the probe in :meth:`check`)."""
+    def _probe(self, uid: int) -> subprocess.CompletedProcess[bytes]:
+        """Run ``pass`` through the whole sandboxed path and wait (for :meth:`check`)."""
         fd = seccomp.bpf_fd()
         try:
-            argv = self._argv(fd, uid, code)
+            argv = self._argv(fd, uid, "pass")
             return _in_fresh_keyring(
-                lambda: subprocess.run(argv, capture_output=capture, env=self._host_env(), timeout=30, pass_fds=(fd,))
+                lambda: subprocess.run(argv, capture_output=True, env=self._host_env(), timeout=30, pass_fds=(fd,))
             )
         finally:
             os.close(fd)
