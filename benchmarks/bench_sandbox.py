@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import platform
 import statistics
 import subprocess
@@ -58,12 +57,9 @@ def main() -> int:
 
     def bwrap(code: str) -> None:
         # privileges are not dropped here (raw bwrap as the caller); only for timing the mounts
-        fd = seccomp.bpf_fd()
-        try:
+        with seccomp.filter_fd() as fd:
             argv = [*sandbox._bwrap_args(fd), "--", sandbox._sandbox_exe(), "-I", "-c", code]
             subprocess.run(argv, check=True, capture_output=True, env=env, pass_fds=(fd,))
-        finally:
-            os.close(fd)
 
     def full(code: str) -> None:
         result = sandbox.run(code)

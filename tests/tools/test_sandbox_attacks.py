@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -60,17 +59,32 @@ def _is_sandbox_uid(uid: int) -> bool:
     return uid == 65534 or (base is not None and base <= uid < base + count)
 
 
-def _sandbox_processes() -> set[int]:
-    """Host processes running as a sandbox user (nobody, or a per-run uid)."""
+def _processes_of(uids: set[int]) -> set[int]:
+    """Host processes running as one of ``uids``."""
     pids = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if _is_sandbox_uid(os.stat(f"/proc/{entry}").st_uid):
+                if os.stat(f"/proc/{entry}").st_uid in uids:
                     pids.add(int(entry))
             except OSError:
                 pass
     return pids
+
+
+def _record_leased_uids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The per-run uids the sandbox leases from now on (as root; none with a shared uid)."""
+    leased: list[int] = []
+    run_uid = getattr(sandbox_module, "_run_uid", None)
+    if run_uid is not None and os.geteuid() == 0:
+
+        class Recording(run_uid):  # type: ignore[misc, valid-type]
+            def __enter__(self) -> int:
+                leased.append(super().__enter__())
+                return leased[-1]
+
+        monkeypatch.setattr(sandbox_module, "_run_uid", Recording)
+    return leased
 
 
 @pytest.fixture(scope="module")
@@ -340,9 +354,11 @@ def test_corpus_has_at_least_60_cases() -> None:
 
 
 @pytest.mark.parametrize(("name", "code", "check"), CASES, ids=[c[0] for c in CASES])
-def test_attack_is_contained(name: str, code: str, check, sandbox: Sandbox, host: Host) -> None:
+def test_attack_is_contained(name: str, code: str, check, sandbox: Sandbox, host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
     before = host.fingerprint()
-    procs_before = _sandbox_processes()
+    # Other sandboxes may run on this host meanwhile: watch this run's own uid where it has one.
+    leased = _record_leased_uids(monkeypatch)
+    procs_before = _processes_of({65534})
     start = time.monotonic()
     result = sandbox.run(_fmt(code, host))  # must never raise
     elapsed = time.monotonic() - start
@@ -362,10 +378,11 @@ def test_attack_is_contained(name: str, code: str, check, sandbox: Sandbox, host
     assert host.accepted == [], "the sandbox reached a host socket"
     assert not Path("/tmp/chatloom-escape-probe").exists()
     assert not (host.outside_dir / "pwned.txt").exists()
+    watched, baseline = (set(leased), set()) if leased else ({65534}, procs_before)
     deadline = time.monotonic() + 3
-    while _sandbox_processes() - procs_before and time.monotonic() < deadline:
+    while _processes_of(watched) - baseline and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not (_sandbox_processes() - procs_before), "sandbox processes outlived the run"
+    assert not (_processes_of(watched) - baseline), "sandbox processes outlived the run"
 
 
 def test_oversized_code_is_refused_cleanly(sandbox: Sandbox) -> None:

@@ -260,13 +260,10 @@ class Sandbox:
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxUnavailable(f"bubblewrap {self._bwrap!r} failed to start ({exc})", APT_HINT) from None
         if probe.returncode != 0 and Path("/usr/bin/true").exists():
-            fd = seccomp.bpf_fd()
-            try:
+            with seccomp.filter_fd() as fd:
                 bare = subprocess.run(
                     [*self._bwrap_args(fd), "--", "/usr/bin/true"], capture_output=True, env=self._host_env(), timeout=30, pass_fds=(fd,)
                 )
-            finally:
-                os.close(fd)
             if bare.returncode == 0:  # namespaces work; the interpreter does not start in them
                 detail = probe.stderr.decode(errors="replace").strip().splitlines()
                 raise SandboxUnavailable(
@@ -293,14 +290,11 @@ class Sandbox:
 
     def _probe(self, uid: int) -> subprocess.CompletedProcess[bytes]:
         """Run ``pass`` through the whole sandboxed path and wait (for :meth:`check`)."""
-        fd = seccomp.bpf_fd()
-        try:
+        with seccomp.filter_fd() as fd:
             argv = self._argv(fd, uid, "pass")
             return _in_fresh_keyring(
                 lambda: subprocess.run(argv, capture_output=True, env=self._host_env(), timeout=30, pass_fds=(fd,))
             )
-        finally:
-            os.close(fd)
 
     def _argv(self, seccomp_fd: int, uid: int, code: str) -> list[str]:
         paths = [_SANDBOX_SITE] if self.site_packages else []
@@ -384,15 +378,11 @@ class Sandbox:
         if self.unsafe:
             return self._run_unsafe(code, stdin)
         self.check()
-        with _run_uid() as uid:
-            fd = seccomp.bpf_fd()
-            try:
-                argv = self._argv(fd, uid, code)
-                result = _in_fresh_keyring(
-                    lambda: _execute(argv, self._host_env(), None, stdin, self.limits, sandboxed=True, pass_fds=(fd,))
-                )
-            finally:
-                os.close(fd)
+        with _run_uid() as uid, seccomp.filter_fd() as fd:
+            argv = self._argv(fd, uid, code)
+            result = _in_fresh_keyring(
+                lambda: _execute(argv, self._host_env(), None, stdin, self.limits, sandboxed=True, pass_fds=(fd,))
+            )
             if result.exit_code is None and os.geteuid() == 0:
                 # Killed: the pid namespace is torn down after bwrap dies; let it finish before
                 # the uid goes back to the pool, so the next run does not count its processes.

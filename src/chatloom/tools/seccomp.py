@@ -17,10 +17,12 @@ x86_64, x32) kills the process, libseccomp's default for a foreign architecture.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import tempfile
+from collections.abc import Iterator
 
 from chatloom.errors import SandboxUnavailable
 
@@ -133,8 +135,9 @@ def syscall_number(name: str) -> int:
     return int(number)
 
 
-def bpf_fd() -> int:
-    """A pipe's read end holding the filter, for one ``bwrap --seccomp FD``; the caller closes it.
+@contextlib.contextmanager
+def filter_fd() -> Iterator[int]:
+    """A pipe's read end holding the filter, for one ``bwrap --seccomp FD``; closed on exit.
 
     A pipe rather than a shared file: bwrap reads to EOF from the descriptor's offset, so each
     run needs its own.
@@ -142,13 +145,14 @@ def bpf_fd() -> int:
     data = filter_bpf()
     read_end, write_end = os.pipe()
     try:
-        # The program is a few KiB; a pipe holds 64 KiB, so this write never blocks.
+        # The program is about 1 KiB; a pipe holds 64 KiB, so this write never blocks.
         view = memoryview(data)
         while view:
             view = view[os.write(write_end, view):]
-    except BaseException:
-        os.close(read_end)
-        raise
-    finally:
         os.close(write_end)
-    return read_end
+        write_end = -1
+        yield read_end
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
