@@ -167,3 +167,38 @@ def test_the_session_keyring_is_fresh_even_without_the_filter(monkeypatch: pytes
     assert result.ok, result.to_text()
     assert "search -1 126" in result.stdout, result.stdout  # ENOKEY: the keyring is a new, empty one
     assert find_in_session("chatloom-canary") != -1  # while the host's own keyring still holds the canary
+
+
+@pytest.mark.usefixtures("require_sandbox")
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists() or not Path("/usr/bin/python3").exists(),
+                    reason="needs root (to become a normal user with setpriv) and a system /usr/bin/python3")
+def test_process_limit_is_per_run_for_a_normal_user_too() -> None:
+    """A normal user's sandboxes share one host uid; the user namespace per run keeps the limits apart."""
+    import shutil
+    import subprocess
+
+    import pyseccomp
+
+    script = (
+        "import threading, time\n"
+        "from chatloom.tools.sandbox import Sandbox, Limits\n"
+        "lim = Limits(wall_s=8, cpu_s=2, processes=16)\n"
+        "res = []\n"
+        "hog_code = \"import subprocess, time\\nps = []\\ntry:\\n    while True: ps.append(subprocess.Popen(['sleep', '7.5']))\\n"
+        "except OSError: pass\\nprint('holding', len(ps))\\ntime.sleep(3)\"\n"
+        "hog = threading.Thread(target=lambda: res.append(Sandbox(lim, python='/usr/bin/python3').run(hog_code)))\n"
+        "hog.start(); time.sleep(2)\n"
+        "r = Sandbox(lim, python='/usr/bin/python3').run(\"import subprocess\\nprint(subprocess.run(['echo', 'started'], capture_output=True, text=True).stdout)\")\n"
+        "hog.join(); print(r.to_text()); print(res[0].to_text())\n"
+    )
+    with tempfile.TemporaryDirectory(dir="/tmp") as lib:  # pytest's tmp_path is 0700 root
+        os.chmod(lib, 0o755)
+        shutil.copy(pyseccomp.__file__, lib)  # pure Python: the system interpreter can import a copy
+        out = subprocess.run(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", script],
+            capture_output=True, text=True, cwd="/tmp", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{PROJECT / 'src'}:{lib}"}, timeout=60,
+        )
+    if "No module named" in out.stderr:
+        pytest.skip(f"system python lacks a dependency: {out.stderr.strip().splitlines()[-1]}")
+    assert "stdout:\nstarted" in out.stdout, out.stdout + out.stderr
+    assert "holding 14" in out.stdout, out.stdout + out.stderr  # 16 = the code, bwrap's init and 14 sleepers
