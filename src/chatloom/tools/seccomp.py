@@ -7,8 +7,9 @@ It is a deny list on top of bubblewrap's namespaces: the default action is to al
 calls below fail with ``EPERM`` (``clone3`` with ``ENOSYS``, so that glibc falls back to
 ``clone``, whose flags a filter can see). An allow list would be stricter, but model-written
 code may use any part of the standard library, and a missing syscall there fails in ways the
-model cannot understand. Calls for the native architecture only: any other (``int 0x80`` on
-x86_64, x32) kills the process, libseccomp's default for a foreign architecture.
+model cannot understand. The rules are for the native architecture; a syscall made through
+another one (``int 0x80`` on x86_64) kills the process, libseccomp's default for a foreign
+architecture (the attack corpus checks it).
 
 >>> from chatloom.tools.seccomp import filter_bpf
 >>> len(filter_bpf()) % 8                        # whole ``struct sock_filter`` instructions
