@@ -2,12 +2,15 @@
 
 The sandbox sees only what it needs to run Python: ``/usr`` (read-only), the interpreter's own
 install (read-only, mounted at ``/opt/python`` when it lives elsewhere, e.g. under ``~/.pyenv``),
-a private size-capped ``/tmp``, a private ``/proc`` and a minimal ``/dev``. It has no network, no
-home directory, no data dir, no project checkout, no ``/etc`` and an empty environment, so no
-secret in the parent's environment (``OPENAI_API_KEY``...) can reach it. Inside, it runs as
-``nobody`` with no capabilities and with rlimits on CPU time, address space, process count, file
-size and open files; the parent enforces a wall-clock timeout (killing the whole sandbox) and an
-output cap.
+a private size-capped ``/tmp`` and a minimal ``/dev``. It has no ``/proc`` (its mount table would
+name the host paths bound in, and ``/proc/keys`` the host's keys), no network, no home
+directory, no data dir, no project checkout, no ``/etc`` and an empty environment, so no secret
+in the parent's environment (``OPENAI_API_KEY``...) can reach it. It runs under a seccomp filter
+(:mod:`chatloom.tools.seccomp`: no keyrings, no new namespaces, no mounts, no io_uring, bpf,
+ptrace or perf), in a fresh session keyring of its own, with no capabilities, as a uid of its own (so
+``RLIMIT_NPROC`` counts its processes only) and with rlimits on CPU time, address space, process
+count, file size and open files; the parent enforces a wall-clock timeout (killing the whole
+sandbox) and an output cap.
 
 >>> from chatloom.tools.sandbox import Sandbox
 >>> Sandbox().run("print(6*7)").stdout            # doctest: +SKIP
@@ -20,9 +23,12 @@ Running without a sandbox needs an explicit opt-in (``Sandbox(unsafe=True)`` or
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import functools
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -32,16 +38,25 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from chatloom.errors import SandboxUnavailable, ToolError
+from chatloom.tools import seccomp
 
 log = logging.getLogger(__name__)
 
 UNSAFE_ENV = "CHATLOOM_UNSAFE_EXEC"
 APT_HINT = "install bubblewrap (`sudo apt-get install -y bubblewrap`; Fedora: `sudo dnf install bubblewrap`)"
 NOBODY = 65534
+# As root, each run gets a host uid of its own from this range: RLIMIT_NPROC counts every process
+# of a uid, so with one shared uid a sandbox holding its limit's worth of sleepers stopped every
+# other conversation's sandbox from starting a process. The range sits above the ranges that
+# systemd leaves to containers (up to 0x6FFFFFFF), so no real user owns these uids.
+RUN_UID_BASE = 0x70000000
+RUN_UID_COUNT = 4096
 _SANDBOX_PYTHON_ROOT = "/opt/python"
 _SANDBOX_SITE = "/opt/site-packages"
 MAX_CODE_BYTES = 100_000  # code travels as one argv string; the kernel caps those at 128 KiB
@@ -118,8 +133,12 @@ class ExecResult:
 
 
 # Runs inside the sandbox as the first thing: drop root if bwrap kept it (we run bwrap without
-# a user namespace when the caller is root, so the code ends up as a real unprivileged uid and
-# RLIMIT_NPROC applies), set the rlimits, then run the code as __main__.
+# a user namespace when the caller is root, so the code ends up as a real unprivileged uid, one
+# per run, and RLIMIT_NPROC applies), set the rlimits, then run the code as __main__. The
+# capability bounding set stays full as root (bwrap leaves it so): setresuid clears the
+# effective and permitted sets, no-new-privs stops exec from gaining any back, and the filter
+# stops the one other way, a new user namespace. Emptying it would need ctypes here (~1.4 ms
+# of CPU on every run) for no attack left to stop.
 _BOOTSTRAP = r"""
 import os, sys, resource, _ast
 code = sys.argv[1]
@@ -230,17 +249,18 @@ class Sandbox:
                 f"bubblewrap {self._bwrap!r} does not exist or is not executable",
                 f"{APT_HINT}, or set {UNSAFE_ENV}=1 to run code WITHOUT a sandbox (unsafe)",
             )
+        seccomp.filter_bpf()  # raises SandboxUnavailable when pyseccomp or libseccomp is missing
+        # The probe is a real run, bootstrap and all: the filter, the keyring, the uid drop.
         try:
-            probe = subprocess.run(
-                [*self._bwrap_args(), "--", self._sandbox_exe(), "-I", "-c", "pass"],
-                capture_output=True,
-                env=self._host_env(),
-                timeout=30,
-            )
+            with _run_uid() as uid:
+                probe = self._probe(uid)
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxUnavailable(f"bubblewrap {self._bwrap!r} failed to start ({exc})", APT_HINT) from None
         if probe.returncode != 0 and Path("/usr/bin/true").exists():
-            bare = subprocess.run([*self._bwrap_args(), "--", "/usr/bin/true"], capture_output=True, env=self._host_env(), timeout=30)
+            with seccomp.filter_fd() as fd:
+                bare = subprocess.run(
+                    [*self._bwrap_args(fd), "--", "/usr/bin/true"], capture_output=True, env=self._host_env(), timeout=30, pass_fds=(fd,)
+                )
             if bare.returncode == 0:  # namespaces work; the interpreter does not start in them
                 detail = probe.stderr.decode(errors="replace").strip().splitlines()
                 raise SandboxUnavailable(
@@ -265,20 +285,37 @@ class Sandbox:
         # Even bwrap itself gets no inherited variables: nothing secret is ever in its environ.
         return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
-    def _bwrap_args(self) -> list[str]:
+    def _probe(self, uid: int) -> subprocess.CompletedProcess[bytes]:
+        """Run ``pass`` through the whole sandboxed path and wait (for :meth:`check`)."""
+        with seccomp.filter_fd() as fd:
+            argv = self._argv(fd, uid, "pass")
+            return _in_fresh_keyring(
+                lambda: subprocess.run(argv, capture_output=True, env=self._host_env(), timeout=30, pass_fds=(fd,))
+            )
+
+    def _argv(self, seccomp_fd: int, uid: int, code: str) -> list[str]:
+        paths = [_SANDBOX_SITE] if self.site_packages else []
+        boot = _bootstrap_args(code, os.geteuid() == 0, uid, "/tmp", self._rlimits(), paths)
+        return [*self._bwrap_args(seccomp_fd), "--", self._sandbox_exe(), *boot]
+
+    def _bwrap_args(self, seccomp_fd: int) -> list[str]:
         assert self._bwrap
         lim = self.limits
         args = [self._bwrap]
         if os.geteuid() == 0:
             # As root, a user namespace would map the sandbox to host uid 0, which the kernel
-            # exempts from RLIMIT_NPROC. Instead: no user namespace, every capability dropped
-            # except setuid/setgid, which the bootstrap uses at once to become nobody for real.
+            # exempts from RLIMIT_NPROC and which owns root's files. Instead: no user namespace,
+            # every capability dropped except setuid/setgid, which the bootstrap uses at once to
+            # become this run's own uid for real. bwrap's --disable-userns needs a user namespace,
+            # so here the seccomp filter is what stops a nested one (unshare, clone flags, clone3).
             args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
             args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         else:
+            # A user namespace per run: RLIMIT_NPROC counts per namespace, so per run here.
             args += ["--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
             if _bwrap_supports(self._bwrap, "--disable-userns"):  # bubblewrap >= 0.8
                 args += ["--disable-userns"]
+        args += ["--seccomp", str(seccomp_fd)]
         args += ["--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox"]
         args += ["--ro-bind", "/usr", "/usr"]
         for name in ("lib", "lib64", "lib32", "libx32", "bin", "sbin"):
@@ -304,7 +341,9 @@ class Sandbox:
         if self.site_packages:
             args += ["--ro-bind", sysconfig.get_paths()["purelib"], _SANDBOX_SITE]
         args += ["--perms", "1777", "--size", str(lim.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp"]
+        # No /proc: its mountinfo names the host paths bound in (the interpreter's home) and
+        # /proc/keys the host's keys; Python itself needs none of it.
+        args += ["--dev", "/dev", "--chdir", "/tmp"]
         args += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp"]
         args += ["--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp"]
         return args
@@ -336,9 +375,16 @@ class Sandbox:
         if self.unsafe:
             return self._run_unsafe(code, stdin)
         self.check()
-        paths = [_SANDBOX_SITE] if self.site_packages else []
-        argv = [*self._bwrap_args(), "--", self._sandbox_exe(), *_bootstrap_args(code, True, NOBODY, "/tmp", self._rlimits(), paths)]
-        return _execute(argv, self._host_env(), None, stdin, self.limits, sandboxed=True)
+        with _run_uid() as uid, seccomp.filter_fd() as fd:
+            argv = self._argv(fd, uid, code)
+            result = _in_fresh_keyring(
+                lambda: _execute(argv, self._host_env(), None, stdin, self.limits, sandboxed=True, pass_fds=(fd,))
+            )
+            if result.exit_code is None and os.geteuid() == 0:
+                # Killed: the pid namespace is torn down after bwrap dies; let it finish before
+                # the uid goes back to the pool, so the next run does not count its processes.
+                _wait_until_no_process_of(uid, timeout=3.0)
+        return result
 
     def _run_unsafe(self, code: str, stdin: str) -> ExecResult:
         message = (
@@ -365,7 +411,123 @@ def _bootstrap_args(code: str, drop: bool, uid: int, cwd: str, rlimits: dict[str
     return ["-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, code, f"{int(drop)} {uid} {uid} {cwd}", limits, ":".join(paths)]
 
 
-def _execute(argv: list[str], env: dict[str, str], cwd: str | None, stdin: str, limits: Limits, *, sandboxed: bool) -> ExecResult:
+_T = TypeVar("_T")
+
+
+@functools.lru_cache(maxsize=1)
+def _keyctl() -> Callable[..., int]:
+    import ctypes  # already loaded by pyseccomp
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    number = seccomp.syscall_number("keyctl")
+
+    def keyctl(*args: object) -> int:
+        """keyctl(2) on the calling thread: the result, or -errno."""
+        result = libc.syscall(number, *args)
+        return result if result >= 0 else -ctypes.get_errno()
+
+    return keyctl
+
+
+def _in_fresh_keyring(run: Callable[[], _T]) -> _T:
+    """Call ``run`` (which starts the sandbox AND waits for it) on a new thread that first joins
+    a new, empty session keyring.
+
+    Credentials, the session keyring among them, belong to a thread on Linux, and a child gets
+    those of the thread that forked it: so the sandbox starts with a keyring of its own while
+    chatloom's other threads keep theirs (where Kerberos caches and ``keyctl`` users keep
+    secrets). Inside, the seccomp filter then denies every keyring call. The thread must live
+    until the sandbox has exited: ``bwrap --die-with-parent`` is PR_SET_PDEATHSIG, which fires
+    when the creating *thread* exits.
+    """
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            joined = _keyctl()(seccomp.KEYCTL_JOIN_SESSION_KEYRING, None)
+            # ENOSYS: a kernel without keyrings; EPERM: keyrings already filtered out here (a
+            # container's seccomp profile), so no child of ours can reach one either.
+            if joined < 0 and -joined not in (errno.ENOSYS, errno.EPERM):
+                raise SandboxUnavailable(f"cannot give the sandbox a session keyring of its own ({os.strerror(-joined)})")
+            box["value"] = run()
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="chatloom-sandbox-start", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def _uid_lock_dir() -> Path:
+    # Root-only: /run is root's; elsewhere a per-user directory that must be ours and private.
+    for base in (Path("/run"), Path(tempfile.gettempdir())):
+        path = base / f"chatloom-sandbox-uids-{os.geteuid()}"
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+            info = path.lstat()
+        except OSError:
+            continue
+        if path.is_dir() and not path.is_symlink() and info.st_uid == os.geteuid() and info.st_mode & 0o077 == 0:
+            return path
+    raise SandboxUnavailable("no private directory for the sandbox's uid locks", "make /run or $TMPDIR writable")
+
+
+class _run_uid:
+    """Lease a host uid of its own for one sandboxed run (as root); NOBODY otherwise.
+
+    The lease is an flock on a file per uid, so concurrent runs in other processes never share
+    a uid either, and a crashed process gives its uids back as its descriptors close.
+    """
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def __enter__(self) -> int:
+        if os.geteuid() != 0:
+            return NOBODY  # in a user namespace of its own per run
+        directory = _uid_lock_dir()
+        start = random.randrange(RUN_UID_COUNT)  # random: a uid just given back is rarely the next one
+        for i in range(RUN_UID_COUNT):
+            slot = (start + i) % RUN_UID_COUNT
+            fd = os.open(directory / f"{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    continue
+                raise
+            self._fd = fd
+            return RUN_UID_BASE + slot
+        raise ToolError(f"all {RUN_UID_COUNT} sandbox uids are in use; too many code runs at once")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def _wait_until_no_process_of(uid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_owner(pid) == uid for pid in os.listdir("/proc") if pid.isdigit()):
+            return
+        time.sleep(0.01)
+
+
+def _owner(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:  # it ended while we looked
+        return None
+
+
+def _execute(
+    argv: list[str], env: dict[str, str], cwd: str | None, stdin: str, limits: Limits, *, sandboxed: bool, pass_fds: tuple[int, ...] = ()
+) -> ExecResult:
     start = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -376,6 +538,7 @@ def _execute(argv: list[str], env: dict[str, str], cwd: str | None, stdin: str, 
         cwd=cwd,
         start_new_session=True,  # one process group to kill; --die-with-parent does the rest
         close_fds=True,
+        pass_fds=pass_fds,
     )
     overflow = threading.Event()
     buffers = {"stdout": bytearray(), "stderr": bytearray()}
