@@ -195,6 +195,7 @@ def common_fields(reply: Any, error: str | None, seconds: float) -> dict[str, An
         "grounded": None if grounded is None else bool(grounded),
         "unsupported": None if unsupported is None else [str(s) for s in unsupported],
         "cited": [Path(c.source).name for c in reply.citations] if reply is not None else [],
+        "cited_titles": [getattr(c, "title", "") for c in reply.citations] if reply is not None else [],
     }
 
 
@@ -244,10 +245,14 @@ def run_korean(model: str, agents: list[str], limit: int | None, quick: bool, se
     namespace = "bench-korean-faq"
     memory = open_memory(settings, namespace=namespace)
     memory.ingest([KOREAN / "docs"])
+    # Each document's "# heading", should a passage or citation name it by title, not by file.
+    headings = {f.read_text(encoding="utf-8").partition("\n")[0].lstrip("# ").strip(): f.name
+                for f in sorted((KOREAN / "docs").glob("*.md"))}
     for i, row in picked:
         if row["gold_doc"]:
             found = memory.recall(row["question"], k=3)
-            retrieval[i] = row["gold_doc"] in {Path(p.source).name for p in found}
+            docs = {Path(p.source).name for p in found} | {headings.get(getattr(p, "title", "")) for p in found}
+            retrieval[i] = row["gold_doc"] in docs
     built: dict[str, Any] = {}
     for i, row in picked:
         for name in agents:
@@ -268,7 +273,7 @@ def run_korean(model: str, agents: list[str], limit: int | None, quick: bool, se
             out.update(
                 model=model, set="korean_faq", agent=name, i=i, kind=row["kind"], question=row["question"],
                 facts=facts, abstained=abstained, retrieval_top3=retrieval.get(i),
-                gold_cited=(gold in out["cited"]) if gold else None,
+                gold_cited=(gold in out["cited"] or gold in {headings.get(t) for t in out["cited_titles"]}) if gold else None,
                 false_abstention=(abstained and not facts) if gold else None,
                 correct=bool(facts) if gold else abstained,
             )
@@ -304,7 +309,9 @@ def run_hotpot(model: str, agents: list[str], limit: int | None, settings: Any, 
             out.update(
                 model=model, set="hotpotqa", agent=name, i=i, question=row["question"], gold=row["answer"],
                 em=em, f1=round(token_f1(answer, row["answer"]), 4) if reply is not None else 0.0,
-                support_cited=any(titles.get(c) in support for c in out["cited"]), correct=em,
+                # By file name, or by the passage title should sources stop being file paths.
+                support_cited=any(titles.get(c) in support for c in out["cited"])
+                or any(t in support for t in out["cited_titles"]), correct=em,
             )
             cases.add(out)
         memory.close()
