@@ -86,3 +86,23 @@ def test_summary_pairs_tools_against_no_tools():
     per = bg.summarize(rows, {})["m"]["gsm8k"]["agents"]
     assert per["default+tools"]["correct"] == (2, 3)
     assert per["default+tools"]["vs"] == {"other": "default", "questions": 3, "wins": 2, "losses": 1, "sign_test_p": 1.0}
+
+
+HR_BOT_KO = Path(__file__).resolve().parents[2] / "examples" / "hr_bot_ko"
+
+
+def test_hr_bot_ko_questions_match_the_handbook():
+    """Every gold document exists, and a lookup's facts are written in its gold document."""
+    import json
+
+    rows = [json.loads(line) for line in (HR_BOT_KO / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 12
+    assert {r["kind"] for r in rows} == {"lookup", "multistep", "unanswerable", "english"}
+    for r in rows:
+        assert set(r) == {"question", "gold_doc", "facts_all_of_any", "kind"}
+        if r["kind"] == "unanswerable":
+            assert r["gold_doc"] is None and r["facts_all_of_any"] == []
+            continue
+        doc = (HR_BOT_KO / "knowledge" / r["gold_doc"]).read_text(encoding="utf-8")
+        if r["kind"] in ("lookup", "english"):  # multistep answers are computed, not quoted
+            assert bg.holds_facts(doc, r["facts_all_of_any"]), r["question"]
