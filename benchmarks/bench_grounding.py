@@ -38,6 +38,7 @@ finish; ``--resume`` skips the cases already there, ``--summarize`` only prints 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -242,6 +243,11 @@ def run_korean(model: str, agents: list[str], limit: int | None, quick: bool, se
         picked = sorted(firsts.values(), key=lambda p: p[0])
     elif limit:
         picked = picked[:limit]
+    # Round-robin over the kinds, so a run stopped early still has some of every kind.
+    by_kind: dict[str, list[tuple[int, dict]]] = {}
+    for i, r in picked:
+        by_kind.setdefault(r["kind"], []).append((i, r))
+    picked = [p for group in itertools.zip_longest(*by_kind.values()) for p in group if p is not None]
     namespace = "bench-korean-faq"
     memory = open_memory(settings, namespace=namespace)
     memory.ingest([KOREAN / "docs"])
