@@ -206,7 +206,6 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
     q_terms = terms(question)
     source_terms = [terms(s) for s in sources]
     source_numbers = [numbers(s) for s in sources]
-    cross_script = bool(sources) and any(language_of(s) != language_of(answer) for s in sources)
 
     out: list[str] = []
     unsupported: list[str] = []
@@ -223,7 +222,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
         if not new and not nums:
             out.append(_strip_bad_cites(sentence, len(evidence.passages)))
             continue
-        best = _best_support(new, nums, known, source_terms, source_numbers, cross_script)
+        best = _best_support(new, nums, known, source_terms, source_numbers)
         if best is None:
             unsupported.append(sentence.strip())
             out.append(_strip_bad_cites(sentence, len(evidence.passages)))
@@ -237,28 +236,35 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
 
 
 def _best_support(
-    new: set[str],
-    nums: set[str],
-    known: set[str],
-    source_terms: Sequence[set[str]],
-    source_numbers: Sequence[set[str]],
-    cross_script: bool,
+    new: set[str], nums: set[str], known: set[str], source_terms: Sequence[set[str]], source_numbers: Sequence[set[str]]
 ) -> int | None:
-    """The index of the source that best supports a claim, or None."""
+    """The index of the source that best supports a claim, or None.
+
+    Only terms in the source's script can be compared ("chatloom" in a Korean sentence about
+    English docs can; 웹사이트 can't). A claim with nothing comparable and no figure (a Korean
+    sentence about English passages) can't be checked, so it is not supported.
+    """
     if nums - known or not source_terms:
         return None  # a figure that no source gives and nothing computes: invented
+    best, best_rank = None, (0.0, 0.0)
+    for i, (t, n) in enumerate(zip(source_terms, source_numbers)):
+        script = _script(t)
+        comparable = {w for w in new if _script({w}) == script}
+        if not comparable and not nums:
+            continue
+        share = len(comparable & t) / len(comparable) if comparable else 1.0
+        rank = (share, len(nums & n) / len(nums) if nums else 0.0)  # then: states the figures
+        if share >= SUPPORT_THRESHOLD and rank > best_rank:
+            best, best_rank = i, rank
+    return best
 
-    def rank(i: int) -> tuple[float, float]:
-        term_share = len(new & source_terms[i]) / len(new) if new else 1.0
-        num_share = len(nums & source_numbers[i]) / len(nums) if nums else 0.0
-        return (num_share, term_share) if cross_script else (term_share + 0.5 * num_share, term_share)
 
-    best = max(range(len(source_terms)), key=rank)
-    if cross_script:
-        # Words can't be compared across scripts (an English answer from Korean passages): the
-        # figures were checked above; the source stating most of them is the one to cite.
-        return best
-    return best if rank(best)[1] >= SUPPORT_THRESHOLD else None
+def _script(words: Iterable[str]) -> str:
+    """"ko" when any word has Hangul, "num" for figures only, else "en"."""
+    words = [w for w in words if not w.replace(".", "").isdigit()]
+    if not words:
+        return "num"
+    return "ko" if any(_HANGUL.search(w) for w in words) else "en"
 
 
 def _computed(answer: str, known: set[str], question: str = "") -> set[str]:
