@@ -78,6 +78,7 @@ def test_tool_exception_goes_back_to_the_model():
         """Always fails."""
         raise RuntimeError(f"boom {x}")
 
+    explode.metadata = {"effect": "read"}  # undeclared tools need approval
     agent, model = make_agent(tool_call("explode", x=3), "The tool failed, sorry.", tools=[explode])
     reply = agent.chat("try it")
     assert reply.answer == "The tool failed, sorry."
@@ -240,6 +241,7 @@ def test_interrupted_tool_call_is_dropped_from_later_history():
         """Simulates Ctrl-C while a tool runs."""
         raise KeyboardInterrupt
 
+    hang.metadata = {"effect": "read"}  # undeclared tools need approval
     model = FakeChatModel([tool_call("hang", x=1), "fresh answer"])
     agent = Agent(model=model, tools=[hang], checkpointer=saver)
     with pytest.raises(KeyboardInterrupt):
