@@ -14,8 +14,11 @@ Built on langchain-openai's ``ChatOpenAI`` (chat completions API) and adds what 
   (``python -m llama_cpp.server`` leaves Qwen's ``<tool_call>`` text in ``content``).
 
 >>> from chatloom.models import resolve_model
->>> model = resolve_model("openai:gpt-4o-mini")                              # doctest: +SKIP
->>> model = resolve_model("openai:qwen", base_url="http://127.0.0.1:8000/v1")  # doctest: +SKIP
+>>> model = resolve_model("openai:qwen", base_url="http://127.0.0.1:8000/v1")  # connects on first call
+>>> model.endpoint
+'http://127.0.0.1:8000/v1'
+
+``resolve_model("openai:gpt-4o-mini")`` does the same for api.openai.com, with ``OPENAI_API_KEY``.
 """
 
 from __future__ import annotations
