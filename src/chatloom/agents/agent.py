@@ -330,7 +330,7 @@ class Agent:
 
         from chatloom.agents.graph import TurnContext
 
-        question = _check_question(text, self.settings.max_question_chars)
+        question = check_question_size(_check_question(text), self.settings.max_question_chars)
         services = self._services()
         state_in = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
         config = {"configurable": {"thread_id": thread_id}}
@@ -386,18 +386,10 @@ def _reply(state: dict[str, Any], thread_id: str) -> Reply:
     )
 
 
-def _check_question(text: Any, max_chars: int | None = None) -> str:
-    """The question stripped, or a one-line error for an empty or oversized one."""
+def _check_question(text: Any) -> str:
     if not isinstance(text, str) or not text.strip():
         raise EmptyQuestion("the question is empty", "type a question")
-    text = text.strip()
-    if max_chars is not None and len(text) > max_chars:
-        raise QuestionTooLong(
-            f"the question is {len(text):,} characters, over the limit of {max_chars:,}",
-            "shorten it, ingest long documents with `chatloom ingest` instead, or raise "
-            "max_question_chars (CHATLOOM_MAX_QUESTION_CHARS)",
-        )
-    return text
+    return text.strip()
 
 
 def _sum_usage(messages: Any) -> Usage:
@@ -446,3 +438,17 @@ class _VisibleText:
             return ""
         out, self._sent = shown[self._sent :], len(shown)
         return out
+
+
+def check_question_size(question: str, max_chars: int) -> str:
+    """``question`` unchanged, or a one-line :class:`QuestionTooLong` when it is over the limit.
+
+    A 5 MB question would go to the model as it is: slow, costly, and past any context window.
+    """
+    if len(question) > max_chars:
+        raise QuestionTooLong(
+            f"the question is {len(question):,} characters, over the limit of {max_chars:,}",
+            "shorten it, ingest long documents with `chatloom ingest` instead, or raise "
+            "max_question_chars (CHATLOOM_MAX_QUESTION_CHARS)",
+        )
+    return question

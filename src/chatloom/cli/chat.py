@@ -49,11 +49,11 @@ def _make_agent(model: str | None, spec: Path | None, approver: Any = None) -> A
 @click.option("--json", "as_json", is_flag=True, help="Print the whole reply (answer, citations, tool steps, usage) as JSON.")
 def ask(model: str | None, spec: Path | None, thread_id: str, question: tuple[str, ...], as_json: bool) -> None:
     """Ask one QUESTION and print the answer."""
-    from chatloom.agents.agent import _check_question
+    from chatloom.agents.agent import _check_question, check_question_size
     from chatloom.config import get_settings
 
     # fail fast, before any model loads
-    text = _check_question(" ".join(question), get_settings(model=model).max_question_chars)
+    text = check_question_size(_check_question(" ".join(question)), get_settings(model=model).max_question_chars)
     agent = _make_agent(model, spec)
     reply = agent.chat(text, thread_id=thread_id)
     if as_json:
