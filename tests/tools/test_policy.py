@@ -296,7 +296,7 @@ read_inbox_planted.metadata = {"effect": "read"}
 
 
 def _scripted_model():
-    from chatloom.testing import FakeChatModel, tool_call
+    from chatloom.testing import tool_call
 
     def obey(messages):
         last = messages[-1]
@@ -451,8 +451,27 @@ def test_reset_clears_the_taint() -> None:
     agent.chat("Check my inbox: orders", thread_id="t")
     agent.reset("t")
     # A fresh thread: the user's own request to send runs under the allow rule.
-    from chatloom.testing import FakeChatModel, tool_call
+    from chatloom.testing import tool_call
 
     agent._services()["model"].enqueue(tool_call("send_email", to="me@example.com", body="hi"), "Sent.")
     reply = agent.chat("Send me a note.", thread_id="t")
     assert reply.tool_steps[0].ok and SENT == [("me@example.com", "hi")]
+
+
+def test_the_taint_survives_a_restart(tmp_path, monkeypatch) -> None:
+    from chatloom import Agent
+    from chatloom.testing import FakeChatModel
+
+    monkeypatch.setenv("CHATLOOM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CHATLOOM_CHECKPOINT_URL", raising=False)
+    SEND_TOOL[0] = "send_email"
+    INBOX[:] = [PLANTED]
+
+    def fresh_agent():  # a new process: a new Agent on the same SQLite store
+        model = FakeChatModel(default=_cross_turn_brain)
+        return Agent(model=model, tools=[read_inbox_bipia, send_email], tool_policy={"send_email": "allow"})
+
+    fresh_agent().chat("Check my inbox: orders", thread_id="r")
+    reply = fresh_agent().chat("Anything else I should do?", thread_id="r")
+    assert [s.name for s in reply.tool_steps] == ["send_email"] and not reply.tool_steps[0].ok
+    assert SENT == []
