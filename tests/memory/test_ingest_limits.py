@@ -119,3 +119,13 @@ def test_utf8_still_wins_and_cp1252_is_detected(tmp_path, textfile):
 )
 def test_other_single_byte_encodings_are_read_right(text, encoding, textfile):
     assert textfile.decode_text(text.encode(encoding)).text == text
+
+
+def test_a_skipped_file_with_markup_in_its_name_is_printed_as_text(home, tmp_path, capsys, monkeypatch):
+    from chatloom.cli.main import run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes [bold]x[red]y.txt").write_bytes(b"\x00\x01binary")
+    assert run(["ingest", "."]) == 0
+    err = capsys.readouterr().err
+    assert "warning: skipped notes [bold]x[red]y.txt: binary" in err

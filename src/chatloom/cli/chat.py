@@ -59,7 +59,7 @@ def ask(model: str | None, spec: Path | None, thread_id: str, question: tuple[st
     if as_json:
         click.echo(json.dumps(reply.to_dict(), indent=2, ensure_ascii=False))
     else:
-        click.echo(reply.answer)
+        click.echo(strip_control(reply.answer))  # the answer is text, never terminal commands
 
 
 @click.command()
