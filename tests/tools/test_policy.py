@@ -296,7 +296,7 @@ read_inbox_planted.metadata = {"effect": "read"}
 
 
 def _scripted_model():
-    from chatloom.testing import tool_call
+    from chatloom.testing import FakeChatModel, tool_call
 
     def obey(messages):
         last = messages[-1]
