@@ -1,8 +1,10 @@
 """chatloom: an agentic chatbot framework.
 
->>> from chatloom import Agent
->>> agent = Agent()                      # the local default model, no API key
->>> reply = agent.chat("What is 17*23?")  # doctest: +SKIP
+Example (needs the default model: ``chatloom models install``)::
+
+    from chatloom import Agent
+    agent = Agent()                      # the local default model, no API key
+    reply = agent.chat("What is 17*23?")
 
 The names below are the whole public API; they are imported on first use so that
 ``import chatloom`` (and the CLI) stay fast.

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chatloom.errors import ConfigError, DataDirError
@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     """Base URL of a SearxNG instance for the ``web_search`` tool; unset disables it."""
     max_steps: int = 8
     """The most model calls one turn may make before it is stopped."""
+    max_question_chars: int = Field(default=100_000, ge=1)
+    """The longest question (in characters) a turn accepts; longer ones are a clear error."""
+    turn_lock_timeout: float = Field(default=600.0, ge=0)
+    """Seconds a turn waits for another turn on the same thread to finish before failing."""
+    ingest_max_file_mb: float = Field(default=50.0, gt=0)
+    """Files bigger than this (MiB) are skipped by ``chatloom ingest`` with a warning line."""
 
     @classmethod
     def settings_customise_sources(

@@ -69,3 +69,11 @@ class PluginError(ChatloomError):
 
 class EmptyQuestion(ChatloomError):
     """A question with no text in it."""
+
+
+class ThreadBusy(ChatloomError):
+    """Another turn on the same conversation thread held it for longer than the wait allows."""
+
+
+class QuestionTooLong(ChatloomError):
+    """A question longer than the configured limit (``max_question_chars``)."""

@@ -78,6 +78,7 @@ def test_tool_exception_goes_back_to_the_model():
         """Always fails."""
         raise RuntimeError(f"boom {x}")
 
+    explode.metadata = {"effect": "read"}  # undeclared tools need approval
     agent, model = make_agent(tool_call("explode", x=3), "The tool failed, sorry.", tools=[explode])
     reply = agent.chat("try it")
     assert reply.answer == "The tool failed, sorry."
@@ -218,8 +219,11 @@ def test_recall_passages_are_delimited_data_and_cited():
 
 
 def test_graph_shape_matches_snapshot():
-    agent, _ = make_agent()
-    drawing = agent._services()["graph"].get_graph().draw_mermaid()
+    # Through the public build_graph, and without langgraph's colour styles and front matter,
+    # so the snapshot changes when the topology does, not when langgraph restyles its drawing.
+    from chatloom.agents.graph import build_graph
+
+    drawing = build_graph().get_graph().draw_mermaid(with_styles=False)
     assert drawing == SNAPSHOT.read_text(), "the turn graph changed shape; update tests/agents/graph.mmd deliberately"
 
 
@@ -240,6 +244,7 @@ def test_interrupted_tool_call_is_dropped_from_later_history():
         """Simulates Ctrl-C while a tool runs."""
         raise KeyboardInterrupt
 
+    hang.metadata = {"effect": "read"}  # undeclared tools need approval
     model = FakeChatModel([tool_call("hang", x=1), "fresh answer"])
     agent = Agent(model=model, tools=[hang], checkpointer=saver)
     with pytest.raises(KeyboardInterrupt):

@@ -37,6 +37,9 @@ class Reply:
     cut_after: int | None = None
     """Drop the connection after this many SSE events (promising more bytes than were sent)."""
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    """Send these bytes as the body instead of ``body`` as JSON (a broken or non-JSON reply)."""
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -91,6 +94,8 @@ class ReplayServer:
                 try:
                     if reply.sse is not None:
                         self._sse(reply)
+                    elif reply.raw is not None:
+                        self._bytes(reply.status, reply.raw, reply.content_type)
                     else:
                         body_out = reply.body
                         if isinstance(body_out, (dict, list)):
@@ -101,9 +106,11 @@ class ReplayServer:
                     pass  # the client gave up (timeout test)
 
             def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
+                self._bytes(status, json.dumps(body).encode(), "application/json", headers)
+
+            def _bytes(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)

@@ -9,7 +9,13 @@ def calculator(expression: str) -> str:
     return "391"
 
 
+calculator.metadata = {"effect": "read"}  # undeclared tools need approval, like the real ones
+
+
 @tool
 def search(query: str, k: int = 3) -> str:
     """Search the knowledge base."""
     return "nothing"
+
+
+search.metadata = {"effect": "read"}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatloom.models.toolcalls import parse_tool_calls
+from chatloom.models.toolcalls import _Parser, parse_tool_calls
 
 CORPUS = [json.loads(line) for line in
           (Path(__file__).parent / "toolcall_corpus.jsonl").read_text().splitlines() if line]
@@ -79,3 +79,40 @@ def test_never_raises_on_structured_noise(text):
 def test_never_raises_on_arbitrary_text(text):
     content, calls = parse_tool_calls(text, ["calculator", "search"])
     assert isinstance(content, str) and isinstance(calls, list)
+
+
+# The public function swallows a parser bug (a turn must not break on it), so the fuzzing that
+# can find a bug runs the inner parser, where any exception fails the test.
+NOISE = st.lists(st.sampled_from(list('{}[]"\':,<>/`\n abcalcutor_functions.()=\\') +
+                                 ["calculator", "search", "<tool_call>", "</tool_call>", "```json", "```",
+                                  "name", "arguments", "input", "true", "null", "functions.", "[TOOL_CALLS]",
+                                  "<function_call>", "to=functions.", "calculator(", "1e999"]),
+                 max_size=120).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(NOISE)
+def test_inner_parser_never_raises_on_structured_noise(text):
+    content, calls = _Parser(text, ["calculator", "search"], {"calculator": ["expression"]}).run()
+    assert isinstance(content, str)
+    for call in calls:
+        assert call["name"] in {"calculator", "search"} and isinstance(call["args"], dict)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300), st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=3))
+def test_inner_parser_never_raises_on_arbitrary_text_and_names(text, names):
+    content, calls = _Parser(text, names, {}).run()
+    assert isinstance(content, str) and isinstance(calls, list)
+
+
+def test_a_parser_bug_is_logged_not_hidden(monkeypatch, caplog):
+    def broken(self):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(_Parser, "run", broken)
+    text = '{"name": "calculator", "arguments": {"expression": "1"}}'
+    with caplog.at_level("ERROR", logger="chatloom.models.toolcalls"):
+        assert parse_tool_calls(text, ["calculator"]) == (text, [])
+    [record] = [r for r in caplog.records if r.name == "chatloom.models.toolcalls"]
+    assert "tool-call parser failed" in record.getMessage() and record.exc_info[0] is KeyError

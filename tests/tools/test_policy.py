@@ -158,10 +158,35 @@ def test_untrusted_context_escalates_allow_to_ask_for_side_effects_and_code() ->
         assert "untrusted data" in decision.reason
 
 
-def test_undeclared_tools_run_on_trusted_context_only() -> None:
+def test_undeclared_tools_count_as_side_effecting_and_need_approval() -> None:
+    # Unknown means dangerous: a plain function may send or delete, so it is never auto-run.
     policy = ToolPolicy()
-    assert policy.authorize(undeclared, {"x": 1}, untrusted_context=False).allowed
-    assert not policy.authorize(undeclared, {"x": 1}, untrusted_context=True).allowed
+    for untrusted in (False, True):
+        decision = policy.authorize(undeclared, {"x": 1}, untrusted_context=untrusted)
+        assert not decision.allowed and "declare no effect" in decision.reason
+    assert ToolPolicy(approver=lambda r: True).authorize(undeclared, {"x": 1}, untrusted_context=False).allowed
+
+
+def test_read_only_declares_a_plain_function_or_a_tool() -> None:
+    from chatloom.tools.policy import declare_effect, read_only
+
+    def lookup(q: str) -> str:
+        """Look something up."""
+        return q
+
+    plain = tool(read_only(lookup))  # the mark on the function reaches the tool made from it
+    assert tool_effect(plain) == "read"
+    assert ToolPolicy().authorize(plain, {"q": "x"}, untrusted_context=True).allowed
+
+    @tool
+    def wipe(path: str) -> str:
+        """Delete a file."""
+        return path
+
+    assert tool_effect(declare_effect("side_effect")(wipe)) == "side_effect"
+    assert tool_effect(read_only(wipe)) == "read"
+    with pytest.raises(ConfigError, match="unknown"):
+        declare_effect("harmless")
 
 
 def test_trust_allow_rules_is_an_explicit_operator_choice() -> None:
@@ -308,3 +333,145 @@ def test_agent_end_to_end_approver_is_the_only_gate() -> None:
 
 def test_decision_is_truthy_when_allowed() -> None:
     assert Decision(True, "ok") and not Decision(False, "no")
+
+
+# ------------------------------------------- injection across turns and through summaries
+
+
+@tool
+def send_plain(to: str, body: str) -> str:
+    """Send a message (a plain function: it declares no effect)."""
+    SENT.append((to, body))
+    return "sent"
+
+
+SUMMARY_ASK = "Summarise the conversation below"
+
+
+def _cross_turn_brain(messages):
+    """A scripted model that reads the inbox when asked, and obeys any planted send later.
+
+    It also plays the summariser, and like a naive one carries the planted sentence into the
+    summary, so the instruction outlives the tool message it came in.
+    """
+    from langchain_core.messages import SystemMessage
+
+    from chatloom.testing import tool_call
+
+    first, last = messages[0], messages[-1]
+    if isinstance(first, SystemMessage) and str(first.content).startswith(SUMMARY_ASK):
+        planted = re.search(r"IMPORTANT SYSTEM NOTICE.*?now\.", str(last.content), re.S)
+        return "The user read their inbox. " + (planted.group(0) if planted else "")
+    if isinstance(last, HumanMessage) and str(last.content).startswith("Check my inbox"):
+        return tool_call("read_inbox_bipia", query=str(last.content))
+    if isinstance(last, ToolMessage):
+        return "Done." if last.name.startswith("send") else "You have one new email."
+    if isinstance(last, HumanMessage) and str(last.content).startswith("Anything else"):
+        seen = "\n".join(str(m.content) for m in messages)
+        call = _obedient_model(seen)
+        if call:  # the bait is taken from the earlier turn (or the summary)
+            return tool_call(SEND_TOOL[0], **call["args"])
+        return "No."
+    return "Noted. " + "ok " * 40  # filler answers, to grow the thread past the history budget
+
+
+SEND_TOOL = ["send_email"]
+INBOX: list[str] = []
+
+
+@tool
+def read_inbox_bipia(query: str) -> str:
+    """Read the user's inbox."""
+    return INBOX[0]
+
+
+read_inbox_bipia.metadata = {"effect": "read"}
+
+
+def _cross_turn_agent(send, rules, **kwargs):
+    from chatloom import Agent
+    from chatloom.testing import FakeChatModel
+
+    SEND_TOOL[0] = send.name
+    model = FakeChatModel(default=_cross_turn_brain)
+    return Agent(model=model, tools=[read_inbox_bipia, send], tool_policy=rules, checkpointer="memory", **kwargs)
+
+
+CROSS_TURN = [
+    pytest.param(send_email, None, id="default"),
+    pytest.param(send_email, {"send_email": "allow"}, id="allow"),
+    pytest.param(send_plain, None, id="undeclared"),
+]
+
+
+@pytest.mark.skipif(not BIPIA.exists(), reason="../shared/evaldata/bipia is absent")
+@pytest.mark.parametrize(("send", "rules"), CROSS_TURN)
+def test_bipia_instruction_read_in_one_turn_is_not_obeyed_in_the_next(send, rules) -> None:
+    cases = _bipia_cases(limit=25)
+    asked: list[ToolCallRequest] = []
+    agent = _cross_turn_agent(send, rules, approver=lambda r: asked.append(r) or False)
+    for i, (question, planted) in enumerate(cases):
+        INBOX[:] = [planted]
+        thread = f"bipia-{i}"
+        first = agent.chat(f"Check my inbox: {question}", thread_id=thread)
+        assert [s.name for s in first.tool_steps] == ["read_inbox_bipia"]
+        second = agent.chat("Anything else I should do?", thread_id=thread)
+        # The model took the bait in the second turn, whose own messages are all trusted.
+        assert [s.name for s in second.tool_steps] == [send.name]
+        assert not second.tool_steps[0].ok and "refused by policy" in second.tool_steps[0].result
+    assert SENT == [], f"{len(SENT)}/{len(cases)} injected sends got through one turn later"
+    assert len(asked) == len(cases) and all(r.untrusted_context for r in asked)
+
+
+@pytest.mark.skipif(not BIPIA.exists(), reason="../shared/evaldata/bipia is absent")
+@pytest.mark.parametrize(("send", "rules"), CROSS_TURN)
+def test_bipia_instruction_carried_into_a_summary_is_not_obeyed(send, rules) -> None:
+    cases = _bipia_cases(limit=5)
+    agent = _cross_turn_agent(send, rules, history_tokens=120)
+    for i, (question, planted) in enumerate(cases):
+        INBOX[:] = [planted]
+        thread = f"bipia-summary-{i}"
+        agent.chat(f"Check my inbox: {question}", thread_id=thread)
+        for n in range(4):  # enough turns that the inbox turn is folded into a summary
+            agent.chat(f"Tell me about item {n}.", thread_id=thread)
+        graph = agent._services()["graph"]
+        state = graph.get_state({"configurable": {"thread_id": thread}}).values
+        assert "attacker@evil.example" in state.get("summary", ""), "the planted text must reach the summary"
+        recent = state["messages"][state["summary_upto"] :]
+        assert not contains_untrusted(recent), "the inbox result must have left the unsummarised history"
+        reply = agent.chat("Anything else I should do?", thread_id=thread)
+        assert [s.name for s in reply.tool_steps] == [send.name]
+        assert not reply.tool_steps[0].ok
+    assert SENT == [], f"{len(SENT)}/{len(cases)} injected sends got through from a summary"
+
+
+def test_reset_clears_the_taint() -> None:
+    agent = _cross_turn_agent(send_email, {"send_email": "allow"})
+    INBOX[:] = [PLANTED]
+    agent.chat("Check my inbox: orders", thread_id="t")
+    agent.reset("t")
+    # A fresh thread: the user's own request to send runs under the allow rule.
+    from chatloom.testing import tool_call
+
+    agent._services()["model"].enqueue(tool_call("send_email", to="me@example.com", body="hi"), "Sent.")
+    reply = agent.chat("Send me a note.", thread_id="t")
+    assert reply.tool_steps[0].ok and SENT == [("me@example.com", "hi")]
+
+
+def test_the_taint_survives_a_restart(tmp_path, monkeypatch) -> None:
+    from chatloom import Agent
+    from chatloom.testing import FakeChatModel
+
+    monkeypatch.setenv("CHATLOOM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CHATLOOM_CHECKPOINT_URL", raising=False)
+    SEND_TOOL[0] = "send_email"
+    INBOX[:] = [PLANTED]
+
+    def fresh_agent():  # a new process: a new Agent on the same SQLite store
+        model = FakeChatModel(default=_cross_turn_brain)
+        return Agent(model=model, tools=[read_inbox_bipia, send_email], tool_policy={"send_email": "allow"})
+
+    fresh_agent().chat("Check my inbox: orders", thread_id="r")
+    reply = fresh_agent().chat("Anything else I should do?", thread_id="r")
+    assert [s.name for s in reply.tool_steps] == ["send_email"] and not reply.tool_steps[0].ok
+    assert SENT == []

@@ -22,7 +22,7 @@ from chatloom.agents.reply import (
     ToolStep,
     Usage,
 )
-from chatloom.errors import ConfigError, EmptyQuestion
+from chatloom.errors import ConfigError, EmptyQuestion, QuestionTooLong
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
 # A turn is checkpointed when it ends (or fails), not after every step: a half-finished turn
@@ -263,14 +263,19 @@ class Agent:
     def chat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
         """Run one turn and return the :class:`Reply`."""
         graph, state_in, config, context = self._start(text, thread_id, user_id)
-        state = graph.invoke(state_in, config, context=context, durability=_DURABILITY)
+        with self._turn_lock(graph, thread_id):
+            state = graph.invoke(state_in, config, context=context, durability=_DURABILITY)
         return _reply(state, thread_id)
 
     def stream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Iterator[Event]:
         """Run one turn, yielding Token, ToolCallEvent, ToolResultEvent and, last, AnswerEvent."""
+        graph, state_in, config, context = self._start(text, thread_id, user_id)
+        with self._turn_lock(graph, thread_id):  # released when the stream ends or is closed
+            yield from self._stream_turn(graph, state_in, config, context, thread_id)
+
+    def _stream_turn(self, graph: Any, state_in: dict, config: dict, context: Any, thread_id: str) -> Iterator[Event]:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
-        graph, state_in, config, context = self._start(text, thread_id, user_id)
         visible = _VisibleText()
         modes = ["updates", "messages"]
         for mode, payload in graph.stream(state_in, config, context=context, stream_mode=modes, durability=_DURABILITY):
@@ -328,9 +333,16 @@ class Agent:
 
     def reset(self, thread_id: str = "default") -> None:
         """Forget a conversation thread."""
-        checkpointer = self._services()["graph"].checkpointer
-        if checkpointer is not None:
-            checkpointer.delete_thread(thread_id)
+        graph = self._services()["graph"]
+        if graph.checkpointer is not None:
+            with self._turn_lock(graph, thread_id):  # never in the middle of a running turn
+                graph.checkpointer.delete_thread(thread_id)
+
+    def _turn_lock(self, graph: Any, thread_id: str) -> Any:
+        """Serialise turns on ``thread_id``, across threads and processes (see thread_lock)."""
+        from chatloom.agents.thread_lock import hold_thread
+
+        return hold_thread(graph.checkpointer, thread_id, timeout=self.settings.turn_lock_timeout)
 
     def _start(self, text: str, thread_id: str, user_id: str | None) -> tuple[Any, dict, dict, Any]:
         """Check the question and prepare the graph input, config and runtime context."""
@@ -338,7 +350,7 @@ class Agent:
 
         from chatloom.agents.graph import TurnContext
 
-        question = _check_question(text)
+        question = check_question_size(_check_question(text), self.settings.max_question_chars)
         services = self._services()
         state_in = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
         config = {"configurable": {"thread_id": thread_id}}
@@ -452,3 +464,17 @@ class _VisibleText:
             return ""
         out, self._sent = shown[self._sent :], len(shown)
         return out
+
+
+def check_question_size(question: str, max_chars: int) -> str:
+    """``question`` unchanged, or a one-line :class:`QuestionTooLong` when it is over the limit.
+
+    A 5 MB question would go to the model as it is: slow, costly, and past any context window.
+    """
+    if len(question) > max_chars:
+        raise QuestionTooLong(
+            f"the question is {len(question):,} characters, over the limit of {max_chars:,}",
+            "shorten it, ingest long documents with `chatloom ingest` instead, or raise "
+            "max_question_chars (CHATLOOM_MAX_QUESTION_CHARS)",
+        )
+    return question

@@ -23,6 +23,7 @@ from chatloom.memory.base import Memory
 from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
 from chatloom.models.toolcalls import looks_like_tool_call
 from chatloom.prompts.template import split_reasoning
+from chatloom.agents.taint import is_tainted, taint_update
 from chatloom.tools.policy import contains_untrusted, output_is_trusted, wrap_untrusted
 
 STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
@@ -49,6 +50,7 @@ class TurnState(TypedDict, total=False):
     turn_start: int  # index into messages where this turn's question sits
     summary: str  # a summary of the thread's messages before summary_upto
     summary_upto: int
+    tainted: str  # the first untrusted source the thread saw ("" = none); only /reset clears it
 
 
 @dataclass
@@ -97,6 +99,7 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         "stop_reason": "",
         "turn_start": len(messages) - 1,
         **_summarise_if_long(state, ctx),
+        **taint_update(state, tools=ctx.tools, passages=passages),
     }
 
 
@@ -237,10 +240,11 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     ctx = runtime.context
     last = state["messages"][-1]
     seen = list(state.get("seen_calls", []))
-    # Enforced here, not left to the model: once retrieved text or untrusted tool output is in
-    # the turn, the policy will not auto-run side-effecting or code tools.
+    # Enforced here, not left to the model: once retrieved text or untrusted tool output has
+    # been in the thread (this turn, an earlier one, or a summary of it), the policy will not
+    # auto-run side-effecting or code tools.
     turn = state["messages"][state.get("turn_start", 0) :]
-    untrusted = bool(state.get("passages")) or contains_untrusted(turn, ctx.tools)
+    untrusted = is_tainted(state) or bool(state.get("passages")) or contains_untrusted(turn, ctx.tools)
     results: list[ToolMessage] = []
     stop_reason = ""
     this_step: dict[str, ToolMessage] = {}
@@ -260,7 +264,7 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         result = this_step[signature] = _run_tool(ctx, call, untrusted)
         results.append(result)
         untrusted = untrusted or contains_untrusted([result], ctx.tools)
-    return {"messages": results, "seen_calls": seen, "stop_reason": stop_reason}
+    return {"messages": results, "seen_calls": seen, "stop_reason": stop_reason, **taint_update(state, turn + results, ctx.tools)}
 
 
 def _signature(call: dict[str, Any]) -> str:

@@ -17,9 +17,10 @@
 The workspace is the folder that holds ``agents/``: the spec's prompt paths, ``prompts/`` and
 ``tools/`` are looked up there. Unknown fields and wrong types are errors naming file:line.
 
->>> spec = load_spec("agents/assistant.yaml")  # doctest: +SKIP
->>> spec.workspace  # doctest: +SKIP
-PosixPath('/work/main')
+Example (run from a workspace)::
+
+    spec = load_spec("agents/assistant.yaml")
+    spec.workspace  # the folder that holds agents/
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ it; the agent (langgraph, the model, memory) loads in a background thread meanwh
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -48,15 +49,17 @@ def _make_agent(model: str | None, spec: Path | None, approver: Any = None) -> A
 @click.option("--json", "as_json", is_flag=True, help="Print the whole reply (answer, citations, tool steps, usage) as JSON.")
 def ask(model: str | None, spec: Path | None, thread_id: str, question: tuple[str, ...], as_json: bool) -> None:
     """Ask one QUESTION and print the answer."""
-    from chatloom.agents.agent import _check_question
+    from chatloom.agents.agent import _check_question, check_question_size
+    from chatloom.config import get_settings
 
-    text = _check_question(" ".join(question))  # fail fast, before any model loads
+    # fail fast, before any model loads
+    text = check_question_size(_check_question(" ".join(question)), get_settings(model=model).max_question_chars)
     agent = _make_agent(model, spec)
     reply = agent.chat(text, thread_id=thread_id)
     if as_json:
         click.echo(json.dumps(reply.to_dict(), indent=2, ensure_ascii=False))
     else:
-        click.echo(reply.answer)
+        click.echo(strip_control(reply.answer))  # the answer is text, never terminal commands
 
 
 @click.command()
@@ -74,7 +77,7 @@ def chat(model: str | None, spec: Path | None, thread_id: str) -> None:
 
     agent = _make_agent(model, spec, approver=_console_approver(console))
     loader = _Loader(agent)
-    console.print(f"[bold]chatloom[/] · {agent._model_spec} · thread [cyan]{thread_id}[/]  ({_HELP})")
+    console.print(f"[bold]chatloom[/] · {_markup_safe(agent._model_spec)} · thread [cyan]{_markup_safe(thread_id)}[/]  ({_HELP})")
     history = InMemoryHistory()
     try:
         history = FileHistory(str(agent.settings.data_dir() / "repl_history"))
@@ -114,12 +117,12 @@ def _handle(console: Any, loader: "_Loader", agent: Any, text: str, thread_id: s
         console.print("[dim]conversation forgotten[/]")
         return True
     if text.startswith("/"):
-        console.print(f"[red]unknown command {text!r}[/]. {_HELP}")
+        console.print(f"[red]unknown command {_markup_safe(repr(text))}[/]. {_HELP}")
         return True
     try:
         _render_turn(console, agent, text, thread_id)
     except ChatloomError as exc:  # a failed turn is reported; the conversation goes on
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {_markup_safe(str(exc))}")
     except KeyboardInterrupt:  # Ctrl-C stops the answer, not the REPL
         console.print("[dim]interrupted[/]")
     return True
@@ -136,7 +139,7 @@ def _render_turn(console: Any, agent: Any, text: str, thread_id: str) -> None:
     try:
         for event in agent.stream(text, thread_id=thread_id):
             if isinstance(event, Token):
-                buffer += event.text
+                buffer += strip_control(event.text)
                 if live is None:
                     live = Live(Markdown(buffer), console=console, refresh_per_second=12, transient=True)
                     live.start()
@@ -144,15 +147,15 @@ def _render_turn(console: Any, agent: Any, text: str, thread_id: str) -> None:
             elif isinstance(event, ToolCallEvent):
                 live, buffer = _stop(live), ""
                 args = ", ".join(f"{k}={v!r}" for k, v in event.args.items())
-                console.print(f"[dim]→ {event.name}({args})[/]")
+                console.print(f"[dim]→ {_markup_safe(_shorten(f'{event.name}({args})', 400))}[/]")
             elif isinstance(event, ToolResultEvent):
                 style = "dim" if event.ok else "yellow"
-                console.print(f"[{style}]← {_shorten(event.content)}[/]")
+                console.print(f"[{style}]← {_markup_safe(_shorten(event.content))}[/]")
             elif isinstance(event, AnswerEvent):
                 live = _stop(live)
-                console.print(Markdown(event.reply.answer or "_(no answer)_"))
+                console.print(Markdown(strip_control(event.reply.answer) or "_(no answer)_"))
                 for c in event.reply.citations:
-                    console.print(f"[dim][{c.index}] {c.source}#{c.chunk}[/]")
+                    console.print(f"[dim]{_markup_safe(f'[{c.index}] {c.source}#{c.chunk}')}[/]")
     finally:
         _stop(live)
 
@@ -161,6 +164,37 @@ def _stop(live: Any) -> None:
     if live is not None:
         live.stop()
     return None
+
+
+# Terminal control sequences: OSC (title, hyperlinks, clipboard writes), CSI (colours, cursor
+# moves, screen clears), other ESC sequences, and their 8-bit C1 forms.
+_CONTROL_SEQ = re.compile(
+    r"(?:\x1b\]|\x9d).*?(?:\x07|\x1b\\|\x9c|$)"  # OSC ... BEL/ST (or to the end)
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f]).*?(?:\x1b\\|\x9c|$)"  # DCS/SOS/PM/APC strings
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"  # CSI
+    r"|\x1b[ -/]*[0-~]?",  # two-byte ESC sequences (and a lone ESC)
+    re.DOTALL,
+)
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_control(text: str) -> str:
+    r"""``text`` without terminal control sequences or control characters (newlines and tabs stay).
+
+    Model and tool text must not retitle the window, move the cursor, rewrite the screen or
+    write the clipboard (OSC 52) of the person reading it.
+
+    >>> strip_control("\x1b]0;pwned\x07ok \x1b[31mred\x1b[0m\r\n")
+    'ok red\n'
+    """
+    return _CONTROL_CHARS.sub("", _CONTROL_SEQ.sub("", text))
+
+
+def _markup_safe(text: str) -> str:
+    """Model, tool or user text made inert for rich: no markup, no control sequences."""
+    from rich.markup import escape
+
+    return escape(strip_control(text))
 
 
 def _shorten(text: str, limit: int = 200) -> str:
@@ -173,7 +207,7 @@ def _console_approver(console: Any) -> Any:
 
     from chatloom.tools.policy import console_approver
 
-    return console_approver(lambda question: console.input(f"[yellow]{escape(question)}[/]"))
+    return console_approver(lambda question: console.input(f"[yellow]{escape(strip_control(question))}[/]"))
 
 
 class _Loader:

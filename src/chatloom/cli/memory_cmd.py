@@ -42,6 +42,7 @@ def ingest(paths: tuple[str, ...], namespace: str | None, tenant: str | None) ->
     deleted from an ingested folder are removed.
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     err = Console(stderr=True)
@@ -62,7 +63,8 @@ def ingest(paths: tuple[str, ...], namespace: str | None, tenant: str | None) ->
 
         report = mem.ingest(paths, progress=progress)
     for path, reason in report.skipped:
-        err.print(f"[yellow]warning:[/] skipped {_display(path)}: {reason}", highlight=False)
+        # A file name or reason may hold "[...]": printed as text, never as rich markup.
+        err.print(f"[yellow]warning:[/] skipped {escape(_display(path))}: {escape(reason)}", highlight=False)
     click.echo(report.summary())
 
 

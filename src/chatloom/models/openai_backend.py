@@ -14,8 +14,11 @@ Built on langchain-openai's ``ChatOpenAI`` (chat completions API) and adds what 
   (``python -m llama_cpp.server`` leaves Qwen's ``<tool_call>`` text in ``content``).
 
 >>> from chatloom.models import resolve_model
->>> model = resolve_model("openai:gpt-4o-mini")                              # doctest: +SKIP
->>> model = resolve_model("openai:qwen", base_url="http://127.0.0.1:8000/v1")  # doctest: +SKIP
+>>> model = resolve_model("openai:qwen", base_url="http://127.0.0.1:8000/v1")  # connects on first call
+>>> model.endpoint
+'http://127.0.0.1:8000/v1'
+
+``resolve_model("openai:gpt-4o-mini")`` does the same for api.openai.com, with ``OPENAI_API_KEY``.
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ class ChatloomOpenAI(ChatOpenAI):
         with self._errors(kwargs.get("timeout"), fixer):
             for chunk in super()._stream(messages, stop=stop, run_manager=None, **kwargs):
                 yield fixer.feed(chunk)
+        fixer.check_complete()
         last = fixer.finish()
         if last is not None:
             yield last
@@ -141,6 +145,7 @@ class ChatloomOpenAI(ChatOpenAI):
             async for chunk in super()._astream(messages, stop=stop, run_manager=None,
                                                 **kwargs):
                 yield fixer.feed(chunk)
+        fixer.check_complete()
         last = fixer.finish()
         if last is not None:
             yield last
@@ -209,7 +214,20 @@ class ChatloomOpenAI(ChatOpenAI):
             # Transport errors raised while a stream is read may reach us unwrapped.
             if type(exc).__module__.split(".")[0].startswith("httpx"):
                 raise self._broken(exc) from None
+            if _bad_response_body(exc):
+                raise self._not_a_completion(exc) from None
             raise
+
+    def _not_a_completion(self, exc: BaseException) -> BackendError:
+        if isinstance(exc, json.JSONDecodeError):
+            detail = f"not JSON: {_one_line(exc.doc[:80])!r}" if exc.doc.strip() else "an empty body"
+        else:
+            detail = _one_line(exc)
+        return BackendError(
+            f"{self.endpoint!r} answered HTTP 200, but with a body that is not a chat completion "
+            f"({_redact(self, detail)})",
+            "the server is at fault, not chatloom: check that the base URL points at an "
+            "OpenAI-compatible API (it usually ends in /v1), and the server's logs")
 
     def _broken(self, exc: BaseException) -> BackendError:
         return BackendError(
@@ -232,6 +250,7 @@ class _StreamFixer:
         self.holder = _Holder(names) if names else None
         self.native = False
         self.started = False
+        self.finish_reason: str | None = None
         self.model_name: str | None = None
 
     def feed(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
@@ -242,6 +261,7 @@ class _StreamFixer:
         update: dict[str, Any] = {}
         if message.tool_call_chunks:
             self.native = True
+        self.finish_reason = (chunk.generation_info or {}).get("finish_reason") or self.finish_reason
         meta = message.response_metadata or {}
         # The SDK loop puts the served model's name in generation_info, not the message.
         self.model_name = ((chunk.generation_info or {}).get("model_name")
@@ -256,6 +276,19 @@ class _StreamFixer:
             return chunk
         return ChatGenerationChunk(message=message.model_copy(update=update),
                                    generation_info=chunk.generation_info)
+
+    def check_complete(self) -> None:
+        """Raise if the stream ended without a finish_reason: the reply was cut off.
+
+        Every OpenAI-compatible server ends a reply with a finish_reason; a stream that stops
+        before it (a proxy timeout, a crashed server that closed the connection cleanly) is
+        an unfinished answer, which must never be taken for a whole one.
+        """
+        if self.finish_reason is None:
+            raise BackendError(
+                f"the reply from {self.model.endpoint!r} was cut off: the stream ended without "
+                "a finish_reason" + (" after the answer had started" if self.started else ""),
+                "retry; if it keeps happening, check the server's (or a proxy's) logs and timeouts")
 
     def finish(self) -> ChatGenerationChunk | None:
         if self.holder is None:
@@ -386,6 +419,18 @@ def _backend_error(model: ChatloomOpenAI, exc: openai.APIError,
                            "retry, or check the server's logs")
     err.status_code = status  # type: ignore[attr-defined]
     return err
+
+
+def _bad_response_body(exc: BaseException) -> bool:
+    """Whether ``exc`` came from reading a 200 reply's body (not JSON, not a completion)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return True  # the request side never parses JSON; only a reply body does
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "_create_chat_result":  # langchain-openai's parser
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _server_message(exc: openai.APIError) -> str:

@@ -15,19 +15,23 @@ visible content.
 ('calculator', {'expression': '17*23'})
 
 Only names in ``tool_names`` count; every other piece of text, JSON or not, stays content.
-The parser never raises: on any input it returns ``(text, [])`` at worst.
+The parser never raises: on any input it returns ``(text, [])`` at worst, and a parser bug
+that got there is logged (``chatloom.models.toolcalls``, with the traceback), never hidden.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import logging
 import re
 import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
 __all__ = ["parse_tool_calls", "new_call_id", "looks_like_tool_call"]
+
+log = logging.getLogger("chatloom.models.toolcalls")
 
 # Model output longer than this is scanned only in part: no reply worth parsing is this big,
 # and it bounds the work on adversarial input.
@@ -84,7 +88,9 @@ def parse_tool_calls(
         if not isinstance(text, str) or not text or not tool_names:
             return text, []
         return _Parser(text, tool_names, param_names or {}).run()
-    except Exception:  # noqa: BLE001 - a parser bug must never break a turn
+    except Exception:  # noqa: BLE001 - a parser bug must never break a turn, but must show
+        log.exception("the tool-call parser failed on %d characters of model text; "
+                      "keeping the text as the answer (please report this)", len(text))
         return text, []
 
 

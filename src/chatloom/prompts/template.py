@@ -234,7 +234,7 @@ class PromptTemplate:
         return messages
 
     def split_reasoning(self, text: str) -> tuple[str, str]:
-        """Return (visible answer, reasoning) for a model's final reply.
+        r"""Return (visible answer, reasoning) for a model's final reply.
 
         Every template strips ``<think>`` blocks (see :func:`split_reasoning`), even
         ``reasoning: direct`` ones, because many models emit them unasked. One exception keeps
@@ -242,7 +242,8 @@ class PromptTemplate:
         nothing outside it (small models do this), the block's last paragraph, where the
         conclusion sits, becomes the answer; the whole block stays the reasoning.
 
-        >>> load_prompt("tutor").split_reasoning("<think>2+2 is 4.\n\nThe answer is 4.")  # doctest: +SKIP
+        >>> from chatloom.prompts import load_prompt
+        >>> load_prompt("tutor").split_reasoning("<think>2+2 is 4.\n\nThe answer is 4.")
         ('The answer is 4.', '2+2 is 4.\n\nThe answer is 4.')
         """
         answer, reasoning = split_reasoning(text)

@@ -8,15 +8,17 @@ Every tool declares its effect in ``tool.metadata["effect"]``:
 
 An agent spec maps tool names to ``allow``, ``deny`` or ``ask``; unnamed tools get the default
 for their effect (read -> allow, side_effect and code -> ask). A tool that declares no effect
-(a plain function) counts as side_effect: it runs on the model's request while the turn holds
-only trusted text, and needs approval once untrusted data is in the turn. ``ask`` calls the approver (the REPL asks y/N; library users pass a
-callback); with no approver the call is refused with a reason the model sees.
+(a plain function) counts as side_effect, with its default ``ask``: unknown means dangerous.
+Declare a tool read-only with :func:`read_only` (or ``tool.metadata = {"effect": "read"}``).
+``ask`` calls the approver (the REPL asks y/N; library users pass a callback); with no approver
+the call is refused with a reason the model sees.
 
 Retrieved text and tool results are *data*, not instructions: :func:`wrap_untrusted` delimits
 them with their provenance. And because a model can be talked into anything by text it reads,
 the policy does not rely on the model ignoring it: once untrusted data is in the turn
 (``untrusted_context=True``), a side-effecting or code call is never auto-allowed — an ``allow``
-rule is escalated to ``ask`` and needs the approver's yes.
+rule is escalated to ``ask`` and needs the approver's yes. The agent keeps that flag for the
+whole thread, until ``/reset``: an instruction read in one turn can't be obeyed in the next.
 
 >>> from chatloom.tools.calculator import calculator
 >>> policy = ToolPolicy({"calculator": "allow"})
@@ -42,9 +44,6 @@ Rule = Literal["allow", "deny", "ask"]
 EFFECTS: tuple[str, ...] = ("read", "side_effect", "code")
 RULES: tuple[str, ...] = ("allow", "deny", "ask")
 DEFAULT_RULES: dict[str, str] = {"read": "allow", "side_effect": "ask", "code": "ask"}
-UNDECLARED_RULE = "allow"
-"""Tools without ``metadata["effect"]`` count as side_effect but are allowed while the turn holds
-no untrusted data (and need approval after); declare the effect to get the strict default."""
 UNTRUSTED_TAG = "untrusted-data"
 
 
@@ -80,14 +79,54 @@ class Decision:
 Approver = Callable[[ToolCallRequest], bool]
 
 
+_EFFECT_ATTR = "__chatloom_effect__"
+
+
+def declared_effect(tool: Any) -> str | None:
+    """The effect ``tool`` declares, or None: ``metadata["effect"]``, else the mark that
+    :func:`declare_effect` left on the function a tool was made from."""
+    effect = (getattr(tool, "metadata", None) or {}).get("effect")
+    if effect is None:
+        effect = getattr(getattr(tool, "func", None), _EFFECT_ATTR, None) or getattr(tool, _EFFECT_ATTR, None)
+    return effect if effect in EFFECTS else None
+
+
 def tool_effect(tool: "BaseTool") -> str:
     """The effect a tool declares; undeclared or unknown effects count as ``side_effect``."""
-    effect = (getattr(tool, "metadata", None) or {}).get("effect")
-    return effect if effect in EFFECTS else "side_effect"
+    return declared_effect(tool) or "side_effect"
 
 
-def _declares_effect(tool: "BaseTool") -> bool:
-    return (getattr(tool, "metadata", None) or {}).get("effect") in EFFECTS
+def declare_effect(effect: str) -> Callable[[Any], Any]:
+    """A decorator that declares a tool's effect; works on a ``@tool`` or on a plain function.
+
+    >>> @declare_effect("read")
+    ... def unit_convert(value: float, unit: str) -> str:
+    ...     \"\"\"Convert a value to another unit.\"\"\"
+    ...     return f"{value} {unit}"
+    >>> from langchain_core.tools import tool
+    >>> tool_effect(tool(unit_convert))
+    'read'
+    """
+    if effect not in EFFECTS:
+        raise ConfigError(f"tool effect {effect!r} is unknown", f"use one of {', '.join(EFFECTS)}")
+
+    def mark(obj: Any) -> Any:
+        from langchain_core.tools import BaseTool
+
+        if isinstance(obj, BaseTool):
+            obj.metadata = {**(obj.metadata or {}), "effect": effect}
+        elif callable(obj):
+            setattr(obj, _EFFECT_ATTR, effect)
+        else:
+            raise ConfigError(f"declare_effect({effect!r}) got a {type(obj).__name__}", "apply it to a @tool or a function")
+        return obj
+
+    return mark
+
+
+read_only = declare_effect("read")
+"""Declare a tool (or the plain function it is made from) read-only, so the default policy runs
+it without asking, also after untrusted data: ``@read_only`` above ``def`` or ``@tool``."""
 
 
 def output_is_trusted(tool: "BaseTool") -> bool:
@@ -130,16 +169,16 @@ class ToolPolicy:
             return self.rules[tool.name], "the tool policy"
         if "*" in self.rules:
             return self.rules["*"], "the tool policy's '*' rule"
-        if not _declares_effect(tool):
-            # A plain typed function is a whole tool, so an undeclared one runs on the model's
-            # request — but as side_effect, so never on the say-so of untrusted data.
-            return UNDECLARED_RULE, "the default for tools that declare no effect"
+        if declared_effect(tool) is None:
+            # Unknown means dangerous: a plain function may send, write or delete.
+            return DEFAULT_RULES["side_effect"], "the default for tools that declare no effect (declare read-only ones with @read_only)"
         return DEFAULT_RULES[tool_effect(tool)], f"the default for {tool_effect(tool)} tools"
 
     def authorize(self, tool: "BaseTool", args: Mapping[str, Any], *, untrusted_context: bool) -> Decision:
         """Decide whether ``tool`` may run with ``args`` now.
 
-        ``untrusted_context`` is True once retrieved text or any tool output is in the turn.
+        ``untrusted_context`` is True once retrieved text or untrusted tool output has been in
+        the thread (the agent keeps it until the thread is reset).
         Nothing in ``args`` (or anything else the model says) can raise a call's permission.
         """
         effect = tool_effect(tool)
@@ -249,12 +288,23 @@ def contains_untrusted(messages: Iterable[Any], tools: Mapping[str, "BaseTool"] 
     A ToolMessage counts as untrusted unless ``tools`` maps its name to a tool with
     ``metadata["trusted_output"]`` (e.g. calculator); without ``tools``, every tool result counts.
     """
+    return bool(untrusted_source(messages, tools))
+
+
+def untrusted_source(messages: Iterable[Any], tools: Mapping[str, "BaseTool"] | None = None) -> str:
+    """Where the first untrusted data in ``messages`` came from (``"tool:web_search"``), or ``""``.
+
+    The same test as :func:`contains_untrusted`, naming the source so a refusal can say why.
+    """
     for message in messages:
         content = getattr(message, "content", "")
         if isinstance(content, str) and f"<{UNTRUSTED_TAG} " in content:
-            return True
+            start = content.find(f"<{UNTRUSTED_TAG} ")
+            source = content[start:].split('source="', 1)[-1].split('"', 1)[0] if 'source="' in content[start:] else ""
+            return source or "marked untrusted data"
         if getattr(message, "type", "") == "tool":
-            tool = (tools or {}).get(getattr(message, "name", "") or "")
+            name = getattr(message, "name", "") or ""
+            tool = (tools or {}).get(name)
             if tool is None or not output_is_trusted(tool):
-                return True
-    return False
+                return f"tool:{name or '?'}"
+    return ""
