@@ -132,6 +132,7 @@ def _render_turn(console: Any, agent: Any, text: str, thread_id: str) -> None:
     from rich.live import Live
     from rich.markdown import Markdown
 
+    from chatloom.agents.grounding import passage_label
     from chatloom.agents.reply import AnswerEvent, Token, ToolCallEvent, ToolResultEvent
 
     live: Live | None = None
@@ -155,7 +156,10 @@ def _render_turn(console: Any, agent: Any, text: str, thread_id: str) -> None:
                 live = _stop(live)
                 console.print(Markdown(strip_control(event.reply.answer) or "_(no answer)_"))
                 for c in event.reply.citations:
-                    console.print(f"[dim]{_markup_safe(f'[{c.index}] {c.source}#{c.chunk}')}[/]")
+                    label = passage_label({"source": c.source, "section": c.section or c.title})
+                    console.print(f"[dim]{_markup_safe(f'[{c.index}] {label}')}[/]")
+                for sentence in event.reply.unsupported if event.reply.grounded is False else ():
+                    console.print(f"[yellow]not backed by any passage:[/] {_markup_safe(_shorten(sentence))}")
     finally:
         _stop(live)
 
