@@ -252,7 +252,8 @@ def _best_support(
         comparable = {w for w in new if _script({w}) == script}
         if not comparable and not nums:
             continue
-        share = len(comparable & t) / len(comparable) if comparable else 1.0
+        # The claim's figures were checked above (found or computed); they count as matched.
+        share = (len(comparable & t) + len(nums)) / (len(comparable) + len(nums))
         rank = (share, len(nums & n) / len(nums) if nums else 0.0)  # then: states the figures
         if share >= SUPPORT_THRESHOLD and rank > best_rank:
             best, best_rank = i, rank
