@@ -33,16 +33,18 @@ ABSTAIN = {
 }
 EXTRACTIVE_LEAD = {"ko": "지식 베이스의 관련 내용입니다: ", "en": "Here is what the knowledge base says: "}
 
-RELEVANCE_THRESHOLD = 0.3
+RELEVANCE_THRESHOLD = 0.25
 """Least weighted share of the question's terms a passage must hold to count as relevant."""
 SUPPORT_THRESHOLD = 0.6
 """Least share of a sentence's new terms (not in the question) one passage must hold."""
 EXTRACTIVE_THRESHOLD = 0.5
 """Least question coverage for a passage sentence to stand in for an unsupported answer."""
 
+_WORD = re.compile(r"[^\W\d_]")  # a letter of any script
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z]")
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
+_CITE_LOOSE = re.compile(r"\s*\[\d{0,3}\]?(?=\W|$)")  # also "[1" cut off at the end of a reply
 # Small models copy the passage headers into their answer ("[1] (faq.md):", "Passage [2]:").
 _ECHOED_HEADER = re.compile(r"^[ \t]*(?:(?:Passage|자료)\s*)?\[\d{1,3}\][ \t]*(?:\([^)\n]{0,200}\))?[ \t]*[:.]?[ \t]*", re.MULTILINE)
 _ECHOED_PROMPT = re.compile(r"(?:^|\n|(?<=[.!?。]))\s*(?:Question|질문)\s*:")
@@ -104,7 +106,7 @@ def terms(text: str) -> set[str]:
     """The content terms of ``text`` (morphemes for Hangul, stems for Latin script)."""
     from chatloom.memory.keyword import tokenize
 
-    return set(tokenize(_CITE.sub(" ", text))) - _asking_terms()
+    return set(tokenize(_CITE_LOOSE.sub(" ", text))) - _asking_terms()
 
 
 @functools.cache
@@ -123,7 +125,7 @@ def numbers(text: str) -> set[str]:
     >>> sorted(numbers("1회 최대 200만 원, 수수료 1,500원 [2]. 문의: 1588-0000"))
     ['1', '1500', '1588-0000', '2000000']
     """
-    text = _LIST_MARK.sub(" ", _CITE.sub(" ", text))
+    text = _LIST_MARK.sub(" ", _CITE_LOOSE.sub(" ", text))
     found = set(_IDENT.findall(text))
     text = _IDENT.sub(" ", text)
     for digits, unit in _NUMBER.findall(text):
@@ -198,7 +200,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
     """
     question = evidence.question
     answer = _ECHOED_PROMPT.split(_ECHOED_HEADER.sub("", answer), 1)[0].strip()
-    if is_abstention(answer) or not answer.strip():
+    if is_abstention(answer) or not _WORD.search(_CITE_LOOSE.sub("", answer)):
         return Checked(abstention(question), grounded=True, fallback="abstain" if not is_abstention(answer) else "")
     sources = [*evidence.passages, *evidence.tool_results]
     known = set().union(*(numbers(s) for s in sources), numbers(question)) if sources or question else set()
