@@ -40,7 +40,7 @@ SUPPORT_THRESHOLD = 0.6
 EXTRACTIVE_THRESHOLD = 0.5
 """Least question coverage for a passage sentence to stand in for an unsupported answer."""
 
-_WORD = re.compile(r"[^\W\d_]")  # a letter of any script
+_WORD = re.compile(r"[^\W_]")  # a letter or digit of any script
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z]")
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
