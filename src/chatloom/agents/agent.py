@@ -221,6 +221,7 @@ class Agent:
                 raise ConfigError(f"{spec!r} is not a tool", "pass a @tool, a typed function with a docstring, or a tool name")
         from chatloom.mcp.tools import agent_mcp_tools  # imports the mcp SDK only if servers are configured
 
+        self.close()  # a load that failed before may have started servers
         self._mcp, mcp_tools = agent_mcp_tools(self._mcp_specs, self.settings)
         return out + mcp_tools
 

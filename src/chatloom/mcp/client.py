@@ -107,6 +107,7 @@ class MCPConnection:
             return self._client
 
     async def _start(self) -> None:
+        await self._halt()  # a runner left from a server that died: end it before starting anew
         ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self._stop = asyncio.Event()
         self._runner = asyncio.create_task(self._run(ready, self._stop))
@@ -133,7 +134,8 @@ class MCPConnection:
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
         finally:
-            self._client = None
+            if self._runner is asyncio.current_task():  # an old runner must not clear a new client
+                self._client = None
 
     def _transport(self) -> Any:
         """An async context manager yielding what ``mcp.Client`` connects to."""
@@ -148,6 +150,8 @@ class MCPConnection:
             env, self.secrets = spec.resolved_env()
             params = StdioServerParameters(command=spec.command or "", args=list(spec.args), env=env or None, cwd=spec.cwd)
             # The server's stderr goes to a file, so its last line can explain a failure.
+            if self._stderr is not None:
+                self._stderr.close()
             self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
             yield stdio_client(params, errlog=self._stderr)
 
@@ -163,18 +167,20 @@ class MCPConnection:
         return stdio() if spec.transport == "stdio" else http()
 
     async def _halt(self) -> None:
+        runner, self._runner = self._runner, None
         if self._stop is not None:
             self._stop.set()
-        if self._runner is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._runner), 10)
+        if runner is not None and not runner.done():
+            try:  # the SDK closes stdin, then terminates the process tree, each wait bounded
+                await asyncio.wait_for(asyncio.shield(runner), 10)
             except BaseException:  # noqa: BLE001 - closing: nothing left to report to
-                self._runner.cancel()
+                runner.cancel()
         self._client = None
 
     async def aclose(self) -> None:
         """Stop the server (stdio: close its stdin, then terminate it) or end the HTTP session."""
         await self._halt()
+        self._lock = None  # bound to this loop; a later start may run on a new one
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
