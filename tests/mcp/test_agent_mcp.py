@@ -123,3 +123,20 @@ def test_an_agent_without_mcp_servers_never_imports_the_sdk(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "CHATLOOM_HOME": str(tmp_path)})
     assert "MCP []" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_slow_server_gives_the_model_a_timeout_error_and_the_turn_ends():
+    agent = Agent(
+        model=FakeChatModel([tool_call("fx.sleep", seconds=60), "it timed out"]),
+        prompt=None,
+        checkpointer="memory",
+        mcp_servers=[stdio_spec(timeout=1)],
+    )
+    with agent:
+        agent.load()
+        start = time.monotonic()
+        reply = agent.chat("wait")
+        took = time.monotonic() - start
+    assert reply.answer == "it timed out" and took < 10
+    step = reply.tool_steps[0]
+    assert not step.ok and "MCP server 'fx' did not answer tool 'sleep' within 1 s" in step.result

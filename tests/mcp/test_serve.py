@@ -147,3 +147,34 @@ def test_serving_beyond_localhost_without_a_token_is_refused():
     assert "export CHATLOOM_MCP_TOKEN=" in str(err.value)
     check_exposure("127.0.0.1", [], "CHATLOOM_MCP_TOKEN")  # local only: allowed
     check_exposure("0.0.0.0", ["t0k3n"], "CHATLOOM_MCP_TOKEN")
+
+
+def test_the_cli_serves_http_with_a_token_from_the_environment(tmp_path):
+    import subprocess
+
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    token = "tok-" + os.urandom(8).hex()
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(SRC), "CHATLOOM_HOME": str(tmp_path), "CHATLOOM_MCP_TOKEN": token}
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "bot.yaml").write_text("tools: [calculator]\nmemory: false\n")
+    cmd = [sys.executable, "-m", "chatloom.cli.main", "mcp", "serve", "--spec", "agents/bot.yaml", "--transport", "http", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, proc)
+
+        async def session():
+            async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http:
+                async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
+                    return await client.call_tool("calculator", {"expression": "2**10"})
+
+        assert anyio.run(session).content[0].text == "1024"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert token not in proc.stderr.read()  # the banner says a token is required, never which
+    open_env = {k: v for k, v in env.items() if k != "CHATLOOM_MCP_TOKEN"}
+    refused = subprocess.run([*cmd[:-2], "--host", "0.0.0.0", "--port", str(port)], env=open_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: refusing to serve MCP on '0.0.0.0' without a bearer token")
