@@ -40,9 +40,10 @@ def as_client(model_id: str | None) -> None:
         print("tools:", ", ".join(t.name for t in agent.tools()))
         reply = agent.chat("How many miles is a marathon? Save it as a favourite.")
         for step in reply.tool_steps:
-            # a successful MCP result arrives wrapped as untrusted data: show just its body
-            body = " ".join(step.result.splitlines()[2:-1]) if step.ok else step.result
-            print(f"  {step.name} -> {'ok' if step.ok else 'refused'}: {body[:110]}")
+            # a successful MCP result arrives wrapped as untrusted data: show just its body;
+            # a call that did not run (refused, failed, repeated) says why on its last line
+            body = " ".join(step.result.splitlines()[2:-1]) if step.ok else step.result.splitlines()[-1]
+            print(f"  {step.name} -> {'ok' if step.ok else 'not run'}: {body[:110]}")
         print("answer:", reply.answer)
 
 

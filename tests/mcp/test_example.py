@@ -18,5 +18,5 @@ def test_mcp_demo_runs_both_ways(tmp_path):
     out = done.stdout
     assert "tools: units.convert, units.save_favourite" in out
     assert "units.convert -> ok: 42.195 km = 26.22 mi" in out
-    assert "units.save_favourite -> refused: error: tool call refused by policy" in out
+    assert "units.save_favourite -> not run: error: tool call refused by policy" in out
     assert "served tools: calculator" in out and "calculator(17*23) over MCP: 391" in out
