@@ -106,6 +106,14 @@ def test_http_server_dying_mid_call_is_an_error():
         stop(proc)
 
 
+def test_a_server_entry_can_expose_only_some_tools():
+    clients = MCPClients([stdio_spec(tools=["add", "read_resource"])])
+    try:
+        assert [t.name for t in clients.tools()] == ["fx.add", "fx.read_resource"]
+    finally:
+        clients.close()
+
+
 def test_a_server_that_cannot_start_is_reported_and_its_tools_skipped(caplog):
     clients = MCPClients([MCPServerSpec(name="ghost", command="/no/such/mcp-server")])
     with caplog.at_level(logging.WARNING, logger="chatloom.mcp"):

@@ -14,22 +14,25 @@ def chatloom(*args: str, cwd, stdin: str | None = None):
     return subprocess.run([sys.executable, "-m", "chatloom.cli.main", *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
-def write_spec(tmp_path, dead: bool = True):
+def write_spec(tmp_path, dead: bool = True, policy: str = ""):
     (tmp_path / "agents").mkdir(exist_ok=True)
     spec = tmp_path / "agents" / "bot.yaml"
     text = f"tools: [calculator]\nmcp_servers:\n  - name: fx\n    command: {sys.executable}\n    args: [{FIXTURE}, stdio]\n"
     if dead:
         text += "  - name: gone\n    command: /no/such/mcp-server\n"
-    spec.write_text(text)
+    spec.write_text(text + policy)
     return spec
 
 
-def test_list_shows_servers_tools_and_their_default_rule(tmp_path):
-    done = chatloom("mcp", "list", "--spec", str(write_spec(tmp_path)), cwd=tmp_path)
+def test_list_shows_servers_tools_and_the_rule_each_gets(tmp_path):
+    spec = write_spec(tmp_path, policy="tool_policy: {fx.fail: deny}\n")
+    done = chatloom("mcp", "list", "--spec", str(spec), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "fx  (stdio:" in out and "fx.add  [allow (read-only)]  Add two whole numbers." in out
-    assert "fx.send_note  [ask]" in out
+    assert "fx  (stdio:" in out and "fx.add  [allow, read]  Add two whole numbers." in out
+    assert "fx.send_note  [ask, side_effect]" in out  # no read-only annotation: ask
+    assert "fx.fail  [deny, read]" in out  # the spec's rule wins
+    assert "fx.read_resource  [allow, read]" in out
     assert "gone  (stdio: /no/such/mcp-server)" in out and "unavailable: MCP server 'gone' could not be started" in out
 
 

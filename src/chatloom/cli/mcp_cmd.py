@@ -12,31 +12,31 @@ from chatloom.errors import ChatloomError
 DEFAULT_SPEC = Path("agents/assistant.yaml")
 
 
-def _servers(spec: Path | None) -> list[Any]:
-    """The servers of ``spec`` (default: agents/assistant.yaml when it exists) plus chatloom.toml's."""
+def _servers(spec: Path | None) -> tuple[list[Any], dict[str, str]]:
+    """The servers of ``spec`` (default: agents/assistant.yaml when it exists) plus chatloom.toml's,
+    and the spec's tool_policy."""
     from chatloom.mcp.config import merge_servers, toml_servers
 
     if spec is None and DEFAULT_SPEC.is_file():
         spec = DEFAULT_SPEC
     from_spec: list[Any] = []
+    rules: dict[str, str] = {}
     if spec is not None:
         from chatloom.agents.spec import load_spec
 
-        from_spec = list(load_spec(spec).mcp_servers)
-    return merge_servers(toml_servers(), from_spec)
-
-
-def _reports(spec: Path | None) -> list[Any]:
-    from chatloom.mcp.client import MCPClients
-
-    servers = _servers(spec)
+        loaded = load_spec(spec)
+        from_spec, rules = list(loaded.mcp_servers), dict(loaded.tool_policy)
+    servers = merge_servers(toml_servers(), from_spec)
     if not servers:
         raise ChatloomError("no MCP servers are configured", "add `mcp_servers:` to the agent spec or [mcp.servers.NAME] to chatloom.toml (docs/mcp.md)")
-    clients = MCPClients(servers)
-    try:
-        return clients.check()
-    finally:
-        clients.close()
+    return servers, rules
+
+
+def _clients(spec: Path | None) -> tuple[Any, dict[str, str]]:
+    from chatloom.mcp.client import MCPClients
+
+    servers, rules = _servers(spec)
+    return MCPClients(servers), rules
 
 
 _spec_option = click.option("--spec", type=click.Path(path_type=Path), help=f"Agent spec YAML. Default: {DEFAULT_SPEC} when it exists here.")
@@ -50,22 +50,27 @@ def mcp() -> None:
 @mcp.command("list")
 @_spec_option
 def list_cmd(spec: Path | None) -> None:
-    """Show the configured MCP servers and the tools each offers (as the model sees them)."""
+    """Show the configured MCP servers and their tools as the model sees them, with the rule each gets."""
     from chatloom.config import get_settings
-    from chatloom.mcp.tools import tool_name
+    from chatloom.mcp.tools import expand_policy, make_tools
+    from chatloom.tools.policy import ToolPolicy
 
-    sep = get_settings().mcp_separator
-    for report in _reports(spec):
+    clients, rules = _clients(spec)
+    try:
+        reports = clients.check()
+        tools = {r.name: make_tools(clients, r, get_settings().mcp_separator) for r in reports if not r.error}
+    finally:
+        clients.close()
+    policy = ToolPolicy(expand_policy(rules, [t for group in tools.values() for t in group]))
+    for report in reports:
         click.echo(f"{report.name}  ({report.transport}: {report.target})")
         if report.error:
             click.echo(f"  unavailable: {report.error}")
             continue
-        for tool in report.tools:
-            read_only = bool(tool.annotations and tool.annotations.read_only_hint)
-            rule = "allow (read-only)" if read_only else "ask"
-            click.echo(f"  {tool_name(report.name, tool.name, sep)}  [{rule}]  {(tool.description or '').strip().splitlines()[0] if tool.description else ''}")
-        if report.resources:
-            click.echo(f"  {tool_name(report.name, 'read_resource', sep)}  [allow (read-only)]  reads its {len(report.resources)} resources")
+        for tool in tools[report.name]:
+            rule, _ = policy.rule_for(tool)
+            first_line = (tool.description or "").strip().splitlines()[0] if tool.description else ""
+            click.echo(f"  {tool.name}  [{rule}, {tool.metadata['effect']}]  {first_line}")
 
 
 @mcp.command()
@@ -73,7 +78,11 @@ def list_cmd(spec: Path | None) -> None:
 def check(spec: Path | None) -> None:
     """Connect to each configured MCP server and report what it offers; exit status 2 if any fails."""
     failed = 0
-    reports = _reports(spec)
+    clients, _ = _clients(spec)
+    try:
+        reports = clients.check()
+    finally:
+        clients.close()
     for report in reports:
         if report.error:
             failed += 1

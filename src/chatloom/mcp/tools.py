@@ -52,7 +52,8 @@ def make_tools(clients: "MCPClients", report: "ServerReport", separator: str = "
             "mcp_tool": spec.name,
         }
         tools.append(tool)
-    if report.resources:
+    allowed = clients.connection(report.name).spec.tools
+    if report.resources and (allowed is None or "read_resource" in allowed):
         tools.append(_resource_tool(clients, report, separator))
     return tools
 
