@@ -59,3 +59,16 @@ def test_repl_tools_lists_mcp_tools_by_server(tmp_path):
     assert "chatloom" in out and "calculator (read)" in out
     assert "MCP server fx" in out and "fx.add (read)" in out and "fx.send_note (side_effect)" in out
     assert "MCP server gone unavailable:" in out
+
+
+def test_prompts_and_resources_from_the_command_line(tmp_path):
+    spec = str(write_spec(tmp_path, dead=False))
+    done = chatloom("mcp", "prompt", "--spec", spec, "fx", "summarise", "topic=leave", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[user]\nSummarise leave in three bullet points.\n"
+    done = chatloom("mcp", "read", "--spec", spec, "fx", "notes://leave", cwd=tmp_path)
+    assert done.returncode == 0 and "25 days of annual leave" in done.stdout
+    bad = chatloom("mcp", "prompt", "--spec", spec, "fx", "summarise", "topic", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: prompt argument 'topic' is not KEY=VALUE")
+    unknown = chatloom("mcp", "read", "--spec", spec, "nope", "x://y", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no MCP server named 'nope'" in unknown.stderr

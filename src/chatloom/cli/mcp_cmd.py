@@ -134,3 +134,37 @@ def serve(spec: Path | None, transport: str, host: str, port: int, namespace: st
     asgi = mcp_server.http_app(app, tokens, host=host)
     click.echo(f"serving MCP on http://{host}:{port}/mcp ({'bearer token required' if tokens else 'no token: local only'})", err=True)
     uvicorn.run(asgi, host=host, port=port, log_level="warning")
+
+
+@mcp.command()
+@_spec_option
+@click.argument("server")
+@click.argument("name")
+@click.argument("arguments", nargs=-1)
+def prompt(spec: Path | None, server: str, name: str, arguments: tuple[str, ...]) -> None:
+    """Render prompt NAME of MCP server SERVER with KEY=VALUE ARGUMENTS (a template from the server)."""
+    args = {}
+    for item in arguments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ChatloomError(f"prompt argument {item!r} is not KEY=VALUE", f"e.g. chatloom mcp prompt {server} {name} topic=leave")
+        args[key] = value
+    clients, _ = _clients(spec)
+    try:
+        for role, text in clients.get_prompt(server, name, args):
+            click.echo(f"[{role}]\n{text}")
+    finally:
+        clients.close()
+
+
+@mcp.command()
+@_spec_option
+@click.argument("server")
+@click.argument("uri")
+def read(spec: Path | None, server: str, uri: str) -> None:
+    """Print resource URI of MCP server SERVER (what `server.read_resource` gives the model)."""
+    clients, _ = _clients(spec)
+    try:
+        click.echo(clients.read_resource(server, uri))
+    finally:
+        clients.close()
