@@ -178,3 +178,25 @@ def test_the_cli_serves_http_with_a_token_from_the_environment(tmp_path):
     open_env = {k: v for k, v in env.items() if k != "CHATLOOM_MCP_TOKEN"}
     refused = subprocess.run([*cmd[:-2], "--host", "0.0.0.0", "--port", str(port)], env=open_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and refused.stderr.startswith("error: refusing to serve MCP on '0.0.0.0' without a bearer token")
+
+
+def test_a_client_without_the_token_is_told_the_http_status():
+    import uvicorn
+
+    from chatloom.mcp.client import MCPClients
+    from chatloom.mcp.config import MCPServerSpec
+
+    port = free_port()
+    app = http_app(build_server(resolve_tools(["calculator"])), ["the-right-token"])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port)
+        clients = MCPClients([MCPServerSpec(name="cl", url=f"http://127.0.0.1:{port}/mcp", connect_timeout=10)])
+        report = clients.check()[0]
+        clients.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert "MCP server 'cl' could not be started (HTTP 401 Unauthorized" in report.error

@@ -93,6 +93,7 @@ class MCPConnection:
         self._runner: asyncio.Task | None = None
         self._lock: asyncio.Lock | None = None
         self._stderr: Any = None
+        self._http_status = ""
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -162,9 +163,16 @@ class MCPConnection:
 
             headers, self.secrets = spec.resolved_headers()
             async with create_mcp_http_client(headers=headers) as http_client:
+                # The SDK reports a refused request as "Server returned an error response";
+                # keep the HTTP status so the error can say 401 (the token) or 404 (the URL).
+                http_client.event_hooks["response"].append(self._note_status)
                 yield streamable_http_client(spec.url or "", http_client=http_client)
 
         return stdio() if spec.transport == "stdio" else http()
+
+    async def _note_status(self, response: Any) -> None:
+        if response.status_code >= 400:
+            self._http_status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
 
     async def _halt(self) -> None:
         runner, self._runner = self._runner, None
@@ -260,6 +268,9 @@ class MCPConnection:
         while isinstance(inner, BaseExceptionGroup) and inner.exceptions:
             inner = inner.exceptions[0]
         text = f"{type(inner).__name__}: {inner}".strip()
+        if self._http_status:
+            text = f"{self._http_status}; {text}"
+            self._http_status = ""
         last = self._stderr_tail() if stderr else ""
         return self.redact(f"{text}; its last stderr line: {last}" if last else text)
 
