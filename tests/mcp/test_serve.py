@@ -200,3 +200,33 @@ def test_a_client_without_the_token_is_told_the_http_status():
         server.should_exit = True
         thread.join(10)
     assert "MCP server 'cl' could not be started (HTTP 401 Unauthorized" in report.error
+
+
+def test_the_specs_own_mcp_servers_are_served_through_the_policy(tmp_path):
+    from mcp_helpers import FIXTURE
+
+    from chatloom.mcp.server import server_from_spec
+
+    (tmp_path / "agents").mkdir()
+    spec = tmp_path / "agents" / "bot.yaml"
+    spec.write_text(
+        f"tools: [calculator]\nmemory: false\nmcp_servers:\n  - name: fx\n    command: {sys.executable}\n"
+        f"    args: [{FIXTURE}, stdio]\n    tools: [add, send_note]\ntool_policy: {{fx.send_note: allow}}\n"
+    )
+    server, close = server_from_spec(spec)
+
+    async def session():
+        async with Client(server) as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            added = await client.call_tool("fx.add", {"a": 2, "b": 40})
+            sent = await client.call_tool("fx.send_note", {"to": "x", "text": "y"})
+            return names, added, sent
+
+    try:
+        names, added, sent = anyio.run(session)
+    finally:
+        close()
+    assert names == ["calculator", "fx.add", "fx.send_note"]
+    assert added.content[0].text == "42"
+    # allowed in the spec, but the MCP client's context is untrusted: escalated, and no one to ask
+    assert sent.is_error and "needs approval" in sent.content[0].text

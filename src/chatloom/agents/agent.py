@@ -55,7 +55,9 @@ class Agent:
     retrieved passages and tool results: supported sentences are cited as ``[n]``, and an
     answer nothing supports becomes the best matching passage sentence or "I couldn't find
     this in the knowledge base" in the user's language; ``Reply.grounded`` and
-    ``Reply.unsupported`` report the outcome.
+    ``Reply.unsupported`` report the outcome. ``mcp_servers`` (``chatloom.mcp.config.MCPServerSpec``,
+    plus any in ``chatloom.toml``) add MCP servers' tools as ``server.tool``; they start when the
+    agent loads and stop with :meth:`close` (or ``with Agent(...) as agent:``).
     """
 
     def __init__(

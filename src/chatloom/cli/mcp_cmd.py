@@ -123,17 +123,21 @@ def serve(spec: Path | None, transport: str, host: str, port: int, namespace: st
     if spec is None and DEFAULT_SPEC.is_file():
         spec = DEFAULT_SPEC
     settings = get_settings()
-    app = mcp_server.server_from_spec(spec, namespace=namespace, ask=expose_ask, trust_allow_rules=trust_allow_rules, settings=settings)
-    if transport == "stdio":
-        anyio.run(mcp_server.serve_stdio, app)
-        return
-    import uvicorn
-
     tokens = mcp_server.tokens_from_env(settings.mcp_token_env)
-    mcp_server.check_exposure(host, tokens, settings.mcp_token_env)
-    asgi = mcp_server.http_app(app, tokens, host=host)
-    click.echo(f"serving MCP on http://{host}:{port}/mcp ({'bearer token required' if tokens else 'no token: local only'})", err=True)
-    uvicorn.run(asgi, host=host, port=port, log_level="warning")
+    if transport == "http":
+        mcp_server.check_exposure(host, tokens, settings.mcp_token_env)  # before anything starts
+    app, close = mcp_server.server_from_spec(spec, namespace=namespace, ask=expose_ask, trust_allow_rules=trust_allow_rules, settings=settings)
+    try:
+        if transport == "stdio":
+            anyio.run(mcp_server.serve_stdio, app)
+            return
+        import uvicorn
+
+        asgi = mcp_server.http_app(app, tokens, host=host)
+        click.echo(f"serving MCP on http://{host}:{port}/mcp ({'bearer token required' if tokens else 'no token: local only'})", err=True)
+        uvicorn.run(asgi, host=host, port=port, log_level="warning")
+    finally:
+        close()  # the spec's own MCP servers, and the agent's
 
 
 @mcp.command()

@@ -179,11 +179,18 @@ def server_from_spec(
     ask: bool = False,
     trust_allow_rules: bool = False,
     settings: Any = None,
-) -> Any:
-    """The MCP server for an agent spec (or, with no spec, the built-in calculator and the default knowledge base)."""
+) -> tuple[Any, Callable[[], None]]:
+    """``(server, close)`` for an agent spec (or, with no spec, the built-in calculator and the
+    default knowledge base). The spec's own MCP servers are served too (``fx.add``), started now;
+    ``close()`` stops them."""
     from chatloom.tools.policy import ToolPolicy
     from chatloom.tools.registry import resolve_tools
 
+    from chatloom.config import get_settings
+    from chatloom.mcp.tools import agent_mcp_tools, expand_policy
+
+    settings = settings or get_settings()
+    mcp_specs: list[Any] = []
     if spec_path is not None:
         from chatloom.agents.spec import load_spec
 
@@ -191,24 +198,35 @@ def server_from_spec(
         names, rules, workspace = list(spec.tools), dict(spec.tool_policy), spec.workspace
         namespace = namespace or spec.memory.namespace or spec.name
         use_memory = spec.memory.enabled or "search" in names
+        mcp_specs = list(spec.mcp_servers)
     else:
         names, rules, workspace, use_memory = ["calculator"], {}, None, True
     # knowledge_search replaces the spec's `search`, with the namespace and citations.
     tools = resolve_tools([n for n in names if n != "search"], workspace=workspace)
+    clients, mcp_tools = agent_mcp_tools(mcp_specs, settings)
+    tools += mcp_tools
 
     def memory() -> Any:
-        from chatloom.config import get_settings
         from chatloom.memory import open_memory
 
-        return open_memory(settings or get_settings(), namespace=namespace)
+        return open_memory(settings, namespace=namespace)
 
     agent = None
     if ask:
         from chatloom.agents.agent import Agent
 
         agent = Agent.from_spec(spec_path) if spec_path is not None else Agent(prompt="assistant", tools=["calculator"])
-    policy = ToolPolicy({k: v for k, v in rules.items() if k != "search"}, None, trust_allow_rules=trust_allow_rules)
-    return build_server(tools, policy=policy, memory=memory if use_memory else None, namespace=namespace, agent=agent)
+    rules = expand_policy({k: v for k, v in rules.items() if k != "search"}, tools)
+    policy = ToolPolicy(rules, None, trust_allow_rules=trust_allow_rules)
+    server = build_server(tools, policy=policy, memory=memory if use_memory else None, namespace=namespace, agent=agent)
+
+    def close() -> None:
+        if clients is not None:
+            clients.close()
+        if agent is not None:
+            agent.close()
+
+    return server, close
 
 
 async def serve_stdio(server: Any) -> None:
