@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     """Seconds a turn waits for another turn on the same thread to finish before failing."""
     ingest_max_file_mb: float = Field(default=50.0, gt=0)
     """Files bigger than this (MiB) are skipped by ``chatloom ingest`` with a warning line."""
+    mcp_separator: str = Field(default=".", pattern=r"^[._-]{1,2}$")
+    """Between an MCP server's name and its tool's (``files.read_file``); OpenAI's API allows no
+    dots in tool names, so use ``__`` with ``openai:`` models. Specs' tool_policy keeps ``server.tool``."""
+    mcp_token_env: str = "CHATLOOM_MCP_TOKEN"
+    """The environment variable holding the bearer token(s) ``chatloom mcp serve`` accepts over HTTP."""
 
     @classmethod
     def settings_customise_sources(

@@ -55,7 +55,9 @@ class Agent:
     retrieved passages and tool results: supported sentences are cited as ``[n]``, and an
     answer nothing supports becomes the best matching passage sentence or "I couldn't find
     this in the knowledge base" in the user's language; ``Reply.grounded`` and
-    ``Reply.unsupported`` report the outcome.
+    ``Reply.unsupported`` report the outcome. ``mcp_servers`` (``chatloom.mcp.config.MCPServerSpec``,
+    plus any in ``chatloom.toml``) add MCP servers' tools as ``server.tool``; they start when the
+    agent loads and stop with :meth:`close` (or ``with Agent(...) as agent:``).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Agent:
         grounding: bool | None = None,
         checkpointer: Any = None,
         settings: Any = None,
+        mcp_servers: Sequence[Any] = (),
     ) -> None:
         from chatloom.config import get_settings
 
@@ -100,6 +103,8 @@ class Agent:
         self.history_tokens = history_tokens
         self.grounding = grounding
         self._checkpointer_spec = checkpointer
+        self._mcp_specs = list(mcp_servers)  # plus chatloom.toml's; started when the agent loads
+        self._mcp: Any = None
         self._lock = threading.Lock()
         self._ready: dict[str, Any] | None = None
 
@@ -124,6 +129,7 @@ class Agent:
             "recall_k": spec.memory.k,
             "conversation_memory": spec.memory.enabled and spec.memory.conversation,
             "grounding": None if spec.memory.grounding else False,  # None: on whenever memory is
+            "mcp_servers": list(spec.mcp_servers),
         }
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -145,7 +151,7 @@ class Agent:
         from chatloom.agents.graph import build_graph
 
         memory = self._resolve_memory()
-        tools = self._resolve_tools(memory)
+        tools = self._ready_tools = self._resolve_tools(memory)
         plain_model = self._resolve_model()
         model = plain_model.bind_tools(tools) if tools else plain_model
         first_model = self._first_model(plain_model, tools)
@@ -215,7 +221,11 @@ class Agent:
                 out.append(tool(spec))
             else:
                 raise ConfigError(f"{spec!r} is not a tool", "pass a @tool, a typed function with a docstring, or a tool name")
-        return out
+        from chatloom.mcp.tools import agent_mcp_tools  # imports the mcp SDK only if servers are configured
+
+        self.close()  # a load that failed before may have started servers
+        self._mcp, mcp_tools = agent_mcp_tools(self._mcp_specs, self.settings)
+        return out + mcp_tools
 
     def _resolve_prompt(self, few_shot: bool = True) -> tuple[Any, Any]:
         """(render(tools) -> messages, split_reasoning); examples only where the profile wants them."""
@@ -244,7 +254,12 @@ class Agent:
     def _resolve_policy(self) -> Any:
         from chatloom.tools.policy import ToolPolicy
 
-        return ToolPolicy(self.tool_policy, self.approver)
+        rules = self.tool_policy
+        if self._mcp is not None:  # `server.tool` and `server.*` rules name MCP tools
+            from chatloom.mcp.tools import expand_policy
+
+            rules = expand_policy(rules, list(self._ready_tools))
+        return ToolPolicy(rules, self.approver)
 
     def _resolve_checkpointer(self) -> Any:
         spec = self._checkpointer_spec
@@ -257,6 +272,21 @@ class Agent:
 
             return open_checkpointer(self.settings)
         return spec
+
+    def tools(self) -> list[Any]:
+        """The agent's tools once loaded (MCP tools included, named ``server.tool``)."""
+        return list(self._services()["tools"].values())
+
+    def close(self) -> None:
+        """Shut down the agent's MCP servers, if any were started (a later tool call starts them again)."""
+        if self._mcp is not None:
+            self._mcp.close()
+
+    def __enter__(self) -> "Agent":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # -- turns ---------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@
     max_steps: 8
     tool_choice: auto            # or `required` / a tool name: each turn's first step must call it
     tool_policy: {search: allow}
+    mcp_servers:                 # tools of MCP servers, as files.read_file ... (docs/mcp.md)
+      - {name: files, command: npx, args: [-y, "@modelcontextprotocol/server-filesystem", ./docs]}
 
 The workspace is the folder that holds ``agents/``: the spec's prompt paths, ``prompts/`` and
 ``tools/`` are looked up there. Unknown fields and wrong types are errors naming file:line.
@@ -31,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from chatloom.errors import ConfigError
+from chatloom.mcp.config import MCPServerSpec
 from chatloom.prompts import _yaml
 
 PolicyAction = Literal["allow", "deny", "ask"]
@@ -64,6 +67,7 @@ class AgentSpec(BaseModel):
     memory: MemorySpec = Field(default_factory=MemorySpec)
     max_steps: int = Field(default=8, ge=1, le=100)
     tool_choice: str = "auto"
+    mcp_servers: list[MCPServerSpec] = Field(default_factory=list)
     tool_policy: dict[str, PolicyAction] = Field(default_factory=dict)
 
     _path: Path | None = PrivateAttr(default=None)
@@ -95,8 +99,9 @@ class AgentSpec(BaseModel):
     @classmethod
     def _policy_names_tools(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         tools = info.data.get("tools") or []
+        servers = {s.name for s in info.data.get("mcp_servers") or []}
         for name in value:
-            if name != "*" and name not in tools:
+            if name != "*" and name not in tools and name.split(".", 1)[0] not in servers:
                 raise ValueError(f"tool_policy names {name!r}, which is not in tools ({', '.join(tools) or 'none'})")
         return value
 
@@ -120,6 +125,7 @@ _FIXES = {
     "memory": "use `memory: {enabled: true, namespace: docs, k: 4, conversation: false}`",
     "variables": "write them as a mapping, e.g. `variables: {bot_name: Ada}`",
     "name": "use letters, digits, '_', '.' and '-' only, e.g. `name: my_bot`",
+    "mcp_servers": "list servers as `- {name: files, command: npx, args: [...]}` or `- {name: gh, url: https://..., headers: {...}}`",
 }
 _TYPOS = {"system": "prompt", "template": "prompt", "steps": "max_steps", "policy": "tool_policy", "vars": "variables"}
 

@@ -18,7 +18,7 @@ import click
 from chatloom.errors import ChatloomError
 
 DEFAULT_SPEC = Path("agents/assistant.yaml")
-_HELP = "Commands: /reset forgets this conversation, /exit (or Ctrl-D) quits, /help shows this."
+_HELP = "Commands: /reset forgets this conversation, /tools lists the tools, /exit (or Ctrl-D) quits, /help shows this."
 
 
 def _agent_options(func: Any) -> Any:
@@ -116,6 +116,9 @@ def _handle(console: Any, loader: "_Loader", agent: Any, text: str, thread_id: s
         agent.reset(thread_id)
         console.print("[dim]conversation forgotten[/]")
         return True
+    if text == "/tools":
+        _show_tools(console, agent)
+        return True
     if text.startswith("/"):
         console.print(f"[red]unknown command {_markup_safe(repr(text))}[/]. {_HELP}")
         return True
@@ -126,6 +129,19 @@ def _handle(console: Any, loader: "_Loader", agent: Any, text: str, thread_id: s
     except KeyboardInterrupt:  # Ctrl-C stops the answer, not the REPL
         console.print("[dim]interrupted[/]")
     return True
+
+
+def _show_tools(console: Any, agent: Any) -> None:
+    """``/tools``: the agent's own tools, then each MCP server's (and servers that failed to start)."""
+    from chatloom.mcp.tools import tools_by_server
+
+    for server, tools in sorted(tools_by_server(agent.tools()).items()):
+        console.print(f"[bold]{_markup_safe(f'MCP server {server}' if server else 'chatloom')}[/]")
+        for tool in tools:
+            effect = (tool.metadata or {}).get("effect", "undeclared")
+            console.print(f"  {_markup_safe(tool.name)} [dim]({_markup_safe(effect)}) {_markup_safe(_shorten(tool.description or '', 90))}[/]")
+    for server, error in (agent._mcp.errors.items() if agent._mcp is not None else ()):
+        console.print(f"[yellow]MCP server {_markup_safe(server)} unavailable:[/] {_markup_safe(error)}")
 
 
 def _render_turn(console: Any, agent: Any, text: str, thread_id: str) -> None:

@@ -25,6 +25,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("chatloom.cli.prompts_cmd:init_cmd", "Create a new bot workspace."),
     "ingest": ("chatloom.cli.memory_cmd:ingest", "Add documents to the knowledge memory."),
     "memory": ("chatloom.cli.memory_cmd:memory", "List, search and forget memory."),
+    "mcp": ("chatloom.cli.mcp_cmd:mcp", "List and check MCP servers; serve an agent over MCP."),
 }
 
 
