@@ -29,7 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EVALDATA = REPO.parent / "shared" / "evaldata"
-sys.path.insert(0, str(REPO / "src"))
+if "--child" not in sys.argv:  # a child runs the code its parent put on PYTHONPATH (--before)
+    sys.path.insert(0, str(REPO / "src"))
 
 
 # -- data -------------------------------------------------------------------------------------
