@@ -32,7 +32,7 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 E5_NAME = "multilingual-e5-small-q4"
 DIMENSIONS = 384
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
-INT8_BATCH = 1  # fastest in benchmarks/bench_ingest.py on this CPU (see docs/memory.md)
+INT8_BATCH = 1  # dynamic int8 quantises activations per batch: at batch 1 a text's vector never depends on its neighbours
 _EXPORT_VERSION = "2"  # bump when the export recipe changes so old caches are rebuilt
 
 
