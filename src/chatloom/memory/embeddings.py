@@ -164,7 +164,7 @@ class MiniLMEmbeddings(Embeddings):
     Vectors match sentence-transformers within 1e-4. ``cache_dir`` holds the one-time ONNX
     export (``<data dir>/models`` when opened through :func:`default_embeddings`). ``int8``
     runs onnxruntime's dynamic int8 quantisation of it (per-channel; first and last layers kept
-    in fp32): about 3x faster on this CPU, with vectors of their own (a store records which model
+    in fp32): 2.4-3.2x faster ingest on this CPU, with vectors of their own (a store records which model
     it was built with).
     """
 
