@@ -164,8 +164,8 @@ class MiniLMEmbeddings(Embeddings):
     Vectors match sentence-transformers within 1e-4. ``cache_dir`` holds the one-time ONNX
     export (``<data dir>/models`` when opened through :func:`default_embeddings`). ``int8``
     runs onnxruntime's dynamic int8 quantisation of it (per-channel; first and last layers kept
-    in fp32): 2.4-3.2x faster ingest on this CPU, with vectors of their own (a store records which model
-    it was built with).
+    in fp32): 2.4-3.2x faster ingest on this CPU, with vectors of their own (a store records
+    which model it was built with).
     """
 
     def __init__(self, cache_dir: str | Path, *, batch_size: int = 32, threads: int | None = None,
