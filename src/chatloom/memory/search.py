@@ -1,4 +1,4 @@
-"""Hybrid retrieval: vector (Chroma) + keyword (bm25s BM25), reciprocal-rank fusion, MMR.
+"""Hybrid retrieval: vector (Chroma) + keyword (language-aware BM25), rank fusion, MMR.
 
 A *space* is one namespace plus optional metadata filters; a search can span several spaces
 (e.g. the bot's knowledge and one user's conversation memory) and merges them into one ranking.
@@ -7,7 +7,7 @@ A *space* is one namespace plus optional metadata filters; a search can span sev
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chatloom.errors import ChatloomError, MemoryStoreError
@@ -17,26 +17,20 @@ Mode = Literal["hybrid", "vector", "keyword"]
 RRF_K = 60
 SMALL_SET = 900  # filtered searches over at most this many rows skip the namespace index
 _COLUMNS = {"source", "title", "section", "chunk", "kind", "user_id"}
-_WORD = re.compile(r"\w+", re.UNICODE)
-# Very common English words: they match almost every chunk and add nothing to BM25's ranking.
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for from
-    further had has have having he her here hers herself him himself his how i if in into is it
-    its itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them
-    themselves then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with would you your yours yourself
-    yourselves""".split()
-)
 
 
 @dataclass(frozen=True)
 class Space:
-    """One namespace key (``tenant/namespace``) and the metadata filters that apply in it."""
+    """One namespace key (``tenant/namespace``) and the metadata filters that apply in it.
+
+    ``embeddings`` and ``qvec`` are the namespace's own embedding model and the query embedded
+    with it, when they differ from the search's defaults (namespaces choose their model).
+    """
 
     ns: str
     filters: dict | None = None
+    embeddings: str = ""
+    qvec: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,7 @@ def chroma_where(filters: dict | None) -> dict | None:
 
 
 def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> list[tuple[str, float]]:
-    """BM25 (bm25s, stemmed) in the given spaces: [(chunk id, score)], best first."""
+    """BM25 over language-aware terms in the given spaces: [(chunk id, score)], best first."""
     import numpy as np
 
     from chatloom.memory import keyword
@@ -98,13 +92,13 @@ def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> lis
                 if len(allowed) == 0:
                     continue
                 if len(allowed) <= SMALL_SET:
-                    # Few rows (one user's memories, one file): score them directly, so a
-                    # namespace written every turn never needs its index rebuilt.
+                    # Few rows (one user's memories, one file): index just them on the spot,
+                    # so a namespace written every turn never needs its saved index rebuilt.
                     marks = ",".join("?" * len(allowed))
                     rows = store.db.execute(
                         "SELECT rowid, title || ' ' || section || ' ' || text FROM chunks"
                         f" WHERE rowid IN ({marks})", [int(r) for r in allowed]).fetchall()
-                    hits.extend(keyword.search_rows(rows, query, n))
+                    hits.extend(keyword.KeywordIndex.of_rows(rows).search(query, n))
                     continue
             hits.extend(store.keyword_index(space.ns).search(query, n, allowed))
     except MemoryStoreError:
@@ -128,12 +122,12 @@ def vector_search(
     """Nearest chunks by cosine: [(chunk id, similarity, embedding)], best first."""
     hits: list[tuple[str, float, Any]] = []
     for space in spaces:
-        col = store.collection(space.ns, embeddings_name, create=False)
+        col = store.collection(space.ns, space.embeddings or embeddings_name, create=False)
         if col is None:
             continue
         try:
             res = col.query(
-                query_embeddings=[qvec],
+                query_embeddings=[space.qvec if space.qvec is not None else qvec],
                 n_results=n,
                 where=chroma_where(space.filters),
                 include=["distances", "embeddings"],
@@ -150,13 +144,14 @@ def vector_search(
     return hits[:n]
 
 
-def _embeddings_for(store: Store, ids: list[str], rows: dict[str, ChunkRow], name: str) -> dict:
+def _embeddings_for(store: Store, ids: list[str], rows: dict[str, ChunkRow],
+                    names: dict[str, str]) -> dict:
     by_ns: dict[str, list[str]] = {}
     for cid in ids:
         by_ns.setdefault(rows[cid].ns, []).append(cid)
     out: dict[str, Any] = {}
     for ns, part in by_ns.items():
-        col = store.collection(ns, name, create=False)
+        col = store.collection(ns, names[ns], create=False)
         if col is None:
             continue
         got = col.get(ids=part, include=["embeddings"])
@@ -164,11 +159,13 @@ def _embeddings_for(store: Store, ids: list[str], rows: dict[str, ChunkRow], nam
     return out
 
 
-def mmr(candidates: list[tuple[str, float]], vectors: dict[str, Any], k: int, lam: float) -> list[int]:
+def mmr(candidates: list[tuple[str, float]], vectors: dict[str, Any], k: int, lam: float,
+        groups: dict[str, str] | None = None) -> list[int]:
     """Maximal marginal relevance over ``candidates`` (id, relevance in [0, 1]).
 
     Returns indexes into ``candidates`` in selection order. Candidates without a vector are
-    treated as dissimilar to everything.
+    treated as dissimilar to everything, and so are candidates of different ``groups`` (id ->
+    embedding model: vectors of two models can't be compared).
     """
     import numpy as np
 
@@ -184,7 +181,9 @@ def mmr(candidates: list[tuple[str, float]], vectors: dict[str, Any], k: int, la
         if bv is None:
             continue
         for i in remaining:
-            if vecs[i] is not None:
+            if vecs[i] is not None and (
+                    groups is None
+                    or groups.get(candidates[i][0]) == groups.get(candidates[best][0])):
                 max_sim[i] = max(max_sim[i], float(np.dot(vecs[i], bv)))
     return picked
 
@@ -242,14 +241,16 @@ def search(
         pool = scored[: max(3 * k, 10)]
         vectors = {h[0]: h[2] for h in vec_hits if h[2] is not None}
         missing = [c for c, _ in pool if c not in vectors]
+        names = {sp.ns: sp.embeddings or embeddings_name for sp in spaces}
         if missing:
-            vectors.update(_embeddings_for(store, missing, rows, embeddings_name))
+            vectors.update(_embeddings_for(store, missing, rows, names))
         # RRF scores are nearly flat at the top (1.0, 0.98, 0.97...): on that scale any novelty
         # bonus swamps relevance. Spread the pool over [0, 1] so both terms weigh as meant.
         lo, hi = min(rel[c] for c, _ in pool), max(rel[c] for c, _ in pool)
         span = (hi - lo) or 1.0
         pool_rel = [(c, (rel[c] - lo) / span) for c, _ in pool]
-        order = mmr(pool_rel, vectors, k, 1.0 - diversity)
+        groups = {c: names.get(rows[c].ns, "") for c, _ in pool}
+        order = mmr(pool_rel, vectors, k, 1.0 - diversity, groups)
         chosen = [pool[i] for i in order]
     else:
         chosen = scored[:k]

