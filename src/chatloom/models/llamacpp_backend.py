@@ -13,6 +13,7 @@ and tool calls are constrained with llama.cpp's JSON-schema grammars.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,13 @@ from pydantic import PrivateAttr
 
 from chatloom.errors import BackendError, ChatloomError
 from chatloom.models._local_chat import LocalChatModel, Piece, Prepared
+from chatloom.models.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
+
+log = logging.getLogger(__name__)
+
+_SENTINEL = "\u2063chatloom-stable-prefix-end\u2063"  # marks where the varying messages begin
+MIN_CACHED_TOKENS = 64
+"""A shorter stable prefix evaluates faster than its state file loads; it is not cached."""
 
 _LOAD_LOCK = threading.Lock()
 _LOADED: dict[tuple[str, int, int, int], Any] = {}  # (path, n_ctx, gpu layers, threads) -> Llama
@@ -50,8 +58,8 @@ class LlamaCppChatModel(LocalChatModel):
     n_gpu_layers: int = 0
     """Layers offloaded to a GPU (needs a CUDA/Metal build of llama-cpp-python); -1 = all."""
     grammar_engine: str = "auto"
-    """"xgrammar" (fast token masks), "gbnf" (llama.cpp's own grammar sampler, slow in
-    llama-cpp-python 0.3.x) or "auto" (xgrammar when installed)."""
+    """"xgrammar" (token masks from xgrammar, needs xgrammar and torch), "gbnf" (llama.cpp's own
+    grammar sampler, checking the model's pick before masking the vocabulary) or "auto"."""
 
     _llm: Any = PrivateAttr(default=None)
     _formatter: Any = PrivateAttr(default=None)
@@ -60,6 +68,17 @@ class LlamaCppChatModel(LocalChatModel):
     _grammars: dict[str, Any] = PrivateAttr(default_factory=dict)
     _xgr_compiler: Any = PrivateAttr(default=None)
     load_seconds: float | None = None
+    home: Path | None = None
+    """The data dir holding the prompt cache (default: the settings' data dir)."""
+    sha256: str | None = None
+    """The GGUF file's sha256 when known (names its prompt-cache directory)."""
+    prompt_cache: bool = True
+    """Save the KV state of the static prompt (system prompt, tools, few-shot examples) in
+    ``<data dir>/kvcache`` and load it in later processes instead of evaluating it again."""
+    prompt_cache_bytes: int = DEFAULT_MAX_BYTES
+    """Bound on all files in ``<data dir>/kvcache``; the least recently used go first."""
+
+    _cache: Any = PrivateAttr(default=None)
 
     def load(self) -> LlamaCppChatModel:
         """Load the weights now (otherwise the first call does)."""
@@ -123,6 +142,82 @@ class LlamaCppChatModel(LocalChatModel):
         result = self._formatter(messages=prepared.messages, tools=prepared.tools or None)
         return result.prompt
 
+    # ------------------------------------------------------------------ prompt cache
+
+    def _prompt_cache(self) -> PromptCache | None:
+        if not self.prompt_cache:
+            return None
+        if self._cache is None:
+            from chatloom.models.install import stamped_sha256
+            from chatloom.models.transformers_backend import _cache_key
+
+            path = Path(self.model_path).expanduser()
+            try:
+                if self.home is not None:
+                    home = Path(self.home)
+                else:
+                    from chatloom.config import get_settings
+
+                    home = get_settings().data_dir()
+                # The state layout belongs to the llama.cpp build: a new version starts afresh.
+                key = f"{_cache_key(path, self.sha256 or stamped_sha256(path))}-llama{_llama_cpp().__version__}"
+            except (ChatloomError, OSError) as exc:
+                log.warning("prompt cache off: %s", exc)
+                self.prompt_cache = False
+                return None
+            self._cache = PromptCache(home / "kvcache", key, self.prompt_cache_bytes)
+        return self._cache
+
+    def stable_prefix(self, prepared: Prepared, tokens: list[int], add_bos: bool) -> int:
+        """How many leading ``tokens`` are the static prompt: the same in every new question.
+
+        That is everything before the first message that varies: the last user message (the
+        question) or a system message after the first (retrieved passages, a summary), whichever
+        comes first. The cut is found by rendering the chat with a sentinel in that message, so
+        the template's own wrapping ("<|im_start|>user\n") is included. Multi-turn history before
+        the question counts as static too; in a REPL the in-process KV cache covers it anyway.
+        """
+        roles = [m.get("role") for m in prepared.messages]
+        users = [i for i, r in enumerate(roles) if r == "user"]
+        extra_system = [i for i, r in enumerate(roles) if r == "system" and i > 0]
+        cut_at = min([*extra_system, users[-1]] if users else extra_system, default=None)
+        if cut_at is None:
+            return 0
+        messages = [dict(m) for m in prepared.messages]
+        messages[cut_at]["content"] = _SENTINEL
+        rendered = self._formatter(messages=messages, tools=prepared.tools or None).prompt
+        end = rendered.find(_SENTINEL)
+        if end <= 0:
+            return 0
+        llm = self._ensure_loaded()
+        head = llm.tokenize(rendered[:end].encode("utf-8"), add_bos=add_bos, special=True)
+        # The last token of the head may merge with the text after it; keep only what matches.
+        n = llm.longest_token_prefix(head, tokens)
+        n = min(n, len(tokens) - 1)  # at least one token is left to evaluate for fresh logits
+        return n if n >= MIN_CACHED_TOKENS else 0
+
+    def _prime_prefix(self, llm: Any, prepared: Prepared, tokens: list[int], add_bos: bool) -> None:
+        """Have the static prefix of ``tokens`` in the KV cache: already there, from disk, or
+        evaluated now and saved. Generation then evaluates only the rest."""
+        cache = self._prompt_cache()
+        if cache is None:
+            return
+        have = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        stable = self.stable_prefix(prepared, tokens, add_bos)
+        if stable == 0 or have >= stable:
+            return  # nothing static, or this process already holds it (in-process reuse)
+        head = tokens[:stable]
+        state = cache.load(head)
+        if state is not None:
+            if _set_seq_state(llm, state, head):
+                return
+            log.warning("prompt cache: llama.cpp refused %s; deleting it", cache.path_for(head))
+            cache.discard(head)
+            have = 0  # a failed load leaves the sequence empty
+        llm.n_tokens = have
+        llm.eval(head[have:])  # eval() first drops the KV entries after n_tokens
+        cache.save(head, _seq_state(llm))
+
     def _use_xgrammar(self) -> bool:
         if self.grammar_engine == "gbnf":
             return False
@@ -157,11 +252,7 @@ class LlamaCppChatModel(LocalChatModel):
         n_vocab = llm.n_vocab()
         bitmask = xgr.allocate_token_bitmask(1, n_vocab)
         rng = np.random.default_rng(self.seed)
-        # Reuse the KV cache for the shared prefix (eval() drops everything after n_tokens).
-        prefix = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-        prefix = min(prefix, len(tokens) - 1)  # re-evaluate at least one token for fresh logits
-        llm.n_tokens = prefix
-        llm.eval(tokens[prefix:])
+        _eval_prompt(llm, tokens)
         pending = b""
         n_out = 0
         finish = "length"
@@ -192,15 +283,74 @@ class LlamaCppChatModel(LocalChatModel):
             yield Piece(pending.decode("utf-8", errors="replace"))
         yield Piece("", done=True, input_tokens=len(tokens), output_tokens=n_out, finish_reason=finish)
 
-    def _grammar(self, prepared: Prepared) -> Any:
-        if prepared.grammar is None:
-            return None
-        key = prepared.grammar.key()
-        if key not in self._grammars:
-            from llama_cpp.llama_grammar import LlamaGrammar
+    def _native_grammar_decode(self, tokens: list[int], prepared: Prepared, max_new: int) -> Iterator[Piece]:
+        """Decoding under llama.cpp's own GBNF grammar sampler, checking the chosen token first.
 
-            self._grammars[key] = LlamaGrammar.from_string(prepared.grammar.gbnf(), verbose=False)
-        return self._grammars[key]
+        llama-cpp-python puts the grammar in the sampler chain, so every token runs the grammar
+        over the whole vocabulary (151,936 pieces for Qwen) before picking one: that made GBNF
+        slow. Here the model's pick is checked alone first, and the full-vocabulary grammar pass
+        runs only when the grammar rejects it (as llama.cpp's own ``common_sampler`` does). This
+        is exact: greedy keeps the best allowed token, and sampling a token and resampling from
+        the allowed set when it is rejected draws from the masked distribution.
+        """
+        import ctypes
+
+        import numpy as np
+
+        llama_cpp = _llama_cpp()
+        llm = self._ensure_loaded()
+        vocab = llm._model.vocab
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, prepared.grammar.gbnf().encode(), b"root")
+        if not sampler:
+            raise BackendError("llama.cpp rejected the tool-call grammar", "report this with the bound tools' schemas")
+        n_vocab = llm.n_vocab()
+        one = (llama_cpp.llama_token_data * 1)()
+        one_p = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+        every = np.zeros(n_vocab, dtype=np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)]))
+        every["id"] = np.arange(n_vocab, dtype=np.int32)
+        every_p = llama_cpp.llama_token_data_array(
+            data=ctypes.cast(every.ctypes.data, llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False
+        )
+        rng = np.random.default_rng(self.seed)
+
+        def pick(logits: Any) -> int:
+            if self.temperature > 0:
+                return _sample(logits, self.temperature, self.top_p, rng)
+            return int(np.argmax(logits))
+
+        pending = b""
+        n_out = 0
+        finish = "length"
+        try:
+            _eval_prompt(llm, tokens)
+            for _ in range(max_new):
+                ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+                logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+                token = pick(logits)
+                one[0].id, one[0].logit = token, float(logits[token])
+                llama_cpp.llama_sampler_apply(sampler, ctypes.byref(one_p))
+                if one[0].logit == -np.inf:  # rejected: mask the whole vocabulary, pick again
+                    every["logit"] = logits
+                    llama_cpp.llama_sampler_apply(sampler, ctypes.byref(every_p))
+                    masked = every["logit"].copy()
+                    if not np.isfinite(masked).any():
+                        break  # the grammar allows nothing (cannot happen with a sound grammar)
+                    token = pick(masked)
+                n_out += 1
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                llama_cpp.llama_sampler_accept(sampler, token)
+                pending += llm.detokenize([token], special=False)
+                text, pending = _decode_utf8(pending)
+                if text:
+                    yield Piece(text)
+                llm.eval([token])
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+        if pending:
+            yield Piece(pending.decode("utf-8", errors="replace"))
+        yield Piece("", done=True, input_tokens=len(tokens), output_tokens=n_out, finish_reason=finish)
 
     def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:
         llm = self._ensure_loaded()
@@ -219,8 +369,14 @@ class LlamaCppChatModel(LocalChatModel):
         n_out = 0
         finish: str | None = None
         with self._lock:
-            if prepared.grammar is not None and self._use_xgrammar():
-                yield from self._xgrammar_decode(tokens, prepared, max_new)
+            try:
+                self._prime_prefix(llm, prepared, tokens, add_bos)
+            except Exception as exc:  # noqa: BLE001 - the cache only saves time; never fail a call for it
+                log.warning("prompt cache skipped: %s: %s", type(exc).__name__, exc)
+                llm.n_tokens = 0
+            if prepared.grammar is not None:
+                decode = self._xgrammar_decode if self._use_xgrammar() else self._native_grammar_decode
+                yield from decode(tokens, prepared, max_new)
                 return
             try:
                 stream = llm.create_completion(
@@ -230,7 +386,6 @@ class LlamaCppChatModel(LocalChatModel):
                     top_p=self.top_p,
                     stop=prepared.stop or [],
                     seed=self.seed,
-                    grammar=self._grammar(prepared),
                     stream=True,
                 )
                 for chunk in stream:
@@ -246,6 +401,42 @@ class LlamaCppChatModel(LocalChatModel):
         # The last stream chunk carries only the finish reason, not a token.
         n_out = max(n_out - 1, 0) if finish else n_out
         yield Piece("", done=True, input_tokens=len(tokens), output_tokens=n_out, finish_reason=finish or "stop")
+
+
+def _eval_prompt(llm: Any, tokens: list[int]) -> None:
+    """Evaluate ``tokens``, reusing the KV cache for the prefix it already holds."""
+    prefix = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+    prefix = min(prefix, len(tokens) - 1)  # re-evaluate at least one token for fresh logits
+    llm.n_tokens = prefix  # eval() drops the KV entries after n_tokens
+    llm.eval(tokens[prefix:])
+
+
+def _seq_state(llm: Any) -> bytes:
+    """The KV state of sequence 0 (no logits: the caller always re-evaluates a token)."""
+    import ctypes
+
+    llama_cpp = _llama_cpp()
+    size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
+    buf = (ctypes.c_uint8 * size)()
+    written = llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buf, size, 0)
+    return bytes(buf[:written])
+
+
+def _set_seq_state(llm: Any, state: bytes, tokens: list[int]) -> bool:
+    """Load ``state`` (from :func:`_seq_state`) as sequence 0 after ``tokens``; False if refused."""
+    import ctypes
+
+    llama_cpp = _llama_cpp()
+    if len(tokens) >= llm.n_ctx():
+        return False
+    buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+    if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(state), 0) == 0:
+        llm.n_tokens = 0
+        return False
+    llm.input_ids[: len(tokens)] = tokens
+    llm.n_tokens = len(tokens)
+    llm._requires_eval = True  # llama-cpp-python then re-evaluates a token before sampling
+    return True
 
 
 def _decode_utf8(data: bytes) -> tuple[str, bytes]:
