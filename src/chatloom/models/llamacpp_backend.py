@@ -36,6 +36,17 @@ _LOAD_LOCK = threading.Lock()
 _LOADED: dict[tuple[str, int, int, int], Any] = {}  # (path, n_ctx, gpu layers, threads) -> Llama
 
 
+def default_threads() -> int:
+    """Threads llama.cpp uses unless told otherwise: half the CPU cores, at least one.
+
+    >>> default_threads() >= 1
+    True
+    """
+    import os
+
+    return max((os.cpu_count() or 2) // 2, 1)
+
+
 def _llama_cpp() -> Any:
     try:
         import llama_cpp
@@ -52,8 +63,11 @@ class LlamaCppChatModel(LocalChatModel):
     engine_name: str = "llama.cpp"
     n_ctx: int = 4096
     n_threads: int | None = None
-    """CPU threads; default: llama-cpp-python's own (half the cores). On a busy machine more
-    threads can be much slower: llama.cpp's threads wait for each other every token."""
+    """CPU threads for prompt evaluation and generation alike; None: half the cores, at least
+    one (:func:`default_threads`). llama-cpp-python's own default evaluates prompts on every
+    core, and llama.cpp's threads wait for each other at every step: on this busy 2-core machine
+    that made prompt evaluation 2.3x and two generation threads 16x slower than one thread
+    (benchmarks/bench_threads.py)."""
     n_batch: int = 512
     n_gpu_layers: int = 0
     """Layers offloaded to a GPU (needs a CUDA/Metal build of llama-cpp-python); -1 = all."""
@@ -90,19 +104,20 @@ class LlamaCppChatModel(LocalChatModel):
             return self._llm
         llama_cpp = _llama_cpp()
         path = Path(self.model_path).expanduser()
-        key = (str(path.resolve()), self.n_ctx, self.n_gpu_layers, self.n_threads or 0)
+        threads = self.n_threads or default_threads()
+        key = (str(path.resolve()), self.n_ctx, self.n_gpu_layers, threads)
         with _LOAD_LOCK:
             if key not in _LOADED:
                 started = time.perf_counter()
                 try:
-                    threads = {"n_threads": self.n_threads} if self.n_threads else {}
                     _LOADED[key] = llama_cpp.Llama(
                         model_path=str(path),
                         n_ctx=self.n_ctx,
                         n_batch=self.n_batch,
                         n_gpu_layers=self.n_gpu_layers,
                         verbose=False,
-                        **threads,
+                        n_threads=threads,
+                        n_threads_batch=threads,
                     )
                 except Exception as exc:  # noqa: BLE001 - one line, not a C++ traceback
                     raise BackendError(
