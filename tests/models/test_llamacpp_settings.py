@@ -1,4 +1,4 @@
-"""The llama engine's thread count: one setting for prompt evaluation and generation alike."""
+"""llama engine settings: one thread count for prompt evaluation and generation; the grammar engine."""
 
 from __future__ import annotations
 
@@ -52,3 +52,12 @@ def test_a_profile_can_set_the_threads_and_gets_its_own_instance(fake_llama):
     LlamaCppChatModel(model_path=str(fake_llama), n_threads=3).load()
     LlamaCppChatModel(model_path=str(fake_llama), n_threads=1).load()
     assert [(m["n_threads"], m["n_threads_batch"]) for m in FakeLlama.made] == [(3, 3), (1, 1)]
+
+
+def test_grammar_engine_auto_is_llama_cpps_own_and_a_typo_is_a_clear_error(tmp_path):
+    from chatloom.errors import ChatloomError
+
+    assert LlamaCppChatModel(model_path=str(tmp_path / "m.gguf"))._use_xgrammar() is False
+    assert LlamaCppChatModel(model_path="m.gguf", grammar_engine="xgrammar")._use_xgrammar() is True
+    with pytest.raises(ChatloomError, match="unknown grammar_engine 'fast'"):
+        LlamaCppChatModel(model_path="m.gguf", grammar_engine="fast")._use_xgrammar()
