@@ -117,6 +117,10 @@ class ToolGrammar:
         # The converter names its start rule `root`; rename it so it can be one branch of ours.
         # Our own rules carry a `chatloom-` prefix: the converter names rules after properties.
         body, n = re.subn(r"(?m)^root\s*::=", "chatloom-call-json ::=", converted)
+        # llama-cpp-python's converter lets raw control characters into strings (SmolLM2 wrote a
+        # newline inside "expression", which is invalid JSON); JSON and llama.cpp's own converter
+        # exclude them.
+        body = body.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]')
         if n != 1:  # pragma: no cover - a converter change we must notice
             raise ChatloomError("llama.cpp's JSON-schema converter returned an unexpected grammar",
                                 "report this with your llama-cpp-python version")

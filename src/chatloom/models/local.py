@@ -129,8 +129,6 @@ def _build(path: Path, engine: Engine, **options: Any) -> BaseChatModel:
     if engine == "llama":
         from chatloom.models.llamacpp_backend import LlamaCppChatModel
 
-        options.pop("home", None)
-        options.pop("sha256", None)
         return LlamaCppChatModel(model_path=str(path), **options)
     from chatloom.models.transformers_backend import TransformersChatModel
 

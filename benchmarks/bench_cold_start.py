@@ -1,0 +1,136 @@
+"""Cold-process `chatloom ask`: first-token time and total, prompt cache cold vs warm.
+
+Each run is a new process running the real CLI (`chatloom ask QUESTION`, default model and
+settings), once with `--spec agents/assistant.yaml` as the README's quick start does and once
+without. The child is the console script's own `main()`, with one wrapper that records when the
+engine yields its first piece of text (`ask` prints only the whole answer, so the first token
+is not visible on stdout). Times count from just before the process is started.
+
+- cold: `<data dir>/kvcache` is deleted before every run (the run evaluates the static prompt
+  and saves its state);
+- warm: the runs after a cold one, which load what it saved.
+
+    python benchmarks/bench_cold_start.py                 # 3 runs per cell
+    python benchmarks/bench_cold_start.py --runs 5 --question "What is 17*23?"
+    python benchmarks/bench_cold_start.py --first-token-only   # each run ends at its first token
+
+Writes benchmarks/results/bench_cold_start.json. The machine is shared: compare cells of the
+same run, not absolute seconds across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, save  # noqa: E402
+
+# Runs in the child: the CLI's main(), plus a timestamp of the engine's first text piece.
+CHILD = r"""
+import atexit, json, os, sys, time
+first = {}
+from chatloom.models import _local_chat
+_decode = _local_chat.LocalChatModel._decode
+def timed(self, prepared):
+    for piece in _decode(self, prepared):
+        if piece.text and "t" not in first:
+            first["t"] = time.time()
+            if os.environ.get("BENCH_FIRST_TOKEN_ONLY"):
+                print("BENCH " + json.dumps(first), file=sys.stderr, flush=True)
+                os._exit(0)
+        yield piece
+_local_chat.LocalChatModel._decode = timed
+atexit.register(lambda: print("BENCH " + json.dumps(first), file=sys.stderr))
+from chatloom.cli.main import main
+sys.argv = ["chatloom", *sys.argv[1:]]
+main()
+"""
+
+
+def data_dir() -> Path:
+    from chatloom.config import get_settings
+
+    return get_settings().data_dir()
+
+
+def run_once(args: list[str], first_only: bool = False) -> dict:
+    """One child process, on a new thread; seconds to first token and to exit, and the answer."""
+    thread = ["--thread", f"bench-cold-{uuid.uuid4().hex[:8]}"]  # `ask` continues "cli" by default
+    env = {**os.environ, **({"BENCH_FIRST_TOKEN_ONLY": "1"} if first_only else {})}
+    started = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *args[:1], *thread, *args[1:]], cwd=ROOT, capture_output=True, text=True,
+        timeout=1800, env=env,
+    )
+    total = time.time() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"chatloom {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    marks = [line for line in proc.stderr.splitlines() if line.startswith("BENCH ")]
+    first = json.loads(marks[-1][6:]).get("t") if marks else None
+    return {
+        "first_token_s": round(first - started, 2) if first else None,
+        "total_s": None if first_only else round(total, 2),
+        "answer": proc.stdout.strip()[:200],
+    }
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 2) if present else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--question", default="What is 17*23?")
+    ap.add_argument("--first-token-only", action="store_true",
+                    help="end each run at its first token (no totals; for a machine too busy for whole answers)")
+    a = ap.parse_args()
+    cache = data_dir() / "kvcache"
+    setups = {"with --spec agents/assistant.yaml": ["--spec", "agents/assistant.yaml"], "no spec": []}
+    table: dict[str, dict] = {}
+    for label, extra in setups.items():
+        args = ["ask", *extra, a.question]
+        cold = []
+        for _ in range(a.runs):
+            shutil.rmtree(cache, ignore_errors=True)
+            cold.append(run_once(args, a.first_token_only))
+        # A cold run has saved the static prompt's state by the time of its first token.
+        warm = [run_once(args, a.first_token_only) for _ in range(a.runs)]
+        table[label] = {}
+        for state, runs in (("cold", cold), ("warm", warm)):
+            row = {
+                "first_token_s": median([r["first_token_s"] for r in runs]),
+                "total_s": median([r["total_s"] for r in runs]),
+                "runs": runs,
+            }
+            table[label][state] = row
+            print(f"{label:36s} {state:5s} first token {row['first_token_s']} s  total {row['total_s']} s"
+                  f"  (median of {a.runs})  answer: {runs[-1]['answer'][:60]!r}", flush=True)
+        c, w = table[label]["cold"]["first_token_s"], table[label]["warm"]["first_token_s"]
+        if c and w:
+            print(f"{label:36s} first token cold/warm = {c / w:.2f}x")
+    files = sorted(cache.glob("*/*.bin")) if cache.exists() else []
+    out = {
+        "question": a.question,
+        "runs": a.runs,
+        "first_token_only": a.first_token_only,
+        "cpu_count": os.cpu_count(),
+        "load_avg_at_end": os.getloadavg(),
+        "cache_files": {str(p.relative_to(cache)): p.stat().st_size for p in files},
+        "results": table,
+    }
+    print("wrote", save("bench_cold_start", out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""llama engine settings: one thread count for prompt evaluation and generation; the grammar engine."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from chatloom.models import llamacpp_backend
+from chatloom.models.llamacpp_backend import LlamaCppChatModel, default_threads
+
+
+class FakeLlama:
+    made: list[dict] = []
+
+    def __init__(self, **kwargs):
+        FakeLlama.made.append(kwargs)
+        self.metadata = {"tokenizer.chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}
+        self._model = types.SimpleNamespace(token_get_text=lambda t: "</s>")
+
+    def token_eos(self):
+        return 2
+
+    def token_bos(self):
+        return -1
+
+
+@pytest.fixture
+def fake_llama(monkeypatch, tmp_path):
+    FakeLlama.made = []
+    llama_cpp = pytest.importorskip("llama_cpp")  # for its chat formatter; the weights are faked
+    monkeypatch.setattr(llama_cpp, "Llama", FakeLlama)
+    monkeypatch.setattr(llamacpp_backend, "_LOADED", {})
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    return gguf
+
+
+@pytest.mark.parametrize("cores, expected", [(1, 1), (2, 1), (8, 4), (None, 1)])
+def test_default_threads_is_half_the_cores_at_least_one(monkeypatch, cores, expected):
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert default_threads() == expected
+
+
+def test_prompt_evaluation_uses_the_same_threads_as_generation(fake_llama, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    LlamaCppChatModel(model_path=str(fake_llama)).load()
+    assert FakeLlama.made[-1]["n_threads"] == 1 and FakeLlama.made[-1]["n_threads_batch"] == 1
+
+
+def test_a_profile_can_set_the_threads_and_gets_its_own_instance(fake_llama):
+    LlamaCppChatModel(model_path=str(fake_llama), n_threads=3).load()
+    LlamaCppChatModel(model_path=str(fake_llama), n_threads=1).load()
+    assert [(m["n_threads"], m["n_threads_batch"]) for m in FakeLlama.made] == [(3, 3), (1, 1)]
+
+
+def test_grammar_engine_auto_is_llama_cpps_own_and_a_typo_is_a_clear_error(tmp_path):
+    from chatloom.errors import ChatloomError
+
+    assert LlamaCppChatModel(model_path=str(tmp_path / "m.gguf"))._use_xgrammar() is False
+    assert LlamaCppChatModel(model_path="m.gguf", grammar_engine="xgrammar")._use_xgrammar() is True
+    with pytest.raises(ChatloomError, match="unknown grammar_engine 'fast'"):
+        LlamaCppChatModel(model_path="m.gguf", grammar_engine="fast")._use_xgrammar()
