@@ -122,6 +122,7 @@ def create_local_model(
     options.setdefault("inline_tools", profile.inline_tools)
     if chosen == "llama":
         options.setdefault("n_ctx", profile.context_window)
+        options.setdefault("n_threads", profile.n_threads)
     return _build(path, chosen, home=home, **options)
 
 

@@ -32,6 +32,9 @@ class ModelProfile:
     """The most of one retrieved passage the model is shown."""
     tool_result_tokens: int = 1500
     """The most of one tool result the model is shown (the full result stays in the trace)."""
+    n_threads: int | None = None
+    """CPU threads for a local engine; None: half the cores, at least one (measured in
+    benchmarks/bench_threads.py: more threads than that were much slower on a busy machine)."""
     inline_tools: tuple[str, ...] = ()
     """Tools a local engine applies inside the model's text rather than offering as calls."""
     offer_abstention: bool = True
