@@ -105,8 +105,18 @@ def _quantize(fp32: Path, target: Path) -> None:
     outer = {f"layer.{layers[0]}/", f"layer.{layers[-1]}/"} if layers else set()
     keep = [n for n in names if any(tag in n for tag in outer)]
     tmp = target.with_suffix(f".tmp{os.getpid()}")
-    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                     nodes_to_exclude=keep)
+    # quantize_dynamic logs a "consider pre-processing" warning through the root logger, which
+    # installs a root handler that then prints every library's DEBUG lines (bm25s's) to the
+    # user. A handler of our own for the duration keeps the root logger as the app left it.
+    import logging
+
+    root, quiet = logging.getLogger(), logging.NullHandler()
+    root.addHandler(quiet)
+    try:
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                         nodes_to_exclude=keep)
+    finally:
+        root.removeHandler(quiet)
     os.replace(tmp, target)
 
 
@@ -120,7 +130,15 @@ def _export_onnx(model_dir: Path, out: Path) -> None:
             "pip install torch==2.13.0 transformers",
         ) from None
 
-    model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a one-time step; its "Loading weights" bar is noise
+    try:
+        model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     model.eval()
 
     class _Encoder(torch.nn.Module):
