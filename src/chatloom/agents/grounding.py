@@ -93,12 +93,14 @@ def is_abstention(text: str) -> bool:
     return bool(_ABSTAINED.search(text))
 
 
-# Words that ask rather than say: they carry no fact a passage could support.
-_ASKING = (
+# Words that ask rather than say: they carry no fact a passage could support. The Korean ones
+# are morphemes as the analyser emits them (bound nouns such as 건 "결제한 건", 후 "탈퇴 후" too).
+_ASKING_EN = (
     "how much many long often what which who whom whose when where why can could would should "
-    "do does did get tell know need want please way "
-    "어떻게 얼마 얼마나 무엇 뭐 뭔가 언제 어디 어디서 누구 왜 몇 며칠 알려주다 알다 궁금하다 "
-    "건 수 것 때 안 후 전 등"  # bound nouns: "결제한 건", "7일 안", "탈퇴 후"
+    "do does did get tell know need want please way"
+)
+_ASKING_KO = frozenset(
+    "어떻게 얼마 얼마나 무엇 뭐 무슨 언제 어디 누구 왜 몇 며칠 알려주 알리 알 궁금 건 수 것 때 안 후 전 등 중".split()
 )
 
 
@@ -113,7 +115,8 @@ def terms(text: str) -> set[str]:
 def _asking_terms() -> frozenset[str]:
     from chatloom.memory.keyword import tokenize
 
-    return frozenset(tokenize(_ASKING))
+    # Word by word: a morphological analyser reads a list of words as one odd sentence.
+    return _ASKING_KO | frozenset(t for word in _ASKING_EN.split() for t in tokenize(word))
 
 
 def numbers(text: str) -> set[str]:
