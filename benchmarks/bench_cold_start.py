@@ -94,7 +94,10 @@ def main() -> None:
     ap.add_argument("--question", default="What is 17*23?")
     ap.add_argument("--first-token-only", action="store_true",
                     help="end each run at its first token (no totals; for a machine too busy for whole answers)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 1 run per setup, to the first token")
     a = ap.parse_args()
+    if a.quick:
+        a.runs, a.first_token_only = 1, True
     cache = data_dir() / "kvcache"
     setups = {"with --spec agents/assistant.yaml": ["--spec", "agents/assistant.yaml"], "no spec": []}
     table: dict[str, dict] = {}

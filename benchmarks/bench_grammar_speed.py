@@ -87,7 +87,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=160)
     ap.add_argument("--modes", nargs="*", default=None)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 1 question, 48 tokens")
     a = ap.parse_args()
+    if a.quick:
+        a.limit, a.max_tokens = 1, 48
     if not EVAL.is_file():
         sys.exit(f"evaluation data not found at {EVAL}")
     lines = EVAL.read_text().splitlines()[: a.limit + 1]

@@ -44,7 +44,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chunks", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 32 chunks, 1 round")
     args = ap.parse_args()
+    if args.quick:
+        args.chunks, args.rounds = 32, 1
     if not (EVALDATA / "vaswani").exists():
         print(f"evaluation data not found at {EVALDATA}; nothing to do")
         return

@@ -38,7 +38,10 @@ def main() -> None:
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--gen", type=int, default=32, help="tokens generated per measurement")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 8 tokens")
     a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.gen = 1, 8
 
     import llama_cpp
 
