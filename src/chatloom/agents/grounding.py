@@ -180,16 +180,18 @@ def relevant_passages(question: str, passages: Sequence[str], threshold: float =
     q = terms(question)
     if not q:
         return list(range(len(passages)))
-    per_passage = [terms(p) for p in passages]
-    weights = _rarity(q, per_passage)
-    total = sum(weights.values())
-    return [i for i, t in enumerate(per_passage) if sum(weights[w] for w in q & t) / total >= threshold]
+    return [i for i, share in enumerate(_coverage(q, [terms(p) for p in passages])) if share >= threshold]
 
 
-def _rarity(q: set[str], docs: Sequence[set[str]]) -> dict[str, float]:
-    """IDF-like weights over ``docs``: a term every document has counts least."""
+def _coverage(q: set[str], docs: Sequence[set[str]]) -> list[float]:
+    """The weighted share of the question's terms ``q`` each doc holds.
+
+    Weights are IDF-like over ``docs`` themselves: a term every doc has counts least.
+    """
     n = len(docs)
-    return {w: math.log(1 + n / max(sum(w in d for d in docs), 0.5)) for w in q}
+    weights = {w: math.log(1 + n / max(sum(w in d for d in docs), 0.5)) for w in q}
+    total = sum(weights.values()) or 1.0
+    return [sum(weights[w] for w in q & d) / total for d in docs]
 
 
 def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checked:
@@ -198,7 +200,8 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
     A sentence is a claim when it adds terms the question doesn't have, or states a number.
     A claim is supported by a passage (or tool result) that holds most of its new terms and
     every number it states, where a number also counts as found when the answer computes it
-    from found numbers ("300,000 × 2% = 6,000") or one arithmetic step gives it.
+    from found numbers ("300,000 × 2% = 6,000") or a short computation gives it (see
+    :func:`_computed`).
     With ``strict`` off, an unsupported answer is reported (``grounded=False``) but kept.
     """
     question = evidence.question
@@ -206,11 +209,11 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
     if is_abstention(answer) or not _WORD.search(_CITE_LOOSE.sub("", answer)):
         return Checked(abstention(question), grounded=True, fallback="abstain" if not is_abstention(answer) else "")
     sources = [*evidence.passages, *evidence.tool_results]
-    known = set().union(*(numbers(s) for s in sources), numbers(question)) if sources or question else set()
-    known |= _computed(answer, known, question)
-    q_terms = terms(question)
     source_terms = [terms(s) for s in sources]
     source_numbers = [numbers(s) for s in sources]
+    known = set().union(numbers(question), *source_numbers)
+    known |= _computed(answer, known, question)
+    q_terms = terms(question)
 
     out: list[str] = []
     unsupported: list[str] = []
@@ -341,10 +344,7 @@ def _best_sentence(question: str, passages: Sequence[str]) -> tuple[int, str] | 
     candidates = [(i, s) for i, s in candidates if len(s) > 8 and not s.startswith("#")]
     if not candidates:
         return None
-    per = [terms(s) for _, s in candidates]
-    weights = _rarity(q, per)
-    total = sum(weights.values()) or 1.0
-    scores = [sum(weights[w] for w in q & t) / total for t in per]
+    scores = _coverage(q, [terms(s) for _, s in candidates])
     top = max(range(len(candidates)), key=scores.__getitem__)
     if scores[top] < EXTRACTIVE_THRESHOLD:
         return None
