@@ -31,9 +31,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import EVALDATA, save  # noqa: E402
@@ -43,19 +42,10 @@ SYSTEM = "You are a careful math assistant. Use the calculator for arithmetic."
 
 
 def _tools() -> list[Any]:
-    from langchain_core.tools import tool
+    """The same two tools bench_toolcall_validity binds, so the figures compare."""
+    from bench_toolcall_validity import _tools as validity_tools
 
-    @tool
-    def calculator(expression: Annotated[str, Field(max_length=80)]) -> str:
-        """Evaluate an arithmetic expression, e.g. (16-3-4)*2."""
-        return ""
-
-    @tool
-    def web_search(query: Annotated[str, Field(max_length=80)]) -> str:
-        """Search the web for facts and current information."""
-        return ""
-
-    return [calculator, web_search]
+    return validity_tools()
 
 
 def _chain_model(model: Any) -> Any:
