@@ -69,6 +69,22 @@ def test_korean_question_over_english_documents_gets_no_invented_answer():
     assert reply.unsupported == ("회사 연차 신청은 웹사이트를 통해 이루어집니다.",)
 
 
+def test_a_search_result_about_something_else_does_not_back_the_answer():
+    from langchain_core.tools import tool
+
+    @tool
+    def search(query: str) -> str:
+        """Search the knowledge base."""
+        return POINTS
+
+    search.metadata = {"effect": "read"}
+    memory = ListMemory(POINTS)
+    answer = "누리페이 주식은 골드 등급은 결제 금액의 2%가 포인트로 적립됩니다."
+    agent, _ = agent_with(memory, tool_call("search", query="누리페이 주식"), answer, tools=[search])
+    reply = agent.chat("누리페이 주식은 어디서 살 수 있나요?")
+    assert reply.answer == "지식 베이스에서 관련 내용을 찾지 못했습니다."
+
+
 def test_invented_figure_is_never_shown():
     # The passage is relevant (it is about transfers) but the model invents a fee.
     agent, _ = agent_with(ListMemory(TRANSFER), "송금 수수료는 건당 3,000원입니다.")

@@ -24,7 +24,7 @@ from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
 from chatloom.models.toolcalls import looks_like_tool_call
 from chatloom.prompts.template import split_reasoning
 from chatloom.agents.taint import is_tainted, taint_update
-from chatloom.tools.policy import contains_untrusted, output_is_trusted, wrap_untrusted
+from chatloom.tools.policy import contains_untrusted, output_is_trusted, unwrap_untrusted, wrap_untrusted
 
 STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
 LOOP_ANSWER = "I stopped because I kept repeating the same tool call ({call}). Try rephrasing the question."
@@ -208,7 +208,7 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
     if reasoning:
         kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
     if ctx.grounding:
-        evidence = _evidence(state)
+        evidence = _evidence(state, ctx)
         strict = bool(evidence.passages) or _asks_for_facts(evidence.question)
         checked = grounding.check_answer(answer, evidence, strict=strict)
         if checked.answer != answer:
@@ -226,13 +226,24 @@ def _asks_for_facts(question: str) -> bool:
     return not grounding.numbers(question)
 
 
-def _evidence(state: TurnState) -> grounding.Evidence:
-    """What this turn's answer may draw on: its passages, its successful tool results, the question."""
+def _evidence(state: TurnState, ctx: TurnContext) -> grounding.Evidence:
+    """What this turn's answer may draw on: its passages, its successful tool results, the question.
+
+    Results of tools that fetch text (search, web, MCP) pass the same relevance filter as
+    recalled passages, so a search the model ran for an uncovered question ("누리페이 주식")
+    can't lend an unrelated passage to its answer. Computed results (calculator) always count.
+    """
     messages = state["messages"]
+    question = _last_question(messages)
     turn = messages[state.get("turn_start", 0) :]
-    results = tuple(str(m.content) for m in turn if isinstance(m, ToolMessage) and m.status != "error")
+    computed, fetched = [], []
+    for m in turn:
+        if isinstance(m, ToolMessage) and m.status != "error":
+            tool = ctx.tools.get(m.name or "")
+            (computed if tool is not None and output_is_trusted(tool) else fetched).append(unwrap_untrusted(str(m.content)))
+    fetched = [fetched[i] for i in grounding.relevant_passages(question, fetched)]
     passages = tuple(p["text"] for p in state.get("passages") or [])
-    return grounding.Evidence(passages=passages, tool_results=results, question=_last_question(messages))
+    return grounding.Evidence(passages=passages, tool_results=(*computed, *fetched), question=question)
 
 
 def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:

@@ -267,6 +267,18 @@ def wrap_untrusted(text: str, source: str) -> str:
     )
 
 
+def unwrap_untrusted(text: str) -> str:
+    """The data inside :func:`wrap_untrusted`'s markers (the text itself if it has none).
+
+    >>> unwrap_untrusted(wrap_untrusted("Leave is 25 days.", "search"))
+    'Leave is 25 days.'
+    """
+    lines = text.split("\n")
+    if len(lines) >= 3 and lines[0].startswith(f"<{UNTRUSTED_TAG} ") and lines[-1].startswith(f"</{UNTRUSTED_TAG} "):
+        return "\n".join(lines[2:-1])
+    return text
+
+
 def _escape_markers(text: str) -> str:
     lowered = text.lower()
     if UNTRUSTED_TAG not in lowered:
