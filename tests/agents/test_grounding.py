@@ -85,6 +85,20 @@ def test_a_search_result_about_something_else_does_not_back_the_answer():
     assert reply.answer == "지식 베이스에서 관련 내용을 찾지 못했습니다."
 
 
+def test_a_computation_from_an_invented_figure_backs_nothing():
+    agent, _ = agent_with(
+        ListMemory(TRANSFER), tool_call("calculator", expression="2*1.6"), "2 마일은 3.2 킬로미터입니다.", tools=[calculator]
+    )
+    reply = agent.chat("상대방이 송금을 안 받으면 어떻게 되나요?")
+    assert "3.2" not in reply.answer and reply.unsupported == ("2 마일은 3.2 킬로미터입니다.",)
+
+
+def test_a_computation_from_the_questions_figures_backs_the_answer():
+    agent, _ = agent_with(ListMemory(TRANSFER), tool_call("calculator", expression="13-10"), "3번은 유료입니다.", tools=[calculator])
+    reply = agent.chat("송금을 13번 하면 몇 번이 유료인가요? 10번까지 무료라면요.")
+    assert reply.answer.startswith("3번은 유료입니다") and reply.grounded
+
+
 def test_invented_figure_is_never_shown():
     # The passage is relevant (it is about transfers) but the model invents a fee.
     agent, _ = agent_with(ListMemory(TRANSFER), "송금 수수료는 건당 3,000원입니다.")

@@ -236,14 +236,27 @@ def _evidence(state: TurnState, ctx: TurnContext) -> grounding.Evidence:
     messages = state["messages"]
     question = _last_question(messages)
     turn = messages[state.get("turn_start", 0) :]
-    computed, fetched = [], []
+    args = {c["id"]: c["args"] for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
+    computed: list[tuple[str, str]] = []  # (the call's arguments, its result)
+    fetched: list[str] = []
     for m in turn:
         if isinstance(m, ToolMessage) and m.status != "error":
             tool = ctx.tools.get(m.name or "")
-            (computed if tool is not None and output_is_trusted(tool) else fetched).append(unwrap_untrusted(str(m.content)))
+            if tool is not None and output_is_trusted(tool):
+                computed.append((json.dumps(args.get(m.tool_call_id, {}), ensure_ascii=False), str(m.content)))
+            else:
+                fetched.append(unwrap_untrusted(str(m.content)))
     fetched = [fetched[i] for i in grounding.relevant_passages(question, fetched)]
     passages = tuple(p["text"] for p in state.get("passages") or [])
-    return grounding.Evidence(passages=passages, tool_results=(*computed, *fetched), question=question)
+    # A computation backs an answer only when it starts from figures the question, a passage or
+    # an earlier computation gave: "2 mi = 3.2 km" from an invented 2 backs nothing.
+    known = set().union(grounding.numbers(question), *(grounding.numbers(t) for t in (*passages, *fetched)))
+    results = list(fetched)
+    for call_args, result in computed:
+        if grounding.numbers(call_args, identifiers=False) <= known:
+            results.append(result)
+            known |= grounding.numbers(result)
+    return grounding.Evidence(passages=passages, tool_results=tuple(results), question=question)
 
 
 def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:

@@ -119,18 +119,19 @@ def _asking_terms() -> frozenset[str]:
     return _ASKING_KO | frozenset(t for word in _ASKING_EN.split() for t in tokenize(word))
 
 
-def numbers(text: str) -> set[str]:
+def numbers(text: str, identifiers: bool = True) -> set[str]:
     """The numbers ``text`` states, normalised: ``"200만 원"`` -> ``"2000000"``, ``"1,500"`` -> ``"1500"``.
 
-    Identifiers such as phone numbers and dates (``1588-0000``) are kept as written.
-    Citation markers and list numbering are not numbers of the text.
+    Identifiers such as phone numbers and dates (``1588-0000``) are kept as written, unless
+    ``identifiers`` is off (for arithmetic, where ``13-10`` is two numbers). Citation markers
+    and list numbering are not numbers of the text.
 
     >>> sorted(numbers("1회 최대 200만 원, 수수료 1,500원 [2]. 문의: 1588-0000"))
     ['1', '1500', '1588-0000', '2000000']
     """
     text = _LIST_MARK.sub(" ", _CITE_LOOSE.sub(" ", text))
-    found = set(_IDENT.findall(text))
-    text = _IDENT.sub(" ", text)
+    found = set(_IDENT.findall(text)) if identifiers else set()
+    text = _IDENT.sub(" ", text) if identifiers else text
     for digits, unit in _NUMBER.findall(text):
         value = float(digits.replace(",", "")[:30]) * _UNITS.get(unit, 1)
         if math.isfinite(value):
