@@ -248,12 +248,13 @@ def run_korean(model: str, agents: list[str], limit: int | None, quick: bool, se
     for i, r in picked:
         by_kind.setdefault(r["kind"], []).append((i, r))
     picked = [p for group in itertools.zip_longest(*by_kind.values()) for p in group if p is not None]
-    namespace = "bench-korean-faq"
+    docs_dir = KOREAN / "docs" if (KOREAN / "docs").is_dir() else KOREAN / "knowledge"
+    namespace = "bench-" + re.sub(r"[^a-z0-9]+", "-", KOREAN.name.lower()).strip("-")
     memory = open_memory(settings, namespace=namespace)
-    memory.ingest([KOREAN / "docs"])
+    memory.ingest([docs_dir])
     # Each document's "# heading", should a passage or citation name it by title, not by file.
     headings = {f.read_text(encoding="utf-8").partition("\n")[0].lstrip("# ").strip(): f.name
-                for f in sorted((KOREAN / "docs").glob("*.md"))}
+                for f in sorted(docs_dir.glob("*.md"))}
     for i, row in picked:
         if row["gold_doc"]:
             found = memory.recall(row["question"], k=3)
@@ -457,6 +458,7 @@ def _temporary_home(stack: tempfile.TemporaryDirectory) -> Path:
 
 
 def main() -> int:
+    global KOREAN
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: a few cases per set")
     parser.add_argument("--model", help="a model id (default: the configured default model)")
@@ -464,6 +466,9 @@ def main() -> int:
     parser.add_argument("--agents", default=",".join(AGENTS), help=f"comma-separated, from: {', '.join(AGENTS)}")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from: {', '.join(SETS)}")
     parser.add_argument("--korean-limit", type=int, help="first N korean_faq questions (default: all 20)")
+    parser.add_argument("--korean-dir", type=Path, default=KOREAN,
+                        help="another set in the korean_faq format: questions.jsonl plus docs/ or knowledge/ "
+                             "(e.g. examples/hr_bot_ko)")
     parser.add_argument("--hotpot-limit", type=int, default=70)
     parser.add_argument("--gsm8k-limit", type=int, default=200)
     parser.add_argument("--home", help="data dir to use (default: a temporary one, models linked from the real one)")
@@ -498,6 +503,7 @@ def main() -> int:
 
     settings = get_settings()
     models = [m.strip() for m in (args.models or args.model or settings.model).split(",") if m.strip()]
+    KOREAN = args.korean_dir.resolve()
     cases = Cases(cases_path, resume=args.resume)
     retrieval: dict[str, dict] = {}
     started = time.time()
