@@ -50,7 +50,7 @@ _ECHOED_HEADER = re.compile(r"^[ \t]*(?:(?:Passage|자료)\s*)?\[\d{1,3}\][ \t]*
 _ECHOED_PROMPT = re.compile(r"(?:^|\n|(?<=[.!?。]))\s*(?:Question|질문)\s*:")
 _CITES_ONLY = re.compile(r"^(\s*\[\d{1,3}\])+[\s.。]*$")
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
-_LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+", re.MULTILINE)
+_LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])(?:\s+|$)", re.MULTILINE)
 # Phone numbers, dates, times, versions: matched as written, never as arithmetic.
 _IDENT = re.compile(r"\d+(?:[-:/]\d+)+")
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?)\s*(억|만|천|백)?")
@@ -225,9 +225,9 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
         if key in seen:
             continue  # small models loop: a repeated sentence is said once
         seen.add(key)
-        body = _FENCE.sub(" ", sentence)
-        new = terms(body) - q_terms
+        body = _LIST_MARK.sub(" ", _FENCE.sub(" ", sentence))
         nums = numbers(body)
+        new = {t for t in terms(body) - q_terms if _script([t]) != "num"}  # figures: checked as nums
         if not new and not nums:
             out.append(_strip_bad_cites(sentence, len(evidence.passages)))
             continue
