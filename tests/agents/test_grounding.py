@@ -163,6 +163,13 @@ def test_tool_results_are_evidence():
     assert checked.grounded and checked.answer == "17 × 23 = 391."
 
 
+def test_arithmetic_on_the_questions_figures_is_grounded_without_sources():
+    checked = check_answer("17*23 equals 391.", Evidence(question="What is 17*23?"), strict=False)
+    assert checked.grounded and checked.answer == "17*23 equals 391."
+    wrong = check_answer("17*23 equals 401.", Evidence(question="What is 17*23?"), strict=False)
+    assert not wrong.grounded and wrong.unsupported == ("17*23 equals 401.",)
+
+
 def test_extractive_fallback_quotes_the_best_passage_sentence():
     checked = check_answer(
         "You should ask your manager.", Evidence(passages=(LEAVE_EN,), question="How do I apply for annual leave?")
