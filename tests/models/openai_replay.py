@@ -153,3 +153,24 @@ class ReplayServer:
     def __exit__(self, *exc: Any) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+# -- what every test file driving the openai: backend against this server needs ---------------
+
+OPENAI_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CHATLOOM_OPENAI_BASE_URL", "CHATLOOM_MODEL")
+
+
+def isolate_openai_env(monkeypatch: Any, tmp_path: Path) -> None:
+    """No OpenAI settings from the developer's shell, a fresh data dir, no stray chatloom.toml."""
+    for var in OPENAI_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CHATLOOM_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+
+def replay_model(server: ReplayServer, **options: Any) -> Any:
+    """An ``openai:`` chat model talking to ``server``, with a short timeout."""
+    from chatloom.models import resolve_model
+
+    options.setdefault("timeout", 5)
+    return resolve_model("openai:gpt-4o-mini", base_url=server.base_url, **options)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from langchain_core.messages import AIMessageChunk
-from openai_replay import ReplayServer, Reply, fixture
+from openai_replay import ReplayServer, Reply, fixture, isolate_openai_env, replay_model
 from stub_tools import calculator, search
 
 from chatloom.config import Settings
@@ -26,10 +26,7 @@ SECRET = "sk-test-THIS-KEY-MUST-NEVER-LEAK-0123456789"
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CHATLOOM_OPENAI_BASE_URL", "CHATLOOM_MODEL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("CHATLOOM_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)  # no stray chatloom.toml
+    isolate_openai_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture()
@@ -39,9 +36,8 @@ def srv():
 
 
 def make(srv, **options):
-    options.setdefault("timeout", 5)
     options.setdefault("max_retries", 2)
-    return resolve_model("openai:gpt-4o-mini", base_url=srv.base_url, **options)
+    return replay_model(srv, **options)
 
 
 def merged(chunks):

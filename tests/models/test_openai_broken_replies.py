@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.messages import AIMessage
-from openai_replay import ReplayServer, Reply, fixture
+from openai_replay import ReplayServer, Reply, fixture, isolate_openai_env, replay_model
 
 from chatloom.errors import BackendError
-from chatloom.models import resolve_model
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CHATLOOM_OPENAI_BASE_URL", "CHATLOOM_MODEL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("CHATLOOM_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
+    isolate_openai_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture()
@@ -29,9 +25,8 @@ def srv():
 
 
 def make(srv, **options):
-    options.setdefault("timeout", 5)
     options.setdefault("max_retries", 0)
-    return resolve_model("openai:gpt-4o-mini", base_url=srv.base_url, **options)
+    return replay_model(srv, **options)
 
 
 def cut_stream() -> str:
