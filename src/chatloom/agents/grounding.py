@@ -24,6 +24,7 @@ import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,11 +105,18 @@ _ASKING_KO = frozenset(
 )
 
 
-def terms(text: str) -> set[str]:
+def terms(text: str) -> frozenset[str]:
     """The content terms of ``text`` (morphemes for Hangul, stems for Latin script)."""
+    return _terms(_CITE_LOOSE.sub(" ", text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _terms(text: str) -> frozenset[str]:
+    # Cached: one turn compares the same passages in the relevance filter, the answer check and
+    # the extractive fallback, and morphological analysis is the costly part.
     from chatloom.memory.keyword import tokenize
 
-    return set(tokenize(_CITE_LOOSE.sub(" ", text))) - _asking_terms()
+    return frozenset(tokenize(text)) - _asking_terms()
 
 
 @functools.cache
@@ -184,7 +192,7 @@ def relevant_passages(question: str, passages: Sequence[str], threshold: float =
     return [i for i, share in enumerate(_coverage(q, [terms(p) for p in passages])) if share >= threshold]
 
 
-def _coverage(q: set[str], docs: Sequence[set[str]]) -> list[float]:
+def _coverage(q: AbstractSet[str], docs: Sequence[AbstractSet[str]]) -> list[float]:
     """The weighted share of the question's terms ``q`` each doc holds.
 
     Weights are IDF-like over ``docs`` themselves: a term every doc has counts least.
@@ -249,7 +257,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
 
 
 def _best_support(
-    new: set[str], nums: set[str], known: set[str], source_terms: Sequence[set[str]], source_numbers: Sequence[set[str]]
+    new: set[str], nums: set[str], known: set[str], source_terms: Sequence[AbstractSet[str]], source_numbers: Sequence[set[str]]
 ) -> int | None:
     """The index of the source that best supports a claim, or None.
 
