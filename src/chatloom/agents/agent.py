@@ -240,9 +240,8 @@ class Agent:
         else:
             template = self._prompt_spec
         variables = self.variables
-        if few_shot:
-            return (lambda tools: template.render(tools, variables)), template.split_reasoning
-        return (lambda tools: template.render(tools, variables)[:1]), template.split_reasoning
+        keep = None if few_shot else 1  # the system message alone, without the examples
+        return (lambda tools: template.render(tools, variables)[:keep]), template.split_reasoning
 
     def _resolve_memory(self) -> Any:
         if self._memory_spec is True:
