@@ -23,13 +23,23 @@ def open_sqlite_checkpointer(path: Path) -> Any:
     """An embedded SQLite checkpointer at ``path``, safe to use from several threads."""
     import sqlite3
 
+    from filelock import FileLock, Timeout
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     try:
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer across processes
-        saver = SqliteSaver(conn)
-        saver.setup()
+        # One opener at a time, across threads and processes: switching a new file to WAL needs
+        # an exclusive lock that SQLite does not wait for, so two agents opening the store at
+        # once made one fail with "database is locked" (seen in test_thread_lock).
+        with FileLock(f"{path}.open.lock", timeout=60):
+            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer across processes
+            saver = SqliteSaver(conn)
+            saver.setup()
+    except Timeout:
+        raise DataDirError(
+            f"conversation store {str(path)!r} is being opened by another process for over a minute",
+            "check for a hung chatloom process, or point CHATLOOM_HOME elsewhere",
+        ) from None
     except sqlite3.DatabaseError as exc:
         raise DataDirError(
             f"conversation store {str(path)!r} can't be opened ({exc})",
