@@ -140,6 +140,48 @@ def test_computed_figure_counts_as_supported():
     assert checked.grounded and "6,000" in checked.answer and "[1]" in checked.answer
 
 
+def test_a_figure_from_dividing_two_passage_figures_is_not_backed():
+    # 200만 / 2 (the "2%" of another passage) must not back an invented 100만 daily limit.
+    evidence = Evidence(passages=(TRANSFER, POINTS), question="하루에 최대 얼마까지 송금할 수 있나요?")
+    checked = check_answer("하루에 최대 100만 원까지 송금할 수 있습니다.", evidence)
+    assert checked.unsupported == ("하루에 최대 100만 원까지 송금할 수 있습니다.",)
+    assert "100만" not in checked.answer
+    # A difference of two given figures still counts ("500만 - 200만 = 300만 more per day").
+    more = check_answer("하루 한도가 1회 한도보다 300만 원 많습니다.", Evidence(passages=(TRANSFER,), question="하루 한도는 1회 한도보다 얼마나 많나요?"))
+    assert more.grounded
+
+
+def test_a_small_model_sees_only_the_passage_lines_that_share_the_questions_terms():
+    refund = "# 환불\n\n결제 후 7일 이내에는 앱에서 직접 환불을 요청할 수 있습니다.\n카드 결제의 환불은 3~5영업일이 걸립니다.\n디지털 상품은 환불되지 않습니다."
+    agent, model = agent_with(ListMemory(refund), "카드 결제의 환불은 3~5영업일이 걸립니다 [1].")
+    agent.load()._ready["profile"] = ModelProfile("small", context_window=8192, focus_sentences=1)
+    reply = agent.chat("카드로 결제한 건을 환불하면 언제 돈이 들어오나요?")
+    shown = model.calls[0][-1].content
+    assert "3~5영업일" in shown and "7일 이내" not in shown and "디지털" not in shown
+    assert reply.grounded and "[1]" in reply.answer
+
+
+def test_an_answer_from_the_wrong_line_gets_the_matching_line_quoted():
+    evidence = Evidence(passages=(SUPPORT.replace("이며, ", "입니다.\n- "),), question="채팅 상담은 몇 시까지 하나요?")
+    checked = check_answer("고객센터 전화번호는 1588-0000입니다 [1].", evidence, quote=True)
+    assert checked.answer == "고객센터 전화번호는 1588-0000입니다 [1].\n\n지식 베이스의 관련 내용입니다: 채팅 상담은 24시간 운영합니다. [1]"
+    # An answer that already says what the line says, or no quote asked for: left as it is.
+    right = check_answer("채팅 상담은 24시간 운영합니다 [1].", evidence, quote=True)
+    assert right.answer == "채팅 상담은 24시간 운영합니다 [1]."
+    assert check_answer("고객센터 전화번호는 1588-0000입니다 [1].", evidence).answer == "고객센터 전화번호는 1588-0000입니다 [1]."
+
+
+def test_no_quote_when_no_line_clearly_matches_the_question():
+    evidence = Evidence(passages=(TRANSFER,), question="송금은 어떻게 하나요?")  # every line says 송금
+    assert check_answer("하루 최대 500만 원까지 송금할 수 있습니다 [1].", evidence, quote=True).answer == "하루 최대 500만 원까지 송금할 수 있습니다 [1]."
+
+
+def test_focus_keeps_a_passage_it_cannot_compare_whole():
+    korean = "카드 결제의 환불은 3~5영업일이 걸립니다. 디지털 상품은 환불되지 않습니다."
+    assert grounding.focus("When does a card refund arrive?", [korean], 1) == [korean]
+    assert grounding.focus("카드 환불은 언제 되나요?", ["Nothing in common here. Really."], 1) == ["Nothing in common here. Really."]
+
+
 def test_mixed_answer_keeps_supported_sentences_and_reports_the_rest():
     checked = check_answer(
         "포인트 유효기간은 적립일로부터 2년입니다. 만료된 포인트는 현금으로 환급됩니다.",

@@ -210,7 +210,7 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
     if ctx.grounding:
         evidence = _evidence(state, ctx)
         strict = bool(evidence.passages) or _asks_for_facts(evidence.question)
-        checked = grounding.check_answer(answer, evidence, strict=strict)
+        checked = grounding.check_answer(answer, evidence, strict=strict, quote=ctx.profile.quote_best_sentence)
         if checked.answer != answer:
             kwargs["draft"] = answer  # the model's own words stay in the trace
         answer = checked.answer
@@ -389,7 +389,10 @@ def _model_input(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
 
 
 def _with_passages(question: BaseMessage, passages: list[dict[str, Any]], profile: ModelProfile) -> HumanMessage:
-    shown = [(grounding.passage_label(p), _clip(p["text"], profile.passage_tokens)) for p in passages]
+    texts = [p["text"] for p in passages]
+    if profile.focus_sentences:
+        texts = grounding.focus(str(question.content), texts, profile.focus_sentences)
+    shown = [(grounding.passage_label(p), _clip(t, profile.passage_tokens)) for p, t in zip(passages, texts)]
     text = grounding.question_with_passages(str(question.content), shown, profile.offer_abstention)
     return HumanMessage(content=text, id=question.id)
 

@@ -40,6 +40,9 @@ SUPPORT_THRESHOLD = 0.6
 """Least share of a sentence's new terms (not in the question) one passage must hold."""
 EXTRACTIVE_THRESHOLD = 0.5
 """Least question coverage for a passage sentence to stand in for an unsupported answer."""
+QUOTE_THRESHOLD = 0.4
+"""Least question coverage for a passage sentence to be quoted after an answer that missed it:
+lower than the bar for replacing an answer, since a quote only adds a cited line."""
 
 _WORD = re.compile(r"[^\W_]")  # a letter or digit of any script
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
@@ -203,7 +206,37 @@ def _coverage(q: AbstractSet[str], docs: Sequence[AbstractSet[str]]) -> list[flo
     return [sum(weights[w] for w in q & d) / total for d in docs]
 
 
-def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checked:
+def focus(question: str, passages: Sequence[str], sentences: int) -> list[str]:
+    """Each passage cut to its ``sentences`` sentences that hold most of the question's terms.
+
+    A small model shown a whole passage often answers from the wrong line of it ("when does
+    the refund arrive?" answered with the line about when to ask for one); shown only the
+    lines that share the question's terms, best first, it picks the right one more often. Terms
+    are weighted by rarity over all the passages' sentences, as in the relevance filter.
+    A passage in another script than the question, or with no sentence sharing a term, is
+    kept whole: there is nothing to compare.
+
+    >>> focus("채팅 상담은 몇 시까지 하나요?", ["전화 상담은 오후 6시까지입니다. 환불은 7일 안에 됩니다. 채팅 상담은 24시간 운영됩니다."], 1)
+    ['채팅 상담은 24시간 운영됩니다.']
+    """
+    q = terms(question)
+    split = [_passage_sentences(p) for p in passages]
+    flat = [s for ss in split for s in ss]
+    if not q or not flat:
+        return list(passages)
+    scores = iter(_coverage(q, [terms(s) for s in flat]))
+    out = []
+    for passage, ss in zip(passages, split):
+        scored = [(next(scores), i) for i in range(len(ss))]
+        if language_of(passage) != language_of(question) or not any(score for score, _ in scored):
+            out.append(passage)
+            continue
+        ranked = [i for score, i in sorted(scored, key=lambda x: (-x[0], x[1]))[:sentences] if score]
+        out.append(" ".join(ss[i] for i in ranked))
+    return out
+
+
+def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bool = False) -> Checked:
     """Check ``answer`` against ``evidence``; cite supported sentences; replace an unsupported answer.
 
     A sentence is a claim when it adds terms the question doesn't have, or states a number.
@@ -212,6 +245,8 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
     from found numbers ("300,000 × 2% = 6,000") or a short computation gives it (see
     :func:`_computed`).
     With ``strict`` off, an unsupported answer is reported (``grounded=False``) but kept.
+    With ``quote`` on, an answer that leaves out what the best-matching passage line says gets
+    that line quoted after it (see :func:`_quote_if_missed`).
     """
     question = evidence.question
     answer = _ECHOED_PROMPT.split(_ECHOED_HEADER.sub("", answer), 1)[0].strip()
@@ -253,7 +288,10 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True) -> Checke
     if not supported_claims and (unsupported or evidence.passages) and strict:
         # Nothing supported, or nothing said at all ("[1] [2]") although passages were given.
         return _fallback(evidence, unsupported)
-    return Checked(_join(out), grounded=not unsupported, unsupported=tuple(unsupported))
+    checked = _join(out)
+    if quote:
+        checked = _quote_if_missed(checked, question, evidence.passages)
+    return Checked(checked, grounded=not unsupported, unsupported=tuple(unsupported))
 
 
 def _best_support(
@@ -293,8 +331,9 @@ def _computed(answer: str, known: set[str], question: str = "") -> set[str]:
     """Numbers the answer computes from known numbers, checked with the calculator.
 
     Covers "a op b = c" written in the answer (each step may use an earlier step's result) and
-    one arithmetic step between two known numbers (2% of 300,000 is 6,000), or two when the
-    first starts from a figure of the question.
+    one arithmetic step from a figure of the question (2% of 300,000 is 6,000), or two when
+    the first starts there ("13 transfers, 10 free": 13 - 10 = 3, then 3 x 500), and a sum or
+    difference of two figures the sources give.
     """
     from chatloom.tools.calculator import finish_equation
 
@@ -309,11 +348,14 @@ def _computed(answer: str, known: set[str], question: str = "") -> set[str]:
         if _normal(float(value)) == written and operands <= known | found:
             found.add(written)
     values = _plain(known)[:40]
-    found |= _one_step(values, values)
+    # Between two figures the sources give, only a sum or a difference ("5 days more"): with
+    # products and quotients too, some pair of a page's figures makes almost any round number
+    # (200만 / 2 "backed" an invented 100만).
+    found |= _one_step(values, values, additive=True)
     # Two steps when the first starts from the question's own figures ("13 transfers, 10 free,
     # 500 won each": 13 - 10 = 3, then 3 x 500 = 1,500).
     from_question = _one_step(_plain(numbers(question)), values)
-    found |= _one_step(_plain(from_question)[:200], values)
+    found |= from_question | _one_step(_plain(from_question)[:200], values)
     return found
 
 
@@ -321,11 +363,12 @@ def _plain(found: Iterable[str]) -> list[float]:
     return [float(n) for n in found if re.fullmatch(r"\d+(?:\.\d+)?", n)]
 
 
-def _one_step(left: Sequence[float], right: Sequence[float]) -> set[str]:
+def _one_step(left: Sequence[float], right: Sequence[float], additive: bool = False) -> set[str]:
     out: set[str] = set()
     for a in left:
         for b in right:
-            for v in (a + b, a - b, b - a, a * b, a * b / 100, a / b if b else 0, b / a if a else 0):
+            ops = (a + b, a - b, b - a) if additive else (a + b, a - b, b - a, a * b, a * b / 100, a / b if b else 0, b / a if a else 0)
+            for v in ops:
                 if v > 0:
                     out.add(_normal(round(v, 6)))
     return out
@@ -348,23 +391,55 @@ def _best_sentence(question: str, passages: Sequence[str]) -> tuple[int, str] | 
     The best-covering sentence, plus the next best of the same passage when it covers part
     of the question too ("Annual leave is 25 days." + "Apply in the HR portal."), in order.
     """
+    ranked = _ranked_sentences(question, passages)
+    if not ranked or ranked[0][0] < EXTRACTIVE_THRESHOLD:
+        return None
+    _, index, top = ranked[0]
+    after = next((s for score, i, s in ranked[1:] if i == index and score > 0), None)
+    chosen = [top] if after is None else sorted([top, after], key=passages[index].find)
+    return index, " ".join(chosen)
+
+
+def _quote_if_missed(answer: str, question: str, passages: Sequence[str]) -> str:
+    """``answer`` plus the passage sentence that clearly best matches the question, when the
+    answer leaves out what that sentence says (its figures, or most of its words).
+
+    Small models often answer from the wrong line of the right passage ("1588-0000" to "until
+    when is chat support open?", whose line says "24시간"). The quote puts the matching line
+    in front of the user, cited, without guessing which of the two is meant.
+    """
+    ranked = _ranked_sentences(question, passages)
+    if not ranked or ranked[0][0] < QUOTE_THRESHOLD or (len(ranked) > 1 and ranked[1][0] >= ranked[0][0]):
+        return answer  # no line clearly answers the question: nothing to add
+    _, index, sentence = ranked[0]
+    figures = numbers(sentence)
+    if figures:
+        missed = not figures <= numbers(answer)
+    else:
+        said = terms(sentence) - terms(question)
+        missed = bool(said) and len(said & terms(answer)) * 2 < len(said)
+    if not missed:
+        return answer
+    return f"{answer}\n\n{EXTRACTIVE_LEAD[language_of(question)]}{sentence} [{index + 1}]"
+
+
+def _ranked_sentences(question: str, passages: Sequence[str]) -> list[tuple[float, int, str]]:
+    """(question coverage, passage index, sentence) of every passage sentence, best first;
+    empty when the passages can't be compared with the question (another script)."""
     if not passages or any(language_of(p) != language_of(question) for p in passages):
-        return None
+        return []
     q = terms(question)
-    if not q:
-        return None
-    candidates = [(i, s.strip()) for i, p in enumerate(passages) for s in _sentences(_LIST_MARK.sub("", p))]
-    candidates = [(i, s) for i, s in candidates if len(s) > 8 and not s.startswith("#")]
-    if not candidates:
-        return None
+    candidates = [(i, s) for i, p in enumerate(passages) for s in _passage_sentences(p) if len(s) > 8]
+    if not q or not candidates:
+        return []
     scores = _coverage(q, [terms(s) for _, s in candidates])
-    top = max(range(len(candidates)), key=scores.__getitem__)
-    if scores[top] < EXTRACTIVE_THRESHOLD:
-        return None
-    index = candidates[top][0]
-    same = [j for j in range(len(candidates)) if candidates[j][0] == index and j != top and scores[j] > 0]
-    chosen = sorted([top, *sorted(same, key=scores.__getitem__)[-1:]])
-    return index, " ".join(candidates[j][1] for j in chosen)
+    return sorted(((score, i, s) for score, (i, s) in zip(scores, candidates)), key=lambda r: -r[0])
+
+
+def _passage_sentences(passage: str) -> list[str]:
+    """The sentences of a passage, without headings and list marks (also mid-line ones, where
+    a chunker joined the lines of a list)."""
+    return [_LIST_MARK.sub("", s).strip() for s in _sentences(passage) if not s.startswith("#")]
 
 
 def _sentences(text: str) -> list[str]:
