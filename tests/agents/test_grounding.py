@@ -176,10 +176,12 @@ def test_no_quote_when_no_line_clearly_matches_the_question():
     assert check_answer("하루 최대 500만 원까지 송금할 수 있습니다 [1].", evidence, quote=True).answer == "하루 최대 500만 원까지 송금할 수 있습니다 [1]."
 
 
-def test_focus_keeps_a_passage_it_cannot_compare_whole():
-    korean = "카드 결제의 환불은 3~5영업일이 걸립니다. 디지털 상품은 환불되지 않습니다."
-    assert grounding.focus("When does a card refund arrive?", [korean], 1) == [korean]
-    assert grounding.focus("카드 환불은 언제 되나요?", ["Nothing in common here. Really."], 1) == ["Nothing in common here. Really."]
+def test_focus_ranks_lines_in_another_script_by_meaning_or_keeps_the_passage_whole():
+    korean = "디지털 상품은 환불되지 않습니다. 카드 결제의 환불은 3~5영업일이 걸립니다."
+    assert grounding.focus("When does a card refund arrive?", [korean], 1) == ["카드 결제의 환불은 3~5영업일이 걸립니다."]
+    assert grounding.focus("When does a card refund arrive?", [korean], 1, semantic=False) == [korean]
+    no_shared_term = "고객센터는 평일에 엽니다. 주말에는 쉽니다."
+    assert grounding.focus("카드 환불은 언제 되나요?", [no_shared_term], 1) == [no_shared_term]
 
 
 def test_mixed_answer_keeps_supported_sentences_and_reports_the_rest():

@@ -226,3 +226,20 @@ def test_inline_calculator_leaves_tool_calls_and_code_alone():
 def test_inline_calculator_adds_nothing_when_the_model_writes_no_number_after_the_sign():
     m = make("So 3 + 4 = seven, done.", inline_calculator=True)
     assert m.invoke("?").content == "So 3 + 4 = seven, done." and len(m.seen) == 1
+
+
+def test_a_reply_stuck_in_a_loop_is_stopped():
+    looping = "본사 주소는 서울시 " + "100번길 " * 200
+    m = make(looping, looping)
+    r = m.invoke("본사 주소가 어디인가요?")
+    assert r.response_metadata["finish_reason"] == "repetition"
+    assert r.content.startswith("본사 주소는 서울시 100번길") and r.content.count("100번길") < 12
+    streamed = "".join(c.content for c in m.stream("본사 주소가 어디인가요?"))
+    assert streamed.count("100번길") < 12
+
+
+def test_prose_and_tables_that_repeat_a_little_are_not_loops():
+    table = "| 항목 | 금액 |\n|---|---|\n" + "".join(f"| 항목{i} | {i}만 원 |\n" for i in range(30)) + "|---" * 30
+    m = make(table)
+    r = m.invoke("표로 보여 주세요")
+    assert r.content == table.strip() and r.response_metadata["finish_reason"] == "stop"

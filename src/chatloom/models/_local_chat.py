@@ -61,6 +61,31 @@ class Piece:
     calculations: int = 0  # numbers the calculator wrote into the text (inline_calculator)
 
 
+_LOOP_MIN_CHARS = 48
+_LOOP_MIN_REPEATS = 8
+
+
+def _loops(text: str) -> bool:
+    """Whether ``text`` ends in one short unit (up to 40 characters, with a letter or digit)
+    written at least 8 times over at least 48 characters: a degenerate loop, not prose.
+
+    Units without a letter or digit ("|---", "=====") are left alone: tables and rules repeat.
+
+    >>> _loops("주소는 서울시 " + "100번길 " * 8), _loops("| a | b | " + "|---" * 20)
+    (True, False)
+    """
+    tail = text[-400:]
+    for size in range(1, 41):
+        repeats = max(_LOOP_MIN_REPEATS, -(-_LOOP_MIN_CHARS // size))
+        span = size * repeats
+        if span > len(tail):
+            break
+        unit = tail[-size:]
+        if tail[-span:] == unit * repeats and any(ch.isalnum() for ch in unit):
+            return True
+    return False
+
+
 @dataclass
 class Prepared:
     """Everything an engine needs for one call."""
@@ -273,6 +298,25 @@ class LocalChatModel(BaseChatModel):
     # ------------------------------------------------------------------ inline calculator
 
     def _decode(self, prepared: Prepared) -> Iterator[Piece]:
+        """The engine's text, stopped where it starts repeating itself (see :func:`_loops`)."""
+        text, produced = "", 0
+        stream = self._decode_calculating(prepared)
+        try:
+            for piece in stream:
+                yield piece
+                if piece.done:
+                    return
+                text += piece.text
+                produced += 1
+                if _loops(text):
+                    # Small models fall into loops ("[1] [1] [1] ...", "100번길 100번길 ...")
+                    # and would spend the whole token budget (30-50 s on the 0.5B) on them.
+                    yield Piece("", done=True, output_tokens=produced, finish_reason="repetition")
+                    return
+        finally:
+            stream.close()
+
+    def _decode_calculating(self, prepared: Prepared) -> Iterator[Piece]:
         """The engine's text; with the inline calculator on, each equation's result is computed.
 
         When the text ends in an equation ("so she has 16 - 3 - 4 ="), generation stops, the
