@@ -119,19 +119,21 @@ def _discover_all() -> dict[str, dict[str, Plugin]]:
     seen_dists: set[str] = set()
     for dist in distributions():
         try:
+            # entry_points.txt first: most packages declare no chatloom plugin, and parsing each
+            # one's METADATA for its name (below) was 2/3 of a cold `chatloom ask`'s tool set-up.
+            entry_points = [ep for ep in dist.entry_points if ep.group in GROUPS]
+            if not entry_points:
+                continue
             dist_name = dist.metadata["Name"] or "?"
             # the same distribution can be visible twice (e.g. a path added to sys.path twice)
             key = f"{dist_name}=={dist.version}"
             if key in seen_dists:
                 continue
             seen_dists.add(key)
-            entry_points = dist.entry_points
         except Exception as exc:  # noqa: BLE001 - a corrupt dist-info must not break discovery
             log.warning("skipping unreadable package metadata at %s: %s", getattr(dist, "_path", "?"), exc)
             continue
         for ep in entry_points:
-            if ep.group not in GROUPS:
-                continue
             plugin = Plugin(ep.group, ep.name, ep.value, dist_name, dist.version or "")
             group = found.setdefault(ep.group, {})
             if ep.name in group:
