@@ -151,16 +151,6 @@ def test_a_figure_from_dividing_two_passage_figures_is_not_backed():
     assert more.grounded
 
 
-def test_a_small_model_sees_only_the_passage_lines_that_share_the_questions_terms():
-    refund = "# 환불\n\n결제 후 7일 이내에는 앱에서 직접 환불을 요청할 수 있습니다.\n카드 결제의 환불은 3~5영업일이 걸립니다.\n디지털 상품은 환불되지 않습니다."
-    agent, model = agent_with(ListMemory(refund), "카드 결제의 환불은 3~5영업일이 걸립니다 [1].")
-    agent.load()._ready["profile"] = ModelProfile("small", context_window=8192, focus_sentences=1)
-    reply = agent.chat("카드로 결제한 건을 환불하면 언제 돈이 들어오나요?")
-    shown = model.calls[0][-1].content
-    assert "3~5영업일" in shown and "7일 이내" not in shown and "디지털" not in shown
-    assert reply.grounded and "[1]" in reply.answer
-
-
 def test_an_answer_from_the_wrong_line_gets_the_matching_line_quoted():
     evidence = Evidence(passages=(SUPPORT.replace("이며, ", "입니다.\n- "),), question="채팅 상담은 몇 시까지 하나요?")
     checked = check_answer("고객센터 전화번호는 1588-0000입니다 [1].", evidence, quote=True)
@@ -174,14 +164,6 @@ def test_an_answer_from_the_wrong_line_gets_the_matching_line_quoted():
 def test_no_quote_when_no_line_clearly_matches_the_question():
     evidence = Evidence(passages=(TRANSFER,), question="송금은 어떻게 하나요?")  # every line says 송금
     assert check_answer("하루 최대 500만 원까지 송금할 수 있습니다 [1].", evidence, quote=True).answer == "하루 최대 500만 원까지 송금할 수 있습니다 [1]."
-
-
-def test_focus_ranks_lines_in_another_script_by_meaning_or_keeps_the_passage_whole():
-    korean = "디지털 상품은 환불되지 않습니다. 카드 결제의 환불은 3~5영업일이 걸립니다."
-    assert grounding.focus("When does a card refund arrive?", [korean], 1) == ["카드 결제의 환불은 3~5영업일이 걸립니다."]
-    assert grounding.focus("When does a card refund arrive?", [korean], 1, semantic=False) == [korean]
-    no_shared_term = "고객센터는 평일에 엽니다. 주말에는 쉽니다."
-    assert grounding.focus("카드 환불은 언제 되나요?", [no_shared_term], 1) == [no_shared_term]
 
 
 def test_mixed_answer_keeps_supported_sentences_and_reports_the_rest():

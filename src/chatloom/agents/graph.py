@@ -389,10 +389,7 @@ def _model_input(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
 
 
 def _with_passages(question: BaseMessage, passages: list[dict[str, Any]], profile: ModelProfile) -> HumanMessage:
-    texts = [p["text"] for p in passages]
-    if profile.focus_sentences:
-        texts = grounding.focus(str(question.content), texts, profile.focus_sentences)
-    shown = [(grounding.passage_label(p), _clip(t, profile.passage_tokens)) for p, t in zip(passages, texts)]
+    shown = [(grounding.passage_label(p), _clip(p["text"], profile.passage_tokens)) for p in passages]
     text = grounding.question_with_passages(str(question.content), shown, profile.offer_abstention)
     return HumanMessage(content=text, id=question.id)
 

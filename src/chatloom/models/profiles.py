@@ -30,9 +30,6 @@ class ModelProfile:
     """Render the prompt's few-shot examples. Small models copy them into real answers."""
     passage_tokens: int = 400
     """The most of one retrieved passage the model is shown."""
-    focus_sentences: int = 0
-    """Show the model only this many sentences of each passage, those sharing most of the
-    question's terms (see :func:`chatloom.agents.grounding.focus`); 0 shows whole passages."""
     quote_best_sentence: bool = False
     """After an answer that leaves out what the passage line best matching the question says,
     quote that line, cited. Small models often answer from the wrong line of a passage."""
@@ -61,7 +58,7 @@ class ModelProfile:
 # calculator and no tool list, 23/200 with no tools, and 8/40 vs 6/40 when offered the call.
 _SMALL_LOCAL = ModelProfile(
     "small-local", context_window=8192, few_shot=False, passage_tokens=300, offer_abstention=False,
-    inline_tools=("calculator",), focus_sentences=2, quote_best_sentence=True,
+    inline_tools=("calculator",), quote_best_sentence=True,
 )
 _PROFILES: dict[str, ModelProfile] = {
     "qwen2.5-coder-0.5b": replace(_SMALL_LOCAL, name="qwen2.5-coder-0.5b"),
