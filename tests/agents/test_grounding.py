@@ -204,6 +204,14 @@ def test_extractive_fallback_quotes_the_best_passage_sentence():
     assert "Apply in the HR portal two weeks ahead" in checked.answer and checked.answer.endswith("[1]")
 
 
+@pytest.mark.parametrize("said", ["[1] [2]", "[1, 2, 3, 4] [1]", "[1"])
+def test_a_reply_of_citation_marks_only_falls_back_to_the_passages(said):
+    checked = check_answer(said, Evidence(passages=(LEAVE_EN,), question="How do I apply for annual leave?"))
+    assert checked.fallback == "extractive" and "HR portal" in checked.answer
+    nothing = check_answer(said, Evidence(question="How do I apply for annual leave?"))
+    assert nothing.fallback == "abstain" and nothing.answer == grounding.ABSTAIN["en"]
+
+
 @pytest.mark.parametrize(
     "text,expected",
     [

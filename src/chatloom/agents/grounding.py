@@ -48,7 +48,8 @@ _WORD = re.compile(r"[^\W_]")  # a letter or digit of any script
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z]")
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
-_CITE_LOOSE = re.compile(r"\s*\[\d{0,3}\]?(?=\W|$)")  # also "[1" cut off at the end of a reply
+# Also "[1" cut off at the end of a reply, and lists such as "[1, 2, 3]".
+_CITE_LOOSE = re.compile(r"\s*\[\d{0,3}(?:\s*,\s*\d{1,3})*\]?(?=\W|$)")
 # Small models copy the passage headers into their answer ("[1] (faq.md):", "Passage [2]:").
 _ECHOED_HEADER = re.compile(r"^[ \t]*(?:(?:Passage|자료)\s*)?\[\d{1,3}\][ \t]*(?:\([^)\n]{0,200}\))?[ \t]*[:.]?[ \t]*", re.MULTILINE)
 _ECHOED_PROMPT = re.compile(r"(?:^|\n|(?<=[.!?。]))\s*(?:Question|질문)\s*:")
@@ -220,8 +221,10 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     """
     question = evidence.question
     answer = _ECHOED_PROMPT.split(_ECHOED_HEADER.sub("", answer), 1)[0].strip()
-    if is_abstention(answer) or not _WORD.search(_CITE_LOOSE.sub("", answer)):
-        return Checked(abstention(question), grounded=True, fallback="abstain" if not is_abstention(answer) else "")
+    if is_abstention(answer):
+        return Checked(abstention(question), grounded=True)
+    if not _WORD.search(_CITE_LOOSE.sub("", answer)):  # nothing said ("[1] [2]", "[1, 2, 3]")
+        return _fallback(evidence, ())
     sources = [*evidence.passages, *evidence.tool_results]
     source_terms = [terms(s) for s in sources]
     source_numbers = [numbers(s) for s in sources]
@@ -256,7 +259,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
         supported_claims += 1
         out.append(_cite(sentence, best, len(evidence.passages)))
     if not supported_claims and (unsupported or evidence.passages) and strict:
-        # Nothing supported, or nothing said at all ("[1] [2]") although passages were given.
+        # Nothing supported, or no claim at all although passages were given.
         return _fallback(evidence, unsupported)
     checked = _join(out)
     if quote:
