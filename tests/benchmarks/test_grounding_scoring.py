@@ -68,6 +68,13 @@ def test_squad_normalisation_em_and_f1():
     assert bg.token_f1("", "Paris") == 0.0
 
 
+def test_contains_answer_matches_whole_normalised_words():
+    assert bg.contains_answer("Creature Comforts is a stop motion comedy [1].", "Creature Comforts")
+    assert bg.contains_answer("It was founded in Bath, Maine.", "Bath, Maine")
+    assert not bg.contains_answer("It was in 20045.", "2004")
+    assert not bg.contains_answer("anything", "")
+
+
 def test_file_titles_are_safe_and_unique():
     taken: set[str] = set()
     a = bg.file_title("AC/DC: Live", taken)
