@@ -340,7 +340,9 @@ def _one_step(left: Sequence[float], right: Sequence[float], additive: bool = Fa
     out: set[str] = set()
     for a in left:
         for b in right:
-            ops = (a + b, a - b, b - a) if additive else (a + b, a - b, b - a, a * b, a * b / 100, a / b if b else 0, b / a if a else 0)
+            ops = [a + b, a - b, b - a]
+            if not additive:
+                ops += [a * b, a * b / 100, a / b if b else 0, b / a if a else 0]
             for v in ops:
                 if v > 0:
                     out.add(_normal(round(v, 6)))
