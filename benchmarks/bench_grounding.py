@@ -76,7 +76,7 @@ _ABSTAIN = re.compile(
     r"|cannot find|can'?t find|unable to find|(do|does)n'?t (say|mention)|(do|does) not (say|mention)|no information",
     re.IGNORECASE,
 )
-_CITE_MARK = re.compile(r"\[\d{1,3}\]")
+_CITE_MARK = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")  # "[2]", "[1, 2, 3]"
 # Tool-call text a user must never see: a {"tool": ...} object, a name/arguments object,
 # a ```json fence, Qwen's <tool_call> tags, or llama.cpp's "functions.NAME:" leak.
 _TOOL_TEXT = (
@@ -92,10 +92,12 @@ _TOOL_TEXT = (
 def holds_facts(answer: str, groups: list[list[str]]) -> bool:
     """True when, for every group, the answer contains one of its strings (case-insensitive).
 
-    >>> holds_facts("포인트는 2년 동안 유효합니다", [["2년"]])
-    True
+    Citation markers don't count: "[1, 2, 3]" does not hold the fact "2".
+
+    >>> holds_facts("포인트는 2년 동안 유효합니다", [["2년"]]), holds_facts("[1, 2, 3] [1]", [["2"]])
+    (True, False)
     """
-    text = answer.lower()
+    text = _CITE_MARK.sub(" ", answer).lower()
     return bool(groups) and all(any(s.lower() in text for s in group) for group in groups)
 
 
