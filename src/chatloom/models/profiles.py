@@ -55,9 +55,10 @@ class ModelProfile:
 # Few-shot off: with examples, Qwen 0.5B answered a Korean HR question with the researcher
 # prompt's "Eiffel Tower" search and the 1.5B copied "The sources don't say" (issue 10).
 # The calculator inline, not as a call: on GSM8K the 0.5B scored 29/200 with the inline
-# calculator and no tool list, 23/200 with no tools, and 8/40 vs 6/40 when offered the call.
-# The quote of the best-matching passage line: korean_faq facts 11/18 -> 14/18 with the 0.5B,
-# the held-out HR set unchanged at 6/10. Showing small models only the best-matching lines of
+# calculator and no tool list, 23/200 with no tools, and 8/40 vs 6/40 when offered the call
+# (a later run of the whole default path: 52/200 with the calculator, 50/200 without).
+# The quote of the best-matching passage line: korean_faq facts 11/18 -> 13/18 with the 0.5B
+# (14/18 with the calculator bound), the held-out HR set unchanged at 6/10. Showing small models only the best-matching lines of
 # each passage instead was tried and dropped: it lost procedures and tables (HR 6/10 -> 3/10).
 _SMALL_LOCAL = ModelProfile(
     "small-local", context_window=8192, few_shot=False, passage_tokens=300, offer_abstention=False,
