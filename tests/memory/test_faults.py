@@ -250,3 +250,26 @@ def test_writes_of_a_process_that_keeps_its_store_open_are_visible_to_others(hom
     # And the bot keeps working after the other process opened the same store.
     bot.remember(user_id="ada", thread_id="t2", question="I prefer tea.", answer="Noted.")
     assert any("tea" in p.text for p in bot.recall("drinks the user likes", k=3, user_id="ada"))
+
+
+def test_opening_a_store_waits_for_another_opener(tmp_path):
+    """Two processes opening a new store at once: the second waits instead of failing with
+    "database is locked" while the first switches the file to WAL (seen once in CI)."""
+    import threading
+
+    from filelock import FileLock
+
+    from chatloom.memory.store import Store
+
+    root = tmp_path / "memory"
+    root.mkdir()
+    other = FileLock(str(root / "index.sqlite") + ".open.lock")
+    other.acquire()
+    opened = threading.Event()
+    worker = threading.Thread(target=lambda: (Store(root, None), opened.set()), daemon=True)
+    worker.start()
+    try:
+        assert not opened.wait(1.0), "the store opened while another opener held the file"
+    finally:
+        other.release()
+    assert opened.wait(60)

@@ -165,14 +165,33 @@ class Store:
 
     # -- SQLite index ----------------------------------------------------------------------
     def _open_index(self) -> sqlite3.Connection:
+        from filelock import FileLock, Timeout
+
         _check_sqlite_file(self.index_path, "memory index")
         try:
-            db = sqlite3.connect(self.index_path, timeout=60, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA busy_timeout=60000")
-            db.executescript(_SCHEMA)
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("SELECT count(*) FROM meta").fetchone()
+            # One opener at a time, across processes: switching a new file to WAL takes a lock
+            # that SQLite does not wait for, so two processes opening a new store at once made
+            # one fail with "database is locked" (test_two_processes_ingesting_at_once_lose_nothing).
+            with FileLock(f"{self.index_path}.open.lock", timeout=_LOCK_TIMEOUT_S):
+                db = sqlite3.connect(self.index_path, timeout=60, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute("PRAGMA busy_timeout=60000")
+                db.executescript(_SCHEMA)
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("SELECT count(*) FROM meta").fetchone()
+        except Timeout:
+            raise MemoryStoreError(
+                f"memory index {str(self.index_path)!r} has been being opened by another process "
+                f"for {_LOCK_TIMEOUT_S} s",
+                "check for a hung chatloom process, then retry",
+            ) from None
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise MemoryStoreError(
+                    f"memory index {str(self.index_path)!r} is busy ({exc}); nothing was changed",
+                    "another process holds it: retry when it has finished",
+                ) from None
+            raise _corrupt(self.index_path, "memory index", str(exc)) from None
         except sqlite3.DatabaseError as exc:
             raise _corrupt(self.index_path, "memory index", str(exc)) from None
         return db
