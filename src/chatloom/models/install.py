@@ -109,6 +109,16 @@ def _stamp_matches(path: Path, stamp: Path, sha256: str) -> bool:
     )
 
 
+def model_file_key(path: Path, sha256: str | None) -> str:
+    """A short key naming a model file's derived caches (converted weights, prompt states):
+    its sha256 when known, else its path, size and mtime (no hashing of hundreds of MB)."""
+    if sha256:
+        return sha256[:16]
+    st = path.stat()
+    ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return "f" + hashlib.sha256(ident.encode()).hexdigest()[:15]
+
+
 def stamped_sha256(path: Path) -> str | None:
     """The sha256 that a still-valid sidecar stamp vouches for, without hashing."""
     try:

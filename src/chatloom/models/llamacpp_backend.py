@@ -164,8 +164,7 @@ class LlamaCppChatModel(LocalChatModel):
         if not self.prompt_cache:
             return None
         if self._cache is None:
-            from chatloom.models.install import stamped_sha256
-            from chatloom.models.transformers_backend import _cache_key
+            from chatloom.models.install import model_file_key, stamped_sha256
 
             path = Path(self.model_path).expanduser()
             try:
@@ -176,7 +175,7 @@ class LlamaCppChatModel(LocalChatModel):
 
                     home = get_settings().data_dir()
                 # The state layout belongs to the llama.cpp build: a new version starts afresh.
-                key = f"{_cache_key(path, self.sha256 or stamped_sha256(path))}-llama{_llama_cpp().__version__}"
+                key = f"{model_file_key(path, self.sha256 or stamped_sha256(path))}-llama{_llama_cpp().__version__}"
             except (ChatloomError, OSError) as exc:
                 log.warning("prompt cache off: %s", exc)
                 self.prompt_cache = False

@@ -13,7 +13,6 @@ Example (needs a GGUF file)::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import threading
@@ -42,14 +41,6 @@ def _require() -> tuple[Any, Any]:
 
         raise ChatloomError("the transformers engine needs torch and transformers", TRANSFORMERS_INSTALL) from None
     return torch, transformers
-
-
-def _cache_key(path: Path, sha256: str | None) -> str:
-    if sha256:
-        return sha256[:16]
-    st = path.stat()  # no pin: key on identity instead of hashing hundreds of MB
-    ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    return "f" + hashlib.sha256(ident.encode()).hexdigest()[:15]
 
 
 class TransformersChatModel(LocalChatModel):
@@ -154,11 +145,11 @@ class TransformersChatModel(LocalChatModel):
     def _converted(self, gguf: Path) -> Path:
         """Dequantise ``gguf`` once into an HF dir in the cache; return the dir."""
         torch, transformers = _require()
-        from chatloom.models.install import stamped_sha256
+        from chatloom.models.install import model_file_key, stamped_sha256
 
         # A catalog file opened as gguf:PATH shares the cache entry of local:NAME.
         sha = self.sha256 or stamped_sha256(gguf)
-        cache = self._data_dir() / "cache" / "hf" / _cache_key(gguf, sha)
+        cache = self._data_dir() / "cache" / "hf" / model_file_key(gguf, sha)
         if (cache / ".complete").is_file():
             return cache
         from filelock import FileLock
