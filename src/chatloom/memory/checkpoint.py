@@ -23,14 +23,13 @@ def open_sqlite_checkpointer(path: Path) -> Any:
     """An embedded SQLite checkpointer at ``path``, safe to use from several threads."""
     import sqlite3
 
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
     from langgraph.checkpoint.sqlite import SqliteSaver
 
+    from chatloom.memory.store import sqlite_open_lock
+
     try:
-        # One opener at a time, across threads and processes: switching a new file to WAL needs
-        # an exclusive lock that SQLite does not wait for, so two agents opening the store at
-        # once made one fail with "database is locked" (seen in test_thread_lock).
-        with FileLock(f"{path}.open.lock", timeout=60):
+        with sqlite_open_lock(path, timeout=60):
             conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer across processes
             saver = SqliteSaver(conn)

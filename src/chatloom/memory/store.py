@@ -121,6 +121,20 @@ def _collection_name(ns: str) -> str:
     return f"cl-{slug}-{hashlib.sha1(ns.encode()).hexdigest()[:8]}"
 
 
+def sqlite_open_lock(path: Path, timeout: float) -> Any:
+    """The file lock to hold while opening (and setting up) the SQLite file ``path``.
+
+    Switching a new file to WAL takes a lock that SQLite does not wait for, busy timeout or
+    not, so two processes opening a new store at once made one fail with "database is locked"
+    (test_thread_lock, test_two_processes_ingesting_at_once_lose_nothing). Held, it lets one
+    opener at a time through, across threads and processes; acquiring it past ``timeout``
+    raises ``filelock.Timeout``.
+    """
+    from filelock import FileLock
+
+    return FileLock(f"{path}.open.lock", timeout=timeout)
+
+
 def _check_sqlite_file(path: Path, what: str) -> None:
     if not path.exists():
         return
@@ -165,14 +179,11 @@ class Store:
 
     # -- SQLite index ----------------------------------------------------------------------
     def _open_index(self) -> sqlite3.Connection:
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         _check_sqlite_file(self.index_path, "memory index")
         try:
-            # One opener at a time, across processes: switching a new file to WAL takes a lock
-            # that SQLite does not wait for, so two processes opening a new store at once made
-            # one fail with "database is locked" (test_two_processes_ingesting_at_once_lose_nothing).
-            with FileLock(f"{self.index_path}.open.lock", timeout=_LOCK_TIMEOUT_S):
+            with sqlite_open_lock(self.index_path, timeout=_LOCK_TIMEOUT_S):
                 db = sqlite3.connect(self.index_path, timeout=60, isolation_level=None,
                                      check_same_thread=False)
                 db.execute("PRAGMA busy_timeout=60000")
@@ -181,8 +192,8 @@ class Store:
                 db.execute("SELECT count(*) FROM meta").fetchone()
         except Timeout:
             raise MemoryStoreError(
-                f"memory index {str(self.index_path)!r} has been being opened by another process "
-                f"for {_LOCK_TIMEOUT_S} s",
+                f"memory index {str(self.index_path)!r} has been opened by another process "
+                f"for over {_LOCK_TIMEOUT_S} s",
                 "check for a hung chatloom process, then retry",
             ) from None
         except sqlite3.OperationalError as exc:
