@@ -295,7 +295,7 @@ class LocalChatModel(BaseChatModel):
             run_manager.on_llm_new_token(rest, chunk=chunk)
         yield chunk
 
-    # ------------------------------------------------------------------ inline calculator
+    # ------------------------------------------------------------------ decoding
 
     def _decode(self, prepared: Prepared) -> Iterator[Piece]:
         """The engine's text, stopped where it starts repeating itself (see :func:`_loops`)."""
@@ -315,6 +315,8 @@ class LocalChatModel(BaseChatModel):
                     return
         finally:
             stream.close()
+
+    # ------------------------------------------------------------------ inline calculator
 
     def _decode_calculating(self, prepared: Prepared) -> Iterator[Piece]:
         """The engine's text; with the inline calculator on, each equation's result is computed.
