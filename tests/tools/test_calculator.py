@@ -262,6 +262,14 @@ def test_exact_arithmetic_agrees_with_fractions(a: Fraction, b: Fraction) -> Non
     ("2/3 =", "0.6667"),
     ("$19.50 × 0.25 =", "4.875"),
     ("a 20% tip on $80 is 80 * 20% =", "16"),
+    # Korean figures: counter words are units, 만/천/억 multiply.
+    ("골드 등급은 30만 원 × 2% =", "6000"),
+    ("300,000원 × 2% =", "6,000"),
+    ("수수료는 (13 - 10) × 500원 =", "1500"),
+    ("2박 3일이면 3일 × 3만 원 =", "90000"),
+    ("120만 원 × 5/12 =", "500000"),
+    ("1.5만 원 × 2 =", "30000"),
+    ("- 3 × 4 =", "12"),  # a list bullet, not a minus sign
 ])
 def test_finish_equation_computes_what_a_model_wrote(text: str, value: str) -> None:
     assert finish_equation(text) == value
@@ -275,8 +283,15 @@ def test_finish_equation_leaves_prose_assignments_and_bad_sums_alone(text: str) 
     assert finish_equation(text) is None
 
 
+@pytest.mark.parametrize(("text", "value"), [("120 won × 5/12 =", None), ("총 5일 - 2/3 =", "4.333")])
+def test_finish_equation_never_computes_a_sum_without_its_left_operand(text: str, value: str | None) -> None:
+    # A left operand it can't read must not leave the right part to be computed on its own:
+    # "120만 원 × 5/12" once became 0.4167, written into the answer as the result.
+    assert finish_equation(text) == value
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet="0123456789.,+-*/%^() $=×÷\\timesdivx", max_size=120))
+@given(st.text(alphabet="0123456789.,+-*/%^() $=×÷\\timesdivx만원일천억\n", max_size=120))
 def test_fuzz_finish_equation_returns_none_or_a_short_number(text: str) -> None:
     value = finish_equation(text + "=")
     assert value is None or (isinstance(value, str) and 0 < len(value) < 400)

@@ -505,6 +505,17 @@ _LATEX_OPS = (("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\left", ""),
 _TWO_NUMBERS = re.compile(r"\d[\d.,]*\s*%?\s*[-+*/×÷·−^]\s*\(*\s*[$€£]?\s*\.?\d")
 MAX_EQUATION_CHARS = 120
 _GROUPED = re.compile(r"\d,\d{3}")
+# Korean figures as people write them in a calculation: "30만 원 × 2%", "3일 × 3만 원",
+# "(13 - 10)회 × 500원". The counter word after a number is a unit, not part of the sum, and
+# 만/천/억 multiply (a number's own 만 must not be dropped: "120만 원 × 5/12" is 50만, not 5/12).
+_KOREAN_FIGURE = re.compile(
+    r"(\d+(?:,\d{3})*(?:\.\d+)?)[ \t]?(억|만|천)?[ \t]?"
+    r"(?:원|일|회|번|건|개|명|박|장|포인트|시간|개월|달|년|주|분|초|점|km|kg)?(?![가-힣A-Za-z])"
+)
+_KOREAN_MULTIPLIER = {"억": "00000000", "만": "0000", "천": "000"}
+# A bullet that starts the line ("- 3 × 4 ="): a list mark, not a minus sign.
+_LINE_BULLET = re.compile(r"(^|\n)[ \t]*[-*•][ \t]+(?=[\d(])")
+_OPERATOR_BEFORE = re.compile(r"[-+*/×÷·−^][ \t]*$")
 
 
 def finish_equation(text: str) -> str | None:
@@ -524,7 +535,11 @@ def finish_equation(text: str) -> str | None:
     """
     if not text.endswith("="):
         return None
-    tail = _EQUATION_TAIL.search(text[-MAX_EQUATION_CHARS - 1 : -1])
+    window = text[-MAX_EQUATION_CHARS - 1 : -1]
+    if _HANGUL_UNIT.search(window):
+        window = _KOREAN_FIGURE.sub(_plain_figure, window)
+    window = _LINE_BULLET.sub(r"\1", window)
+    tail = _EQUATION_TAIL.search(window)
     if tail is None:
         return None
     source = tail.group(0)
@@ -535,6 +550,8 @@ def finish_equation(text: str) -> str | None:
     for start in range(len(source)):
         if start and source[start - 1] not in " (\t":
             continue
+        if _OPERATOR_BEFORE.search(source[:start]):
+            continue  # "120 × 5/12" is not "5/12": never drop the left operand
         candidate = source[start:].strip()
         if not candidate or not _TWO_NUMBERS.search(candidate):
             continue
@@ -548,6 +565,20 @@ def finish_equation(text: str) -> str | None:
             return f"{value.numerator:,}"  # written as "80,000 + 50,000": answer in kind
         return format_number(value)
     return None
+
+
+_HANGUL_UNIT = re.compile(r"\d[ \t]?(?:억|만|천|원|일|회|번|건|개|명|박|장|포인트|시간|개월|달|년|주|분|초|점)")
+
+
+def _plain_figure(match: re.Match[str]) -> str:
+    digits, multiplier = match.group(1), match.group(2)
+    if not multiplier:
+        return digits
+    whole, _, fraction = digits.replace(",", "").partition(".")
+    zeros = _KOREAN_MULTIPLIER[multiplier]
+    if not fraction:
+        return whole + zeros
+    return str(int(whole + fraction.ljust(len(zeros), "0")[: len(zeros)])) if len(fraction) <= len(zeros) else digits
 
 
 @tool
