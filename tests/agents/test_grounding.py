@@ -102,10 +102,24 @@ def test_a_computation_from_the_questions_figures_backs_the_answer():
 def test_invented_figure_is_never_shown():
     # The passage is relevant (it is about transfers) but the model invents a fee.
     agent, _ = agent_with(ListMemory(TRANSFER), "송금 수수료는 건당 3,000원입니다.")
-    reply = agent.chat("송금 수수료는 얼마인가요?")
+    reply = agent.chat("송금할 때 수수료가 얼마인가요?")
     assert "3,000" not in reply.answer and "3000" not in reply.answer
     assert reply.grounded is True  # replaced by a grounded fallback
     assert reply.unsupported == ("송금 수수료는 건당 3,000원입니다.",)
+
+
+def test_a_question_about_what_no_passage_mentions_is_not_answered_from_them():
+    # No passage names the topic (fees), so the model is not asked: a small one borrows the
+    # passages' other sentences for it.
+    agent, model = agent_with(ListMemory(TRANSFER, POINTS), "송금 수수료는 72시간 안에 취소됩니다.")
+    reply = agent.chat("송금 수수료는 얼마인가요?")
+    assert reply.answer == grounding.ABSTAIN["ko"] and reply.citations == ()
+    assert model.calls == []
+    # Named in a passage's section heading counts as mentioned.
+    memory = ListMemory()
+    memory.passages = [Passage(id="p0", text="- 건당 500원입니다.", source="/abs/path/fees.md", section="송금 > 수수료")]
+    agent, _ = agent_with(memory, "건당 500원입니다.")
+    assert agent.chat("송금 수수료는 얼마인가요?").answer.startswith("건당 500원입니다 [1]")
 
 
 def test_model_abstention_becomes_the_canonical_message_in_the_users_language():

@@ -151,3 +151,14 @@ def test_store_keyword_search_handles_korean_particles(mem, tmp_path):
     # The small filtered path (one file) uses the same scorer and terms.
     got = mem.search("배우자", k=1, mode="keyword", filters={"source": str(docs / "leave.md")})
     assert got and got[0].source.endswith("leave.md")
+
+
+@pytest.mark.parametrize(("text", "topics"), [
+    ("퇴직금은 언제 지급되나요?", [("퇴직금",)]),
+    ("해외 출장에서 호텔비는 하루에 얼마까지 나오나요?", [("호텔", "비")]),  # the noun glued to 는
+    ("회사 연차 신청은 어떻게 하나요?", [("신청",)]),
+    ("누리페이 본사 주소가 어디인가요?", []),  # 가 marks a subject, not a topic
+    ("How is severance pay paid?", []),
+])
+def test_korean_topics_are_the_nouns_before_the_topic_particle(text: str, topics: list[tuple[str, ...]]) -> None:
+    assert keyword.korean_topics(text) == topics

@@ -89,8 +89,10 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     passages = retrieved
     if ctx.grounding and retrieved:
         # Passages that don't share the question's specific terms mislead a small model into
-        # answering from them; it sees only the relevant ones.
-        passages = [retrieved[i] for i in grounding.relevant_passages(question, [p["text"] for p in retrieved])]
+        # answering from them; it sees only the relevant ones. A passage's section heading is
+        # part of what it says ("출장비 > 정산 방법"), as the model sees it too.
+        texts = [f"{p.get('section') or ''}\n{p['text']}" for p in retrieved]
+        passages = [retrieved[i] for i in grounding.relevant_passages(question, texts)]
     return {
         "passages": passages,
         "retrieved": retrieved,

@@ -193,7 +193,26 @@ def relevant_passages(question: str, passages: Sequence[str], threshold: float =
     q = terms(question)
     if not q:
         return list(range(len(passages)))
-    return [i for i, share in enumerate(_coverage(q, [terms(p) for p in passages])) if share >= threshold]
+    held = [terms(p) for p in passages]
+    if _uncovered_topic(question, held):
+        return []
+    return [i for i, share in enumerate(_coverage(q, held)) if share >= threshold]
+
+
+def _uncovered_topic(question: str, held: Sequence[AbstractSet[str]]) -> bool:
+    """Whether the question is about something no passage mentions: its topic ("퇴직금은 언제
+    지급되나요?") is in none of them.
+
+    Such passages can still share the question's other words ("지급", "다음 달"), and a small
+    model then answers from them about the wrong thing: a handbook without a word on severance
+    pay "said" it is paid with next month's salary, which is what it says of travel expenses.
+    Only when *no* passage names the topic: a passage about the topic that doesn't repeat it
+    (the product's name, written once in the title) is not dropped for that.
+    """
+    from chatloom.memory.keyword import korean_topics
+
+    topics = [t for t in korean_topics(question) if not set(t) <= _ASKING_KO]
+    return bool(topics) and not any(set(topic) <= h for topic in topics for h in held)
 
 
 def _coverage(q: AbstractSet[str], docs: Sequence[AbstractSet[str]]) -> list[float]:

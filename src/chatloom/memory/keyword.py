@@ -129,6 +129,36 @@ def _korean_terms(text: str) -> list[str]:
     return terms
 
 
+def korean_topics(text: str) -> list[tuple[str, ...]]:
+    """The topics of a Korean sentence: each noun written right before the topic particle 은/는,
+    as its morphemes ("퇴직금은 언제 ..." -> [("퇴직금",)], "호텔비는" -> [("호텔", "비")]).
+
+    The topic is what a question is about; text that never mentions it can't answer it.
+    Empty for text without Hangul.
+
+    >>> korean_topics("회사 연차 신청은 어떻게 하나요?")   # doctest: +SKIP
+    [('신청',)]
+    """
+    if not _HANGUL.search(text):
+        return []
+    kiwi = _korean_analyser()
+    with _kiwi_lock:
+        tokens = kiwi.tokenize(text)
+    topics: list[tuple[str, ...]] = []
+    run: list[Any] = []
+    for tok in tokens:
+        tag = tok.tag.split("-")[0]
+        if tag in _KO_NOUN:
+            if run and run[-1].start + run[-1].len != tok.start:
+                run = []
+            run.append(tok)
+            continue
+        if tag == "JX" and tok.form in ("은", "는") and run and run[-1].start + run[-1].len == tok.start:
+            topics.append(tuple(t.form for t in run))
+        run = []
+    return topics
+
+
 def tokenize(text: str) -> list[str]:
     """Normalised content terms of ``text``, for keyword search and for comparing texts.
 
