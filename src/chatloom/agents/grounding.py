@@ -28,6 +28,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+from chatloom.tools.calculator import KOREAN_MULTIPLIERS, finish_equation
+
 ABSTAIN = {
     "ko": "지식 베이스에서 관련 내용을 찾지 못했습니다.",
     "en": "I couldn't find this in the knowledge base.",
@@ -59,7 +61,6 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])(?:\s+|$)", re.MULTILINE)
 # Phone numbers, dates, times, versions: matched as written, never as arithmetic.
 _IDENT = re.compile(r"\d+(?:[-:/]\d+)+")
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?)\s*(억|만|천|백)?")
-_UNITS = {"억": 10**8, "만": 10**4, "천": 10**3, "백": 100}
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
 _ABSTAINED = re.compile(
     r"찾지 못|찾을 수 없|알 수 없|모르|나와 있지 않|나와있지 않|언급(?:되어|이)? ?(?:있지 않|없)|"
@@ -145,7 +146,7 @@ def numbers(text: str, identifiers: bool = True) -> set[str]:
     found = set(_IDENT.findall(text)) if identifiers else set()
     text = _IDENT.sub(" ", text) if identifiers else text
     for digits, unit in _NUMBER.findall(text):
-        value = float(digits.replace(",", "")[:30]) * _UNITS.get(unit, 1)
+        value = float(digits.replace(",", "")[:30]) * KOREAN_MULTIPLIERS.get(unit, 1)
         if math.isfinite(value):
             found.add(_normal(value))
     return found
@@ -327,8 +328,6 @@ def _computed(answer: str, known: set[str], question: str = "") -> set[str]:
     the first starts there ("13 transfers, 10 free": 13 - 10 = 3, then 3 x 500), and a sum or
     difference of two figures the sources give.
     """
-    from chatloom.tools.calculator import finish_equation
-
     found: set[str] = set()
     text = _CITE.sub(" ", answer)
     for m in re.finditer(r"=\s*([\d,]+(?:\.\d+)?)", text):

@@ -505,17 +505,26 @@ _LATEX_OPS = (("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\left", ""),
 _TWO_NUMBERS = re.compile(r"\d[\d.,]*\s*%?\s*[-+*/×÷·−^]\s*\(*\s*[$€£]?\s*\.?\d")
 MAX_EQUATION_CHARS = 120
 _GROUPED = re.compile(r"\d,\d{3}")
-# Korean figures as people write them in a calculation: "30만 원 × 2%", "3일 × 3만 원",
-# "(13 - 10)회 × 500원". The counter word after a number is a unit, not part of the sum, and
-# 만/천/억 multiply (a number's own 만 must not be dropped: "120만 원 × 5/12" is 50만, not 5/12).
+# Korean figures as people write them in a calculation: "30만 원 × 2%", "3일 × 3만 원". The
+# counter word after a number is a unit, not part of the sum, and 만/천/억 multiply (a number's
+# own 만 must not be dropped: "120만 원 × 5/12" is 50만, not 5/12).
+KOREAN_MULTIPLIERS = {"억": 10**8, "만": 10**4, "천": 10**3, "백": 100}
+_KOREAN_COUNTERS = "원|일|회|번|건|개|명|박|장|포인트|시간|개월|달|년|주|분|초|점"
 _KOREAN_FIGURE = re.compile(
-    r"(\d+(?:,\d{3})*(?:\.\d+)?)[ \t]?(억|만|천)?[ \t]?"
-    r"(?:원|일|회|번|건|개|명|박|장|포인트|시간|개월|달|년|주|분|초|점|km|kg)?(?![가-힣A-Za-z])"
+    rf"(\d+(?:,\d{{3}})*(?:\.\d+)?)[ \t]?(억|만|천|백)?[ \t]?(?:{_KOREAN_COUNTERS})?(?![가-힣A-Za-z])"
 )
-_KOREAN_MULTIPLIER = {"억": "00000000", "만": "0000", "천": "000"}
+_HAS_KOREAN_FIGURE = re.compile(rf"\d[ \t]?(?:억|만|천|백|{_KOREAN_COUNTERS})")
 # A bullet that starts the line ("- 3 × 4 ="): a list mark, not a minus sign.
 _LINE_BULLET = re.compile(r"(^|\n)[ \t]*[-*•][ \t]+(?=[\d(])")
 _OPERATOR_BEFORE = re.compile(r"[-+*/×÷·−^][ \t]*$")
+
+
+def _plain_figure(match: re.Match[str]) -> str:
+    """ "30만 원" -> "300000", "1.5만" -> "15000", "500원" -> "500"."""
+    digits, multiplier = match.group(1), match.group(2)
+    if not multiplier:
+        return digits  # "300,000" keeps its commas: the result is then written in kind
+    return format((Decimal(digits.replace(",", "")) * KOREAN_MULTIPLIERS[multiplier]).normalize(), "f")
 
 
 def finish_equation(text: str) -> str | None:
@@ -536,7 +545,7 @@ def finish_equation(text: str) -> str | None:
     if not text.endswith("="):
         return None
     window = text[-MAX_EQUATION_CHARS - 1 : -1]
-    if _HANGUL_UNIT.search(window):
+    if _HAS_KOREAN_FIGURE.search(window):
         window = _KOREAN_FIGURE.sub(_plain_figure, window)
     window = _LINE_BULLET.sub(r"\1", window)
     tail = _EQUATION_TAIL.search(window)
@@ -565,20 +574,6 @@ def finish_equation(text: str) -> str | None:
             return f"{value.numerator:,}"  # written as "80,000 + 50,000": answer in kind
         return format_number(value)
     return None
-
-
-_HANGUL_UNIT = re.compile(r"\d[ \t]?(?:억|만|천|원|일|회|번|건|개|명|박|장|포인트|시간|개월|달|년|주|분|초|점)")
-
-
-def _plain_figure(match: re.Match[str]) -> str:
-    digits, multiplier = match.group(1), match.group(2)
-    if not multiplier:
-        return digits
-    whole, _, fraction = digits.replace(",", "").partition(".")
-    zeros = _KOREAN_MULTIPLIER[multiplier]
-    if not fraction:
-        return whole + zeros
-    return str(int(whole + fraction.ljust(len(zeros), "0")[: len(zeros)])) if len(fraction) <= len(zeros) else digits
 
 
 @tool
