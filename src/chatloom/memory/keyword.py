@@ -136,7 +136,7 @@ def korean_topics(text: str) -> list[tuple[str, ...]]:
     The topic is what a question is about; text that never mentions it can't answer it.
     Empty for text without Hangul.
 
-    >>> korean_topics("회사 연차 신청은 어떻게 하나요?")   # doctest: +SKIP
+    >>> korean_topics("회사 연차 신청은 어떻게 하나요?")
     [('신청',)]
     """
     if not _HANGUL.search(text):
