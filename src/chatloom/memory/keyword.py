@@ -115,7 +115,7 @@ def _korean_terms(text: str) -> list[str]:
     for tok in tokens:
         tag = tok.tag.split("-")[0]
         if tag in _KO_NOUN:
-            if run and run[-1].start + run[-1].len != tok.start:
+            if run and not _touching(run[-1], tok):
                 close_run()
             run.append(tok)
         else:
@@ -127,6 +127,11 @@ def _korean_terms(text: str) -> list[str]:
             terms.extend(_latin_terms(tok.form))
     close_run()
     return terms
+
+
+def _touching(left: Any, right: Any) -> bool:
+    """Whether two Kiwi tokens are written with no space between them."""
+    return bool(left.start + left.len == right.start)
 
 
 def korean_topics(text: str) -> list[tuple[str, ...]]:
@@ -149,11 +154,11 @@ def korean_topics(text: str) -> list[tuple[str, ...]]:
     for tok in tokens:
         tag = tok.tag.split("-")[0]
         if tag in _KO_NOUN:
-            if run and run[-1].start + run[-1].len != tok.start:
+            if run and not _touching(run[-1], tok):
                 run = []
             run.append(tok)
             continue
-        if tag == "JX" and tok.form in ("은", "는") and run and run[-1].start + run[-1].len == tok.start:
+        if tag == "JX" and tok.form in ("은", "는") and run and _touching(run[-1], tok):
             topics.append(tuple(t.form for t in run))
         run = []
     return topics
