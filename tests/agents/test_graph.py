@@ -67,9 +67,27 @@ def test_a_loop_ends_with_an_answer_when_the_model_can_give_one():
     assert reply.stop_reason == "loop"
     assert reply.answer == "1+1 is 2." and reply.reasoning == "it was 2"
     last_input = model.calls[2]
-    assert "already made" in str(last_input[-2].content)  # it saw why it was stopped
+    # It answers from the call's result; the refused repeat is left out of what it sees.
+    assert isinstance(last_input[-2], ToolMessage) and last_input[-2].content == "2"
+    assert "already made" not in " ".join(str(m.content) for m in last_input)
     assert "Do not call a tool" in str(last_input[-1].content)
-    assert len(agent.history()) == 6  # the nudge is not stored in the thread
+    assert len(agent.history()) == 6  # the nudge is not stored in the thread, the repeat is
+
+
+def test_a_loop_on_invented_figures_ends_as_if_there_were_no_tools():
+    # Qwen 0.5B on "2 bolts of blue fiber and half that much white": it converted "5 mm" (a
+    # figure of its own) and repeated the call. The last answer is asked as a tools-free agent
+    # would be: no tool results, no tool list in the prompt, no nudge about results.
+    invented = tool_call("calculator", expression="5*0.001")
+    agent, model = make_agent(invented, invented, "It takes 3 bolts.", prompt="assistant")
+    reply = agent.chat("A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total?")
+    assert reply.stop_reason == "loop" and reply.answer == "It takes 3 bolts."
+    first_input, last_input = model.calls[0], model.calls[2]
+    assert not any(isinstance(m, ToolMessage) or getattr(m, "tool_calls", None) for m in last_input)
+    assert last_input[-1].content.startswith("A robe takes 2 bolts")
+    described = "Evaluate an arithmetic expression exactly"  # the tools section of the prompt
+    assert described in str(first_input[0].content) and described not in str(last_input[0].content)
+    assert [s.args for s in reply.tool_steps] == [{"expression": "5*0.001"}] * 2  # the trace keeps it all
 
 
 def test_tool_exception_goes_back_to_the_model():

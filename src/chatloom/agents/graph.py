@@ -187,16 +187,24 @@ def _noting(response: AIMessage, rejected: list[str]) -> AIMessage:
 
 
 def _answer_without_tools(state: TurnState, ctx: TurnContext) -> AIMessage:
-    """End a turn whose model keeps repeating a call: ask once more, with no tools bound.
+    """End a turn whose model keeps repeating a call: ask once more, with no tools bound, from
+    the question and the tool results worth answering from (see :func:`_useful_steps`).
 
     Small models often re-issue a call after its result instead of answering; the result is
-    in the context by then, so an answer usually is one tools-free call away.
+    in the context by then, so an answer usually is one tools-free call away. When no result
+    is worth it (Qwen 0.5B converted an invented "5 mm" for a question about bolts of fiber, then
+    asked for code it may not run), the model answers from the question alone, as it would
+    with no tools: tools must never leave a turn worse off than none.
     """
     call = state["seen_calls"][-1] if state.get("seen_calls") else "?"
     fallback = AIMessage(content=LOOP_ANSWER.format(call=call))
     if ctx.summarizer is None or state.get("steps", 0) >= ctx.max_steps:
         return fallback
-    response = ctx.summarizer.invoke(_model_input(state, ctx) + [HumanMessage(content=FINAL_ANSWER_NUDGE)])
+    messages = state["messages"]
+    kept = _useful_steps(state)
+    clean: Any = {**state, "messages": [*messages[: state.get("turn_start", len(messages) - 1) + 1], *kept]}
+    nudge = [HumanMessage(content=FINAL_ANSWER_NUDGE)] if kept else []
+    response = ctx.summarizer.invoke(_model_input(clean, ctx, show_tools=bool(kept)) + nudge)
     if not str(response.content).strip() or looks_like_tool_call(str(response.content)):
         return fallback  # still trying to call a tool: give up cleanly
     return _final_answer(response, state, ctx)
@@ -222,6 +230,38 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
     return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})
 
 
+def _useful_steps(state: TurnState) -> list[BaseMessage]:
+    """This turn's tool calls worth answering from, each with its result: the calls that
+    succeeded and started from figures the question, a passage or an earlier kept result
+    gave. Failed, refused and repeated calls, and calls on figures the model made up, are left
+    out (the full trace stays in the thread)."""
+    messages = state["messages"]
+    start = state.get("turn_start", len(messages) - 1)
+    passages = [p["text"] for p in state.get("passages") or []]
+    known = set().union(*(grounding.numbers(t) for t in (_last_question(messages), *passages)))
+    results = {m.tool_call_id: m for m in messages[start:] if isinstance(m, ToolMessage)}
+    kept: list[BaseMessage] = []
+    for message in messages[start + 1 :]:
+        if not isinstance(message, AIMessage) or not message.tool_calls:
+            continue
+        steps = []
+        for call in message.tool_calls:
+            result = results.get(call["id"])
+            if result is not None and result.status != "error" and _figures_known(call["args"], known):
+                steps.append((call, result))
+                known |= grounding.numbers(unwrap_untrusted(str(result.content)))
+        if steps:
+            kept.append(message.model_copy(update={"content": "", "tool_calls": [c for c, _ in steps]}))
+            kept.extend(result for _, result in steps)
+    return kept
+
+
+def _figures_known(args: dict[str, Any], known: set[str]) -> bool:
+    """Whether a call's figures were all given before it: "2 mi = 3.2 km" from an invented 2
+    backs nothing."""
+    return grounding.numbers(json.dumps(args, ensure_ascii=False), identifiers=False) <= known
+
+
 def _asks_for_facts(question: str) -> bool:
     """A question for facts (which must come from the knowledge), not a computation on the
     figures it gives ("What is 17*23?", a word problem), which the model may work out itself."""
@@ -239,23 +279,23 @@ def _evidence(state: TurnState, ctx: TurnContext) -> grounding.Evidence:
     question = _last_question(messages)
     turn = messages[state.get("turn_start", 0) :]
     args = {c["id"]: c["args"] for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
-    computed: list[tuple[str, str]] = []  # (the call's arguments, its result)
+    computed: list[tuple[dict[str, Any], str]] = []  # (the call's arguments, its result)
     fetched: list[str] = []
     for m in turn:
         if isinstance(m, ToolMessage) and m.status != "error":
             tool = ctx.tools.get(m.name or "")
             if tool is not None and output_is_trusted(tool):
-                computed.append((json.dumps(args.get(m.tool_call_id, {}), ensure_ascii=False), str(m.content)))
+                computed.append((args.get(m.tool_call_id, {}), str(m.content)))
             else:
                 fetched.append(unwrap_untrusted(str(m.content)))
     fetched = [fetched[i] for i in grounding.relevant_passages(question, fetched)]
     passages = tuple(p["text"] for p in state.get("passages") or [])
     # A computation backs an answer only when it starts from figures the question, a passage or
-    # an earlier computation gave: "2 mi = 3.2 km" from an invented 2 backs nothing.
+    # an earlier computation gave.
     known = set().union(grounding.numbers(question), *(grounding.numbers(t) for t in (*passages, *fetched)))
     results = list(fetched)
     for call_args, result in computed:
-        if grounding.numbers(call_args, identifiers=False) <= known:
+        if _figures_known(call_args, known):
             results.append(result)
             known |= grounding.numbers(result)
     return grounding.Evidence(passages=passages, tool_results=tuple(results), question=question)
@@ -356,20 +396,22 @@ def _tool_message(call: dict[str, Any], content: str, ok: bool) -> ToolMessage:
     return ToolMessage(content=content, tool_call_id=call["id"], name=call["name"], status="success" if ok else "error")
 
 
-def _model_input(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
+def _model_input(state: TurnState, ctx: TurnContext, show_tools: bool = True) -> list[BaseMessage]:
     """What the model sees: the prompt, earlier turns, then this turn with its passages.
 
     Everything is fitted to the model profile's input budget, so a turn never fails for
     length: long tool results are clipped, the lowest-ranked passages are dropped, and the
-    earlier conversation gets what is left (the current question is always sent).
+    earlier conversation gets what is left (the current question is always sent). With
+    ``show_tools`` off, the prompt is rendered as for an agent with no tools.
     """
     profile = ctx.profile
     messages = list(state["messages"])
     start = state.get("turn_start", len(messages) - 1)
-    prefix: list[BaseMessage] = list(ctx.render_prompt(list(ctx.tools.values()))) if ctx.render_prompt else []
+    tools = ctx.tools if show_tools else {}
+    prefix: list[BaseMessage] = list(ctx.render_prompt(list(tools.values()))) if ctx.render_prompt else []
     if state.get("summary"):
         prefix.append(SystemMessage(content=f"Summary of the earlier conversation: {state['summary']}"))
-    budget = profile.input_budget - _tokens(prefix) - _tools_tokens(ctx.tools)
+    budget = profile.input_budget - _tokens(prefix) - _tools_tokens(tools)
     turn = [_clipped(m, profile.tool_result_tokens) for m in messages[start:]]
     passages = list(state.get("passages") or [])
     while True:
