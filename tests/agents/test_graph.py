@@ -323,3 +323,11 @@ def test_identical_calls_in_one_message_run_once_and_all_get_the_result():
     reply = agent.chat("go")
     assert runs == [1] and reply.stop_reason == "answer" and reply.answer == "done"
     assert [s.result for s in reply.tool_steps] == ["ran 1"] * 3
+
+
+def test_a_tool_answering_error_is_a_failed_step():
+    # The calculator (and the sandbox, and web fetches) report failures as "error: ..." text.
+    agent, model = make_agent(tool_call("calculator", expression="2 +* 3"), "Sorry, I couldn't compute that.")
+    reply = agent.chat("What is 2 + 3?")
+    assert reply.tool_steps[0].result.startswith("error:") and reply.tool_steps[0].ok is False
+    assert model.calls[1][-1].content.startswith("error:")  # the model still reads why

@@ -387,9 +387,12 @@ def _run_tool(ctx: TurnContext, call: dict[str, Any], untrusted: bool) -> ToolMe
     except Exception as exc:  # a tool's failure is information for the model, not a crash
         return _tool_message(call, f"error: {type(exc).__name__}: {exc}", False)
     text = output if isinstance(output, str) else json.dumps(output, default=str)
+    # Tools report a failure by raising or by answering "error: ..." (the calculator, the
+    # sandbox, web fetches): either way the step failed, and its text backs no answer.
+    ok = not text.lstrip().startswith("error:")
     if not output_is_trusted(tool):  # text fetched from elsewhere is data, never instructions
         text = wrap_untrusted(text, f"tool:{tool.name}")
-    return _tool_message(call, text, True)
+    return _tool_message(call, text, ok)
 
 
 def _tool_message(call: dict[str, Any], content: str, ok: bool) -> ToolMessage:
