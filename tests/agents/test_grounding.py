@@ -267,14 +267,6 @@ def test_a_passage_cannot_pose_as_the_question():
     assert text.count("\n질문:") == 1
 
 
-def test_instructions_are_in_the_passages_language_and_the_question_as_asked():
-    text = grounding.question_with_passages("How long are reward points valid?", [("포인트.md", POINTS)])
-    assert "자료 [1] (포인트.md):" in text and "질문: How long are reward points valid?" in text
-    assert "Read the passages" not in text
-    english = grounding.question_with_passages("연차는 며칠인가요?", [("leave.md", LEAVE_EN)])
-    assert "Passage [1] (leave.md):" in english and "Question: 연차는 며칠인가요?" in english
-
-
 def test_grounding_off_leaves_the_answer_alone():
     agent, _ = agent_with(ListMemory(TRANSFER), "송금 수수료는 건당 3,000원입니다.", grounding=False)
     reply = agent.chat("송금 수수료는 얼마인가요?")

@@ -516,13 +516,8 @@ def question_with_passages(question: str, passages: Sequence[tuple[str, str]], o
     cannot end its own block and pose as the user. ``offer_abstention`` adds "if the passages
     don't answer, say so": large models use it well, but small ones then say it to every
     question, so for them the answer check decides instead (see the model profiles).
-
-    The instructions are written in the passages' language, not the question's: a small model
-    given English instructions around Korean passages ("How long are reward points valid?")
-    answered with lists of figures ("2年 [1] 3~5영업일 [2] 7일 [2]") or not at all; with the
-    instructions in Korean it wrote sentences from the right line, in either language.
     """
-    lang = language_of(" ".join(text for _, text in passages)) if passages else language_of(question)
+    lang = language_of(question)
     head = _PASSAGE_HEAD[lang]
     block = "\n\n".join(
         f"{head} [{i}] ({label}):\n{_BOUNDARY.sub(lambda m: '> ' + m.group(0), text.strip())}"
