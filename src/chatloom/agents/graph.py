@@ -269,35 +269,26 @@ def _asks_for_facts(question: str) -> bool:
 
 
 def _evidence(state: TurnState, ctx: TurnContext) -> grounding.Evidence:
-    """What this turn's answer may draw on: its passages, its successful tool results, the question.
+    """What this turn's answer may draw on: its passages, the results of its useful tool calls
+    (see :func:`_useful_steps`), the question.
 
-    Results of tools that fetch text (search, web, MCP) pass the same relevance filter as
+    Results of tools that fetch text (search, web, MCP) also pass the relevance filter of
     recalled passages, so a search the model ran for an uncovered question ("누리페이 주식")
-    can't lend an unrelated passage to its answer. Computed results (calculator) always count.
+    can't lend an unrelated passage to its answer.
     """
-    messages = state["messages"]
-    question = _last_question(messages)
-    turn = messages[state.get("turn_start", 0) :]
-    args = {c["id"]: c["args"] for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
-    computed: list[tuple[dict[str, Any], str]] = []  # (the call's arguments, its result)
+    question = _last_question(state["messages"])
+    computed: list[str] = []
     fetched: list[str] = []
-    for m in turn:
-        if isinstance(m, ToolMessage) and m.status != "error":
+    for m in _useful_steps(state):
+        if isinstance(m, ToolMessage):
             tool = ctx.tools.get(m.name or "")
             if tool is not None and output_is_trusted(tool):
-                computed.append((args.get(m.tool_call_id, {}), str(m.content)))
+                computed.append(str(m.content))
             else:
                 fetched.append(unwrap_untrusted(str(m.content)))
     fetched = [fetched[i] for i in grounding.relevant_passages(question, fetched)]
     passages = tuple(p["text"] for p in state.get("passages") or [])
-    # A computation backs an answer only when it starts from figures the question, a passage or
-    # an earlier computation gave.
-    known = set().union(grounding.numbers(question), *(grounding.numbers(t) for t in (*passages, *fetched)))
-    results = list(fetched)
-    for call_args, result in computed:
-        if _figures_known(call_args, known):
-            results.append(result)
-            known |= grounding.numbers(result)
+    results = [*fetched, *computed]
     return grounding.Evidence(passages=passages, tool_results=tuple(results), question=question)
 
 
