@@ -28,7 +28,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from chatloom.tools.calculator import KOREAN_MULTIPLIERS, finish_equation
+from chatloom.tools.calculator import KOREAN_MULTIPLIER_WORDS, KOREAN_MULTIPLIERS, finish_equation
 
 ABSTAIN = {
     "ko": "지식 베이스에서 관련 내용을 찾지 못했습니다.",
@@ -60,7 +60,7 @@ _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
 _LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])(?:\s+|$)", re.MULTILINE)
 # Phone numbers, dates, times, versions: matched as written, never as arithmetic.
 _IDENT = re.compile(r"\d+(?:[-:/]\d+)+")
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?)\s*(억|만|천|백)?")
+_NUMBER = re.compile(rf"(?<![\w.])(\d+(?:,\d{{3}})*(?:\.\d+)?)\s*({KOREAN_MULTIPLIER_WORDS})?")
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
 _ABSTAINED = re.compile(
     r"찾지 못|찾을 수 없|알 수 없|모르|나와 있지 않|나와있지 않|언급(?:되어|이)? ?(?:있지 않|없)|"

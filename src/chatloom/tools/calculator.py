@@ -509,11 +509,13 @@ _GROUPED = re.compile(r"\d,\d{3}")
 # counter word after a number is a unit, not part of the sum, and 만/천/억 multiply (a number's
 # own 만 must not be dropped: "120만 원 × 5/12" is 50만, not 5/12).
 KOREAN_MULTIPLIERS = {"억": 10**8, "만": 10**4, "천": 10**3, "백": 100}
+KOREAN_MULTIPLIER_WORDS = "|".join(KOREAN_MULTIPLIERS)
+"""The multipliers as a regex alternation, for patterns that read Korean figures."""
 _KOREAN_COUNTERS = "원|일|회|번|건|개|명|박|장|포인트|시간|개월|달|년|주|분|초|점"
 _KOREAN_FIGURE = re.compile(
-    rf"(\d+(?:,\d{{3}})*(?:\.\d+)?)[ \t]?(억|만|천|백)?[ \t]?(?:{_KOREAN_COUNTERS})?(?![가-힣A-Za-z])"
+    rf"(\d+(?:,\d{{3}})*(?:\.\d+)?)[ \t]?({KOREAN_MULTIPLIER_WORDS})?[ \t]?(?:{_KOREAN_COUNTERS})?(?![가-힣A-Za-z])"
 )
-_HAS_KOREAN_FIGURE = re.compile(rf"\d[ \t]?(?:억|만|천|백|{_KOREAN_COUNTERS})")
+_HAS_KOREAN_FIGURE = re.compile(rf"\d[ \t]?(?:{KOREAN_MULTIPLIER_WORDS}|{_KOREAN_COUNTERS})")
 # A bullet that starts the line ("- 3 × 4 ="): a list mark, not a minus sign.
 _LINE_BULLET = re.compile(r"(^|\n)[ \t]*[-*•][ \t]+(?=[\d(])")
 _OPERATOR_BEFORE = re.compile(r"[-+*/×÷·−^][ \t]*$")
