@@ -12,6 +12,7 @@ from langchain_core.tools import tool
 from chatloom import Agent, AnswerEvent, Token, ToolCallEvent, ToolResultEvent
 from chatloom.errors import ConfigError, EmptyQuestion
 from chatloom.memory.base import Passage
+from chatloom.models.profiles import profile_for
 from chatloom.testing import FakeChatModel, tool_call
 from chatloom.tools.calculator import calculator
 
@@ -88,6 +89,48 @@ def test_a_loop_on_invented_figures_ends_as_if_there_were_no_tools():
     described = "Evaluate an arithmetic expression exactly"  # the tools section of the prompt
     assert described in str(first_input[0].content) and described not in str(last_input[0].content)
     assert [s.args for s in reply.tool_steps] == [{"expression": "5*0.001"}] * 2  # the trace keeps it all
+
+
+@tool
+def word_count(text: str) -> str:
+    """Count the words of a text."""
+    return str(len(text.split()))
+
+
+word_count.metadata = {"effect": "read"}
+
+
+def small_model_agent(*replies, **kwargs) -> tuple[Agent, FakeChatModel]:
+    """An agent with the default local model's profile, offering a tool as a call."""
+    agent, model = make_agent(*replies, tools=[calculator, word_count], prompt="assistant", **kwargs)
+    agent.load()._ready["profile"] = profile_for("local:qwen2.5-coder-0.5b")
+    return agent, model
+
+
+def test_a_small_model_writes_its_answer_without_the_tool_list():
+    # Shown a tool list, Qwen 0.5B answered word problems in one terse sentence (11/96 GSM8K
+    # vs 20/96 with no tools). The list only decides whether to call; the answer is written
+    # from the prompt with no tool list, and the terse draft is never streamed.
+    draft, final = "Janet makes $16.", "She sells 16 - 3 - 4 = 9 eggs at $2: 9 * 2 = 18 dollars."
+    agent, model = small_model_agent(draft, final)
+    events = list(agent.stream("Janet's ducks lay 16 eggs; she eats 3, bakes 4 and sells the rest at $2. How much does she make?"))
+    answer = events[-1].reply
+    assert answer.answer.endswith("18 dollars.") and answer.steps == 2
+    assert "Janet makes" not in "".join(e.text for e in events if isinstance(e, Token))
+    described = "Count the words of a text"
+    assert described in str(model.calls[0][0].content) and described not in str(model.calls[1][0].content)
+    assert answer.usage.output_tokens == len(draft.split()) + len(final.split())  # the draft's too
+
+
+def test_a_small_model_answer_from_a_tool_result_is_kept():
+    agent, model = small_model_agent(tool_call("word_count", text="one two three"), "The text has 3 words.")
+    reply = agent.chat("How many words are in 'one two three'?")
+    assert reply.answer == "The text has 3 words." and len(model.calls) == 2
+
+
+def test_other_models_answer_with_the_tool_list_in_one_call():
+    agent, model = make_agent("It is 391.", tools=[word_count])
+    assert agent.chat("What is 17*23?").answer == "It is 391." and len(model.calls) == 1
 
 
 def test_tool_exception_goes_back_to_the_model():

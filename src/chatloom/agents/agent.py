@@ -157,12 +157,14 @@ class Agent:
         first_model = self._first_model(plain_model, tools)
         profile = self._profile(plain_model)
         render_prompt, split = self._resolve_prompt(profile.few_shot)
+        inline = [t for t in tools if t.name in profile.inline_tools]
         return {
             "profile": profile,
             "graph": build_graph(self._resolve_checkpointer()),
             "model": model,
             "first_model": first_model,
             "plain_model": plain_model,
+            "answer_model": plain_model.bind_tools(inline) if inline else plain_model,
             "tools": {t.name: t for t in tools},
             "render_prompt": render_prompt,
             "split_reasoning": split,
@@ -398,6 +400,7 @@ class Agent:
             policy=services["policy"],
             conversation_memory=self.conversation_memory,
             summarizer=services["plain_model"],
+            answer_model=services["answer_model"],
             history_tokens=self.history_tokens,
             grounding=services["memory"] is not None if self.grounding is None else self.grounding,
             profile=services["profile"],

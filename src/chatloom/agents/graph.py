@@ -12,8 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages.ai import add_usage
 from langchain_core.messages.utils import trim_messages
 from langchain_core.tools import BaseTool
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
@@ -71,6 +73,7 @@ class TurnContext:
     policy: Any = None  # an object with authorize(tool, args, *, untrusted_context) -> decision
     conversation_memory: bool = False  # store and recall per-user facts across threads
     summarizer: Any = None  # the model without tools, for summarising long threads
+    answer_model: Any = None  # the model with only the profile's inline tools bound (no tool list)
     history_tokens: int = HISTORY_TOKEN_BUDGET
     grounding: bool = False  # check answers against passages and tool results; cite or abstain
     profile: ModelProfile = field(default_factory=lambda: profile_for(None))
@@ -145,11 +148,21 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
 
     model = ctx.first_model if steps == 0 and ctx.first_model is not None else ctx.model
     prompt = _model_input(state, ctx)
-    response = model.invoke(prompt)
+    # With the profile's answers_without_tool_list, this call only decides between calling a
+    # tool and answering; an answer is then written without the tool list, so the draft is
+    # not streamed to the user.
+    deciding = _answers_without_tool_list(state, ctx)
+    response = model.invoke(prompt, config={"tags": [TAG_NOSTREAM]} if deciding else None)
     steps += 1
     if not response.tool_calls and looks_like_tool_call(str(response.content)):
         response, extra = _retry_bad_call(response, prompt, ctx)
         steps += extra
+    if deciding and not response.tool_calls:
+        plain = _plain_answer(state, ctx)
+        if plain is not None:
+            usage = add_usage(response.usage_metadata, plain.usage_metadata)
+            response = plain.model_copy(update={"usage_metadata": usage})
+            steps += 1
     update: dict[str, Any] = {"steps": steps}
     if not response.tool_calls:
         response = _final_answer(response, state, ctx)
@@ -186,28 +199,51 @@ def _noting(response: AIMessage, rejected: list[str]) -> AIMessage:
     return response.model_copy(update={"additional_kwargs": kwargs})
 
 
+def _answers_without_tool_list(state: TurnState, ctx: TurnContext) -> bool:
+    """Whether an answer the model writes now would be rewritten without the tool list: the
+    profile asks for it, tools are offered as calls, and no tool result has gone into the
+    answer yet (so it would be what the model says with no tools)."""
+    offered = [name for name in ctx.tools if name not in ctx.profile.inline_tools]
+    return ctx.profile.answers_without_tool_list and bool(offered) and ctx.summarizer is not None and not _useful_steps(state)
+
+
 def _answer_without_tools(state: TurnState, ctx: TurnContext) -> AIMessage:
-    """End a turn whose model keeps repeating a call: ask once more, with no tools bound, from
-    the question and the tool results worth answering from (see :func:`_useful_steps`).
+    """End a turn whose model keeps repeating a call: ask once more, with no tools bound (see
+    :func:`_plain_answer`).
 
     Small models often re-issue a call after its result instead of answering; the result is
-    in the context by then, so an answer usually is one tools-free call away. When no result
-    is worth it (Qwen 0.5B converted an invented "5 mm" for a question about bolts of fiber, then
-    asked for code it may not run), the model answers from the question alone, as it would
-    with no tools: tools must never leave a turn worse off than none.
+    in the context by then, so an answer usually is one tools-free call away.
     """
     call = state["seen_calls"][-1] if state.get("seen_calls") else "?"
     fallback = AIMessage(content=LOOP_ANSWER.format(call=call))
     if ctx.summarizer is None or state.get("steps", 0) >= ctx.max_steps:
         return fallback
+    response = _plain_answer(state, ctx)
+    if response is None:
+        return fallback  # still trying to call a tool: give up cleanly
+    return _final_answer(response, state, ctx)
+
+
+def _plain_answer(state: TurnState, ctx: TurnContext) -> AIMessage | None:
+    """The model's answer with no tools to call, from the question and the tool results worth
+    answering from (see :func:`_useful_steps`); None if it still writes a call.
+
+    When no result is worth it (Qwen 0.5B converted an invented "5 mm" for a question about
+    bolts of fiber, then asked for code it may not run), the model answers from the question
+    alone, as it would with no tools (its inline tools, such as the calculator, still work):
+    tools must never leave a turn worse off than none.
+    """
     messages = state["messages"]
     kept = _useful_steps(state)
     clean: Any = {**state, "messages": [*messages[: state.get("turn_start", len(messages) - 1) + 1], *kept]}
-    nudge = [HumanMessage(content=FINAL_ANSWER_NUDGE)] if kept else []
-    response = ctx.summarizer.invoke(_model_input(clean, ctx, show_tools=bool(kept)) + nudge)
+    if kept:
+        prompt = _model_input(clean, ctx) + [HumanMessage(content=FINAL_ANSWER_NUDGE)]
+        response = ctx.summarizer.invoke(prompt)
+    else:
+        response = (ctx.answer_model or ctx.summarizer).invoke(_model_input(clean, ctx, show_tools=False))
     if not str(response.content).strip() or looks_like_tool_call(str(response.content)):
-        return fallback  # still trying to call a tool: give up cleanly
-    return _final_answer(response, state, ctx)
+        return None
+    return response
 
 
 def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AIMessage:

@@ -40,6 +40,10 @@ class ModelProfile:
     benchmarks/bench_threads.py: more threads than that were much slower on a busy machine)."""
     inline_tools: tuple[str, ...] = ()
     """Tools a local engine applies inside the model's text rather than offering as calls."""
+    answers_without_tool_list: bool = False
+    """Use the tool list only to decide whether to call a tool; when the model answers
+    instead, and no tool result has gone into the answer, write the answer from the prompt
+    with no tool list. Shown a tool list, small models answer in one terse sentence."""
     offer_abstention: bool = True
     """Tell the model to say "not in the knowledge base" when the passages don't answer.
     Small models then say it to every question; for them the answer check decides instead."""
@@ -62,7 +66,7 @@ class ModelProfile:
 # each passage instead was tried and dropped: it lost procedures and tables (HR 6/10 -> 3/10).
 _SMALL_LOCAL = ModelProfile(
     "small-local", context_window=8192, few_shot=False, passage_tokens=300, offer_abstention=False,
-    inline_tools=("calculator",), quote_best_sentence=True,
+    inline_tools=("calculator",), quote_best_sentence=True, answers_without_tool_list=True,
 )
 _PROFILES: dict[str, ModelProfile] = {
     "qwen2.5-coder-0.5b": replace(_SMALL_LOCAL, name="qwen2.5-coder-0.5b"),
