@@ -69,6 +69,31 @@ def test_korean_question_over_english_documents_gets_no_invented_answer():
     assert reply.unsupported == ("회사 연차 신청은 웹사이트를 통해 이루어집니다.",)
 
 
+class EnglishOnlyMemory(ListMemory):
+    """A memory whose embedder reads only English (MiniLM), as `chatloom ingest` builds for English docs."""
+
+    def matches_across_languages(self, namespace=None):
+        return False
+
+
+MODELS_DOC = "chatloom talks to any LangChain chat model. The model is chosen with one setting, `model`."
+INGEST_DOC = "chatloom ingest PATH reads Markdown, text and PDF files into the knowledge memory."
+
+
+def test_english_passages_an_english_only_search_found_for_a_korean_question_are_not_shown():
+    # The README demo: the reference bot's English docs, "회사 연차 신청은 어떻게 하나요?". MiniLM's
+    # nearest passages for a Korean question are noise; the 0.5B copied one, cited, as its answer.
+    memory = EnglishOnlyMemory(MODELS_DOC, INGEST_DOC)
+    agent, model = agent_with(memory, MODELS_DOC)
+    reply = agent.chat("회사 연차 신청은 어떻게 하나요?")
+    assert reply.answer == "지식 베이스에서 관련 내용을 찾지 못했습니다." and model.calls == []
+    # ... while the English words of a Korean question still find their passage,
+    found = grounding.relevant_passages("chatloom ingest는 어떤 파일을 읽나요?", [MODELS_DOC, INGEST_DOC], across_languages=False)
+    assert found == [1]
+    # and a multilingual search's cross-language matches are all kept (they are by meaning).
+    assert grounding.relevant_passages("회사 연차 신청은 어떻게 하나요?", [MODELS_DOC, INGEST_DOC]) == [0, 1]
+
+
 def test_a_search_result_about_something_else_does_not_back_the_answer():
     from langchain_core.tools import tool
 

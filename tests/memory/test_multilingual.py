@@ -62,6 +62,7 @@ def test_english_question_finds_korean_documents_with_default_settings(settings,
     mem = open_memory(settings, namespace="hr")
     mem.ingest([korean_docs])
     assert mem.embeddings_name == E5_NAME  # chosen from the Korean text, no setting
+    assert mem.matches_across_languages()
     assert mem.recall("How do I request annual leave?", k=1)[0].source.endswith("leave.md")
     assert mem.recall("What is the daily transfer limit?", k=1)[0].source.endswith("transfer.md")
     assert mem.recall("자기 돈을 돌려받으려면 환불은 며칠 안에 신청해요?", k=1)[0].source.endswith(
@@ -75,6 +76,7 @@ def test_english_namespace_gets_the_fast_english_model(settings, tmp_path):
     mem = open_memory(settings, namespace="en")
     mem.ingest([doc])
     assert mem.embeddings_name == ENGLISH_DEFAULT
+    assert not mem.matches_across_languages()  # a Korean question's matches would be noise
     assert mem.recall("how long do refunds take?", k=1)[0].source == str(doc)
 
 

@@ -95,7 +95,11 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         # answering from them; it sees only the relevant ones. A passage's section heading is
         # part of what it says ("출장비 > 정산 방법"), as the model sees it too.
         texts = [f"{p.get('section') or ''}\n{p['text']}" for p in retrieved]
-        passages = [retrieved[i] for i in grounding.relevant_passages(question, texts)]
+        # Optional in the Memory protocol: a memory that doesn't say is trusted to match
+        # questions to passages across languages.
+        across = getattr(ctx.memory, "matches_across_languages", None)
+        across_languages = across(ctx.namespace) if callable(across) else True
+        passages = [retrieved[i] for i in grounding.relevant_passages(question, texts, across_languages=across_languages)]
     return {
         "passages": passages,
         "retrieved": retrieved,

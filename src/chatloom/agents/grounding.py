@@ -179,17 +179,22 @@ class Checked:
     """``"abstain"`` or ``"extractive"`` when the model's answer was replaced, else ``""``."""
 
 
-def relevant_passages(question: str, passages: Sequence[str], threshold: float = RELEVANCE_THRESHOLD) -> list[int]:
+def relevant_passages(
+    question: str, passages: Sequence[str], threshold: float = RELEVANCE_THRESHOLD, across_languages: bool = True
+) -> list[int]:
     """Indexes of the passages that hold enough of the question's specific terms.
 
     A term found in every retrieved passage (a product name, "company") says little about
     which passage answers; a rare one says much, so terms are weighted by their rarity among
-    ``passages``. Passages in another script than the question (an English question over
-    Korean documents) can't be compared word by word, so they are all kept.
+    ``passages``. Passages in another language than the question (an English question over
+    Korean documents) can't be compared word by word, so they are all kept when the search
+    matched them by meaning (``across_languages``: a multilingual embedder). When it could not
+    have (a Korean question over English documents indexed by MiniLM), only shared words count:
+    the Latin ones of "chatloom ingest는 어떤 파일을 읽나요?" still find the ingest section.
     """
     if not passages:
         return []
-    if any(language_of(p) != language_of(question) for p in passages):
+    if across_languages and any(language_of(p) != language_of(question) for p in passages):
         return list(range(len(passages)))
     q = terms(question)
     if not q:

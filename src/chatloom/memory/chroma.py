@@ -95,6 +95,14 @@ class ChromaMemory:
         """The name of the embeddings of this memory's namespace (recorded with the store)."""
         return self.embedder(self.ns)[1]
 
+    def matches_across_languages(self, namespace: str | None = None) -> bool:
+        """Whether a question here finds passages in another language by their meaning: true for
+        a multilingual model (multilingual-e5) and for embeddings chatloom doesn't know, false
+        for the English-only MiniLM, whose "matches" for a Korean question are noise."""
+        from chatloom.memory.embeddings import ENGLISH_ONLY
+
+        return self.embedder(self._key(namespace))[1] not in ENGLISH_ONLY
+
     def embedder(self, ns: str, sample: list[str] | None = None) -> tuple[Any, str]:
         """(embeddings, name) for namespace key ``ns``.
 

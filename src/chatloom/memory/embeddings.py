@@ -385,6 +385,9 @@ def embeddings_id(embeddings: Embeddings) -> str:
 
 # The model a new namespace gets when its text is English (see choose_embeddings).
 ENGLISH_DEFAULT = MODEL_NAME + "-int8"
+ENGLISH_ONLY = frozenset({MODEL_NAME, ENGLISH_DEFAULT})
+"""Bundled models that read only English: in their namespaces a question in another language
+(Korean, say) is matched to passages by noise, since keywords never match across scripts."""
 _BUILTIN: dict[tuple[str, str], Embeddings] = {}
 _BUILTIN_LOCK = threading.Lock()
 _NON_LATIN_LETTER = re.compile(r"[^\W\d_\u0000-\u024f]")  # a letter outside Latin scripts
