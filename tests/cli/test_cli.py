@@ -67,7 +67,7 @@ def test_chat_transcript_over_stdin(tmp_path):
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "You said: hello" in out and "You said: again" in out
-    assert "/reset forgets" in out and "conversation forgotten" in out
+    assert "/reset" in out and "forget this conversation" in out and "conversation forgotten" in out
     assert "never reached" not in out
 
 
@@ -148,18 +148,21 @@ def test_chat_prompt_appears_before_heavy_imports(tmp_path):
 import sys
 import prompt_toolkit
 from chatloom.cli import chat as chat_module
+from chatloom.cli import repl as repl_module
 
 class NoLoad:  # the background loader would import everything; leave it out to look at the prompt alone
     def __init__(self, agent): pass
-    def wait(self, console): pass
+    def done(self): return True
+    def join(self): pass
 
 def fake_prompt(self, message, **kw):
     heavy = [m for m in ("torch", "transformers", "chromadb", "langgraph", "llama_cpp") if m in sys.modules]
     print("PROMPT", message, "HEAVY", heavy)
     raise EOFError
 
-chat_module._Loader = NoLoad
+repl_module._Loader = NoLoad
 chat_module.sys.stdin.isatty = lambda: True
+chat_module.sys.stdout.isatty = lambda: True
 prompt_toolkit.PromptSession.prompt = fake_prompt
 from chatloom.cli.main import run
 sys.exit(run(["chat", "--model", "fake:echo"]))

@@ -13,7 +13,8 @@ from langchain_core.tools import tool
 from rich.console import Console
 
 from chatloom import Agent
-from chatloom.cli.chat import _handle, _Loader
+from chatloom.cli.chat import AgentSetup
+from chatloom.cli.repl import Repl
 from chatloom.errors import ChatloomError
 from chatloom.testing import FakeChatModel, tool_call
 
@@ -34,7 +35,7 @@ def _run_repl_line(text: str, model: FakeChatModel) -> str:
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=200, color_system=None)
     agent = Agent(model=model, tools=[fetch_page], checkpointer="memory")
-    assert _handle(console, _Loader(agent), agent, text, "t") is True  # the session goes on
+    assert Repl(AgentSetup(), "t", console=console, agent=agent).handle(text) is True  # the session goes on
     return out.getvalue()
 
 
