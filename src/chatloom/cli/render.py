@@ -77,8 +77,11 @@ def tool_step(name: str, args: dict[str, Any], result: str, ok: bool, *, boxed: 
     ``boxed`` draws a compact panel titled with the tool's name (terminals); otherwise the two
     lines start with ``→`` and ``←`` (pipes and files).
     """
+    from chatloom.tools.policy import unwrap_untrusted
+
     call = safe_text(call_text(name, args, None if expanded else 400))
-    shown = strip_control(result).strip() if expanded else shorten(strip_control(result))
+    result = strip_control(unwrap_untrusted(result)).strip()  # the data, not the model's framing of it
+    shown = result if expanded else shorten(result)
     outcome = Text(shown, style="" if ok else "yellow")
     if not boxed:
         return Group(Text("→ ", style="dim") + call, Text("← ", style="dim") + outcome)
@@ -275,5 +278,7 @@ def transcript(messages: Sequence[Any], thread_id: str) -> str:
         elif isinstance(message, AIMessage) and text:
             lines += ["## Assistant", "", text, ""]
         elif isinstance(message, ToolMessage):
-            lines += [f"- result: {shorten(text, 500)}", ""]
+            from chatloom.tools.policy import unwrap_untrusted
+
+            lines += [f"- result: {shorten(unwrap_untrusted(text), 500)}", ""]
     return "\n".join(lines).rstrip() + "\n"
