@@ -83,12 +83,16 @@ def tool_step(name: str, args: dict[str, Any], result: str, ok: bool, *, boxed: 
     result = strip_control(unwrap_untrusted(result)).strip()  # the data, not the model's framing of it
     shown = result if expanded else shorten(result)
     outcome = Text(shown, style="" if ok else "yellow")
+    lines = [Text("→ ", style="dim") + call, Text("← ", style="dim") + outcome]
     if not boxed:
-        return Group(Text("→ ", style="dim") + call, Text("← ", style="dim") + outcome)
+        return Group(*lines)
     from rich.panel import Panel
 
+    if not expanded:  # one screen line each, cut at the panel's edge
+        for line in lines:
+            line.no_wrap, line.overflow = True, "ellipsis"
     return Panel(
-        Group(Text("→ ", style="dim") + call, Text("← ", style="dim") + outcome),
+        Group(*lines),
         title=safe_text(name if ok else f"{name} (failed)"),
         title_align="left",
         border_style="dim" if ok else "yellow",
