@@ -137,3 +137,18 @@ def test_completions(chat):
     assert repl.completions("/tools", []) == ["enable", "disable"]
     assert "python" in repl.completions("/tools", ["enable"]) and "calculator" not in repl.completions("/tools", ["enable"])
     assert repl.completions("/tools", ["disable"]) == ["calculator"]
+
+
+def test_a_bug_is_one_line_and_the_chat_goes_on(tmp_path, monkeypatch):
+    from chatloom import Agent
+    from chatloom.testing import FakeChatModel
+
+    monkeypatch.delenv("CHATLOOM_DEBUG", raising=False)
+    out = io.StringIO()
+    agent = Agent(model=FakeChatModel([ValueError("boom"), "fine again"]), checkpointer="memory")
+    repl = Repl(AgentSetup(), "t", console=Console(file=out, width=200), interactive=False, agent=agent)
+    assert repl.handle("first") is True
+    assert repl.handle("second") is True
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("error: internal error: ValueError: boom — rerun with CHATLOOM_DEBUG=1")
+    assert lines[1:] == ["fine again"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -139,6 +140,10 @@ class Repl:
             self.console.print(error_line(str(exc)), soft_wrap=True)
         except KeyboardInterrupt:  # Ctrl-C stops the answer, not the chat
             self.console.print(Text("interrupted", style="dim"))
+        except Exception as exc:  # a bug must not end the session either; one line, as `chatloom` prints it
+            if os.environ.get("CHATLOOM_DEBUG"):
+                raise
+            self.console.print(error_line(f"internal error: {type(exc).__name__}: {exc} — rerun with CHATLOOM_DEBUG=1 for the traceback, and please report it"), soft_wrap=True)
         return True
 
     def execute(self, text: str) -> bool:
@@ -280,9 +285,12 @@ class Repl:
     def _write_note(self, text: str) -> Path:
         """``/memory add``: the note becomes a markdown file in the data dir, ingested like any other."""
         notes = Path(self.agent.settings.data_dir()) / "notes"
-        notes.mkdir(exist_ok=True)
         path = notes / f"note-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.md"
-        path.write_text(text + "\n", encoding="utf-8")
+        try:
+            notes.mkdir(exist_ok=True)
+            path.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"can't write the note to {str(notes)!r}: {exc.strerror or exc}", "check the data dir (CHATLOOM_HOME)") from None
         return path
 
     def _cmd_ingest(self, arg: str) -> None:
