@@ -108,8 +108,10 @@ class Repl:
 
     :meth:`handle` runs one line (a question or a slash command) and reports errors as one
     line; :meth:`execute` raises them instead. :meth:`run_interactive` is the prompt_toolkit
-    loop, :meth:`run_lines` the plain one for pipes. ``agent`` (tests) replaces the agent that
-    ``setup`` would build.
+    loop, :meth:`run_lines` the plain one for pipes. An ``interactive`` session asks the user
+    to approve the tool calls the policy marks "ask" and shows a usage line after each answer;
+    otherwise nobody is there to ask, so such calls are refused. ``agent`` (tests) replaces the
+    agent that ``setup`` would build.
     """
 
     def __init__(self, setup: AgentSetup, thread_id: str, *, interactive: bool = True,
@@ -119,7 +121,6 @@ class Repl:
         self.console = console or Console()
         self.setup = setup
         self.thread_id = thread_id
-        self.interactive = interactive
         self.show_usage = interactive  # pipes get the answer alone
         self.multiline = False
         self.last_reply: Any = None
@@ -175,10 +176,11 @@ class Repl:
                 self._view = None
         if reply is None:
             return
+        seconds = view.seconds()
         self.last_reply = reply
-        self.totals.add(reply.usage, view.seconds())
+        self.totals.add(reply.usage, seconds)
         if self.show_usage:
-            self.console.print(Text(usage_text(reply.usage, view.seconds()), style="dim"))
+            self.console.print(Text(usage_text(reply.usage, seconds), style="dim"))
 
     def _first_phase(self) -> str:
         # Agent.stream reports no event before the first token or tool call, so the status
