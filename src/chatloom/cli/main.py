@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("chatloom.cli.memory_cmd:ingest", "Add documents to the knowledge memory."),
     "memory": ("chatloom.cli.memory_cmd:memory", "List, search and forget memory."),
     "mcp": ("chatloom.cli.mcp_cmd:mcp", "List and check MCP servers; serve an agent over MCP."),
+    "eval": ("chatloom.cli.eval_cmd:eval_cmd", "Measure agents on datasets, side by side; gate regressions."),
 }
 
 
