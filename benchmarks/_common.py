@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(ROOT / "src"))
+
+from chatloom.evals.stats import percentile  # noqa: E402,F401 - one definition, in the library
 RESULTS = ROOT / "benchmarks" / "results"
 EVALDATA = ROOT.parent / "shared" / "evaldata"
 
@@ -35,9 +40,3 @@ def save(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
     return path
-
-
-def percentile(values: list[float], p: float) -> float:
-    """The nearest-rank ``p``-th percentile of ``values`` (e.g. p=95 for p95 latency)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]

@@ -43,14 +43,11 @@ import json
 import os
 import re
 import statistics
-import string
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +55,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from _common import EVALDATA, RESULTS, ROOT, percentile  # noqa: E402
 from bench_gsm8k_tools import gold_answer, paired, predicted, sign_test  # noqa: E402
+
+# The scorers live once, in the library that `chatloom eval` runs; tests/benchmarks checks them here too.
+from chatloom.evals.datasets import file_title, write_paragraphs  # noqa: E402,F401
+from chatloom.evals.scorers import (  # noqa: E402,F401
+    abstains,
+    contains_answer,
+    exact_match,
+    has_tool_text,
+    holds_facts,
+    normalize_answer,
+    token_f1,
+)
 
 KOREAN = EVALDATA / "korean_faq"
 HOTPOT = EVALDATA / "hotpotqa" / "distractor_dev70.jsonl"
@@ -67,92 +76,6 @@ AGENTS = ("default", "default+tools", "reference", "reference-notools")
 SETS = ("korean_faq", "hotpotqa", "gsm8k")
 # GSM8K pairs: (with tools, without tools), compared question by question.
 PAIRS = (("default+tools", "default"), ("reference", "reference-notools"))
-
-# -- scoring (pure functions, tested in tests/benchmarks) ---------------------------------------
-
-# The evaldata README's abstention phrases, widened to the usual English and Korean wordings.
-_ABSTAIN = re.compile(
-    r"모르|찾지 못|찾을 수 없|없습니다|없어요|not (in|found)|don'?t know|do not know|couldn'?t find|could not find"
-    r"|cannot find|can'?t find|unable to find|(do|does)n'?t (say|mention)|(do|does) not (say|mention)|no information",
-    re.IGNORECASE,
-)
-_CITE_MARK = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")  # "[2]", "[1, 2, 3]"
-# Tool-call text a user must never see: a {"tool": ...} object, a name/arguments object,
-# a ```json fence, Qwen's <tool_call> tags, or llama.cpp's "functions.NAME:" leak.
-_TOOL_TEXT = (
-    re.compile(r"\{\s*\"tool\"\s*:"),
-    re.compile(r"\"(?:name|function|tool_name)\"\s*:\s*\"[^\"]*\"\s*,\s*\"(?:arguments|args|parameters|input)\"\s*:"),
-    re.compile(r"\"(?:arguments|args|parameters)\"\s*:\s*\{[^{}]*\}\s*,\s*\"(?:name|function)\"\s*:"),
-    re.compile(r"```\s*json", re.IGNORECASE),
-    re.compile(r"</?tool_call>"),
-    re.compile(r"\bfunctions\.\w+\s*:"),
-)
-
-
-def holds_facts(answer: str, groups: list[list[str]]) -> bool:
-    """True when, for every group, the answer contains one of its strings (case-insensitive).
-
-    Citation markers don't count: "[1, 2, 3]" does not hold the fact "2".
-
-    >>> holds_facts("포인트는 2년 동안 유효합니다", [["2년"]]), holds_facts("[1, 2, 3] [1]", [["2"]])
-    (True, False)
-    """
-    text = _CITE_MARK.sub(" ", answer).lower()
-    return bool(groups) and all(any(s.lower() in text for s in group) for group in groups)
-
-
-def abstains(answer: str) -> bool:
-    """An "I don't know" answer: an abstention phrase and no digit (``[n]`` markers aside)."""
-    return bool(_ABSTAIN.search(answer)) and not re.search(r"\d", _CITE_MARK.sub("", answer))
-
-
-def has_tool_text(answer: str) -> bool:
-    """True when the answer shows tool-call text (JSON calls, fences, tags) to the user."""
-    return any(p.search(answer) for p in _TOOL_TEXT)
-
-
-def normalize_answer(s: str) -> str:
-    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
-    s = "".join(ch for ch in s.lower() if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
-
-
-def exact_match(prediction: str, gold: str) -> bool:
-    return normalize_answer(prediction) == normalize_answer(gold)
-
-
-def contains_answer(prediction: str, gold: str) -> bool:
-    """Whether the normalised gold answer appears in the normalised prediction: a chat answer
-    is a sentence with citations, which EM and token F1 score as wrong even when it is right."""
-    ref = normalize_answer(gold)
-    return bool(ref) and f" {ref} " in f" {normalize_answer(prediction)} "
-
-
-def token_f1(prediction: str, gold: str) -> float:
-    """SQuAD/HotpotQA token F1; yes/no/noanswer must match exactly."""
-    pred, ref = normalize_answer(prediction), normalize_answer(gold)
-    if pred in ("yes", "no", "noanswer") or ref in ("yes", "no", "noanswer"):
-        if pred != ref:
-            return 0.0
-    p, g = pred.split(), ref.split()
-    common = Counter(p) & Counter(g)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(p), same / len(g)
-    return 2 * precision * recall / (precision + recall)
-
-
-def file_title(title: str, taken: set[str]) -> str:
-    """A file name for a HotpotQA paragraph title, unique among ``taken``."""
-    base = re.sub(r"[^\w\- .,()']", "_", title).strip(" .")[:80] or "untitled"
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base} ({n})", n + 1
-    taken.add(name)
-    return name
-
 
 # -- agents --------------------------------------------------------------------------------------
 
@@ -307,12 +230,7 @@ def run_hotpot(model: str, agents: list[str], limit: int | None, settings: Any, 
             continue
         qdir = work / "hotpot" / f"q{i:03d}"
         qdir.mkdir(parents=True, exist_ok=True)
-        titles: dict[str, str] = {}
-        taken: set[str] = set()
-        for title, sentences in row["context"]:
-            name = file_title(title, taken)
-            (qdir / f"{name}.md").write_text(f"# {title}\n\n{''.join(sentences).strip()}\n", encoding="utf-8")
-            titles[f"{name}.md"] = title
+        titles = write_paragraphs(qdir, ((title, "".join(sentences)) for title, sentences in row["context"]))
         namespace = f"bench-hotpot-{i:03d}"
         memory = open_memory(settings, namespace=namespace)
         memory.ingest([qdir])

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
 import statistics
 import sys
 import time
@@ -36,6 +34,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from _common import EVALDATA, save  # noqa: E402
+
+from chatloom.evals import stats  # noqa: E402
+from chatloom.evals.scorers import gold_number as gold_answer  # noqa: E402,F401 - the benchmarks' name
+from chatloom.evals.scorers import predicted_number as predicted  # noqa: E402
+from chatloom.evals.stats import sign_test  # noqa: E402
 
 GSM8K = EVALDATA / "gsm8k" / "test_dev.jsonl"
 PROMPTS = Path(__file__).resolve().parent / "prompts"
@@ -48,31 +51,6 @@ VARIANTS: dict[str, tuple[str, list[str], str, dict]] = {
     "calculator calls": ("gsm8k_tools.yaml", ["calculator"], "auto", {}),
     "python": ("gsm8k_python.yaml", ["python"], "required", {}),
 }
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-
-
-def gold_answer(answer: str) -> Fraction:
-    return Fraction(answer.rsplit("####", 1)[1].strip().replace(",", ""))
-
-
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-
-
-def predicted(text: str) -> Fraction | None:
-    """The model's final number: after ``####`` if written, else in ``\\boxed{}``, else the last one."""
-    if "####" in text:
-        text = text.rsplit("####", 1)[1]
-    elif _BOXED.search(text):
-        text = _BOXED.findall(text)[-1]
-    numbers = _NUMBER.findall(text.replace("**", ""))
-    if not numbers:
-        return None
-    try:
-        return Fraction(numbers[-1].replace(",", "").replace("$", "").rstrip("."))
-    except ValueError:
-        return None
-
-
 def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     summary = {}
     print(f"{'variant':<12} {'correct':>8} {'accuracy':>9} {'s/question':>11} {'tool calls':>11} {'errors':>7}")
@@ -96,18 +74,8 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
 
 
 def paired(base: list[dict], other: list[dict]) -> tuple[int, int]:
-    """Questions only ``other`` got right, and questions only ``base`` got right."""
-    pairs = list(zip(base, other))
-    return sum(o["correct"] and not b["correct"] for b, o in pairs), sum(b["correct"] and not o["correct"] for b, o in pairs)
-
-
-def sign_test(wins: int, losses: int) -> float:
-    """Two-sided exact sign test (McNemar) on the questions where the two variants disagree."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
-    return round(min(1.0, 2 * tail), 4)
+    """Questions only ``other`` got right, and questions only ``base`` got right (rows with ``correct``)."""
+    return stats.paired([b["correct"] for b in base], [o["correct"] for o in other])
 
 
 def rescore(out: str) -> int:
