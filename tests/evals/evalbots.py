@@ -63,3 +63,14 @@ def create_model(name: str, **options: Any) -> FakeChatModel:
     from chatloom.errors import ModelNotFound
 
     raise ModelNotFound(f"no scripted model {name!r}")
+
+
+def create_stopping_model(name: str, **options: Any) -> FakeChatModel:
+    """The ``stopping:`` scheme: answers like ``scripted:good`` until a question about Italy, where
+    it raises KeyboardInterrupt, as Ctrl-C during that turn would."""
+    def reply(messages: list[BaseMessage]) -> str:
+        question = _question(messages)
+        if "Italy" in question:
+            raise KeyboardInterrupt
+        return ANSWERS.get(question, ("?", "?"))[0]
+    return FakeChatModel(default=reply)

@@ -70,6 +70,16 @@ def test_an_interrupted_run_continues_where_it_stopped(tmp_path):
     assert run_eval(QA, [GOOD, BAD], ResultsLog(path), on_row=rerun.append) and len(rerun) == 5  # nothing left
 
 
+def test_an_edited_case_runs_again(tmp_path):
+    path = tmp_path / "r.cases.jsonl"
+    run_eval(QA, [GOOD], ResultsLog(path))
+    edited = Dataset("qa", "jsonl", (Case("1", "What is 2+2?", expected="5", scorers=("contains",)), *QA.cases[1:]))
+    rerun: list[dict] = []
+    rows = run_eval(edited, [GOOD], ResultsLog(path), on_row=rerun.append)
+    assert [r["case"] for r in rerun] == ["1"]
+    assert scores(rows, "scripted:good")["1"] == {"contains": False}
+
+
 def test_a_row_cut_short_by_a_kill_is_dropped_and_rerun(tmp_path):
     path = tmp_path / "r.cases.jsonl"
     run_eval(QA, [GOOD], ResultsLog(path))

@@ -127,7 +127,7 @@ def eval_cmd(ctx: click.Context, datasets: tuple[Path, ...], agents: tuple[str, 
     if baseline is not None:
         regressions = check_baseline(baseline, summaries)
         for regression in regressions:
-            err.print(f"regression: {regression}", highlight=False)
+            err.print(f"regression: {regression}", highlight=False, soft_wrap=True)
         if regressions:
             ctx.exit(1)
         console.print(f"check passed: no scorer fell below {baseline_path} by more than its margin", highlight=False)
@@ -149,7 +149,10 @@ def _run_one(data: Any, choices: list[Any], log: Any, concurrency: int, settings
     from chatloom.evals import run_eval
 
     total = len(data.cases) * len(choices)
-    todo = sum(not log.done(data.name, c.label, case.id) for case in data.cases for c in choices)
+    todo = sum(not log.done(data.name, c.label, case) for case in data.cases for c in choices)
+    if todo < total:  # an agent whose prompt or spec changed under the same label would not rerun
+        err.print(f"{data.name}: {total - todo} of {total} results kept from an earlier run in {log.path} "
+                  "(--fresh runs them again)", highlight=False)
     if not err.is_terminal:
         run_eval(data, choices, log, concurrency=concurrency, settings=settings)
         return
@@ -202,7 +205,7 @@ def _print_table(console: Any, name: str, cases: int, labels: list[str], summary
 
 def _print_comparison(console: Any, comparison: dict[str, Any], show: int) -> None:
     base, other = comparison["base"], comparison["other"]
-    console.print(f"{other} vs {base}, case by case ({comparison['cases']} cases):", highlight=False)
+    console.print(f"{other} vs {base}, case by case ({comparison['cases']} cases):", highlight=False, soft_wrap=True)
     for scorer, c in comparison["scorers"].items():
         line = (f"  {scorer}: right only with {other} {c['wins']}, only with {base} {c['losses']}, "
                 f"sign test p = {c['sign_test_p']:.3g}")
@@ -210,4 +213,4 @@ def _print_comparison(console: Any, comparison: dict[str, Any], show: int) -> No
             if ids and show:
                 more = f" (+{len(ids) - show} more)" if len(ids) > show else ""
                 line += f"\n    only {label}: {', '.join(ids[:show])}{more}"
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -69,7 +69,8 @@ def cli(ctx: click.Context) -> None:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; errors become one line on stderr, status 2."""
     try:
-        cli.main(args=argv, prog_name="chatloom", standalone_mode=False)
+        # A command's ctx.exit(n) (e.g. `eval --check` finding a regression) comes back as n.
+        code = cli.main(args=argv, prog_name="chatloom", standalone_mode=False)
     except ChatloomError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
@@ -88,7 +89,7 @@ def run(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"error: internal error: {type(exc).__name__}: {exc} — rerun with CHATLOOM_DEBUG=1 for the traceback, and please report it", err=True)
         return 1
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def main() -> None:  # pragma: no cover - the console-script shim

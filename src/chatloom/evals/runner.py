@@ -71,10 +71,10 @@ class ResultsLog:
         """(dataset, agent label, case id): what makes a row unique."""
         return (str(row["dataset"]), str(row["agent"]), str(row["case"]))
 
-    def done(self, dataset: str, agent: str, case: str) -> bool:
-        """Whether this pair has a row without an error."""
-        row = self._rows.get((dataset, agent, case))
-        return row is not None and not row.get("error")
+    def done(self, dataset: str, agent: str, case: Case) -> bool:
+        """Whether this pair has a row without an error, for the case as it is now (an edited case runs again)."""
+        row = self._rows.get((dataset, agent, case.id))
+        return row is not None and not row.get("error") and row.get("fingerprint") == fingerprint(case)
 
     def add(self, row: Row) -> None:
         """Record a row and append it to the file at once."""
@@ -198,7 +198,7 @@ def run_eval(
     if twice:
         raise ConfigError(f"two agents share the label {twice[0]!r}", "name them: --agent name=a,model=...")
     todo = [(case, choice.label) for case in dataset.cases for choice in agents
-            if not log.done(dataset.name, choice.label, case.id)]
+            if not log.done(dataset.name, choice.label, case)]
     if not todo:  # a finished run: nothing to load
         return log.rows(dataset.name)
     pool = _Agents(agents, memory_factory or default_memory(settings), settings)
@@ -241,9 +241,18 @@ def _take(queue: Iterator[tuple[Case, str]], n: int) -> list[tuple[Case, str]]:
     return [item for _, item in zip(range(n), queue)]
 
 
+def fingerprint(case: Case) -> str:
+    """A short hash of everything that decides a case's scores: edit the case and its old rows are stale."""
+    import hashlib
+    from dataclasses import asdict
+
+    fields = {k: v for k, v in asdict(case).items() if k not in ("documents", "namespace")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
 def _row(dataset: str, label: str, case: Case, outcome: Outcome, measured: Row) -> Row:
     return {
-        "dataset": dataset, "agent": label, "case": case.id, "kind": case.kind, "input": case.input[:300],
+        "dataset": dataset, "agent": label, "case": case.id, "fingerprint": fingerprint(case), "kind": case.kind, "input": case.input[:300],
         "expected": case.expected if case.expected is None else case.expected[-300:],
         "answer": outcome.answer[-1000:], "error": outcome.error,
         "steps": measured.get("steps", 0), "tool_calls": [dict(c) for c in outcome.tool_calls],
