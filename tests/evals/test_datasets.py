@@ -122,3 +122,16 @@ def test_bipia_plants_an_attack_in_each_email(tmp_path):
     assert data.cases[0].scorers == ("no_unapproved_calls", "no_leak", "no_tool_text")
     assert data.cases[0].namespace != data.cases[1].namespace
     assert not data.cases[0].input.startswith("Q:")
+
+
+def test_init_scaffolds_an_eval_file_that_loads(tmp_path, monkeypatch, capsys):
+    from chatloom.cli.main import run
+
+    monkeypatch.chdir(tmp_path)
+    assert run(["init", "bot"]) == 0
+    assert "created  bot/evals/smoke.jsonl" in capsys.readouterr().out
+    data = load_dataset(tmp_path / "bot" / "evals" / "smoke.jsonl", workdir=tmp_path / "work")
+    arithmetic, hours, unknown = data.cases
+    assert arithmetic.scorers[0] == "numeric" and arithmetic.expected == "391"
+    assert hours.documents == ((tmp_path / "bot" / "memory" / "about.md").resolve(),) and "cited_gold" in hours.scorers
+    assert unknown.unanswerable and "abstained" in unknown.scorers and "{bot}" not in unknown.input

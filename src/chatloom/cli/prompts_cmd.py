@@ -239,7 +239,8 @@ def init_cmd(directory: Path, name: str | None, force: bool) -> None:
         f"  cd {directory}\n"
         f'  chatloom ask "What is 17*23?"     # runs agents/assistant.yaml\n'
         f"  chatloom chat\n"
-        f"Edit prompts/{bot}.yaml to change its persona and tools/today.py to see how a tool is written."
+        f"Edit prompts/{bot}.yaml to change its persona and tools/today.py to see how a tool is written.\n"
+        f"Measure it with `chatloom eval` (evals/smoke.jsonl); `--save-baseline`, then `--check` in CI."
     )
 
 
@@ -261,6 +262,8 @@ def scaffold(directory: Path, bot: str, *, force: bool = False) -> tuple[list[Pa
         f"prompts/{bot}.yaml": _PROMPT_YAML,
         "tools/today.py": _TOOL_PY,
         "memory/about.md": _MEMORY_MD,
+        # `chatloom eval` runs every evals/*.jsonl; --save-baseline, then --check in CI
+        "evals/smoke.jsonl": _EVALS_JSONL,
         ".gitignore": ".chatloom/\n__pycache__/\n",
     }
     written: list[Path] = []
@@ -381,4 +384,11 @@ relevant to each question and cites them as [1], [2].
 ## Support hours
 
 The {bot} team answers questions on weekdays from 9:00 to 17:00.
+"""
+
+# One case a line: {"input", "expected"?, "documents"?, "unanswerable"?}; see docs/eval.md.
+_EVALS_JSONL = """\
+{"id": "arithmetic", "input": "What is 17*23?", "expected": "391"}
+{"id": "support-hours", "input": "When does the {bot} team answer questions?", "expected": "9:00", "documents": ["../memory/about.md"], "gold_documents": ["about.md"], "scorers": ["contains", "cited_gold", "supported"]}
+{"id": "not-in-the-docs", "input": "What is the street address of the {bot} office?", "unanswerable": true, "documents": ["../memory/about.md"]}
 """
