@@ -149,3 +149,20 @@ def test_the_console_script_on_fake_echo_with_two_agents(tmp_path):
     agents = results["datasets"]["echo"]["agents"]
     assert agents["fake:echo"]["scores"]["contains"]["mean"] == 1.0  # the echo repeats the expected word
     assert agents["calc"]["scores"]["numeric"]["mean"] == 1.0
+
+
+def test_a_terminal_gets_a_progress_bar(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from chatloom.cli.eval_cmd import _run_one
+    from chatloom.evals import Case, Dataset, ResultsLog, parse_agent
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    data = Dataset("bar", "jsonl", tuple(Case(str(i), "What is 2+2?", expected="4", scorers=("contains",)) for i in range(3)))
+    log = ResultsLog(tmp_path / "r.cases.jsonl")
+    _run_one(data, [parse_agent("scripted:good")], log, 1, None, terminal)
+    assert len(log.rows()) == 3
+    assert "bar" in screen.getvalue() and "3/3" in screen.getvalue()

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from chatloom.errors import ConfigError
-from chatloom.evals.agents import SYNTAX_HELP
 from chatloom.evals.datasets import FORMATS
 
 DEFAULT_OUT = Path(".chatloom") / "eval" / "results.json"
@@ -68,7 +67,7 @@ def eval_cmd(ctx: click.Context, datasets: tuple[Path, ...], agents: tuple[str, 
     from rich.console import Console
 
     from chatloom.config import get_settings
-    from chatloom.evals import ResultsLog, compare, load_baseline, load_dataset, parse_agent, run_eval, summarize
+    from chatloom.evals import ResultsLog, compare, load_baseline, load_dataset, parse_agent, summarize
     from chatloom.evals.report import check_baseline, pairs_to_compare
     from chatloom.evals.report import save_baseline as write_baseline
 
