@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chatloom.errors import ConfigError
+from chatloom.evals.scorers import SCORERS
 from chatloom.evals.stats import noise_margin, paired, percentile, sign_test
 
 __all__ = ["Regression", "check_baseline", "compare", "load_baseline", "save_baseline", "summarize"]
@@ -69,7 +70,8 @@ def compare(rows: Iterable[Row], base: str, other: str) -> dict[str, Any]:
     other_rows = {r["case"]: r for r in by_agent.get(other, [])}
     shared = [c for c in base_rows if c in other_rows]
     per_scorer: dict[str, Any] = {}
-    names = dict.fromkeys(n for c in shared for n in base_rows[c]["scores"])
+    present = dict.fromkeys(n for c in shared for n in base_rows[c]["scores"])
+    names = [n for n in SCORERS if n in present] + [n for n in present if n not in SCORERS]  # table order
     for name in names:
         pairs = [(c, base_rows[c]["scores"].get(name), other_rows[c]["scores"].get(name)) for c in shared]
         pairs = [(c, b, o) for c, b, o in pairs if isinstance(b, bool) and isinstance(o, bool)]

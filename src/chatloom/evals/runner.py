@@ -47,7 +47,8 @@ class ResultsLog:
         self.path = path
         self._rows: dict[tuple[str, str, str], Row] = {}
         if path.exists():
-            lines = path.read_text(encoding="utf-8").splitlines()
+            text = path.read_text(encoding="utf-8")
+            lines = text.splitlines()
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
@@ -55,7 +56,7 @@ class ResultsLog:
                     row = json.loads(line)
                     key = self.key(row)
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    if number == len(lines) and not path.read_text(encoding="utf-8").endswith("\n"):
+                    if number == len(lines) and not text.endswith("\n"):
                         self._truncate_last_line(lines[:-1])
                         break
                     raise ConfigError(f"{path}:{number}: not a results row ({exc})",
@@ -222,11 +223,14 @@ def run_eval(
             pending.add(executor.submit(work, case, label))
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            stopped = [f.exception() for f in finished if f.exception() is not None]  # Ctrl-C in a turn
             for future in finished:
-                row = future.result()
-                log.add(row)
-                if on_row is not None:
-                    on_row(row)
+                if future.exception() is None:  # rows that finished beside a stopped turn are kept
+                    log.add(future.result())
+                    if on_row is not None:
+                        on_row(future.result())
+            if stopped:
+                raise stopped[0]
             for case, label in _take(queue, len(finished)):
                 pending.add(executor.submit(work, case, label))
     finally:
