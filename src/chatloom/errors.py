@@ -6,6 +6,8 @@ prints it as ``error: ...`` and exits with status 2; the library only raises.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class ChatloomError(Exception):
     """A failure with a one-line explanation and, when known, the fix."""
@@ -17,6 +19,19 @@ class ChatloomError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+def closest_name(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The choice most like a mistyped ``word`` (difflib's similarity, at least ``cutoff``), or
+    None: what a "did you mean ...?" hint suggests.
+
+    >>> closest_name("calculater", ["calculator", "search"]), closest_name("xyz", ["search"])
+    ('calculator', None)
+    """
+    import difflib
+
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return found[0] if found else None
 
 
 class ConfigError(ChatloomError):

@@ -9,7 +9,6 @@ visible status.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import threading
 import time
@@ -34,7 +33,7 @@ from chatloom.cli.render import (
     transcript,
     usage_text,
 )
-from chatloom.errors import ChatloomError
+from chatloom.errors import ChatloomError, closest_name
 
 # name -> (usage, what it does); /help, `chatloom chat --help` and Tab completion all read this.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,18 +64,10 @@ class CommandError(ChatloomError):
     """A slash command that can't run as typed."""
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """The closest of ``choices`` to a mistyped ``word``, or None.
-
-    >>> did_you_mean("/hlep", COMMANDS)
-    '/help'
-    """
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return close[0] if close else None
-
-
 def _unknown(what: str, word: str, choices: Iterable[str], otherwise: str) -> CommandError:
-    guess = did_you_mean(word, choices)
+    # A looser bar (0.5) than the other hints' 0.6: command and thread names are short, so
+    # one slip costs a larger share of their letters.
+    guess = closest_name(word, choices, cutoff=0.5)
     return CommandError(f"{what} {word!r}", f"did you mean {guess}?" if guess else otherwise)
 
 

@@ -6,7 +6,6 @@ at the line to fix instead of a Python traceback.
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from chatloom.errors import ChatloomError
+from chatloom.errors import ChatloomError, closest_name
 
 Path_ = tuple[str | int, ...]
 
@@ -181,8 +180,7 @@ def _explain(
         parent = path[:-1]
         fields = _fields_at(model, parent)
         where = f" in {format_path(parent)}" if parent else ""
-        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
-        guess = typos.get(key) or (close[0] if close else None)
+        guess = typos.get(key) or closest_name(key, fields)
         fix = f"did you mean {guess!r}? " if guess else ""
         return error(
             f"{origin}: unknown field {key!r}{where}{more}",

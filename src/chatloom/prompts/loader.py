@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from chatloom.errors import PluginError, PromptError
+from chatloom.errors import PluginError, PromptError, closest_name
 from chatloom.prompts import _yaml
 from chatloom.prompts._yaml import Document, Origin
 from chatloom.prompts.schema import FIXES, INHERITABLE, TYPOS, PromptFile
@@ -187,10 +187,8 @@ def _find(ref: str, ws: Path | None, relative_to: Path | None, skip: str | None,
         if source.name == ref and source.key != skip:
             return source
     names = sorted({s.name for s in _all_sources(ws)})
-    import difflib
-
-    close = difflib.get_close_matches(ref, names, n=1, cutoff=0.6)
-    guess = f"did you mean {close[0]!r}? " if close else ""
+    close = closest_name(ref, names)
+    guess = f"did you mean {close!r}? " if close else ""
     place = f"{ws / 'prompts'}, " if ws is not None else ""
     raise PromptError(
         f"{where}unknown prompt {ref!r}",

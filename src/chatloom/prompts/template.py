@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chatloom.errors import PromptError
+from chatloom.errors import PromptError, closest_name
 from chatloom.prompts._yaml import Origin
 from chatloom.prompts.schema import RESERVED_VARIABLES, Example, Reasoning
 
@@ -109,7 +109,7 @@ def compile_text(text: str, origin: Origin, field_name: str, declared: set[str])
     allowed = declared | set(RESERVED_VARIABLES)
     for name in sorted(meta.find_undeclared_variables(ast) - allowed):
         line = origin.text_line + _line_of(text, name) - 1
-        close = _closest(name, declared)
+        close = closest_name(name, sorted(declared))
         guess = f"did you mean {close!r}? or " if close else ""
         raise PromptError(
             f"{origin.file}:{line}: field {field_name!r} uses undefined variable {name!r}",
@@ -128,13 +128,6 @@ def _line_of(text: str, name: str) -> int:
         if pattern.search(line):
             return i
     return 1
-
-
-def _closest(name: str, names: set[str]) -> str | None:
-    import difflib
-
-    found = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
-    return found[0] if found else None
 
 
 def describe_tool(tool: "BaseTool") -> dict[str, Any]:
@@ -261,7 +254,7 @@ class PromptTemplate:
         values = dict(self.variables)
         for key, value in (given or {}).items():
             if key not in values:
-                close = _closest(key, set(values))
+                close = closest_name(key, sorted(set(values)))
                 guess = f"did you mean {close!r}? " if close else ""
                 declared = ", ".join(sorted(values)) or "none"
                 raise PromptError(

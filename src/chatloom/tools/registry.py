@@ -12,7 +12,6 @@ names one of its tools.
 from __future__ import annotations
 
 import ast
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatloom.errors import PluginError, ToolError
+from chatloom.errors import PluginError, ToolError, closest_name
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -73,8 +72,8 @@ def resolve_tool(name: str, workspace: Path | str | None = None) -> "BaseTool":
         if name in found:
             return _load_workspace_tool(path, name, found[name])
     known = [t.name for t in available_tools(workspace)]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    guess = f"did you mean {close[0]!r}? " if close else ""
+    close = closest_name(name, known)
+    guess = f"did you mean {close!r}? " if close else ""
     raise ToolError(
         f"unknown tool {name!r}",
         f"{guess}available: {', '.join(known)}; or add a @tool named {name} to the workspace's tools/",
