@@ -243,6 +243,28 @@ def test_extractive_fallback_quotes_the_best_passage_sentence():
     assert "Apply in the HR portal two weeks ahead" in checked.answer and checked.answer.endswith("[1]")
 
 
+def test_native_korean_counts_match_the_digits_documents_write():
+    # "하루" (a day) in the question, "1일" in the handbook: the same term, so the fallback finds
+    # the daily-limit line for an answer that invented a figure.
+    limits = "# 송금 한도\n\n- 1회 송금 한도는 200만 원, 1일 송금 한도는 500만 원입니다.\n- 매월 10회까지 송금 수수료가 무료입니다."
+    checked = check_answer("100만 원", Evidence(passages=(limits,), question="하루에 최대 얼마까지 송금할 수 있나요?"))
+    assert checked.fallback == "extractive" and "1일 송금 한도는 500만 원" in checked.answer
+    assert {"1일", "2회", "1개월", "10세"} <= grounding.terms("하루에 두 번, 한 달에 한 번, 열 살부터")
+    assert "13회" in grounding.terms("송금을 13번 하면") and "13회" in grounding.terms("13회까지")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["한 장소에서 만나요", "한 명의 사용자", "한국에서 왔어요", "세 번째 줄", "열쇠를 두 개 잃었어요"],
+)
+def test_native_numerals_are_read_only_before_a_counter(text):
+    from chatloom.agents.grounding import korean_counts_as_digits
+
+    converted = korean_counts_as_digits(text)
+    expected = {"세 번째 줄": "3번째 줄", "열쇠를 두 개 잃었어요": "열쇠를 2개 잃었어요"}.get(text, text)
+    assert converted == expected
+
+
 @pytest.mark.parametrize("said", ["[1] [2]", "[1, 2, 3, 4] [1]", "[1"])
 def test_a_reply_of_citation_marks_only_falls_back_to_the_passages(said):
     checked = check_answer(said, Evidence(passages=(LEAVE_EN,), question="How do I apply for annual leave?"))
@@ -299,6 +321,34 @@ def test_grounding_off_leaves_the_answer_alone():
 
 
 # -- tool calls that only help ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "policy, approver, offered",
+    [
+        ({"python": "ask"}, None, ["calculator"]),  # nobody can approve: every call would be refused
+        ({"python": "ask"}, lambda request: False, ["calculator", "python"]),
+        ({"python": "deny"}, lambda request: True, ["calculator"]),
+        ({"python": "allow"}, None, ["calculator", "python"]),
+    ],
+    ids=["ask-no-approver", "ask-approver", "deny", "allow"],
+)
+def test_tools_the_policy_never_lets_run_are_not_offered(policy, approver, offered):
+    from chatloom.tools.python_exec import python
+
+    model = FakeChatModel(["fine"])
+    Agent(model=model, tools=[calculator, python], tool_policy=policy, approver=approver, checkpointer="memory").load()
+    assert model.bound_tools == offered
+
+
+def test_a_call_to_a_tool_not_offered_still_gets_the_policys_reason():
+    from chatloom.tools.python_exec import python
+
+    model = FakeChatModel([tool_call("python", code="print(1)"), "I can't run code here."])
+    reply = Agent(model=model, tools=[calculator, python], checkpointer="memory").chat("run print(1)")
+    (step,) = reply.tool_steps
+    assert not step.ok and "no approver is configured" in step.result
+    assert reply.answer == "I can't run code here."
 
 
 def test_invented_tool_gets_one_more_try_naming_the_bound_tools():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import uuid
@@ -23,6 +24,8 @@ from chatloom.agents.reply import (
     Usage,
 )
 from chatloom.errors import ConfigError, EmptyQuestion, QuestionTooLong
+
+log = logging.getLogger(__name__)
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
 # A turn is checkpointed when it ends (or fails), not after every step: a half-finished turn
@@ -152,9 +155,11 @@ class Agent:
 
         memory = self._resolve_memory()
         tools = self._ready_tools = self._resolve_tools(memory)
+        policy = self._resolve_policy()
+        offered = _offered_tools(tools, policy)
         plain_model = self._resolve_model()
-        model = plain_model.bind_tools(tools) if tools else plain_model
-        first_model = self._first_model(plain_model, tools)
+        model = plain_model.bind_tools(offered) if offered else plain_model
+        first_model = self._first_model(plain_model, offered)
         profile = self._profile(plain_model)
         render_prompt, split = self._resolve_prompt(profile.few_shot)
         inline = [t for t in tools if t.name in profile.inline_tools]
@@ -166,10 +171,11 @@ class Agent:
             "plain_model": plain_model,
             "answer_model": plain_model.bind_tools(inline) if inline else plain_model,
             "tools": {t.name: t for t in tools},
+            "offered": frozenset(t.name for t in offered),
             "render_prompt": render_prompt,
             "split_reasoning": split,
             "memory": memory,
-            "policy": self._resolve_policy(),
+            "policy": policy,
         }
 
     def _first_model(self, plain_model: Any, tools: list[Any]) -> Any:
@@ -389,6 +395,7 @@ class Agent:
             model=services["model"],
             first_model=services["first_model"],
             tools=services["tools"],
+            offered=services["offered"],
             render_prompt=services["render_prompt"],
             split_reasoning=services["split_reasoning"],
             memory=services["memory"],
@@ -406,6 +413,20 @@ class Agent:
             profile=services["profile"],
         )
         return services["graph"], state_in, config, context
+
+
+def _offered_tools(tools: list[Any], policy: Any) -> list[Any]:
+    """The tools to show the model: those the policy could ever let run (see
+    :meth:`~chatloom.tools.policy.ToolPolicy.never_runs`). The rest are logged (at info level:
+    piped ``chatloom chat`` has no one to approve, by design), once per agent."""
+    offered = []
+    for t in tools:
+        why = policy.never_runs(t)
+        if why is None:
+            offered.append(t)
+        else:
+            log.info("tool not offered to the model: %s; pass approver=... or set tool_policy {%s: allow}", why, t.name)
+    return offered
 
 
 def _reply(state: dict[str, Any], thread_id: str) -> Reply:

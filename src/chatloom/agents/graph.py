@@ -61,7 +61,8 @@ class TurnContext:
 
     model: Any  # a langchain-core chat model, tools already bound
     first_model: Any = None  # the model for a turn's first call when a tool call is forced
-    tools: dict[str, BaseTool] = field(default_factory=dict)
+    tools: dict[str, BaseTool] = field(default_factory=dict)  # every tool a call may name
+    offered: frozenset[str] | None = None  # the tools shown to the model; None: all of ``tools``
     render_prompt: Any = None  # callable(tools) -> list[BaseMessage]; None means no system prompt
     split_reasoning: Any = split_reasoning
     memory: Memory | None = None
@@ -143,7 +144,7 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         return {"messages": [AIMessage(content=STEP_LIMIT_ANSWER.format(steps=steps))], "stop_reason": "step_limit"}
 
     question = _last_question(state["messages"])
-    if ctx.grounding and steps == 0 and not ctx.tools and not state.get("passages") and _asks_for_facts(question):
+    if ctx.grounding and steps == 0 and not _offered(ctx) and not state.get("passages") and _asks_for_facts(question):
         # Nothing relevant was found and no tool could find it: say so, with no model call to
         # invent an answer.
         text = grounding.abstention(question)
@@ -182,13 +183,14 @@ def _retry_bad_call(response: AIMessage, prompt: list[BaseMessage], ctx: TurnCon
     bound. Call text never becomes the answer. Returns the reply to use and the model calls made.
     """
     tried = [str(response.content)]
-    note = BAD_CALL_NOTE.format(tools=", ".join(sorted(ctx.tools))) if ctx.tools else NO_TOOLS_NOTE
+    offered = _offered(ctx)
+    note = BAD_CALL_NOTE.format(tools=", ".join(sorted(offered))) if offered else NO_TOOLS_NOTE
     retry = ctx.model.invoke([*prompt, AIMessage(content=tried[0]), HumanMessage(content=note)])
     calls = 1
     if retry.tool_calls or not looks_like_tool_call(str(retry.content)):
         return _noting(retry, tried), calls
     tried.append(str(retry.content))
-    if ctx.summarizer is not None and ctx.tools:
+    if ctx.summarizer is not None and offered:
         retry = ctx.summarizer.invoke([*prompt, HumanMessage(content=NO_TOOLS_NOTE)])
         calls += 1
         if not looks_like_tool_call(str(retry.content)):
@@ -203,11 +205,21 @@ def _noting(response: AIMessage, rejected: list[str]) -> AIMessage:
     return response.model_copy(update={"additional_kwargs": kwargs})
 
 
+def _offered(ctx: TurnContext) -> dict[str, BaseTool]:
+    """The tools the model is shown (and bound to): those the policy could ever let run.
+
+    A call to another tool of ``ctx.tools`` still reaches the policy, which explains the refusal.
+    """
+    if ctx.offered is None:
+        return ctx.tools
+    return {name: t for name, t in ctx.tools.items() if name in ctx.offered}
+
+
 def _answers_without_tool_list(state: TurnState, ctx: TurnContext) -> bool:
     """Whether an answer the model writes now would be rewritten without the tool list: the
     profile asks for it, tools are offered as calls, and no tool result has gone into the
     answer yet (so it would be what the model says with no tools)."""
-    offered = [name for name in ctx.tools if name not in ctx.profile.inline_tools]
+    offered = [name for name in _offered(ctx) if name not in ctx.profile.inline_tools]
     return ctx.profile.answers_without_tool_list and bool(offered) and ctx.summarizer is not None and not _useful_steps(state)
 
 
@@ -441,7 +453,7 @@ def _model_input(state: TurnState, ctx: TurnContext, show_tools: bool = True) ->
     profile = ctx.profile
     messages = list(state["messages"])
     start = state.get("turn_start", len(messages) - 1)
-    tools = ctx.tools if show_tools else {}
+    tools = _offered(ctx) if show_tools else {}
     prefix: list[BaseMessage] = list(ctx.render_prompt(list(tools.values()))) if ctx.render_prompt else []
     if state.get("summary"):
         prefix.append(SystemMessage(content=f"Summary of the earlier conversation: {state['summary']}"))

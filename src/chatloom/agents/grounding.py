@@ -121,7 +121,39 @@ def _terms(text: str) -> frozenset[str]:
     # the extractive fallback, and morphological analysis is the costly part.
     from chatloom.memory.keyword import tokenize
 
-    return frozenset(tokenize(text)) - _asking_terms()
+    text = korean_counts_as_digits(text)
+    counts = {f"{n}{_COUNTER_NORMAL.get(unit, unit)}" for n, unit in _COUNT.findall(text)}
+    return frozenset(tokenize(text)) - _asking_terms() | counts
+
+
+# Korean counts days with native words (하루 "a day", 이틀 "two days") where documents write
+# 1일, 2일, and counts times, months and ages with native numerals before a counter (한 번, 두 달,
+# 열 살) where documents write 1회, 2개월, 10세. The analyser keeps neither the native word's
+# number nor the counter of "1일" (it yields just "1"), so "하루에 최대 얼마까지 송금할 수
+# 있나요?" shared no term with "1일 송금 한도는 500만 원입니다". Counts become digits plus one
+# spelling of the counter, and each becomes a term of its own.
+_NATIVE_DAYS = {"하루": 1, "이틀": 2, "사흘": 3, "나흘": 4, "닷새": 5, "엿새": 6, "이레": 7, "여드레": 8,
+                "아흐레": 9, "열흘": 10, "보름": 15}
+_NATIVE_NUMERALS = {"한": 1, "두": 2, "세": 3, "네": 4, "다섯": 5, "여섯": 6, "일곱": 7, "여덟": 8,
+                    "아홉": 9, "열": 10}
+_COUNTER_NORMAL = {"번": "회", "달": "개월", "살": "세", "차례": "회"}
+_COUNTERS = "번|회|차례|달|개월|시간|살|세|장|명|개|건|일|주|년"
+_NATIVE_DAY = re.compile(rf"(?<![가-힣])({'|'.join(_NATIVE_DAYS)})")
+# Not where the counter starts a longer noun: "한 장소" is "a place", not "one sheet".
+_NATIVE_COUNT = re.compile(
+    rf"(?<![가-힣])({'|'.join(_NATIVE_NUMERALS)})\s*(번|차례|달|시간|살|장|명|개|건)(?![소점의령인선발강물호역러표])"
+)
+_COUNT = re.compile(rf"(?<![\d.,])(\d+)\s*({_COUNTERS})")
+
+
+def korean_counts_as_digits(text: str) -> str:
+    """``text`` with Korean native counts written in digits: 하루 -> 1일, 두 번 -> 2번.
+
+    >>> korean_counts_as_digits("하루에 두 번, 한 달에 열 번까지")
+    '1일에 2번, 1달에 10번까지'
+    """
+    text = _NATIVE_DAY.sub(lambda m: f"{_NATIVE_DAYS[m.group(1)]}일", text)
+    return _NATIVE_COUNT.sub(lambda m: f"{_NATIVE_NUMERALS[m.group(1)]}{m.group(2)}", text)
 
 
 @functools.cache

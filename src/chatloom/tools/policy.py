@@ -174,6 +174,26 @@ class ToolPolicy:
             return DEFAULT_RULES["side_effect"], "the default for tools that declare no effect (declare read-only ones with @read_only)"
         return DEFAULT_RULES[tool_effect(tool)], f"the default for {tool_effect(tool)} tools"
 
+    def never_runs(self, tool: "BaseTool") -> str | None:
+        """Why no call to ``tool`` can ever run under this policy, or None when one may.
+
+        A denied tool, or one that needs approval with no approver to give it, is refused on
+        every call; the agent doesn't offer it to the model, which would otherwise spend its
+        steps on calls that can't succeed.
+
+        >>> from chatloom.tools.python_exec import python
+        >>> ToolPolicy({"python": "ask"}).never_runs(python)
+        "'python' needs approval (the tool policy) and no approver is configured"
+        >>> ToolPolicy({"python": "ask"}, approver=lambda request: True).never_runs(python) is None
+        True
+        """
+        rule, source = self.rule_for(tool)
+        if rule == "deny":
+            return f"{tool.name!r} is denied by {source}"
+        if rule == "ask" and self.approver is None:
+            return f"{tool.name!r} needs approval ({source}) and no approver is configured"
+        return None
+
     def authorize(self, tool: "BaseTool", args: Mapping[str, Any], *, untrusted_context: bool) -> Decision:
         """Decide whether ``tool`` may run with ``args`` now.
 
