@@ -179,6 +179,14 @@ def test_computed_figure_counts_as_supported():
     assert checked.grounded and "6,000" in checked.answer and "[1]" in checked.answer
 
 
+def test_an_equation_with_thousands_separators_is_checked_not_crashed_on():
+    # The calculator answers "4 × 2,500원 =" with "10,000" (its operands' style); the check
+    # once fed that string to float() and the whole turn failed.
+    fee = "# 수수료\n\n- 송금 수수료는 1건당 2,500원입니다."
+    checked = check_answer("4건이면 4 × 2,500원 = 10,000원입니다.", Evidence(passages=(fee,), question="송금을 4건 하면 수수료는?"))
+    assert checked.grounded and not checked.unsupported and "10,000원" in checked.answer
+
+
 def test_a_figure_from_dividing_two_passage_figures_is_not_backed():
     # 200만 / 2 (the "2%" of another passage) must not back an invented 100만 daily limit.
     evidence = Evidence(passages=(TRANSFER, POINTS), question="하루에 최대 얼마까지 송금할 수 있나요?")

@@ -373,7 +373,8 @@ def _computed(answer: str, known: set[str], question: str = "") -> set[str]:
             continue
         written = _normal(float(m.group(1).replace(",", "")))
         operands = numbers(re.split(r"[=\n.:]\s", text[: m.start()])[-1])
-        if _normal(float(value)) == written and operands <= known | found:
+        # The calculator writes thousands separators when the operands had them ("10,000").
+        if _normal(float(value.replace(",", ""))) == written and operands <= known | found:
             found.add(written)
     values = _plain(known)[:40]
     # Between two figures the sources give, only a sum or a difference ("5 days more"): with
