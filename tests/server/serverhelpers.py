@@ -70,6 +70,7 @@ def send_email(to: str, body: str) -> str:
 
 
 def leave_answer(messages: list[Any]) -> str:
+    """Answers from the passage the model is shown with the question (Acme's or Globex's)."""
     last = str(messages[-1].content)
     days = "25" if "Acme" in last else "30" if "Globex" in last else "?"
     company = "Acme" if days == "25" else "Globex"

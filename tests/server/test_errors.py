@@ -82,3 +82,17 @@ def test_unknown_thread_and_approval_are_404(server):
     h = {"Authorization": f"Bearer {KEY_A}"}
     assert httpx.get(f"{server}/v1/threads/never-used", headers=h).json()["error"]["code"] == "thread_not_found"
     assert httpx.post(f"{server}/v1/approvals/nope", json={"approve": True}, headers=h).status_code == 404
+
+
+def test_a_turn_over_the_timeout_is_504_and_the_server_goes_on(checkpointer):
+    from chatloom.server.app import create_app
+    from serverhelpers import config, live_server, scripted_catalog
+
+    app = create_app(scripted_catalog(checkpointer, slow=1.5), config(turn_timeout=0.3))
+    with live_server(app) as url:
+        r = httpx.post(f"{url}/v1/chat/completions", json=GOOD, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30)
+        assert r.status_code == 504 and r.json()["error"]["code"] == "turn_timeout"
+        with httpx.stream("POST", f"{url}/v1/agents/echo/turns", json={"input": "x"}, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30) as s:
+            text = "".join(s.iter_text())
+        assert "event: error" in text and "turn_timeout" in text
+        assert httpx.get(f"{url}/health").status_code == 200

@@ -32,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatloom.agents.reply import AnswerEvent, Token, ToolCallEvent
 from chatloom.errors import ChatloomError, EmptyQuestion, QuestionTooLong, ThreadBusy
@@ -164,6 +165,11 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code).response()
 
     @app.exception_handler(RequestValidationError)
     async def on_bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
