@@ -206,7 +206,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
     async def ready_agent(name: str, tenant: str) -> Any:
         try:
             return await in_worker(lambda: catalog.get(name, tenant).load())
-        except BaseException as exc:
+        except Exception as exc:
             raise api_error(exc) from None
 
     async def traced(agent_name: str, tenant: str, thread_id: str, request: Request, agent: Any, text: str, user: str | None, can_ask: bool) -> AsyncIterator[Any]:
@@ -256,7 +256,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         if not body.stream:
             try:
                 reply = await final_reply(events)
-            except BaseException as exc:
+            except Exception as exc:
                 raise api_error(exc) from None
             return JSONResponse(_completion(completion_id, created, body.model, reply, thread_id), headers=headers)
         chunks = _completion_chunks(events, completion_id, created, body.model, thread_id, preview=not _checks_answers(agent))
@@ -273,7 +273,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         if not body.stream:
             try:
                 reply = await final_reply(events)
-            except BaseException as exc:
+            except Exception as exc:
                 raise api_error(exc) from None
             return JSONResponse({"type": "answer", **reply_json(reply, thread_id)}, headers=headers)
 

@@ -1,8 +1,8 @@
 """What the server tells operators about each turn: JSON log lines, callbacks, OpenTelemetry spans.
 
 Every step of a turn becomes one record ``{"event": "tool.call", "tenant": ..., ...}``:
-``turn.start``, ``tool.call``, ``tool.result``, ``approval.requested``, ``turn.end`` and
-``turn.error``, plus ``http.request`` per request. Records carry names, ids, counts and
+``turn.start``, ``tool.call``, ``tool.result``, ``approval.requested``, ``turn.end``,
+``turn.error`` and ``turn.client_gone``, plus ``http.request`` per request. Records carry names, ids, counts and
 timings, never contents: no question, answer, tool argument value or tool output is logged,
 and API keys never reach this module, so neither they nor anything a user typed can leak into
 logs. They go to the ``chatloom.server`` logger (one JSON object per line with
@@ -17,6 +17,7 @@ convention attributes (``gen_ai.operation.name``, ``gen_ai.agent.name``,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -121,8 +122,12 @@ class TurnTrace:
 
     def failed(self, exc: BaseException) -> None:
         """Record that the turn ended with ``exc`` (its type; the message only for chatloom's own errors)."""
-        detail = str(exc) if isinstance(exc, ChatloomError) else ""
-        self.observer.emit("turn.error", logging.WARNING, **self.ids, ms=self._ms(), error=type(exc).__name__, detail=detail)
+        if isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
+            # The client went away; the turn itself goes on and is saved (see run_turn).
+            self.observer.emit("turn.client_gone", **self.ids, ms=self._ms())
+        else:
+            detail = str(exc) if isinstance(exc, ChatloomError) else ""
+            self.observer.emit("turn.error", logging.WARNING, **self.ids, ms=self._ms(), error=type(exc).__name__, detail=detail)
         if self._span is not None:
             from opentelemetry.trace import Status, StatusCode
 
