@@ -16,6 +16,9 @@ def client(url: str, key: str = KEY_A) -> openai.OpenAI:
 def test_models_lists_the_agents(server):
     ids = [m.id for m in client(server).models.list()]
     assert ids == ["echo", "calc", "handbook", "mailer"]
+    assert client(server).models.retrieve("echo").model_extra["description"] == "repeats you"
+    with pytest.raises(openai.NotFoundError):
+        client(server).models.retrieve("nope")
 
 
 def test_chat_completion_keeps_the_conversation_by_thread_header(server):

@@ -45,6 +45,12 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_serve_needs_a_workspace_with_agents(tmp_path):
+    env = {"CHATLOOM_HOME": str(tmp_path), "CHATLOOM_CONFIG": str(tmp_path / "none.toml"), "CHATLOOM_API_KEYS": ""}
+    out = run_cli("serve", "--workspace", str(tmp_path / "nowhere"), "--model", "fake:echo", env=env, cwd=tmp_path)
+    assert out.returncode == 2 and "has no agents/ folder" in out.stderr and "Traceback" not in out.stderr
+
+
 @pytest.mark.parametrize(
     ("keys", "message"),
     [

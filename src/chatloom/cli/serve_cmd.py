@@ -59,7 +59,7 @@ def serve(host: str, port: int, workspace: Path, model: str | None, ui: bool, co
 
     config = load_server_config(ui=ui or None, cors_origins=cors_origins or None, max_body_bytes=max_body_bytes, turn_timeout=turn_timeout)
     config.check_exposure(host)  # before anything loads
-    if not (workspace / "agents").is_dir() and workspace != Path("."):
+    if workspace != Path(".") and not (workspace / "agents").is_dir():
         raise ConfigError(f"{str(workspace)!r} has no agents/ folder", "pass a bot workspace (chatloom init DIR makes one)")
     configure_json_logs()  # one JSON line per request and turn step on stderr (no contents, no keys)
     catalog = workspace_catalog(workspace, model=model)

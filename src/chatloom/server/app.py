@@ -240,10 +240,18 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
 
     # -- OpenAI-compatible ---------------------------------------------------------------------
 
+    def model_json(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "chatloom", "description": catalog.descriptions.get(name, "")}
+
     @app.get("/v1/models")
     async def models(tenant: str = Depends(tenant_of)) -> dict[str, Any]:
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "chatloom", "description": catalog.descriptions.get(n, "")} for n in catalog.names()]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [model_json(n) for n in catalog.names()]}
+
+    @app.get("/v1/models/{name}")
+    async def model(name: str, tenant: str = Depends(tenant_of)) -> dict[str, Any]:
+        if name not in catalog.names():
+            raise api_error(UnknownModel(f"the model {name!r} does not exist", "GET /v1/models lists them"))
+        return model_json(name)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request, tenant: str = Depends(tenant_of)) -> Any:

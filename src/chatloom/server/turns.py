@@ -147,7 +147,14 @@ async def run_turn(
     queue: asyncio.Queue = asyncio.Queue()
     done = object()
     stop = threading.Event()
-    state = _Turn(tenant, thread_id, approvals, lambda event: loop.call_soon_threadsafe(queue.put_nowait, event))
+
+    def send(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop closed (server shutdown): nobody to tell; the turn still ends
+            pass
+
+    state = _Turn(tenant, thread_id, approvals, send)
 
     def pump() -> None:
         _current_turn.set(state)
