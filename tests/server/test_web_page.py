@@ -95,3 +95,19 @@ def test_the_page_is_off_without_ui(checkpointer):
     with live_server(create_app(scripted_catalog(checkpointer), config())) as url:
         r = httpx.get(url + "/")
     assert r.status_code == 404 and "--ui" in r.json()["error"]["message"]
+
+
+def test_the_page_asks_for_a_key_then_works(server, browser):
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 20)
+    hint = wait.until(EC.presence_of_element_located((By.ID, "key-hint")))
+    assert "needs an API key" in hint.text and browser.find_elements(By.CSS_SELECTOR, ".error") == []
+    key = browser.find_element(By.ID, "key")
+    key.send_keys("wrong-key-000000000000000")
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".error"))
+    key.clear()
+    key.send_keys(KEY_A)
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "model")).options) == 4)
+    assert browser.find_elements(By.ID, "key-hint") == []
