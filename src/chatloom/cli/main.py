@@ -27,6 +27,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "memory": ("chatloom.cli.memory_cmd:memory", "List, search and forget memory."),
     "mcp": ("chatloom.cli.mcp_cmd:mcp", "List and check MCP servers; serve an agent over MCP."),
     "eval": ("chatloom.cli.eval_cmd:eval_cmd", "Measure agents on datasets, side by side; gate regressions."),
+    "serve": ("chatloom.cli.serve_cmd:serve", "Serve the agents over HTTP (OpenAI-compatible API, optional web chat)."),
 }
 
 

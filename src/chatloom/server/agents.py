@@ -1,0 +1,129 @@
+"""The agents a server offers, as OpenAI "models": a workspace's ``agents/*.yaml`` and ``default``.
+
+Each tenant gets its own :class:`~chatloom.Agent` per model (built on first use), with the
+tenant's own memory (``open_memory(..., tenant=...)``); all share one checkpointer, one
+resolved chat model per agent name, and :func:`~chatloom.server.turns.http_approver`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chatloom.errors import ChatloomError, closest_name
+
+DEFAULT_AGENT = "default"
+
+
+class UnknownModel(ChatloomError):
+    """A request named a model (agent) the server doesn't offer."""
+
+
+class AgentCatalog:
+    """Named agents built per tenant by ``factories[name](tenant)``, cached.
+
+    ``checkpointer`` is the store every agent of this catalog writes to (threads are listed
+    from it). Library users can serve their own agents::
+
+        catalog = AgentCatalog({"helpdesk": lambda tenant: Agent(model=..., checkpointer=saver,
+                                approver=http_approver)}, checkpointer=saver)
+    """
+
+    def __init__(self, factories: dict[str, Callable[[str], Any]], *, checkpointer: Any, descriptions: dict[str, str] | None = None) -> None:
+        self.factories = dict(factories)
+        self.checkpointer = checkpointer
+        self.descriptions = dict(descriptions or {})
+        self._agents: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        """The model names, in order."""
+        return list(self.factories)
+
+    def get(self, name: str, tenant: str) -> Any:
+        """The agent ``name`` of ``tenant`` (built on first use); :class:`UnknownModel` if none."""
+        if name not in self.factories:
+            near = closest_name(name, self.factories)
+            hint = f"did you mean {near!r}?" if near else f"use one of: {', '.join(self.factories)} (GET /v1/models)"
+            raise UnknownModel(f"the model {name!r} does not exist", hint)
+        with self._lock:
+            agent = self._agents.get((name, tenant))
+            if agent is None:
+                agent = self._agents[(name, tenant)] = self.factories[name](tenant)
+            return agent
+
+    def close(self) -> None:
+        """Stop every agent's MCP servers."""
+        for agent in self._agents.values():
+            agent.close()
+
+
+def workspace_catalog(workspace: Path, *, model: str | None = None, settings: Any = None) -> AgentCatalog:
+    """The catalog of ``workspace``: each ``agents/*.yaml`` by its name, plus ``default``
+    (``agents/assistant.yaml`` when it exists, else the built-in assistant with a calculator,
+    as ``chatloom chat`` uses). ``model`` overrides every agent's model."""
+    from chatloom.agents.spec import load_spec
+    from chatloom.cli.chat import DEFAULT_PROMPT, DEFAULT_SPEC, DEFAULT_TOOLS
+    from chatloom.config import get_settings
+    from chatloom.memory.checkpoint import open_checkpointer
+
+    settings = settings or get_settings()
+    checkpointer = open_checkpointer(settings)
+    specs: dict[str, Any] = {}
+    for path in sorted((workspace / "agents").glob("*.yaml")):
+        spec = load_spec(path)
+        specs[spec.name or path.stem] = spec
+    default_path = workspace / DEFAULT_SPEC
+    models: dict[str, Any] = {}
+    model_lock = threading.Lock()
+
+    def shared_model(model_id: str | None) -> Any:
+        # Each model id is loaded once and shared by every agent and tenant (a local model is big).
+        chosen = model or model_id or settings.model
+        with model_lock:
+            if chosen not in models:
+                from chatloom.models import resolve_model
+
+                models[chosen] = resolve_model(chosen, settings=settings)
+            return models[chosen]
+
+    def build(spec: Any, tenant: str) -> Any:
+        from chatloom.agents.agent import Agent
+        from chatloom.server.turns import http_approver
+
+        common = {"approver": http_approver, "checkpointer": checkpointer, "settings": settings}
+        if spec is None:
+            return Agent(model=shared_model(None), prompt=DEFAULT_PROMPT, tools=list(DEFAULT_TOOLS), **common)
+        memory = None
+        namespace = spec.memory.namespace or spec.name
+        if spec.memory.enabled or "search" in spec.tools:
+            from chatloom.memory import open_memory
+
+            memory = open_memory(settings, namespace=namespace, tenant=tenant)
+        tools: list[Any] = list(spec.tools)
+        if "search" in tools:
+            # The built-in search tool, bound to this tenant's knowledge (never the default tenant's).
+            from chatloom.tools.search import make_search_tool
+
+            tools = [make_search_tool(memory, namespace=namespace) if t == "search" else t for t in tools]
+        return Agent.from_spec(
+            spec.path,
+            model=shared_model(spec.model),
+            tools=tools,
+            memory=memory if spec.memory.enabled else None,
+            **common,
+        )
+
+    factories: dict[str, Callable[[str], Any]] = {}
+    descriptions: dict[str, str] = {}
+    default_spec = load_spec(default_path) if default_path.is_file() else None
+    factories[DEFAULT_AGENT] = lambda tenant: build(default_spec, tenant)
+    descriptions[DEFAULT_AGENT] = default_spec.description if default_spec else "The built-in assistant with a calculator."
+    for name, spec in specs.items():
+        if name == DEFAULT_AGENT:
+            continue
+        factories[name] = lambda tenant, spec=spec: build(spec, tenant)
+        descriptions[name] = spec.description
+    return AgentCatalog(factories, checkpointer=checkpointer, descriptions=descriptions)

@@ -1,0 +1,482 @@
+"""The HTTP API: OpenAI-compatible chat completions, a native event stream, threads, approvals.
+
+Routes (all but ``/``, ``/health`` and ``/ready`` need ``Authorization: Bearer <key>`` when API
+keys are configured; see :mod:`chatloom.server.config`):
+
+- ``POST /v1/chat/completions``: OpenAI format, ``stream`` true (SSE) or false. The last
+  message is the question; the conversation so far lives on the server, in the thread named by
+  the ``X-Chatloom-Thread`` header, ``metadata.thread_id`` or ``user`` (else a new thread,
+  returned in the ``X-Chatloom-Thread`` response header). Citations, grounding and tool steps
+  ride in a ``chatloom`` field that OpenAI clients ignore.
+- ``GET /v1/models``: the agents, as models.
+- ``POST /v1/agents/{name}/turns``: one turn as typed SSE events (``token``, ``tool_call``,
+  ``tool_result``, ``approval_required``, ``answer``, ``error``), or JSON with ``stream: false``.
+- ``GET/DELETE /v1/threads[/{id}]``, ``GET /v1/approvals``, ``POST /v1/approvals/{id}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatloom.agents.reply import AnswerEvent, Token, ToolCallEvent
+from chatloom.errors import ChatloomError, EmptyQuestion, QuestionTooLong, ThreadBusy
+from chatloom.server.agents import AgentCatalog, UnknownModel
+from chatloom.server.config import LOCAL_TENANT, ServerConfig
+from chatloom.server.observe import EventCallback, Observer
+from chatloom.server.threads import MAX_THREAD_ID_CHARS, delete_thread, internal_id, list_threads, thread_messages
+from chatloom.server.turns import Approvals, TurnTimeout, event_json, final_reply, reply_json, run_turn
+
+THREAD_HEADER = "X-Chatloom-Thread"
+_BAD_THREAD_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ApiError(Exception):
+    """An error answered in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    def __init__(self, status: int, message: str, code: str, type_: str = "invalid_request_error", param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.type, self.param = status, message, code, type_, param
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+def api_error(exc: BaseException) -> ApiError:
+    """The HTTP error for an exception raised by a turn or a lookup."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UnknownModel):
+        return ApiError(404, str(exc), "model_not_found", param="model")
+    if isinstance(exc, (EmptyQuestion, QuestionTooLong)):
+        return ApiError(400, str(exc), "invalid_question", param="messages")
+    if isinstance(exc, ThreadBusy):
+        return ApiError(409, str(exc), "thread_busy", "conflict_error")
+    if isinstance(exc, TurnTimeout):
+        return ApiError(504, str(exc), "turn_timeout", "timeout_error")
+    if isinstance(exc, ChatloomError):
+        return ApiError(502, str(exc), "agent_error", "server_error")
+    return ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details", "internal_error", "server_error")
+
+
+# -- request bodies ------------------------------------------------------------------------------
+
+
+class ChatMessage(BaseModel):
+    """One OpenAI chat message; only text content is used."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """The OpenAI chat completions body; sampling parameters are accepted and ignored (the agent decides)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class TurnRequest(BaseModel):
+    """The native turn body."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: str
+    thread_id: str | None = None
+    user: str | None = None
+    stream: bool = True
+
+
+class Decision(BaseModel):
+    """An approve/deny call for a paused tool call."""
+
+    model_config = ConfigDict(extra="forbid")
+    approve: bool
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_event: Sequence[EventCallback] = ()) -> FastAPI:
+    """The ASGI app serving ``catalog``'s agents; run it with uvicorn (``chatloom serve`` does).
+
+    ``on_event`` callbacks get every structured record (see :mod:`chatloom.server.observe`).
+    """
+    config = config or ServerConfig()
+    observer = Observer(on_event)
+    approvals = Approvals(config.approval_timeout)
+    executor = ThreadPoolExecutor(config.max_concurrent_turns, thread_name_prefix="chatloom-turn")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            catalog.close()
+
+    app = FastAPI(title="chatloom", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.catalog, app.state.config, app.state.approvals, app.state.observer = catalog, config, approvals, observer
+
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", THREAD_HEADER],
+            expose_headers=[THREAD_HEADER],
+        )
+    app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
+
+    @app.middleware("http")
+    async def log_requests(request: Request, call_next: Any) -> Any:
+        started = time.monotonic()
+        request.state.request_id = secrets.token_hex(8)
+        response = await call_next(request)
+        observer.emit(
+            "http.request", method=request.method, path=request.url.path, status=response.status_code,
+            ms=round((time.monotonic() - started) * 1000), tenant=getattr(request.state, "tenant", None), request_id=request.state.request_id,
+        )
+        return response
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def on_bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        if err.get("type") == "json_invalid":
+            message, where = "the request body is not valid JSON", ""
+        else:
+            message = f"{where or 'body'}: {err.get('msg', 'invalid')}"
+        return ApiError(400, message, "invalid_body", param=where or None).response()
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
+        logging.getLogger("chatloom.server").exception("http.error", extra={"fields": {"path": request.url.path}})
+        return api_error(exc).response()
+
+    def tenant_of(request: Request) -> str:
+        if config.open:
+            tenant = LOCAL_TENANT
+        else:
+            scheme, _, key = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not key.strip():
+                raise ApiError(401, "no API key: send the header Authorization: Bearer <your key>", "missing_api_key")
+            found = config.tenant_for(key.strip())
+            if found is None:
+                raise ApiError(401, "the API key is not valid", "invalid_api_key")
+            tenant = found.name
+        request.state.tenant = tenant
+        return tenant
+
+    async def in_worker(func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
+
+    async def ready_agent(name: str, tenant: str) -> Any:
+        try:
+            return await in_worker(lambda: catalog.get(name, tenant).load())
+        except Exception as exc:
+            raise api_error(exc) from None
+
+    async def traced(agent_name: str, tenant: str, thread_id: str, request: Request, agent: Any, text: str, user: str | None, can_ask: bool) -> AsyncIterator[Any]:
+        """The turn's events, recorded by the observer."""
+        trace = observer.turn(agent=agent_name, tenant=tenant, thread_id=thread_id, request_id=request.state.request_id)
+        events = run_turn(
+            agent, text, thread_id=internal_id(tenant, thread_id), tenant=tenant, user_id=_user_id(tenant, user),
+            approvals=approvals if can_ask else None, timeout=config.turn_timeout, executor=executor,
+        )
+        try:
+            async for event in events:
+                trace.see(event)
+                yield event
+        except BaseException as exc:
+            trace.failed(exc)
+            raise
+
+    # -- health --------------------------------------------------------------------------------
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        try:
+            await in_worker(list_threads, catalog.checkpointer, "-ready-probe-", 1)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "reason": f"the conversation store fails ({type(exc).__name__})"}, status_code=503)
+        return JSONResponse({"status": "ready", "models": catalog.names()})
+
+    # -- OpenAI-compatible ---------------------------------------------------------------------
+
+    def model_json(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "chatloom", "description": catalog.descriptions.get(name, "")}
+
+    @app.get("/v1/models")
+    async def models(tenant: str = Depends(tenant_of)) -> dict[str, Any]:
+        return {"object": "list", "data": [model_json(n) for n in catalog.names()]}
+
+    @app.get("/v1/models/{name}")
+    async def model(name: str, tenant: str = Depends(tenant_of)) -> dict[str, Any]:
+        if name not in catalog.names():
+            raise api_error(UnknownModel(f"the model {name!r} does not exist", "GET /v1/models lists them"))
+        return model_json(name)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request, tenant: str = Depends(tenant_of)) -> Any:
+        text = _question(body.messages)
+        thread_id = _thread_id(request.headers.get(THREAD_HEADER) or (body.metadata or {}).get("thread_id") or body.user)
+        agent = await ready_agent(body.model, tenant)
+        events = traced(body.model, tenant, thread_id, request, agent, text, body.user, can_ask=body.stream)
+        completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+        headers = {THREAD_HEADER: thread_id}
+        if not body.stream:
+            try:
+                reply = await final_reply(events)
+            except Exception as exc:
+                raise api_error(exc) from None
+            return JSONResponse(_completion(completion_id, created, body.model, reply, thread_id), headers=headers)
+        chunks = _completion_chunks(events, completion_id, created, body.model, thread_id, preview=not _checks_answers(agent))
+        return EventSourceResponse(chunks, headers=headers, ping=15)
+
+    # -- native --------------------------------------------------------------------------------
+
+    @app.post("/v1/agents/{name}/turns")
+    async def turns(name: str, body: TurnRequest, request: Request, tenant: str = Depends(tenant_of)) -> Any:
+        thread_id = _thread_id(body.thread_id)
+        agent = await ready_agent(name, tenant)
+        events = traced(name, tenant, thread_id, request, agent, body.input, body.user, can_ask=body.stream)
+        headers = {THREAD_HEADER: thread_id}
+        if not body.stream:
+            try:
+                reply = await final_reply(events)
+            except Exception as exc:
+                raise api_error(exc) from None
+            return JSONResponse({"type": "answer", **reply_json(reply, thread_id)}, headers=headers)
+
+        async def sse() -> AsyncIterator[dict[str, str]]:
+            try:
+                async for event in events:
+                    data = event_json(event, thread_id)
+                    yield {"event": data["type"], "data": json.dumps(data, ensure_ascii=False)}
+            except Exception as exc:
+                error = api_error(exc)
+                yield {"event": "error", "data": json.dumps({"type": "error", "error": {"message": error.message, "code": error.code, "status": error.status}})}
+
+        return EventSourceResponse(sse(), headers=headers, ping=15)
+
+    # -- threads and approvals -------------------------------------------------------------------
+
+    @app.get("/v1/threads")
+    async def threads(tenant: str = Depends(tenant_of)) -> dict[str, Any]:
+        ids = await in_worker(list_threads, catalog.checkpointer, tenant)
+        return {"object": "list", "data": [{"id": t, "object": "thread"} for t in ids]}
+
+    @app.get("/v1/threads/{thread_id:path}")
+    async def thread(thread_id: str, tenant: str = Depends(tenant_of)) -> dict[str, Any]:
+        messages = await in_worker(thread_messages, catalog.checkpointer, tenant, _thread_id(thread_id))
+        if messages is None:
+            raise ApiError(404, f"there is no thread {thread_id!r}", "thread_not_found", param="thread_id")
+        return {"id": thread_id, "object": "thread", "messages": messages}
+
+    @app.delete("/v1/threads/{thread_id:path}")
+    async def forget(thread_id: str, tenant: str = Depends(tenant_of)) -> dict[str, Any]:
+        try:  # waits for a running turn on the thread to end, as long as a turn may run
+            await in_worker(delete_thread, catalog.checkpointer, tenant, _thread_id(thread_id), config.turn_timeout)
+        except ThreadBusy as exc:
+            raise api_error(exc) from None
+        return {"id": thread_id, "object": "thread.deleted", "deleted": True}
+
+    @app.get("/v1/approvals")
+    async def pending(tenant: str = Depends(tenant_of)) -> dict[str, Any]:
+        prefix = internal_id(tenant, "")
+        data = [{**event_json(e, ""), "thread_id": t[len(prefix) :]} for t, e in approvals.pending(tenant)]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/approvals/{approval_id}")
+    async def decide(approval_id: str, body: Decision, tenant: str = Depends(tenant_of)) -> dict[str, Any]:
+        if not approvals.decide(tenant, approval_id, body.approve):
+            raise ApiError(404, f"no tool call is waiting for approval {approval_id!r}", "approval_not_found", param="approval_id")
+        return {"approval_id": approval_id, "approved": body.approve}
+
+    # -- the web page ----------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        if not config.ui:
+            raise ApiError(404, "the web chat page is off; start the server with `chatloom serve --ui`", "not_found")
+        from importlib.resources import files
+
+        html = files("chatloom.server").joinpath("static/chat.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"})
+
+    return app
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _question(messages: list[ChatMessage]) -> str:
+    last = messages[-1]
+    if last.role != "user":
+        raise ApiError(400, f"the last message must be the user's question (role 'user'), not {last.role!r}", "invalid_messages", param="messages")
+    content = last.content
+    if isinstance(content, list):
+        content = "\n".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+    if not content or not content.strip():
+        raise ApiError(400, "the question (the last message's content) is empty", "invalid_question", param="messages")
+    return content
+
+
+def _thread_id(given: str | None) -> str:
+    if given is None or given == "":
+        return f"chat-{secrets.token_hex(8)}"
+    if len(given) > MAX_THREAD_ID_CHARS or _BAD_THREAD_CHARS.search(given) or not given.strip():
+        raise ApiError(400, f"the thread id must be 1 to {MAX_THREAD_ID_CHARS} printable characters", "invalid_thread_id", param="thread_id")
+    return given
+
+
+def _user_id(tenant: str, user: str | None) -> str | None:
+    # Conversation memory is per tenant already (the tenant's memory); the prefix keeps user
+    # ids apart in any memory shared across tenants too.
+    return internal_id(tenant, user) if user else None
+
+
+def _usage(reply: Any) -> dict[str, int]:
+    u = reply.usage
+    return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens, "total_tokens": u.total_tokens}
+
+
+def _finish(reply: Any) -> str:
+    return "length" if reply.stop_reason == "step_limit" else "stop"
+
+
+def _completion(completion_id: str, created: int, model: str, reply: Any, thread_id: str) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.answer}, "finish_reason": _finish(reply), "logprobs": None}],
+        "usage": _usage(reply),
+        "chatloom": reply_json(reply, thread_id),
+    }
+
+
+def _checks_answers(agent: Any) -> bool:
+    """Whether the agent's grounding check may replace the answer the model wrote (see Agent)."""
+    if agent.grounding is not None:
+        return bool(agent.grounding)
+    return agent._services()["memory"] is not None  # grounding defaults to on with memory
+
+
+async def _completion_chunks(
+    events: AsyncIterator[Any], completion_id: str, created: int, model: str, thread_id: str, *, preview: bool = True
+) -> AsyncIterator[dict[str, str]]:
+    """The turn as OpenAI chat.completion.chunk SSE messages, ending with ``[DONE]``.
+
+    Tool steps and approvals come as chunks with an empty delta and a ``chatloom`` event; the
+    final chunk carries the whole reply in ``chatloom``. With ``preview``, the model's tokens
+    stream as content. An OpenAI client can't take back content, so agents whose grounding
+    check may replace the model's answer (a quote, or "not found") get ``preview=False``: their
+    checked answer comes as one piece at the end. If streamed text still turns out not to be
+    the answer (text a model wrote before a tool call), the final chunk says
+    ``"preview_replaced": true`` and its ``chatloom.answer`` is the answer.
+    """
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, str]:
+        data: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        data.update(extra)
+        return {"data": json.dumps(data, ensure_ascii=False)}
+
+    yield chunk({"role": "assistant", "content": ""})
+    sent = ""
+    try:
+        async for event in events:
+            if isinstance(event, Token):
+                if not preview:
+                    continue
+                sent += event.text
+                yield chunk({"content": event.text})
+            elif isinstance(event, AnswerEvent):
+                reply = event.reply
+                answer = reply.answer
+                replaced = not answer.startswith(sent)
+                if not replaced and answer[len(sent) :]:
+                    yield chunk({"content": answer[len(sent) :]})
+                final = {**event_json(event, thread_id), "preview_replaced": replaced}
+                yield chunk({}, _finish(reply), usage=_usage(reply), chatloom=final)
+            else:
+                if isinstance(event, ToolCallEvent) and sent:
+                    sent += "\n\n"  # the text before a tool call was not the answer; keep it apart
+                    yield chunk({"content": "\n\n"})
+                yield chunk({}, chatloom=event_json(event, thread_id))
+    except Exception as exc:
+        error = api_error(exc)
+        yield {"data": json.dumps({"error": {"message": error.message, "type": error.type, "code": error.code, "param": None}})}
+    yield {"data": "[DONE]"}
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets a 413, before any route reads it."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._too_large(scope, receive, send)
+        body, more, messages = 0, True, []
+        while more:  # read the body now (it is at most `limit` bytes), then replay it
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += len(message.get("body", b""))
+            if body > self.limit:
+                return await self._too_large(scope, receive, send)
+            more = message.get("more_body", False)
+
+        async def replay() -> Any:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        error = ApiError(413, f"the request body is over the limit of {self.limit:,} bytes", "request_too_large")
+        await error.response()(scope, receive, send)

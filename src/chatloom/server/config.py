@@ -1,0 +1,151 @@
+"""What ``chatloom serve`` needs beyond :class:`~chatloom.config.Settings`: tenants and limits.
+
+Read from the ``[serve]`` table of ``chatloom.toml`` (the file ``CHATLOOM_CONFIG`` names), then
+``CHATLOOM_API_KEYS``, then CLI flags::
+
+    [serve]
+    api_keys = {acme = "env:ACME_CHATLOOM_KEY", globex = ["env:GLOBEX_KEY_1", "env:GLOBEX_KEY_2"]}
+    max_body_bytes = 1_000_000
+    turn_timeout = 300
+    cors_origins = ["https://intranet.example.com"]
+
+``CHATLOOM_API_KEYS="acme=KEY,globex=KEY2"`` adds keys from the environment. A value
+``env:NAME`` reads the key from environment variable ``NAME``, so no key has to sit in a file.
+Each key maps to a tenant; a tenant's conversations and memory are its own. Keys are compared
+in constant time and never logged or shown (``repr`` hides them).
+
+>>> config = ServerConfig(tenants=(Tenant("acme", ("k" * 24,)),))
+>>> config.tenant_for("k" * 24).name, config.tenant_for("wrong"), "k" * 24 in repr(config)
+('acme', None, False)
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from chatloom.errors import ConfigError
+
+API_KEYS_ENV = "CHATLOOM_API_KEYS"
+LOCAL_TENANT = "local"
+MIN_KEY_CHARS = 16
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A customer of the server: its name (the thread-id prefix and memory tenant) and its keys."""
+
+    name: str
+    keys: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Tenants, request limits and CORS for the HTTP server.
+
+    With no tenants the server needs no key and serves one tenant, ``local``; the CLI then
+    refuses to listen beyond this machine.
+    """
+
+    tenants: tuple[Tenant, ...] = ()
+    max_body_bytes: int = 1_000_000
+    turn_timeout: float = 300.0
+    """Seconds a turn may run (time spent waiting for a tool approval not counted)."""
+    approval_timeout: float = 600.0
+    """Seconds a paused turn waits for an approve/deny call before the tool call is refused."""
+    cors_origins: tuple[str, ...] = ()
+    max_concurrent_turns: int = 32
+    """Worker threads running turns; more turns than this wait their turn."""
+    ui: bool = False
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tenants]
+        for tenant in self.tenants:
+            if not _TENANT_NAME.match(tenant.name):
+                raise ConfigError(f"tenant name {tenant.name!r} is not allowed", "use letters, digits, '_' or '-' (at most 64)")
+            for key in tenant.keys:
+                if len(key) < MIN_KEY_CHARS:
+                    raise ConfigError(
+                        f"an API key of tenant {tenant.name!r} is shorter than {MIN_KEY_CHARS} characters",
+                        "use a long random key, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+                    )
+        if len(set(names)) != len(names):
+            raise ConfigError("a tenant is listed twice", "merge its keys into one entry")
+        all_keys = [k for t in self.tenants for k in t.keys]
+        if len(set(all_keys)) != len(all_keys):
+            raise ConfigError("the same API key is given to two tenants", "give each tenant its own keys")
+        for name, value in (("max_body_bytes", self.max_body_bytes), ("turn_timeout", self.turn_timeout), ("max_concurrent_turns", self.max_concurrent_turns)):
+            if value <= 0:
+                raise ConfigError(f"serve setting {name} must be positive, got {value!r}")
+
+    @property
+    def open(self) -> bool:
+        """True when no API keys are configured: every request is the ``local`` tenant."""
+        return not self.tenants
+
+    def tenant_for(self, key: str) -> Tenant | None:
+        """The tenant whose key is ``key`` (constant-time comparison), or None."""
+        given = key.encode()
+        found = None
+        for tenant in self.tenants:
+            for candidate in tenant.keys:
+                if hmac.compare_digest(given, candidate.encode()):
+                    found = tenant  # keep looping: the time taken doesn't depend on where it matched
+        return found
+
+    def check_exposure(self, host: str) -> None:
+        """Refuse to serve beyond this machine without API keys."""
+        if self.open and host not in _LOOPBACK:
+            raise ConfigError(
+                f"refusing to serve on {host!r} without API keys",
+                f"set {API_KEYS_ENV}=tenant=<long random key> or [serve] api_keys in chatloom.toml, or serve on 127.0.0.1",
+            )
+
+
+def load_server_config(path: str | Path | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> ServerConfig:
+    """The server config from ``[serve]`` in chatloom.toml, ``CHATLOOM_API_KEYS`` and ``overrides``.
+
+    ``None`` overrides are ignored (unset CLI flags).
+    """
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(path or environ.get("CHATLOOM_CONFIG", "chatloom.toml"))
+    table: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            table = dict(tomllib.loads(path.read_text(encoding="utf-8")).get("serve", {}))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{str(path)!r} is not valid TOML: {exc}", "fix the syntax") from None
+    keys: dict[str, list[str]] = {}
+    for tenant, value in dict(table.pop("api_keys", {}) or {}).items():
+        values = value if isinstance(value, list) else [value]
+        keys.setdefault(str(tenant), []).extend(_resolve_key(str(v), tenant, environ) for v in values)
+    for item in filter(None, (p.strip() for p in environ.get(API_KEYS_ENV, "").split(","))):
+        tenant, sep, key = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{API_KEYS_ENV} has an entry without '=' (tenant {tenant.strip()!r})", "write tenant=key,tenant2=key2")
+        keys.setdefault(tenant.strip(), []).append(_resolve_key(key.strip(), tenant.strip(), environ))
+    known = {f for f in ServerConfig.__dataclass_fields__ if f != "tenants"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"[serve] in {str(path)!r} has an unknown setting {unknown[0]!r}", f"use one of api_keys, {', '.join(sorted(known))}")
+    if "cors_origins" in table:
+        table["cors_origins"] = tuple(table["cors_origins"])
+    config = ServerConfig(tenants=tuple(Tenant(name, tuple(k)) for name, k in keys.items()), **table)
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _resolve_key(value: str, tenant: str, environ: dict[str, str]) -> str:
+    if not value.startswith("env:"):
+        return value
+    name = value[4:]
+    key = environ.get(name, "").strip()
+    if not key:
+        raise ConfigError(f"the API key of tenant {tenant!r} comes from ${name}, which is not set", f"export {name}=<the key>")
+    return key

@@ -1,0 +1,77 @@
+"""A tenant's conversation threads, read straight from the checkpointer.
+
+Every thread a tenant starts is stored as ``<tenant>:<its thread id>``; the prefix is added by
+the server and never taken from the client, so no request can name another tenant's thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_THREAD_ID_CHARS = 200
+
+
+def internal_id(tenant: str, thread_id: str) -> str:
+    """The stored id of a tenant's thread."""
+    return f"{tenant}:{thread_id}"
+
+
+def list_threads(checkpointer: Any, tenant: str, limit: int = 100) -> list[str]:
+    """The tenant's thread ids (without the prefix), most recently used first."""
+    prefix = internal_id(tenant, "")
+    kind = type(checkpointer).__name__
+    if kind == "SqliteSaver":
+        sql = (
+            "SELECT thread_id FROM checkpoints WHERE substr(thread_id, 1, ?) = ? "
+            "GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC LIMIT ?"
+        )
+        with checkpointer.lock:
+            rows = checkpointer.conn.execute(sql, (len(prefix), prefix, limit)).fetchall()
+        ids = [row[0] for row in rows]
+    elif kind == "PostgresSaver":
+        from chatloom.agents.thread_lock import _connection
+
+        sql = (
+            "SELECT thread_id FROM checkpoints WHERE left(thread_id, %s) = %s "
+            "GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC LIMIT %s"
+        )
+        with _connection(checkpointer.conn) as pg:
+            rows = pg.execute(sql, (len(prefix), prefix, limit)).fetchall()
+        ids = [row["thread_id"] if isinstance(row, dict) else row[0] for row in rows]
+    else:  # in-memory and other savers: walk their checkpoints (newest first)
+        seen: dict[str, None] = {}
+        for item in checkpointer.list(None):
+            seen.setdefault(item.config["configurable"]["thread_id"], None)
+        ids = [t for t in seen if t.startswith(prefix)][:limit]
+    return [t[len(prefix) :] for t in ids]
+
+
+def thread_messages(checkpointer: Any, tenant: str, thread_id: str) -> list[dict[str, Any]] | None:
+    """The thread's questions, answers and tool steps as JSON; None if it doesn't exist."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from chatloom.tools.policy import unwrap_untrusted
+
+    saved = checkpointer.get_tuple({"configurable": {"thread_id": internal_id(tenant, thread_id)}})
+    if saved is None:
+        return None
+    out: list[dict[str, Any]] = []
+    for message in saved.checkpoint.get("channel_values", {}).get("messages", []):
+        if isinstance(message, HumanMessage):
+            out.append({"role": "user", "content": str(message.content)})
+        elif isinstance(message, AIMessage) and message.tool_calls:
+            out += [{"role": "tool_call", "name": c["name"], "args": c["args"], "id": c["id"]} for c in message.tool_calls]
+        elif isinstance(message, AIMessage):
+            out.append({"role": "assistant", "content": str(message.content)})
+        elif isinstance(message, ToolMessage):
+            out.append({"role": "tool", "name": message.name, "id": message.tool_call_id, "content": unwrap_untrusted(str(message.content)), "ok": message.status != "error"})
+    return out
+
+
+def delete_thread(checkpointer: Any, tenant: str, thread_id: str, timeout: float) -> None:
+    """Forget a tenant's thread (waiting for a running turn on it to finish)."""
+    from chatloom.agents.thread_lock import hold_thread
+
+    stored = internal_id(tenant, thread_id)
+    with hold_thread(checkpointer, stored, timeout=timeout):
+        checkpointer.delete_thread(stored)

@@ -1,0 +1,113 @@
+"""The web chat page in a real headless Chromium: ask, see the streamed answer and its citation."""
+
+from __future__ import annotations
+
+import httpx
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from serverhelpers import KEY_A
+
+
+def open_page(browser, url: str, model: str) -> WebDriverWait:
+    browser.get(url + "/")
+    wait = WebDriverWait(browser, 20)
+    key = browser.find_element(By.ID, "key")
+    key.send_keys(KEY_A)
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "model")).options) == 4)
+    Select(browser.find_element(By.ID, "model")).select_by_value(model)
+    return wait
+
+
+def ask(browser, text: str) -> None:
+    box = browser.find_element(By.ID, "question")
+    box.send_keys(text)
+    browser.find_element(By.ID, "send").click()
+
+
+def test_ask_and_see_the_answer_with_its_citation(server, browser):
+    wait = open_page(browser, server, "handbook")
+    ask(browser, "How many days of annual leave do I get?")
+    answer = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".answer")))
+    assert answer.text == "Annual leave at Acme is 25 days per year [1]."
+    cite = answer.find_element(By.CSS_SELECTOR, "sup a.cite")
+    assert cite.text == "[1]" and cite.get_attribute("href").endswith("#note-1")
+    note = browser.find_element(By.ID, "note-1")
+    assert "acme-handbook.md#0" in note.text
+    # The conversation shows up in the thread list, and reopens from the server.
+    item = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#threads li.current"))[0]
+    assert item.text.startswith("web-")
+    browser.find_element(By.ID, "new").click()
+    assert browser.find_elements(By.CSS_SELECTOR, ".answer") == []
+    browser.find_element(By.CSS_SELECTOR, "#threads li").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".answer"))
+    assert "How many days of annual leave" in browser.find_element(By.ID, "log").text
+
+
+def test_the_answer_streams_in_token_by_token(server, browser):
+    wait = open_page(browser, server, "echo")
+    # Record every text the preview shows while the answer streams in.
+    browser.execute_script(
+        "window.seen = []; new MutationObserver((records) => { for (const r of records)"
+        " if (r.target.className === 'preview') for (const n of r.addedNodes) window.seen.push(n.textContent); })"
+        ".observe(document.getElementById('log'), {childList: true, subtree: true});"
+    )
+    ask(browser, "stream this to me")
+    answer = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".answer")))
+    assert answer.text == "turn 1: you said stream this to me"
+    seen = browser.execute_script("return window.seen")
+    assert seen[0] == "turn " and seen[-1] == "turn 1: you said stream this to me" and len(seen) > 3
+
+
+def test_tool_steps(server, browser):
+    wait = open_page(browser, server, "calc")
+    ask(browser, "What is 17*23?")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".answer"))
+    assert browser.find_element(By.CSS_SELECTOR, ".answer").text == "The result is 391."
+    assert 'calculator(expression="17*23") → 391' in browser.find_element(By.CSS_SELECTOR, ".tool").text
+
+
+def test_approve_from_the_page(server, browser):
+    wait = open_page(browser, server, "mailer")
+    ask(browser, "mail my boss")
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, ".approval button.approve"))).click()
+    answer = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".answer")))
+    assert "sent to boss@example.com" in answer.text
+
+
+def test_untrusted_text_is_shown_as_text_never_markup(server, browser):
+    wait = open_page(browser, server, "echo")
+    attack = '<img src=x onerror="document.title=\'pwned\'"> **bold** `code`'
+    ask(browser, attack)
+    answer = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".answer")))
+    assert answer.find_elements(By.TAG_NAME, "img") == []
+    assert "<img src=x" in answer.text and browser.title == "chatloom"
+    assert answer.find_element(By.TAG_NAME, "strong").text == "bold"  # markdown still renders
+    assert browser.find_element(By.CSS_SELECTOR, ".user").find_elements(By.TAG_NAME, "img") == []
+
+
+def test_the_page_is_off_without_ui(checkpointer):
+    from chatloom.server.app import create_app
+    from serverhelpers import config, live_server, scripted_catalog
+
+    with live_server(create_app(scripted_catalog(checkpointer), config())) as url:
+        r = httpx.get(url + "/")
+    assert r.status_code == 404 and "--ui" in r.json()["error"]["message"]
+
+
+def test_the_page_asks_for_a_key_then_works(server, browser):
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 20)
+    hint = wait.until(EC.presence_of_element_located((By.ID, "key-hint")))
+    assert "needs an API key" in hint.text and browser.find_elements(By.CSS_SELECTOR, ".error") == []
+    key = browser.find_element(By.ID, "key")
+    key.send_keys("wrong-key-000000000000000")
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".error"))
+    key.clear()
+    key.send_keys(KEY_A)
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "model")).options) == 4)
+    assert browser.find_elements(By.ID, "key-hint") == []
