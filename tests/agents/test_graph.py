@@ -100,6 +100,25 @@ def word_count(text: str) -> str:
 word_count.metadata = {"effect": "read"}
 
 
+def test_a_search_that_found_nothing_backs_no_answer():
+    # Qwen 0.5B sent 19 searches of an empty knowledge base for a word problem; with their "no
+    # passages" results in the last prompt it answered "The robe takes 2 bolts...". A search
+    # that found nothing is a failed step, left out like the others.
+    from chatloom.tools.search import make_search_tool
+
+    class EmptyMemory:
+        def recall(self, query, *, k=4, namespace=None, user_id=None, filters=None):
+            return []
+
+    search = make_search_tool(EmptyMemory())
+    looking = tool_call("search", query="robe fiber bolts")
+    agent, model = make_agent(looking, looking, "It takes 3 bolts.", tools=[search], prompt="assistant")
+    reply = agent.chat("A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts?")
+    assert reply.stop_reason == "loop" and reply.answer == "It takes 3 bolts."
+    assert not reply.tool_steps[0].ok and "no passages" in reply.tool_steps[0].result
+    assert not any(isinstance(m, ToolMessage) for m in model.calls[2])
+
+
 def small_model_agent(*replies, **kwargs) -> tuple[Agent, FakeChatModel]:
     """An agent with the default local model's profile, offering a tool as a call."""
     agent, model = make_agent(*replies, tools=[calculator, word_count], prompt="assistant", **kwargs)

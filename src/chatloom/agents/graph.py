@@ -419,7 +419,7 @@ def build_graph(checkpointer: Any = None) -> Any:
 def _run_tool(ctx: TurnContext, call: dict[str, Any], untrusted: bool) -> ToolMessage:
     tool = ctx.tools.get(call["name"])
     if tool is None:
-        known = ", ".join(sorted(ctx.tools)) or "none"
+        known = ", ".join(sorted(_offered(ctx))) or "none"
         return _tool_message(call, f"error: no tool named {call['name']!r}; available tools: {known}", False)
     if ctx.policy is not None:
         decision = ctx.policy.authorize(tool, call["args"], untrusted_context=untrusted)

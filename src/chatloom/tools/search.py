@@ -82,8 +82,10 @@ def make_search_tool(
         except ImportError as exc:
             return f"error: knowledge base search needs the memory extra ({exc.name}): pip install 'chatloom[memory]'"
         if not passages:
+            # Reported as a failed step ("error: ..."): nothing found backs no answer, and the
+            # agent leaves such steps out of the prompt for its last tools-free attempt.
             return (
-                f"No passages in the knowledge base match {query!r}. "
+                f"error: no passages in the knowledge base match {query!r}. "
                 "(If the knowledge base is empty, add documents with `chatloom ingest DIR`.)"
             )
         return format_passages(list(passages))
