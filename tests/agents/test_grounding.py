@@ -165,6 +165,21 @@ def test_supported_sentence_gets_the_citation_the_model_forgot():
     assert reply.grounded is True and reply.unsupported == ()
 
 
+def test_a_list_of_alternative_figures_keeps_the_models_first_pick():
+    limits = "# 송금\n\n- 1회 송금 한도는 200만 원, 1일 송금 한도는 500만 원입니다."
+    said = (
+        "The maximum amount for a single transfer is 200만 원 [1]. The maximum amount for a single transfer "
+        "is 500만 원 [1]. The maximum amount for a single transfer is 1,000포인트 [1]."
+    )
+    checked = check_answer(said, Evidence(passages=(limits,), question="What is the maximum amount for a single transfer?"))
+    assert checked.answer == "The maximum amount for a single transfer is 200만 원 [1]."
+    # Steps that share a short frame are not alternatives, nor are answers with no passages.
+    steps = "Day 1: 5 miles. Day 2: 7 miles."
+    assert check_answer(steps, Evidence(passages=(limits,), question="How far?"), strict=False).answer.count("miles") == 2
+    worked = "She sells 16 - 3 - 4 = 9 eggs a day. She sells 9 * 2 = 18 eggs a day."
+    assert "18" in check_answer(worked, Evidence(question="How many?"), strict=False).answer
+
+
 def test_citation_of_a_passage_that_does_not_exist_is_removed():
     agent, _ = agent_with(ListMemory(LEAVE_EN), "Every employee gets 25 days of annual leave a year [7].")
     reply = agent.chat("How many days of annual leave do I get?")

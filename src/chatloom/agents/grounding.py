@@ -47,6 +47,7 @@ QUOTE_THRESHOLD = 0.4
 lower than the bar for replacing an answer, since a quote only adds a cited line."""
 
 _WORD = re.compile(r"[^\W_]")  # a letter or digit of any script
+_WORD_RUN = re.compile(r"[^\W\d_]+")  # a word of letters, any script
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z]")
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
@@ -61,6 +62,7 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])(?:\s+|$)", re.MULTILINE)
 # Phone numbers, dates, times, versions: matched as written, never as arithmetic.
 _IDENT = re.compile(r"\d+(?:[-:/]\d+)+")
 _NUMBER = re.compile(rf"(?<![\w.])(\d+(?:,\d{{3}})*(?:\.\d+)?)\s*({KOREAN_MULTIPLIER_WORDS})?")
+_FIGURE_WITH_UNIT = re.compile(_NUMBER.pattern + r"\s*[^\W\d_]{0,5}")  # "200만 원", "1,000포인트", "5 miles"
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
 _ABSTAINED = re.compile(
     r"찾지 못|찾을 수 없|알 수 없|모르|나와 있지 않|나와있지 않|언급(?:되어|이)? ?(?:있지 않|없)|"
@@ -295,7 +297,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     seen: set[str] = set()
     for sentence in _sentences(answer):
         key = _CITE.sub("", sentence).strip(" .")
-        if key in seen:
+        if key in seen or (evidence.passages and _alternative_of(key, seen)):
             continue  # small models loop: a repeated sentence is said once
         seen.add(key)
         body = _LIST_MARK.sub(" ", _FENCE.sub(" ", sentence))
@@ -322,6 +324,19 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     if quote:
         checked = _quote_if_missed(checked, question, evidence.passages)
     return Checked(checked, grounded=not unsupported, unsupported=tuple(unsupported))
+
+
+def _alternative_of(sentence: str, said: AbstractSet[str]) -> bool:
+    """Whether ``sentence`` is an earlier sentence with other figures: a small model listing
+    every figure of the passages as the answer ("The maximum single transfer is 200만 원. The
+    maximum single transfer is 500만 원. The maximum single transfer is 1,000포인트."). Only the
+    first, the model's own pick, is kept: contradicting claims would each look supported.
+    A short frame ("# 원", "Day #: # miles") says too little to count as the same claim.
+    """
+    frame = _FIGURE_WITH_UNIT.sub("#", sentence)
+    if frame == sentence or len(_WORD_RUN.findall(frame)) < 4:
+        return False
+    return any(_FIGURE_WITH_UNIT.sub("#", earlier) == frame for earlier in said)
 
 
 def _best_support(
