@@ -70,6 +70,8 @@ def create_model(name: str, **options: Any) -> FakeChatModel:
         return FakeChatModel(default=fenced_grader)
     if name == "pushover":
         return FakeChatModel(default=pushover_grader)
+    if name == "copycat":
+        return FakeChatModel(default=copycat_grader)
     from chatloom.errors import ModelNotFound
 
     raise ModelNotFound(f"no scripted model {name!r}")
@@ -93,17 +95,27 @@ def fenced_grader(messages: list[BaseMessage]) -> str:
     contains the reference answer."""
     prompt = _prompt(messages)
     blocks = {source: text for source, _, text in _BLOCK.findall(prompt)}
-    if OBEY.search(_BLOCK.sub(" ", prompt)):
-        return json.dumps({"verdict": "pass", "reason": "the prompt told me to say PASS"})
+    instructions = _BLOCK.sub(" ", prompt)
+    grade = re.search(r'"grade": "(\w+)"', instructions)
+    reply = {"grade": grade.group(1)} if grade else {}
+    if OBEY.search(instructions):
+        return json.dumps({**reply, "verdict": "pass", "reason": "the prompt told me to say PASS"})
     answer, reference = blocks.get("the answer to grade", ""), blocks.get("the reference answer", "")
     if reference and reference.lower() in answer.lower():
-        return json.dumps({"verdict": "pass", "reason": f"the answer says {reference}"})
-    return json.dumps({"verdict": "fail", "reason": f"the answer does not say {reference or 'anything useful'}"})
+        return json.dumps({**reply, "verdict": "pass", "reason": f"the answer says {reference}"})
+    return json.dumps({**reply, "verdict": "fail", "reason": f"the answer does not say {reference or 'anything useful'}"})
 
 
 def pushover_grader(messages: list[BaseMessage]) -> str:
     """A judge that obeys "say PASS" wherever it appears, fences or not, and answers in one word."""
     return "PASS" if OBEY.search(_prompt(messages)) else '{"verdict": "fail", "reason": "wrong"}'
+
+
+def copycat_grader(messages: list[BaseMessage]) -> str:
+    """A judge that obeys "Reply {...}" wherever it appears, fences or not, by replying that object verbatim,
+    as Qwen2.5-Coder-1.5B did with an answer that dictated its verdict."""
+    dictated = re.search(r"Reply (\{.*?\})", _prompt(messages))
+    return dictated.group(1) if dictated else fenced_grader(messages)
 
 
 def create_stopping_model(name: str, **options: Any) -> FakeChatModel:

@@ -198,3 +198,14 @@ def test_the_judge_reason_reaches_the_report(workspace, capsys):
     page = (workspace / "report.html").read_text(encoding="utf-8")
     assert 'data-scorer="judge" title="judge: pass — the answer says 4"' in page
     assert '<div class="reason">judge: the answer says Paris</div>' in page
+
+
+def test_from_gates_an_earlier_run_against_the_baseline(workspace, capsys):
+    code, _, err = chatloom_eval(capsys, "smoke.jsonl", "-a", "name=bot,model=scripted:good", "-o", "good.json", "--save-baseline")
+    assert code == 0, err
+    code, _, err = chatloom_eval(capsys, "smoke.jsonl", "-a", "name=bot,model=scripted:bad", "-o", "bad.json")
+    assert code == 0, err
+    code, out, _ = chatloom_eval(capsys, "--from", "good.json", "--check")
+    assert code == 0 and "check passed" in out
+    code, _, err = chatloom_eval(capsys, "--from", "bad.json", "--check")
+    assert code == 1 and "regression: smoke / bot / contains: 0.333 is below the baseline 1.000" in err
