@@ -77,6 +77,8 @@ def test_the_report_renders_charts_grid_and_sign_tests_in_a_real_browser(report,
     legend = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#accuracy-1 .legendtext")]
     assert legend == ["scripted:good", "<i>bad</i>"]  # ... and reads as the label
     assert len(browser.find_elements(By.CSS_SELECTOR, "#latency-1 svg g.trace.bars g.point path")) == 4
+    buttons = [b.get_attribute("data-title") for b in browser.find_elements(By.CSS_SELECTOR, ".modebar-btn")]
+    assert "Download plot as a PNG" in buttons and not [b for b in buttons if "Share" in b or "Cloud" in b]
     latency = browser.execute_script("return document.getElementById('latency-1').data.map(t => [t.name, t.y])")
     agents = results["agents"]
     assert latency == [["p50", [agents["scripted:good"]["p50_s"], agents[BAD_LABEL]["p50_s"]]],

@@ -218,6 +218,7 @@ def test_the_command_runs_the_judge_and_shows_it_beside_the_other_scorers(worksp
     assert re.search(r"│ judge\s+│\s+2/2 \(100%\) │\s+1/2 \(50%\) │", out), out
     results = json.loads((workspace / "r.json").read_text())
     assert results["datasets"]["qa"]["comparisons"][0]["scorers"]["judge"]["only_base"] == ["1"]
+    assert results["judge"] == {"model": "scripted:judge", "by": Judge("scripted:judge").key, "rubric": DEFAULT_RUBRIC}
 
 
 def test_the_command_says_how_many_grades_held_no_verdict(workspace, capsys):

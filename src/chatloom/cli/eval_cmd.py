@@ -191,6 +191,8 @@ def _run(ctx: click.Context, datasets: tuple[Path, ...], agents: tuple[str, ...]
     labels = [c.label for c in choices]
     results: dict[str, Any] = {"agents": labels, "cases_file": str(cases_path), "datasets": {},
                                "seconds": round(time.perf_counter() - started, 1)}
+    if judge is not None:
+        results["judge"] = {"model": judge.model_id, "by": judge.key, "rubric": judge.rubric}
     rows_by_dataset: Rows = {}
     for data in loaded:
         wanted = {c.id for c in data.cases}

@@ -61,8 +61,9 @@ def accuracy_figure(go: Any, labels: Sequence[str], summary: Mapping[str, Any], 
         shown = [s for s in scorers if s in scores]
         bars.append(go.Bar(
             name=_chart_text(label), x=shown, y=[scores[s]["mean"] for s in shown],
-            text=[format_score(scores[s]) for s in shown], textposition="outside",
-            hovertemplate="%{x}: %{text}<extra>" + _chart_text(label) + "</extra>",
+            text=[f"{scores[s]['mean']:.0%}" if scores[s]["binary"] else f"{scores[s]['mean']:.2f}" for s in shown],
+            textposition="outside", customdata=[format_score(scores[s]) for s in shown],
+            hovertemplate="%{x}: %{customdata}<extra>" + _chart_text(label) + "</extra>",
         ))
     figure = go.Figure(bars)
     figure.update_layout(
