@@ -79,9 +79,10 @@ def eval_cmd(ctx: click.Context, datasets: tuple[Path, ...], agents: tuple[str, 
 
     \b
     The judge (--judge MODEL [--rubric FILE]) sees the rubric as its instructions and
-    the question, reference and answer as fenced data: an answer that tells it to
-    pass is to fail. A reply without a readable verdict scores neither way, and its
-    reason is kept in the results and the HTML report.
+    the question, reference and answer as fenced data, and its verdict must carry a
+    per-grade id the answer cannot know: an answer that dictates "pass" gets no pass.
+    A reply without a readable verdict scores neither way; its reason is kept in the
+    results and the HTML report.
 
     \b
     Examples:

@@ -126,12 +126,11 @@ def _grid(rows: Sequence[Row], labels: Sequence[str], case_ids: Sequence[str]) -
                 "hover": answer[:_ANSWER_ON_HOVER] + ("…" if len(answer) > _ANSWER_ON_HOVER else ""),
                 "judge_reason": reason, "seconds": row.get("seconds"), "steps": row.get("steps"),
             })
-        verdicts = {s: {v for c in cells.values() if isinstance(v := c["scores"].get(s), bool)}
-                    for c in cells.values() for s in c["scores"]}
+        scorers = {s for row in cells.values() for s in row["scores"]}
+        differs = any(len({v for row in cells.values() if isinstance(v := row["scores"].get(s), bool)}) > 1 for s in scorers)
         grid.append({
             "id": case_id, "input": first.get("input") or "", "expected": first.get("expected"),
-            "kind": first.get("kind") or "", "cells": out_cells,
-            "differs": any(len(v) > 1 for v in verdicts.values()),
+            "kind": first.get("kind") or "", "cells": out_cells, "differs": differs,
         })
     return grid
 
