@@ -126,7 +126,8 @@ def test_help_explains_the_agent_syntax_and_the_margin(capsys):
     code, out, _ = chatloom_eval(capsys, "--help")
     assert code == 0
     for needle in ("prompt=assistant,tools=calculator+search", "fake:echo", "--concurrency", "--check",
-                   "--save-baseline", "sign test", "(k+1)/(n+2)", "--fresh", "korean_faq"):
+                   "--save-baseline", "sign test", "(k+1)/(n+2)", "--fresh", "korean_faq",
+                   "--html", "offline", "chatloom[eval]", "--from", "--judge", "--rubric", "fenced data"):
         assert needle in out, needle
 
 

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from chatloom.evals.agents import AgentChoice, parse_agent
 from chatloom.evals.datasets import FORMATS, Case, Dataset, load_dataset
-from chatloom.evals.report import Regression, check_baseline, compare, load_baseline, save_baseline, summarize
+from chatloom.evals.html_report import write_html
+from chatloom.evals.judge import Judge, Verdict
+from chatloom.evals.report import (
+    Regression, check_baseline, compare, dataset_results, load_baseline, save_baseline, summarize,
+)
 from chatloom.evals.runner import ResultsLog, run_eval
 from chatloom.evals.scorers import SCORERS, Outcome, score_case
 from chatloom.evals.stats import noise_margin, paired, percentile, sign_test
 
 __all__ = [
-    "FORMATS", "SCORERS", "AgentChoice", "Case", "Dataset", "Outcome", "Regression", "ResultsLog",
-    "check_baseline", "compare", "load_baseline", "load_dataset", "noise_margin", "paired", "parse_agent",
-    "percentile", "run_eval", "save_baseline", "score_case", "sign_test", "summarize",
+    "FORMATS", "SCORERS", "AgentChoice", "Case", "Dataset", "Judge", "Outcome", "Regression", "ResultsLog", "Verdict",
+    "check_baseline", "compare", "dataset_results", "load_baseline", "load_dataset", "noise_margin", "paired",
+    "parse_agent", "percentile", "run_eval", "save_baseline", "score_case", "sign_test", "summarize", "write_html",
 ]

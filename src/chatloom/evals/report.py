@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,10 @@ from chatloom.errors import ConfigError
 from chatloom.evals.scorers import SCORERS
 from chatloom.evals.stats import noise_margin, paired, percentile, sign_test
 
-__all__ = ["Regression", "check_baseline", "compare", "load_baseline", "save_baseline", "summarize"]
+__all__ = [
+    "MEASURES", "Regression", "check_baseline", "compare", "dataset_results", "format_score", "load_baseline",
+    "save_baseline", "scorer_order", "summarize",
+]
 
 Row = dict[str, Any]
 BASELINE_VERSION = 1
@@ -32,6 +35,43 @@ def _by_agent(rows: Iterable[Row]) -> dict[str, list[Row]]:
     for row in rows:
         out.setdefault(row["agent"], []).append(row)
     return out
+
+
+def scorer_order(names: Iterable[str]) -> list[str]:
+    """``names`` in table order: the built-in scorers as :data:`SCORERS` lists them, then the rest
+    (the model-as-judge) in the order first seen.
+
+    >>> scorer_order(["judge", "f1", "exact"])
+    ['exact', 'f1', 'judge']
+    """
+    present = dict.fromkeys(names)
+    return [n for n in SCORERS if n in present] + [n for n in present if n not in SCORERS]
+
+
+def format_score(score: dict[str, Any] | None) -> str:
+    """One summary score as a table shows it: ``passed/applicable (share)``, or the mean of a graded one.
+
+    >>> format_score({"mean": 0.75, "n": 4, "binary": True}), format_score({"mean": 0.5, "n": 2, "binary": False})
+    ('3/4 (75%)', '0.500')
+    """
+    if not score:
+        return "–"
+    if score["binary"]:
+        return f"{round(score['mean'] * score['n'])}/{score['n']} ({score['mean']:.0%})"
+    return f"{score['mean']:.3f}"
+
+
+MEASURES: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("mean steps", lambda m: f"{m['mean_steps']:.1f}"),
+    ("tool calls", lambda m: str(m["tool_calls"])),
+    ("mean tokens", lambda m: f"{m['mean_tokens']:.0f}"),
+    ("cost $", lambda m: "–" if m["cost_usd"] is None else f"{m['cost_usd']:.4f}"),
+    ("p50 s", lambda m: f"{m['p50_s']:.2f}"),
+    ("p95 s", lambda m: f"{m['p95_s']:.2f}"),
+    ("mean unsupported", lambda m: f"{m['mean_unsupported']:.2f}"),
+    ("errors", lambda m: f"{m['errors']}/{m['cases']}"),
+)
+"""The cost rows of the side-by-side table (terminal and HTML): title, and how to show an agent's summary."""
 
 
 def summarize(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
@@ -70,9 +110,7 @@ def compare(rows: Iterable[Row], base: str, other: str) -> dict[str, Any]:
     other_rows = {r["case"]: r for r in by_agent.get(other, [])}
     shared = [c for c in base_rows if c in other_rows]
     per_scorer: dict[str, Any] = {}
-    present = dict.fromkeys(n for c in shared for n in base_rows[c]["scores"])
-    names = [n for n in SCORERS if n in present] + [n for n in present if n not in SCORERS]  # table order
-    for name in names:
+    for name in scorer_order(n for c in shared for n in base_rows[c]["scores"]):
         pairs = [(c, base_rows[c]["scores"].get(name), other_rows[c]["scores"].get(name)) for c in shared]
         pairs = [(c, b, o) for c, b, o in pairs if isinstance(b, bool) and isinstance(o, bool)]
         if not pairs:
@@ -159,3 +197,13 @@ def check_baseline(baseline: dict[str, Any], summaries: dict[str, dict[str, dict
 def pairs_to_compare(labels: Sequence[str]) -> list[tuple[str, str]]:
     """The first agent is the reference; every other one is compared with it."""
     return [(labels[0], other) for other in labels[1:]]
+
+
+def dataset_results(rows: Sequence[Row], labels: Sequence[str]) -> dict[str, Any]:
+    """What the results JSON (and the HTML report) holds for one dataset: the case ids, each agent's
+    summary, and every agent compared with the first."""
+    return {
+        "case_ids": list(dict.fromkeys(r["case"] for r in rows)),
+        "agents": summarize(rows),
+        "comparisons": [compare(rows, base, other) for base, other in pairs_to_compare(labels)],
+    }

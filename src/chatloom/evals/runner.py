@@ -26,6 +26,7 @@ from typing import Any
 from chatloom.errors import ChatloomError, ConfigError
 from chatloom.evals.agents import AgentChoice
 from chatloom.evals.datasets import Case, Dataset
+from chatloom.evals.judge import Judge, Verdict
 from chatloom.evals.scorers import Outcome, score_case
 
 __all__ = ["ResultsLog", "run_eval"]
@@ -76,6 +77,10 @@ class ResultsLog:
         """Whether this pair has a row without an error, for the case as it is now (an edited case runs again)."""
         row = self._rows.get((dataset, agent, case.id))
         return row is not None and not row.get("error") and row.get("fingerprint") == fingerprint(case)
+
+    def get(self, dataset: str, agent: str, case_id: str) -> Row | None:
+        """The latest row of this pair, if any."""
+        return self._rows.get((dataset, agent, case_id))
 
     def add(self, row: Row) -> None:
         """Record a row and append it to the file at once."""
@@ -180,8 +185,13 @@ def run_eval(
     settings: Any = None,
     memory_factory: MemoryFactory | None = None,
     on_row: Callable[[Row], None] | None = None,
+    judge: Judge | None = None,
 ) -> list[Row]:
     """Run every case not yet in ``log`` through each agent; returns the dataset's rows.
+
+    With a ``judge``, every row also gets the ``judge`` score and ``row["judge"]`` (who graded it
+    and why). A row finished earlier without this judge's grade is graded from its stored answer,
+    without running its agent again.
 
     Cases are interleaved agent by agent, so machine load falls on all agents alike. Rows are
     appended to ``log`` by this thread as workers finish them; ``on_row`` (a progress bar, say)
@@ -198,29 +208,42 @@ def run_eval(
     twice = [label for label in labels if labels.count(label) > 1]
     if twice:
         raise ConfigError(f"two agents share the label {twice[0]!r}", "name them: --agent name=a,model=...")
-    todo = [(case, choice.label) for case in dataset.cases for choice in agents
-            if not log.done(dataset.name, choice.label, case)]
+    # (case, label, the stored row when only the judge's grade is missing)
+    todo: list[tuple[Case, str, Row | None]] = []
+    for case in dataset.cases:
+        for choice in agents:
+            if not log.done(dataset.name, choice.label, case):
+                todo.append((case, choice.label, None))
+            elif judge is not None and (stored := log.get(dataset.name, choice.label, case.id)) is not None \
+                    and (stored.get("judge") or {}).get("by") != judge.key:
+                todo.append((case, choice.label, stored))
     if not todo:  # a finished run: nothing to load
         return log.rows(dataset.name)
+    if judge is not None:
+        judge.load()
     pool = _Agents(agents, memory_factory or default_memory(settings), settings)
-    pool.preload()
+    if any(stored is None for _, _, stored in todo):
+        pool.preload()
 
-    def work(case: Case, label: str) -> Row:
+    def work(case: Case, label: str, stored: Row | None) -> Row:
+        if stored is not None:
+            return judged(stored, case, stored["answer"], judge) if judge is not None else stored
         try:
             agent = pool.get(label, case)
         except Exception as exc:  # a namespace that fails to ingest fails its cases, not the run
             outcome, measured = Outcome(answer="", error=f"{type(exc).__name__}: {exc}"), {"seconds": 0.0}
         else:
             outcome, measured = run_case(agent, case)
-        return _row(dataset.name, label, case, outcome, measured)
+        row = _row(dataset.name, label, case, outcome, measured)
+        return judged(row, case, outcome.answer, judge) if judge is not None else row
 
     executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chatloom-eval")
     pending: set[Future[Row]] = set()
-    queue: Iterator[tuple[Case, str]] = iter(todo)
+    queue: Iterator[tuple[Case, str, Row | None]] = iter(todo)
     try:
         # Submit only as many as there are workers: a stop then leaves nothing half-queued.
-        for case, label in _take(queue, concurrency):
-            pending.add(executor.submit(work, case, label))
+        for item in _take(queue, concurrency):
+            pending.add(executor.submit(work, *item))
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             stopped = [f.exception() for f in finished if f.exception() is not None]  # Ctrl-C in a turn
@@ -231,8 +254,8 @@ def run_eval(
                         on_row(future.result())
             if stopped:
                 raise stopped[0]
-            for case, label in _take(queue, len(finished)):
-                pending.add(executor.submit(work, case, label))
+            for item in _take(queue, len(finished)):
+                pending.add(executor.submit(work, *item))
     finally:
         for future in pending:
             future.cancel()
@@ -241,8 +264,18 @@ def run_eval(
     return log.rows(dataset.name)
 
 
-def _take(queue: Iterator[tuple[Case, str]], n: int) -> list[tuple[Case, str]]:
+def _take(queue: Iterator[tuple[Case, str, Row | None]], n: int) -> list[tuple[Case, str, Row | None]]:
     return [item for _, item in zip(range(n), queue)]
+
+
+def judged(row: Row, case: Case, answer: str, judge: Judge) -> Row:
+    """``row`` with the judge's grade of ``answer``: ``scores["judge"]``, and ``row["judge"]`` holding
+    who graded it and why. A failed turn fails without asking the judge, as every answer scorer does."""
+    if row.get("error"):
+        verdict = Verdict(False, "the turn failed, so there is no answer to grade")
+    else:
+        verdict = judge.grade(case, answer)
+    return {**row, "scores": {**row["scores"], "judge": verdict.passed}, "judge": {"by": judge.key, "reason": verdict.reason}}
 
 
 def fingerprint(case: Case) -> str:
