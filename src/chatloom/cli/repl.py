@@ -121,6 +121,7 @@ class Repl:
         self._approver = console_approver(self._ask_user) if interactive else None
         self.agent = agent if agent is not None else setup.build(self._approver)
         self.loader = _Loader(self.agent)
+        self._await_llama = agent is None  # see _move_to_llama_when_installed
 
     # -- lines -------------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class Repl:
 
     def ask(self, question: str) -> None:
         """Run one turn, showing it live; remembers the reply for ``/trace`` and ``/cost``."""
+        self._move_to_llama_when_installed()
         reply = None
         with TurnView(self.console, "loading the model" if not self.loader.done() else self._first_phase()) as view:
             self._view = view
@@ -172,6 +174,32 @@ class Repl:
         self.totals.add(reply.usage, seconds)
         if self.show_usage:
             self.console.print(Text(usage_text(reply.usage, seconds), style="dim"))
+
+    def _move_to_llama_when_installed(self) -> None:
+        """Rebuild the agent on llama.cpp once llama-cpp-python appears, if its GGUF model runs on transformers.
+
+        ``./run`` starts the chat on transformers while llama.cpp compiles in the background; the
+        same model on llama.cpp is several times faster and decodes tool calls under a grammar.
+        Checked before each question (a directory lookup, no import); one attempt per session,
+        and a failed switch keeps the transformers agent.
+        """
+        if not self._await_llama or not self.loader.done():
+            return
+        services = getattr(self.agent, "_ready", None) or {}  # Agent keeps its loaded model there
+        model = services.get("plain_model")
+        if getattr(model, "engine_name", None) != "transformers" or not str(getattr(model, "model_path", "")).lower().endswith(".gguf"):
+            self._await_llama = False  # a remote model, an HF dir, or already on llama.cpp
+            return
+        if not _llama_installed():
+            return
+        self._await_llama = False
+        try:
+            self._switch("the model on llama.cpp")
+        except Exception as exc:  # noqa: BLE001 - the chat goes on as it was
+            self.console.print(error_line(f"llama.cpp is installed but the model did not load on it ({type(exc).__name__}: {exc}); staying on transformers"), soft_wrap=True)
+            return
+        if self.console.is_terminal:  # a pipe gets answers only
+            self.console.print(Text("llama.cpp is installed: the model runs on it from now on", style="dim"))
 
     def _first_phase(self) -> str:
         # Agent.stream reports no event before the first token or tool call, so the status
@@ -517,6 +545,22 @@ class _Loader:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+def _llama_installed() -> bool:
+    """Whether llama-cpp-python is installed now, completely (it may appear while the chat runs)."""
+    import importlib
+    import importlib.metadata
+
+    from chatloom.models.local import available_engines
+
+    importlib.invalidate_caches()  # the import system caches directory listings
+    if "llama" not in available_engines():
+        return False
+    try:  # pip writes RECORD last: without it the install is still under way
+        return importlib.metadata.distribution("llama_cpp_python").read_text("RECORD") is not None
+    except importlib.metadata.PackageNotFoundError:
+        return False
 
 
 def _wait(console: Console, loader: _Loader, what: str) -> None:
