@@ -1,7 +1,8 @@
 """The ``chatloom chat`` session: turns, slash commands, and the prompt_toolkit input around them.
 
 Only click, rich and prompt_toolkit are imported before the prompt is on screen (and this
-module only by ``chatloom chat``: ``chatloom ask`` never pays for prompt_toolkit); the agent
+module only by ``chatloom chat``; prompt_toolkit only by its interactive loop, so neither
+``chatloom ask`` nor a piped chat pays for it); the agent
 loads in a background thread (:class:`_Loader`) and the first question waits for it with a
 visible status.
 """
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prompt_toolkit.completion import Completer, Completion
 from rich.console import Console
 from rich.text import Text
 
@@ -459,7 +459,7 @@ class Repl:
         ))
         session: PromptSession = PromptSession(
             history=self._input_history(),
-            completer=_SlashCompleter(self),
+            completer=_slash_completer(self),
             complete_while_typing=False,
             key_bindings=self._key_bindings(),
         )
@@ -498,28 +498,32 @@ class Repl:
         return bindings
 
 
-class _SlashCompleter(Completer):
-    """Tab completion: command names, then each command's arguments (see Repl.completions)."""
+def _slash_completer(repl: Repl) -> Any:
+    """Tab completion: command names, then each command's arguments (see Repl.completions).
 
-    def __init__(self, repl: Repl) -> None:
-        self.repl = repl
+    prompt_toolkit is imported here, by the interactive loop only: a piped chat never pays for it.
+    """
+    from prompt_toolkit.completion import Completer, Completion
 
-    def get_completions(self, document: Any, complete_event: Any) -> Iterator[Any]:
-        text = document.text_before_cursor
-        if not text.startswith("/") or "\n" in text:
-            return
-        words = text.split(" ")
-        if len(words) == 1:
-            candidates = list(COMMANDS)
-        else:
-            try:
-                candidates = self.repl.completions(words[0].lower(), [w for w in words[1:-1] if w])
-            except Exception:  # noqa: BLE001 - a completion source failing must not end the prompt
-                candidates = []
-        word = words[-1]
-        for candidate in candidates:
-            if candidate.startswith(word):
-                yield Completion(candidate, start_position=-len(word))
+    class SlashCompleter(Completer):
+        def get_completions(self, document: Any, complete_event: Any) -> Iterator[Any]:
+            text = document.text_before_cursor
+            if not text.startswith("/") or "\n" in text:
+                return
+            words = text.split(" ")
+            if len(words) == 1:
+                candidates = list(COMMANDS)
+            else:
+                try:
+                    candidates = repl.completions(words[0].lower(), [w for w in words[1:-1] if w])
+                except Exception:  # noqa: BLE001 - a completion source failing must not end the prompt
+                    candidates = []
+            word = words[-1]
+            for candidate in candidates:
+                if candidate.startswith(word):
+                    yield Completion(candidate, start_position=-len(word))
+
+    return SlashCompleter()
 
 
 class _Loader:
