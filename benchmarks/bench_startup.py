@@ -18,7 +18,9 @@ Cells (chatloom, default agent with model ``openai:bench`` -> llm with the same 
 - piped chat:   `echo Q | chatloom chat` until the answer is printed -> `echo Q | llm chat`;
 - chat (pty):   `chatloom chat` on a terminal, Q typed as soon as the prompt shows, until the
                 answer is on screen (the first question waits for the background load) ->
-                the same with `llm chat`.
+                the same with `llm chat`;
+- typed after 3 s: the same, but Q is sent 3 s after the prompt (a person typing), timed from
+                Enter to the answer: what a person waits for.
 
 Install llm into its own venv so it does not share chatloom's packages:
 ``python3 -m venv /work/llm-venv && /work/llm-venv/bin/pip install llm``. It is pointed at the
@@ -99,12 +101,13 @@ def start_server() -> tuple[ThreadingHTTPServer, str]:
 
 
 def run_until(cmd: list[str], env: dict, cwd: Path, marker: str, stdin: str | None = None,
-              tty: bool = False, then_type: tuple[str, str] | None = None) -> dict:
+              tty: bool = False, then_type: tuple[str, str] | None = None, type_after: float = 0.0) -> dict:
     """Start ``cmd``; seconds until ``marker`` appears on its output (and until it exits).
 
-    ``tty`` runs it on a pseudo-terminal; ``then_type=(seen, text)`` types ``text`` as soon as
-    ``seen`` shows and then waits for ``marker``. The process is killed once the marker showed
-    on a terminal (an interactive chat never exits by itself).
+    ``tty`` runs it on a pseudo-terminal; ``then_type=(seen, text)`` types ``text`` once
+    ``seen`` shows and then waits for ``marker``. With ``type_after`` it types that many seconds
+    after ``seen`` (a person typing) and the time counts from Enter instead. The process is
+    killed once the marker showed on a terminal (an interactive chat never exits by itself).
     """
     if tty:
         import pty
@@ -114,7 +117,7 @@ def run_until(cmd: list[str], env: dict, cwd: Path, marker: str, stdin: str | No
         if pid == 0:  # child: become the command
             os.chdir(cwd)
             os.execvpe(cmd[0], cmd, env)
-        return _watch_fd(fd, pid, started, marker, then_type)
+        return _watch_fd(fd, pid, started, marker, then_type, type_after)
     started = time.perf_counter()
     errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty stderr can't stall the child
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
@@ -140,7 +143,7 @@ def run_until(cmd: list[str], env: dict, cwd: Path, marker: str, stdin: str | No
     return {"at_s": at, "exit_s": exited}
 
 
-def _watch_fd(fd: int, pid: int, started: float, marker: str, then_type: tuple[str, str] | None) -> dict:
+def _watch_fd(fd: int, pid: int, started: float, marker: str, then_type: tuple[str, str] | None, type_after: float) -> dict:
     seen, deadline = b"", time.monotonic() + 120
     waiting_for = then_type[0] if then_type else marker
     try:
@@ -154,6 +157,9 @@ def _watch_fd(fd: int, pid: int, started: float, marker: str, then_type: tuple[s
                 break
             if waiting_for.encode() in seen:
                 if then_type and waiting_for == then_type[0]:
+                    if type_after:
+                        time.sleep(type_after)
+                        started = time.perf_counter()
                     os.write(fd, then_type[1].encode() + b"\r")
                     seen, waiting_for = b"", marker
                     continue
@@ -210,6 +216,10 @@ def main() -> None:
         "chat (pty), first answer": (
             lambda: run_until([*chatloom, "chat", "-m", f"openai:{MODEL}"], ours_env, work, ANSWER, tty=True, then_type=("›", QUESTION)),
             lambda: run_until([llm, "chat", "-m", MODEL], llm_env, work, ANSWER, tty=True, then_type=("> ", QUESTION)),
+        ),
+        "chat (pty), Enter to answer, typed after 3 s": (
+            lambda: run_until([*chatloom, "chat", "-m", f"openai:{MODEL}"], ours_env, work, ANSWER, tty=True, then_type=("›", QUESTION), type_after=3.0),
+            lambda: run_until([llm, "chat", "-m", MODEL], llm_env, work, ANSWER, tty=True, then_type=("> ", QUESTION), type_after=3.0),
         ),
     }
     results: dict[str, dict] = {}
