@@ -60,6 +60,15 @@ def test_switches_to_llama_once_installed(session, monkeypatch):
     assert repl.agent.history("t")[-1].content == "You said: again"  # the thread goes on
 
 
+def test_model_command_names_the_engine(session):
+    repl, out = session
+    repl.handle("/model")
+    assert out.getvalue().strip().splitlines()[-1] == "model fake:echo"  # not a local model: no engine
+    on_engine(repl, "transformers")
+    repl.handle("/model")
+    assert out.getvalue().strip().splitlines()[-1] == "model fake:echo on transformers"
+
+
 @pytest.mark.parametrize("engine, path", [("llama.cpp", "/models/qwen.gguf"), ("transformers", "/models/hf-dir")])
 def test_no_switch_off_transformers_or_for_an_hf_dir(session, monkeypatch, engine, path):
     repl, out = session

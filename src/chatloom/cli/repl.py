@@ -185,8 +185,7 @@ class Repl:
         """
         if not self._await_llama or not self.loader.done():
             return
-        services = getattr(self.agent, "_ready", None) or {}  # Agent keeps its loaded model there
-        model = services.get("plain_model")
+        model = self._loaded_model()
         if getattr(model, "engine_name", None) != "transformers" or not str(getattr(model, "model_path", "")).lower().endswith(".gguf"):
             self._await_llama = False  # a remote model, an HF dir, or already on llama.cpp
             return
@@ -200,6 +199,12 @@ class Repl:
             return
         if self.console.is_terminal:  # a pipe gets answers only
             self.console.print(Text("llama.cpp is installed: the model runs on it from now on", style="dim"))
+
+    def _loaded_model(self) -> Any:
+        """The agent's chat model once it has loaded, else None (Agent keeps it in ``_ready``)."""
+        if not self.loader.done():
+            return None
+        return (getattr(self.agent, "_ready", None) or {}).get("plain_model")
 
     def _first_phase(self) -> str:
         # Agent.stream reports no event before the first token or tool call, so the status
@@ -243,7 +248,9 @@ class Repl:
     def _cmd_model(self, arg: str) -> None:
         if arg:
             self._switch(arg, model=arg)
-        self.console.print(Text.assemble("model ", (strip_control(self.setup.model_id(self.agent.settings)), "cyan")))
+        engine = getattr(self._loaded_model(), "engine_name", None)  # local models say which engine runs them
+        self.console.print(Text.assemble(
+            "model ", (strip_control(self.setup.model_id(self.agent.settings)), "cyan"), (f" on {engine}" if engine else "", "dim")))
 
     def _cmd_prompt(self, arg: str) -> None:
         if arg:
