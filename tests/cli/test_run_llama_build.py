@@ -32,8 +32,13 @@ exit 0
 PYTHON = """#!/usr/bin/env bash
 case "$*" in
   *"import llama_cpp"*) echo "python import llama_cpp" >> "$CALLS"; [ -z "${IMPORT_FAILS:-}" ] ;;
+  *find_spec*) [ -z "${LLAMA_ABSENT:-}" ] ;;
   *) exec "$REAL_PYTHON" "$@" ;;
 esac
+"""
+
+CHATLOOM = """#!/usr/bin/env bash
+echo "chatloom $*" >> "$CALLS"
 """
 
 
@@ -44,7 +49,7 @@ def checkout(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for name, text in (("pip", PIP), ("python", PYTHON)):
+    for name, text in (("pip", PIP), ("python", PYTHON), ("chatloom", CHATLOOM)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     (tmp_path / ".venv" / ".chatloom-installed").write_text("all\n")
@@ -129,3 +134,40 @@ def test_a_set_up_that_dies_first_gets_no_install(checkout):
     assert "set-up stopped before it finished; not installing" in log
     assert not any(line.startswith("pip install") for line in calls)
     assert (checkout / ".venv/llama-build/failed").exists()
+
+
+def chat(checkout: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """``./run`` (the chat) on the stand-in venv, llama.cpp missing; (process, calls)."""
+    calls = checkout / "calls"
+    calls.touch()
+    done = subprocess.run(
+        ["bash", "./run"], cwd=checkout, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "CALLS": str(calls), "REAL_PYTHON": sys.executable, "LLAMA_ABSENT": "1", **env},
+    )
+    return done, calls.read_text().splitlines()
+
+
+def test_chat_after_a_failed_build_says_so_and_starts(checkout):
+    (checkout / ".venv/llama-build").mkdir()
+    (checkout / ".venv/llama-build/failed").touch()
+    done, calls = chat(checkout)
+    assert done.returncode == 0, done.stderr
+    assert "warning: the llama.cpp build failed (log: .venv/llama-build/build.log); chatting on transformers" in done.stderr
+    assert "Retry: rm .venv/llama-build/failed; ./run" in done.stderr
+    assert not any(c.startswith("pip wheel") for c in calls)  # no new build on its own
+    assert calls[-1] == "chatloom chat"
+
+
+def test_chat_while_the_build_runs_does_not_start_another(checkout):
+    (checkout / ".venv/llama-build").mkdir()
+    builder = subprocess.Popen(["sleep", "60"])
+    try:
+        (checkout / ".venv/llama-build/pid").write_text(f"{builder.pid}\n")
+        done, calls = chat(checkout)
+    finally:
+        builder.kill()
+        builder.wait()
+    assert done.returncode == 0, done.stderr
+    assert "llama.cpp is still building in the background" in done.stderr
+    assert not any(c.startswith("pip ") for c in calls)
+    assert calls[-1] == "chatloom chat"
