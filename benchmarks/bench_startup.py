@@ -182,6 +182,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 runs per cell (a smoke run)")
     a = ap.parse_args()
     runs = 2 if a.quick else a.runs
+    if a.llm and not Path(a.llm).exists():
+        raise SystemExit(f"error: no llm executable at {a.llm!r}")
     llm = a.llm or next((p for p in ("/work/llm-venv/bin/llm", shutil.which("llm")) if p and Path(p).exists()), None)
     if llm is None:
         print("llm is not installed, so there is no baseline: python3 -m venv /work/llm-venv && /work/llm-venv/bin/pip install llm")
