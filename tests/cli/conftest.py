@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,6 +79,9 @@ def spawn_chat(chat_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..
         child = pexpect.spawn(
             sys.executable, [*entry, "chat", *args], cwd=str(cwd or tmp_path), env=chat_env,
             encoding="utf-8", timeout=60, dimensions=(40, 120),
+            # A pytest started in the background by a non-interactive shell ignores SIGINT, and
+            # the child would inherit that: Ctrl-C must reach the chat however pytest was run.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         child.logfile_read = io.StringIO()  # the whole session, for assertions over all of it
         children.append(child)

@@ -10,8 +10,10 @@ the tools ``lookup`` (read) and ``send_note`` (side effect, so the policy asks f
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import tool
@@ -50,7 +52,18 @@ class SlowChatModel(FakeChatModel):
 
 
 def create_model(name: str, **options: Any) -> FakeChatModel:
-    """The ``scripted:`` scheme: ``lookup``, ``note``, ``slow``; each answers by echo afterwards."""
+    """The ``scripted:`` scheme: ``lookup``, ``note``, ``slow``, ``gated``; each answers by echo afterwards.
+
+    ``gated`` loads only once the file named by ``$SCRIPTED_GATE`` exists (a model that takes
+    as long to load as the test wants).
+    """
+    if name == "gated":
+        gate = Path(os.environ["SCRIPTED_GATE"])
+        for _ in range(600):  # at most 60 s, so a broken test fails instead of hanging
+            if gate.exists():
+                break
+            time.sleep(0.1)
+        return FakeChatModel(default=_echo)
     if name == "lookup":
         return FakeChatModel([tool_call("lookup", topic="annual leave"), LEAVE_ANSWER], default=_echo)
     if name == "note":

@@ -52,6 +52,25 @@ def test_status_line_then_streamed_answer(spawn_chat):
     child.expect(pexpect.EOF)
 
 
+def test_prompt_first_then_the_first_question_waits_for_the_model(spawn_chat, chat_env, tmp_path):
+    gate = tmp_path / "model-may-load"
+    chat_env["SCRIPTED_GATE"] = str(gate)
+    child = spawn_chat("--model", "scripted:gated")  # returns at the prompt, with the model still loading
+    assert not gate.exists()
+    child.sendline("hello")
+    child.expect(r"loading the model · \d+\.\d s")  # the status while the question waits
+    assert "You said" not in everything(child)
+    gate.touch()
+    child.expect(shown("You said: hello"))
+    child.expect("›")
+    child.sendline("and again")  # loaded now: no more waiting
+    child.expect(shown("You said: and again"))
+    child.expect("›")
+    assert "loading the model" not in plain(child.before)
+    child.sendeof()
+    child.expect(pexpect.EOF)
+
+
 def test_tool_panel_citation_and_trace(spawn_chat, workspace):
     child = spawn_chat("--model", "scripted:lookup", cwd=workspace, memory=True)
     child.sendline("How much annual leave do I get?")

@@ -1,7 +1,8 @@
 """The ``chatloom chat`` session: turns, slash commands, and the prompt_toolkit input around them.
 
 Only click, rich and prompt_toolkit are imported before the prompt is on screen (and this
-module only by ``chatloom chat``: ``chatloom ask`` never pays for prompt_toolkit); the agent
+module only by ``chatloom chat``; prompt_toolkit only by its interactive loop, so neither
+``chatloom ask`` nor a piped chat pays for it); the agent
 loads in a background thread (:class:`_Loader`) and the first question waits for it with a
 visible status.
 """
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prompt_toolkit.completion import Completer, Completion
 from rich.console import Console
 from rich.text import Text
 
@@ -121,6 +121,7 @@ class Repl:
         self._approver = console_approver(self._ask_user) if interactive else None
         self.agent = agent if agent is not None else setup.build(self._approver)
         self.loader = _Loader(self.agent)
+        self._await_llama = agent is None  # see _move_to_llama_when_installed
 
     # -- lines -------------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class Repl:
 
     def ask(self, question: str) -> None:
         """Run one turn, showing it live; remembers the reply for ``/trace`` and ``/cost``."""
+        self._move_to_llama_when_installed()
         reply = None
         with TurnView(self.console, "loading the model" if not self.loader.done() else self._first_phase()) as view:
             self._view = view
@@ -172,6 +174,37 @@ class Repl:
         self.totals.add(reply.usage, seconds)
         if self.show_usage:
             self.console.print(Text(usage_text(reply.usage, seconds), style="dim"))
+
+    def _move_to_llama_when_installed(self) -> None:
+        """Rebuild the agent on llama.cpp once llama-cpp-python appears, if its GGUF model runs on transformers.
+
+        ``./run`` starts the chat on transformers while llama.cpp compiles in the background; the
+        same model on llama.cpp is several times faster and decodes tool calls under a grammar.
+        Checked before each question (a directory lookup, no import); one attempt per session,
+        and a failed switch keeps the transformers agent.
+        """
+        if not self._await_llama or not self.loader.done():
+            return
+        model = self._loaded_model()
+        if getattr(model, "engine_name", None) != "transformers" or not str(getattr(model, "model_path", "")).lower().endswith(".gguf"):
+            self._await_llama = False  # a remote model, an HF dir, or already on llama.cpp
+            return
+        if not _llama_installed():
+            return
+        self._await_llama = False
+        try:
+            self._switch("the model on llama.cpp")
+        except Exception as exc:  # noqa: BLE001 - the chat goes on as it was
+            self.console.print(error_line(f"llama.cpp is installed but the model did not load on it ({type(exc).__name__}: {exc}); staying on transformers"), soft_wrap=True)
+            return
+        if self.console.is_terminal:  # a pipe gets answers only
+            self.console.print(Text("llama.cpp is installed: the model runs on it from now on", style="dim"))
+
+    def _loaded_model(self) -> Any:
+        """The agent's chat model once it has loaded, else None (Agent keeps it in ``_ready``)."""
+        if not self.loader.done():
+            return None
+        return (getattr(self.agent, "_ready", None) or {}).get("plain_model")
 
     def _first_phase(self) -> str:
         # Agent.stream reports no event before the first token or tool call, so the status
@@ -215,7 +248,9 @@ class Repl:
     def _cmd_model(self, arg: str) -> None:
         if arg:
             self._switch(arg, model=arg)
-        self.console.print(Text.assemble("model ", (strip_control(self.setup.model_id(self.agent.settings)), "cyan")))
+        engine = getattr(self._loaded_model(), "engine_name", None)  # local models say which engine runs them
+        self.console.print(Text.assemble(
+            "model ", (strip_control(self.setup.model_id(self.agent.settings)), "cyan"), (f" on {engine}" if engine else "", "dim")))
 
     def _cmd_prompt(self, arg: str) -> None:
         if arg:
@@ -431,7 +466,7 @@ class Repl:
         ))
         session: PromptSession = PromptSession(
             history=self._input_history(),
-            completer=_SlashCompleter(self),
+            completer=_slash_completer(self),
             complete_while_typing=False,
             key_bindings=self._key_bindings(),
         )
@@ -470,28 +505,32 @@ class Repl:
         return bindings
 
 
-class _SlashCompleter(Completer):
-    """Tab completion: command names, then each command's arguments (see Repl.completions)."""
+def _slash_completer(repl: Repl) -> Any:
+    """Tab completion: command names, then each command's arguments (see Repl.completions).
 
-    def __init__(self, repl: Repl) -> None:
-        self.repl = repl
+    prompt_toolkit is imported here, by the interactive loop only: a piped chat never pays for it.
+    """
+    from prompt_toolkit.completion import Completer, Completion
 
-    def get_completions(self, document: Any, complete_event: Any) -> Iterator[Any]:
-        text = document.text_before_cursor
-        if not text.startswith("/") or "\n" in text:
-            return
-        words = text.split(" ")
-        if len(words) == 1:
-            candidates = list(COMMANDS)
-        else:
-            try:
-                candidates = self.repl.completions(words[0].lower(), [w for w in words[1:-1] if w])
-            except Exception:  # noqa: BLE001 - a completion source failing must not end the prompt
-                candidates = []
-        word = words[-1]
-        for candidate in candidates:
-            if candidate.startswith(word):
-                yield Completion(candidate, start_position=-len(word))
+    class SlashCompleter(Completer):
+        def get_completions(self, document: Any, complete_event: Any) -> Iterator[Any]:
+            text = document.text_before_cursor
+            if not text.startswith("/") or "\n" in text:
+                return
+            words = text.split(" ")
+            if len(words) == 1:
+                candidates = list(COMMANDS)
+            else:
+                try:
+                    candidates = repl.completions(words[0].lower(), [w for w in words[1:-1] if w])
+                except Exception:  # noqa: BLE001 - a completion source failing must not end the prompt
+                    candidates = []
+            word = words[-1]
+            for candidate in candidates:
+                if candidate.startswith(word):
+                    yield Completion(candidate, start_position=-len(word))
+
+    return SlashCompleter()
 
 
 class _Loader:
@@ -505,6 +544,7 @@ class _Loader:
     def _load(self, agent: Any) -> None:
         try:
             agent.load()
+            import rich.markdown  # noqa: F401 - what renders the first answer; 40 ms less after Enter
         except BaseException as exc:  # re-raised on the main thread by join()
             self._error = exc
 
@@ -517,6 +557,22 @@ class _Loader:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+def _llama_installed() -> bool:
+    """Whether llama-cpp-python is installed now, completely (it may appear while the chat runs)."""
+    import importlib
+    import importlib.metadata
+
+    from chatloom.models.local import available_engines
+
+    importlib.invalidate_caches()  # the import system caches directory listings
+    if "llama" not in available_engines():
+        return False
+    try:  # pip writes RECORD last: without it the install is still under way
+        return importlib.metadata.distribution("llama_cpp_python").read_text("RECORD") is not None
+    except importlib.metadata.PackageNotFoundError:
+        return False
 
 
 def _wait(console: Console, loader: _Loader, what: str) -> None:
