@@ -59,6 +59,14 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
+async def _reply_or_error(events: Any) -> Any:
+    """The turn's final Reply, for a non-streaming request; a failed turn as its HTTP error."""
+    try:
+        return await final_reply(events)
+    except Exception as exc:
+        raise api_error(exc) from None
+
+
 def api_error(exc: BaseException) -> ApiError:
     """The HTTP error for an exception raised by a turn or a lookup."""
     if isinstance(exc, ApiError):
@@ -262,10 +270,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
         headers = {THREAD_HEADER: thread_id}
         if not body.stream:
-            try:
-                reply = await final_reply(events)
-            except Exception as exc:
-                raise api_error(exc) from None
+            reply = await _reply_or_error(events)
             return JSONResponse(_completion(completion_id, created, body.model, reply, thread_id), headers=headers)
         chunks = _completion_chunks(events, completion_id, created, body.model, thread_id, preview=not _checks_answers(agent))
         return EventSourceResponse(chunks, headers=headers, ping=15)
@@ -279,10 +284,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         events = traced(name, tenant, thread_id, request, agent, body.input, body.user, can_ask=body.stream)
         headers = {THREAD_HEADER: thread_id}
         if not body.stream:
-            try:
-                reply = await final_reply(events)
-            except Exception as exc:
-                raise api_error(exc) from None
+            reply = await _reply_or_error(events)
             return JSONResponse({"type": "answer", **reply_json(reply, thread_id)}, headers=headers)
 
         async def sse() -> AsyncIterator[dict[str, str]]:
