@@ -284,6 +284,18 @@ class Agent:
         """The agent's tools once loaded (MCP tools included, named ``server.tool``)."""
         return list(self._services()["tools"].values())
 
+    def checks_answers(self) -> bool:
+        """Whether answers are checked against the passages and may be replaced (grounding):
+        ``grounding`` when set, else on exactly when the agent has memory. Loads the agent."""
+        if self.grounding is not None:
+            return bool(self.grounding)
+        return self._services()["memory"] is not None
+
+    @property
+    def loaded_model(self) -> Any:
+        """The chat model once the agent has loaded (see :meth:`load`), else None; never loads."""
+        return (self._ready or {}).get("plain_model")
+
     def close(self) -> None:
         """Shut down the agent's MCP servers, if any were started (a later tool call starts them again)."""
         if self._mcp is not None:
@@ -409,7 +421,7 @@ class Agent:
             summarizer=services["plain_model"],
             answer_model=services["answer_model"],
             history_tokens=self.history_tokens,
-            grounding=services["memory"] is not None if self.grounding is None else self.grounding,
+            grounding=self.checks_answers(),
             profile=services["profile"],
         )
         return services["graph"], state_in, config, context

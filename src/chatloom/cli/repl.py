@@ -201,10 +201,8 @@ class Repl:
             self.console.print(Text("llama.cpp is installed: the model runs on it from now on", style="dim"))
 
     def _loaded_model(self) -> Any:
-        """The agent's chat model once it has loaded, else None (Agent keeps it in ``_ready``)."""
-        if not self.loader.done():
-            return None
-        return (getattr(self.agent, "_ready", None) or {}).get("plain_model")
+        """The agent's chat model once it has loaded, else None."""
+        return self.agent.loaded_model if self.loader.done() else None
 
     def _first_phase(self) -> str:
         # Agent.stream reports no event before the first token or tool call, so the status

@@ -272,7 +272,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         if not body.stream:
             reply = await _reply_or_error(events)
             return JSONResponse(_completion(completion_id, created, body.model, reply, thread_id), headers=headers)
-        chunks = _completion_chunks(events, completion_id, created, body.model, thread_id, preview=not _checks_answers(agent))
+        chunks = _completion_chunks(events, completion_id, created, body.model, thread_id, preview=not agent.checks_answers())
         return EventSourceResponse(chunks, headers=headers, ping=15)
 
     # -- native --------------------------------------------------------------------------------
@@ -394,13 +394,6 @@ def _completion(completion_id: str, created: int, model: str, reply: Any, thread
         "usage": _usage(reply),
         "chatloom": reply_json(reply, thread_id),
     }
-
-
-def _checks_answers(agent: Any) -> bool:
-    """Whether the agent's grounding check may replace the answer the model wrote (see Agent)."""
-    if agent.grounding is not None:
-        return bool(agent.grounding)
-    return agent._services()["memory"] is not None  # grounding defaults to on with memory
 
 
 async def _completion_chunks(
