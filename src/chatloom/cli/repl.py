@@ -367,13 +367,9 @@ class Repl:
 
     def _threads(self) -> list[str]:
         """Every conversation thread in the store, the most recent first."""
-        from chatloom.memory.checkpoint import open_checkpointer
+        from chatloom.memory.checkpoint import open_checkpointer, thread_ids
 
-        latest: dict[str, str] = {}
-        for saved in open_checkpointer(self._loaded().settings).list(None):
-            thread = saved.config["configurable"]["thread_id"]
-            latest[thread] = max(latest.get(thread, ""), saved.checkpoint.get("ts", ""))
-        return sorted(latest, key=lambda t: latest[t], reverse=True)
+        return thread_ids(open_checkpointer(self._loaded().settings))
 
     def _cmd_save(self, arg: str) -> None:
         if not arg:

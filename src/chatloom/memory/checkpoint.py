@@ -52,3 +52,38 @@ def open_postgres_checkpointer(dsn: str) -> Any:
     from chatloom.memory.postgres import postgres_checkpointer
 
     return postgres_checkpointer(dsn)
+
+
+def thread_ids(checkpointer: Any, prefix: str = "", limit: int | None = None) -> list[str]:
+    """The ids of the threads in ``checkpointer`` that start with ``prefix``, most recently used
+    first (the REPL's ``/thread list``, the server's per-tenant listing).
+
+    SQLite and PostgreSQL are asked with one grouped query (the checkpoint ids are time-ordered);
+    other savers are walked checkpoint by checkpoint.
+    """
+    cap = 2**62 if limit is None else limit
+    kind = type(checkpointer).__name__
+    if kind == "SqliteSaver":
+        sql = (
+            "SELECT thread_id FROM checkpoints WHERE substr(thread_id, 1, ?) = ? "
+            "GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC LIMIT ?"
+        )
+        with checkpointer.lock:
+            rows = checkpointer.conn.execute(sql, (len(prefix), prefix, cap)).fetchall()
+        return [row[0] for row in rows]
+    if kind == "PostgresSaver":
+        from chatloom.agents.thread_lock import _connection
+
+        sql = (
+            "SELECT thread_id FROM checkpoints WHERE left(thread_id, %s) = %s "
+            "GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC LIMIT %s"
+        )
+        with _connection(checkpointer.conn) as pg:
+            rows = pg.execute(sql, (len(prefix), prefix, cap)).fetchall()
+        return [row["thread_id"] if isinstance(row, dict) else row[0] for row in rows]
+    latest: dict[str, str] = {}
+    for saved in checkpointer.list(None):
+        thread = saved.config["configurable"]["thread_id"]
+        if thread.startswith(prefix):
+            latest[thread] = max(latest.get(thread, ""), saved.checkpoint.get("ts", ""))
+    return sorted(latest, key=lambda t: latest[t], reverse=True)[:cap]

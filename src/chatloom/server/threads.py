@@ -18,32 +18,10 @@ def internal_id(tenant: str, thread_id: str) -> str:
 
 def list_threads(checkpointer: Any, tenant: str, limit: int = 100) -> list[str]:
     """The tenant's thread ids (without the prefix), most recently used first."""
-    prefix = internal_id(tenant, "")
-    kind = type(checkpointer).__name__
-    if kind == "SqliteSaver":
-        sql = (
-            "SELECT thread_id FROM checkpoints WHERE substr(thread_id, 1, ?) = ? "
-            "GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC LIMIT ?"
-        )
-        with checkpointer.lock:
-            rows = checkpointer.conn.execute(sql, (len(prefix), prefix, limit)).fetchall()
-        ids = [row[0] for row in rows]
-    elif kind == "PostgresSaver":
-        from chatloom.agents.thread_lock import _connection
+    from chatloom.memory.checkpoint import thread_ids
 
-        sql = (
-            "SELECT thread_id FROM checkpoints WHERE left(thread_id, %s) = %s "
-            "GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC LIMIT %s"
-        )
-        with _connection(checkpointer.conn) as pg:
-            rows = pg.execute(sql, (len(prefix), prefix, limit)).fetchall()
-        ids = [row["thread_id"] if isinstance(row, dict) else row[0] for row in rows]
-    else:  # in-memory and other savers: walk their checkpoints (newest first)
-        seen: dict[str, None] = {}
-        for item in checkpointer.list(None):
-            seen.setdefault(item.config["configurable"]["thread_id"], None)
-        ids = [t for t in seen if t.startswith(prefix)][:limit]
-    return [t[len(prefix) :] for t in ids]
+    prefix = internal_id(tenant, "")
+    return [t[len(prefix) :] for t in thread_ids(checkpointer, prefix, limit)]
 
 
 def thread_messages(checkpointer: Any, tenant: str, thread_id: str) -> list[dict[str, Any]] | None:
