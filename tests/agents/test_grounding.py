@@ -356,6 +356,26 @@ def test_grounding_off_leaves_the_answer_alone():
 # -- tool calls that only help ------------------------------------------------------------
 
 
+def test_a_small_model_answers_a_lookup_with_passages_without_the_tool_list():
+    # Shown the reference bot's tools, Qwen 0.5B called unit_convert("5 mi") for "how many cards
+    # can I register?". With relevant passages and no figures to compute with, it answers at once,
+    # prompted as an agent without tools would be.
+    from chatloom.models.profiles import profile_for
+    from chatloom.tools.python_exec import python
+
+    agent, model = agent_with(ListMemory(TRANSFER), "하루 최대 500만 원까지 송금할 수 있습니다 [1].",
+                              tools=[calculator, python], tool_policy={"python": "allow"}, prompt="assistant")
+    agent.load()._ready["profile"] = profile_for("local:qwen2.5-coder-0.5b")
+    reply = agent.chat("하루에 얼마까지 송금할 수 있나요?")
+    assert reply.answer.startswith("하루 최대 500만 원") and not reply.tool_steps
+    (only_call,) = model.calls
+    assert "Run Python code" not in str(only_call[0].content) and "python" not in str(only_call[0].content)
+    # A question with figures to compute with still gets the tool list.
+    model.enqueue("1,500원입니다.", "3 × 500 = 1,500원입니다.")  # the deciding draft, then the answer
+    agent.chat("송금을 3번 하면 수수료가 500원씩 얼마인가요?", thread_id="t2")
+    assert "python" in str(model.calls[1][0].content) and "python" not in str(model.calls[2][0].content)
+
+
 @pytest.mark.parametrize(
     "policy, approver, offered",
     [

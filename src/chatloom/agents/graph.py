@@ -151,6 +151,11 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         answer = AIMessage(content=text, additional_kwargs={"grounded": True, "fallback": "abstain"})
         return {"messages": [answer], "stop_reason": "answer"}
 
+    if steps == 0 and _answers_from_passages_alone(state, ctx, question):
+        plain = _plain_answer(state, ctx)
+        if plain is not None:
+            return {"steps": 1, "stop_reason": "answer", "messages": [_final_answer(plain, state, ctx)]}
+
     model = ctx.first_model if steps == 0 and ctx.first_model is not None else ctx.model
     prompt = _model_input(state, ctx)
     # With the profile's answers_without_tool_list, this call only decides between calling a
@@ -221,6 +226,21 @@ def _answers_without_tool_list(state: TurnState, ctx: TurnContext) -> bool:
     answer yet (so it would be what the model says with no tools)."""
     offered = [name for name in _offered(ctx) if name not in ctx.profile.inline_tools]
     return ctx.profile.answers_without_tool_list and bool(offered) and ctx.summarizer is not None and not _useful_steps(state)
+
+
+def _answers_from_passages_alone(state: TurnState, ctx: TurnContext, question: str) -> bool:
+    """Whether a small model answers this turn without ever seeing the tool list: it asks for
+    facts (no figures to compute with), relevant passages came with it, and the profile writes
+    answers without the tool list anyway. Shown the reference bot's tools, Qwen 0.5B converted
+    "5 mi" (the unit tool's own example) for "카드는 몇 장까지 등록돼요?" and looped; the
+    passages already hold what a search would find, and the calculator still runs inline."""
+    return (
+        ctx.profile.answers_without_tool_list
+        and ctx.first_model is None  # a forced tool call is the developer's choice
+        and bool(state.get("passages"))
+        and _asks_for_facts(question)
+        and _answers_without_tool_list(state, ctx)
+    )
 
 
 def _answer_without_tools(state: TurnState, ctx: TurnContext) -> AIMessage:
