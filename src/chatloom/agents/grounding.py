@@ -295,11 +295,15 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     unsupported: list[str] = []
     supported_claims = 0
     seen: set[str] = set()
+    frames: set[str] = set()  # the claims said so far with their figures blanked (see _claim_frame)
     for sentence in _sentences(answer):
         key = _CITE.sub("", sentence).strip(" .")
-        if key in seen or (evidence.passages and _alternative_of(key, seen)):
-            continue  # small models loop: a repeated sentence is said once
+        frame = _claim_frame(key) if evidence.passages else None
+        if key in seen or frame in frames:
+            continue  # small models loop: a repeated sentence (or claim) is said once
         seen.add(key)
+        if frame is not None:
+            frames.add(frame)
         body = _LIST_MARK.sub(" ", _FENCE.sub(" ", sentence))
         nums = numbers(body)
         new = {t for t in terms(body) - q_terms if _script([t]) != "num"}  # figures: checked as nums
@@ -326,17 +330,19 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     return Checked(checked, grounded=not unsupported, unsupported=tuple(unsupported))
 
 
-def _alternative_of(sentence: str, said: AbstractSet[str]) -> bool:
-    """Whether ``sentence`` is an earlier sentence with other figures: a small model listing
+def _claim_frame(sentence: str) -> str | None:
+    """``sentence`` with its figures (and their units) blanked, or None when it has no figure or
+    the frame is too short to be a claim ("# 원", "Day #: # miles").
+
+    Two sentences with one frame are the same claim with other figures: a small model listing
     every figure of the passages as the answer ("The maximum single transfer is 200만 원. The
-    maximum single transfer is 500만 원. The maximum single transfer is 1,000포인트."). Only the
-    first, the model's own pick, is kept: contradicting claims would each look supported.
-    A short frame ("# 원", "Day #: # miles") says too little to count as the same claim.
+    maximum single transfer is 500만 원. …"). Only the first, the model's own pick, is kept:
+    contradicting claims would each look supported.
     """
     frame = _FIGURE_WITH_UNIT.sub("#", sentence)
     if frame == sentence or len(_WORD_RUN.findall(frame)) < 4:
-        return False
-    return any(_FIGURE_WITH_UNIT.sub("#", earlier) == frame for earlier in said)
+        return None
+    return frame
 
 
 def _best_support(
