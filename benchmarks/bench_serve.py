@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,13 +36,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, percentile, save  # noqa: E402
 
+from chatloom.testing import free_port, wait_until_serving  # noqa: E402
+
 KEY = "bench-key-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -84,22 +79,17 @@ def serve_child(port: int) -> None:
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    import httpx
-
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHATLOOM_HOME": str(home), "CHATLOOM_CONFIG": str(home / "none.toml"),
            "CHATLOOM_API_KEYS": f"bench={KEY}"}
     proc = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port)],
                             env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=open(home / "serve.log", "w"))
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"chatloom serve did not start; see {home / 'serve.log'}")
+    try:
+        wait_until_serving(proc, f"{url}/health", what="chatloom serve")
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc}; see {home / 'serve.log'}") from None
+    return proc, url
 
 
 async def turn(client, text: str, thread: str, stream: bool) -> tuple[str, float]:

@@ -161,3 +161,37 @@ def create_fake_model(name: str = "echo", **options: Any) -> FakeChatModel:
 
         raise ModelNotFound(f"unknown fake model {name!r}", "use 'fake:echo'")
     return FakeChatModel(default=_echo, **options)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now, for a test server."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(process: Any, url: str, *, timeout: float = 60, what: str = "the server") -> None:
+    """Poll ``url`` until it answers 200 while ``process`` (a ``subprocess.Popen``) runs.
+
+    Raises RuntimeError when the process exits first, or kills it and raises when ``timeout``
+    seconds pass: a test server that never comes up fails the test instead of hanging it.
+    """
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before answering {url}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
+        time.sleep(0.2)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from chatloom.config import get_settings
+from chatloom.testing import wait_until_serving
 
 from memhelpers import free_port
 
@@ -137,21 +136,11 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory):
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
     )
-    import httpx
-
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"chroma run exited with {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("chroma run did not answer within 60 s")
+    try:
+        wait_until_serving(proc, f"{url}/api/v2/heartbeat", what="chroma run")
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}; see {log.name}")
     yield url
     proc.terminate()
     try:

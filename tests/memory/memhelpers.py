@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
+
+from chatloom.testing import free_port  # noqa: F401 - the memory tests import it from here
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,3 @@ def subprocess_env(home: Path) -> dict[str, str]:
 
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from langchain_core.tools import tool
 from openai_replay import ReplayServer, Reply, fixture
 
 from chatloom.models import resolve_model
+from chatloom.testing import free_port, wait_until_serving
 
 QUESTION = "What is the capital of France? Answer in one word."
 
@@ -84,33 +83,19 @@ def _server_available() -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(model: Path, tmp_path: Path, *extra: str):
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / f"llama-server-{port}.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", *extra],
         stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
-    import httpx
-
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited: see {log.name}")
-        try:
-            if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
-                return proc, base_url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError("llama_cpp.server did not start within 90 s")
+    try:
+        wait_until_serving(proc, f"{base_url}/models", timeout=90, what="llama_cpp.server")
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}: see {log.name}") from None
+    return proc, base_url
 
 
 @pytest.fixture(scope="module")

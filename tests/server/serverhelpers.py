@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 
@@ -22,7 +20,7 @@ from chatloom.memory.base import Passage
 from chatloom.server.agents import AgentCatalog
 from chatloom.server.config import ServerConfig, Tenant
 from chatloom.server.turns import http_approver
-from chatloom.testing import FakeChatModel, tool_call
+from chatloom.testing import FakeChatModel, free_port, tool_call, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_A = "key-acme-0123456789abcdef"
@@ -31,10 +29,6 @@ TENANTS = (Tenant("acme", (KEY_A,)), Tenant("globex", (KEY_B,)))
 SENT_EMAILS: list[dict[str, str]] = []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def counting_echo(messages: list[Any]) -> str:
@@ -162,18 +156,10 @@ def serve_process(workspace: Path, home: Path, *, env: dict[str, str] | None = N
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"chatloom serve exited with {proc.returncode}: {log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"chatloom serve did not answer within 60 s: {log.read_text()}")
-            time.sleep(0.2)
+        try:
+            wait_until_serving(proc, f"{url}/health", what="chatloom serve")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {log.read_text()}") from None
         yield url, log
     finally:
         proc.terminate()
