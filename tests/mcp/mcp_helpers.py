@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from chatloom.mcp.config import MCPServerSpec
+from chatloom.testing import free_port  # noqa: F401 - the MCP tests import it from here
 
 FIXTURE = Path(__file__).with_name("fixture_server.py")
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -19,10 +20,6 @@ def stdio_spec(name: str = "fx", **fields) -> MCPServerSpec:
     return MCPServerSpec(name=name, command=sys.executable, args=[str(FIXTURE), "stdio"], **fields)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 60) -> None:

@@ -11,7 +11,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import threading
 import zipfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from chatloom.errors import ChatloomError, CorruptModel, ModelNotFound, ModelNot
 from chatloom.models import catalog as cat
 from chatloom.models import install as inst
 from chatloom.models.catalog import CatalogEntry, Part
+from chatloom.testing import free_port
 
 PAYLOAD = [os.urandom(3000) + b"a", os.urandom(2500) + b"b", b"tail-part"]
 
@@ -207,17 +207,11 @@ def test_smollm2_is_available_from_its_package(home):
     assert st.path.stat().st_size == st.entry.size
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_registry_is_one_clear_error(home, entry, monkeypatch):
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
     monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
-    dead = f"http://127.0.0.1:{_free_port()}/simple"
+    dead = f"http://127.0.0.1:{free_port()}/simple"
     with pytest.raises(ChatloomError) as err:
         inst.install(entry.name, home=home, downloader=inst.pip_downloader(index_url=dead, retries=0, timeout=3))
     msg = str(err.value)
