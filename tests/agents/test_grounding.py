@@ -457,3 +457,21 @@ def test_turn_fits_the_context_whatever_the_passages_and_tool_results():
 
 def test_estimate_tokens_counts_hangul_as_about_one_token_per_syllable():
     assert estimate_tokens("가" * 100) == 100 and estimate_tokens("a" * 100) == 25
+
+
+@pytest.mark.parametrize("policy, inline", [({}, ["calculator"]), ({"calculator": "deny"}, [])], ids=["allowed", "denied"])
+def test_the_inline_calculator_runs_only_when_the_policy_lets_the_calculator_run(policy, inline):
+    # The 0.5B's profile runs the calculator inline (no call, so no policy check on the way):
+    # a denied calculator must not be bound for that either.
+    class Recording(FakeChatModel):
+        model_name: str = "qwen2.5-coder-0.5b"
+        binds: list = []
+
+        def bind_tools(self, tools, **kwargs):
+            self.binds.append([t.name for t in tools])
+            return super().bind_tools(tools, **kwargs)
+
+    model = Recording(["fine"], binds=[])
+    agent = Agent(model=model, tools=[calculator], tool_policy=policy, checkpointer="memory").load()
+    assert agent._ready["profile"].inline_tools == ("calculator",)
+    assert model.binds[-1] == inline if inline else all("calculator" not in b for b in model.binds)

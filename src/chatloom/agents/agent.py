@@ -162,7 +162,8 @@ class Agent:
         first_model = self._first_model(plain_model, offered)
         profile = self._profile(plain_model)
         render_prompt, split = self._resolve_prompt(profile.few_shot)
-        inline = [t for t in tools if t.name in profile.inline_tools]
+        # Inline tools run mid-generation without a call: only those the policy lets run.
+        inline = [t for t in offered if t.name in profile.inline_tools]
         return {
             "profile": profile,
             "graph": build_graph(self._resolve_checkpointer()),
