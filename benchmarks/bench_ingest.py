@@ -2,13 +2,18 @@
 
     python benchmarks/bench_ingest.py                 # 256 Vaswani chunks, 5 rounds
     python benchmarks/bench_ingest.py --chunks 128 --rounds 3
+    python benchmarks/bench_ingest.py --quality        # + nDCG@10 on all of Vaswani, same run
 
 Embedding is about 95% of ingest time, so this is where ingest speed is won or lost. Each round
 embeds the same chunks with every configuration in turn (order rotated per round), so a busy
 machine slows them alike; the table gives the median chunks/s and the ratio to today's
 configuration (MiniLM fp32, batch 32), plus each model's cosine to MiniLM fp32 where the vectors
 are comparable. "(default)" rows are what ``open_memory`` uses (texts side by side on all cores);
-"one core" rows embed one text at a time on one core. Writes benchmarks/results/bench_ingest.json.
+"one core" rows embed one text at a time on one core. ``--quality`` then embeds all of Vaswani
+(11,429 documents) with today's configuration and the default, times both, and compares
+nDCG@10 of brute-force cosine search (no HNSW noise) and of its RRF fusion with a plain bm25s
+ranking, with a paired bootstrap 95% interval per difference: speed and quality from one run.
+Writes benchmarks/results/bench_ingest.json.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="a smoke run: 32 chunks, 1 round")
+    ap.add_argument("--quality", action="store_true",
+                    help="also embed all of Vaswani with today's setup and the default and compare nDCG@10")
     args = ap.parse_args()
     if args.quick:
         args.chunks, args.rounds = 32, 1
@@ -95,7 +102,54 @@ def main() -> None:
             cos = f"{row['cos_mean']:.4f}/{row['cos_min']:.4f}"
         out["configs"][name] = row
         print(f"{name:<28} {med:>9.1f} {med / base:>8.2f} {cos:>23}")
+    if args.quality:
+        out["quality"] = quality(configs["minilm fp32 b32 (today)"], configs["minilm int8 b1 (default)"])
     print(f"\nwrote {save('bench_ingest', out)}")
+
+
+def quality(today, default) -> dict:
+    """Docs/s and nDCG@10 (vector, and hybrid with bm25s) on all of Vaswani, today vs default."""
+    import bm25s
+    import numpy as np
+    from bench_retrieval import load_vaswani, metrics
+
+    docs, queries, qrels = load_vaswani(None)
+    ids, qids = list(docs), list(queries)
+    texts = [docs[d] for d in ids]
+    keyword = bm25s.BM25()
+    keyword.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    by_keyword, _ = keyword.retrieve(bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False),
+                                     k=100, show_progress=False)
+    print(f"\nall of Vaswani: {len(texts)} documents, {len(qids)} queries; brute-force cosine, "
+          "hybrid = RRF with bm25s")
+    scores, out = {}, {"documents": len(texts), "queries": len(qids)}
+    for name, emb in (("today", today), ("default", default)):
+        start = time.perf_counter()
+        vectors = emb.embed_array(texts)
+        rate = len(texts) / (time.perf_counter() - start)
+        sims = np.stack([emb.query_array(queries[q]) for q in qids]) @ vectors.T
+        vec, hyb = [], []
+        for i, q in enumerate(qids):
+            top = np.argsort(-sims[i])[:100]
+            vec.append(metrics([ids[j] for j in top], qrels[q])[1])
+            fused: dict[int, float] = {}
+            for ranking in (top, by_keyword[i]):
+                for rank, j in enumerate(ranking):
+                    fused[int(j)] = fused.get(int(j), 0.0) + 1 / (61 + rank)
+            hyb.append(metrics([ids[j] for j in sorted(fused, key=fused.__getitem__, reverse=True)], qrels[q])[1])
+        scores[name] = np.array([vec, hyb])
+        out[name] = {"docs_per_s": round(rate, 1), "ndcg10_vector": round(float(np.mean(vec)), 4),
+                     "ndcg10_hybrid": round(float(np.mean(hyb)), 4)}
+        print(f"  {name:<8} {rate:7.1f} docs/s   vector nDCG@10 {np.mean(vec):.4f}   hybrid {np.mean(hyb):.4f}")
+    rng = np.random.default_rng(0)
+    diff = scores["default"] - scores["today"]
+    for row, label in enumerate(("vector", "hybrid")):
+        boot = [diff[row][rng.integers(0, diff.shape[1], diff.shape[1])].mean() for _ in range(5000)]
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        out[f"{label}_diff"] = {"mean": round(float(diff[row].mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
+        print(f"  default - today, {label}: {diff[row].mean():+.4f} nDCG@10 (95% CI {lo:+.4f} .. {hi:+.4f})")
+    print(f"  speed: {out['default']['docs_per_s'] / out['today']['docs_per_s']:.2f}x today")
+    return out
 
 
 if __name__ == "__main__":

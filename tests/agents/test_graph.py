@@ -39,13 +39,28 @@ def test_model_tool_model_answer():
 
 
 def test_step_limit_stops_the_turn():
+    # Three steps, then one tools-free call for an answer; a model that still calls a tool
+    # gets the clear message.
     replies = [tool_call("calculator", expression=f"{i}+1") for i in range(10)]
     agent, model = make_agent(*replies, max_steps=3)
     reply = agent.chat("count forever")
     assert reply.stop_reason == "step_limit"
-    assert len(model.calls) == 3
+    assert len(model.calls) == 4
     assert len(reply.tool_steps) == 3
     assert "stopped after 3 steps" in reply.answer
+
+
+def test_a_turn_at_the_step_limit_still_answers_from_what_it_found():
+    replies = [tool_call("calculator", expression=f"{i}+1") for i in range(3)]
+    agent, model = make_agent(*replies, "The last sum was 3.", max_steps=3)
+    reply = agent.chat("add one three times, starting at 0, 1 and 2")
+    assert reply.stop_reason == "step_limit" and reply.answer == "The last sum was 3."
+    last_prompt = model.calls[-1]
+    # The answer call sees the results worth answering from, and is asked for the answer.
+    from chatloom.agents.graph import FINAL_ANSWER_NUDGE
+
+    assert any(isinstance(m, ToolMessage) and m.content == "3" for m in last_prompt)
+    assert last_prompt[-1].content == FINAL_ANSWER_NUDGE and len(reply.tool_steps) == 3
 
 
 def test_repeated_identical_call_is_detected_and_stopped():
@@ -393,3 +408,43 @@ def test_a_tool_answering_error_is_a_failed_step():
     reply = agent.chat("What is 2 + 3?")
     assert reply.tool_steps[0].result.startswith("error:") and reply.tool_steps[0].ok is False
     assert model.calls[1][-1].content.startswith("error:")  # the model still reads why
+
+
+@tool
+def lookup(query: str) -> str:
+    """Look something up in an empty knowledge base."""
+    return "error: no passages match; the knowledge base may be empty"
+
+
+def test_a_small_model_whose_calls_keep_failing_answers_without_tools():
+    # Qwen 0.5B searched an empty knowledge base with one query after another until the step
+    # limit ("I stopped after 8 steps") on word problems it answers right with no tools.
+    from dataclasses import replace
+
+    searches = [tool_call("lookup", query=q) for q in ("expenses May", "expenses June")]
+    agent, model = make_agent(*searches, "He spent $940 in all.", tools=[lookup, calculator])
+    agent.load()._ready["profile"] = replace(profile_for(None), failed_steps_allowed=2)
+    reply = agent.chat("He spent $500 in May and $60 less in June. How much in all?")
+    assert reply.answer == "He spent $940 in all." and reply.stop_reason == "loop"
+    assert [s.ok for s in reply.tool_steps] == [False, False]  # two failed steps, then the answer
+    # The answer is asked for as an agent without tools would ask: no failed step in the prompt.
+    assert not any(isinstance(m, ToolMessage) for m in model.calls[-1]) and len(model.calls) == 3
+
+
+def test_a_failed_step_followed_by_one_that_works_keeps_going():
+    from dataclasses import replace
+
+    agent, model = make_agent(tool_call("lookup", query="x"), tool_call("calculator", expression="2+2"),
+                              tool_call("lookup", query="y"), "It is 4.", tools=[lookup, calculator])
+    agent.load()._ready["profile"] = replace(profile_for(None), failed_steps_allowed=2)
+    reply = agent.chat("What is 2+2 according to the docs?")
+    assert [s.ok for s in reply.tool_steps] == [False, True, False] and reply.answer == "It is 4."
+    assert reply.stop_reason == "answer"
+
+
+def test_failed_steps_only_stop_a_turn_for_models_whose_profile_says_so():
+    searches = [tool_call("lookup", query=q) for q in ("a", "b", "c")]
+    agent, _ = make_agent(*searches, "Nothing found.", tools=[lookup])
+    assert agent.load()._ready["profile"].failed_steps_allowed is None  # a remote-like model
+    reply = agent.chat("find it")
+    assert [s.ok for s in reply.tool_steps] == [False, False, False] and reply.answer == "Nothing found."

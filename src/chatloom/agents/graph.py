@@ -30,6 +30,7 @@ from chatloom.tools.policy import contains_untrusted, output_is_trusted, unwrap_
 
 STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
 LOOP_ANSWER = "I stopped because I kept repeating the same tool call ({call}). Try rephrasing the question."
+FAILING_ANSWER = "I stopped because my tool calls kept failing ({call}). Try rephrasing the question."
 FINAL_ANSWER_NUDGE = "Using the tool results above, answer my question now, in plain words. Do not call a tool."
 BAD_CALL_NOTE = (
     "That was not a valid tool call. The tools you can call are: {tools}. Call one of them with "
@@ -48,7 +49,7 @@ class TurnState(TypedDict, total=False):
     retrieved: list[dict[str, Any]]  # everything recall found, relevant or not (the trace)
     steps: int  # model calls made this turn
     seen_calls: list[str]  # signatures of tool calls already run this turn
-    stop_reason: str  # "", "answer", "step_limit" or "loop"
+    stop_reason: str  # "", "answer", "step_limit" or "loop" (no progress: a repeated call, or calls that keep failing)
     turn_start: int  # index into messages where this turn's question sits
     summary: str  # a summary of the thread's messages before summary_upto
     summary_upto: int
@@ -139,9 +140,13 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     ctx = runtime.context
     steps = state.get("steps", 0)
     if state.get("stop_reason") == "loop":
-        return {"messages": [_answer_without_tools(state, ctx)]}
+        return {"messages": [_answer_without_tools(state, ctx, LOOP_ANSWER)]}
+    failing = ctx.profile.failed_steps_allowed
+    if failing is not None and _failed_steps_in_a_row(state) >= failing:
+        return {"messages": [_answer_without_tools(state, ctx, FAILING_ANSWER)], "stop_reason": "loop"}
     if steps >= ctx.max_steps:
-        return {"messages": [AIMessage(content=STEP_LIMIT_ANSWER.format(steps=steps))], "stop_reason": "step_limit"}
+        fallback = STEP_LIMIT_ANSWER.format(steps=steps)
+        return {"messages": [_answer_without_tools(state, ctx, fallback)], "stop_reason": "step_limit"}
 
     question = _last_question(state["messages"])
     if ctx.grounding and steps == 0 and not _offered(ctx) and not state.get("passages") and _asks_for_facts(question):
@@ -243,21 +248,40 @@ def _answers_from_passages_alone(state: TurnState, ctx: TurnContext, question: s
     )
 
 
-def _answer_without_tools(state: TurnState, ctx: TurnContext) -> AIMessage:
-    """End a turn whose model keeps repeating a call: ask once more, with no tools bound (see
-    :func:`_plain_answer`).
+def _answer_without_tools(state: TurnState, ctx: TurnContext, fallback: str) -> AIMessage:
+    """End a turn that stopped making progress (a repeated call, calls that keep failing, or
+    the step limit): ask once more, with no tools bound (see :func:`_plain_answer`); if the
+    model still writes a call, ``fallback`` (``{call}`` is the last call made) is the answer.
 
     Small models often re-issue a call after its result instead of answering; the result is
-    in the context by then, so an answer usually is one tools-free call away.
+    in the context by then, so an answer usually is one tools-free call away. At the step limit
+    this is one call past it, as smolagents' final answer is: a turn that ran out of steps
+    still answers from what it found.
     """
     call = state["seen_calls"][-1] if state.get("seen_calls") else "?"
-    fallback = AIMessage(content=LOOP_ANSWER.format(call=call))
-    if ctx.summarizer is None or state.get("steps", 0) >= ctx.max_steps:
-        return fallback
+    give_up = AIMessage(content=fallback.replace("{call}", call))
+    if ctx.summarizer is None:
+        return give_up
     response = _plain_answer(state, ctx)
     if response is None:
-        return fallback  # still trying to call a tool: give up cleanly
+        return give_up  # still trying to call a tool: give up cleanly
     return _final_answer(response, state, ctx)
+
+
+def _failed_steps_in_a_row(state: TurnState) -> int:
+    """How many of this turn's last tool steps had every call fail (error, refused, repeated)."""
+    turn = state["messages"][state.get("turn_start", 0) :]
+    count, results = 0, []
+    for message in reversed(turn):
+        if isinstance(message, ToolMessage):
+            results.append(message)
+        elif isinstance(message, AIMessage) and message.tool_calls:
+            if not results or any(r.status != "error" for r in results):
+                break
+            count, results = count + 1, []
+        else:
+            break
+    return count
 
 
 def _plain_answer(state: TurnState, ctx: TurnContext) -> AIMessage | None:

@@ -44,6 +44,10 @@ class ModelProfile:
     """Use the tool list only to decide whether to call a tool; when the model answers
     instead, and no tool result has gone into the answer, write the answer from the prompt
     with no tool list. Shown a tool list, small models answer in one terse sentence."""
+    failed_steps_allowed: int | None = None
+    """Tool steps in a row whose every call failed, after which the turn is answered without
+    tools (None: only the step limit stops it). Small models rarely recover from failures:
+    they search an empty knowledge base with one query after another until the step limit."""
     offer_abstention: bool = True
     """Tell the model to say "not in the knowledge base" when the passages don't answer.
     Small models then say it to every question; for them the answer check decides instead."""
@@ -71,6 +75,7 @@ class ModelProfile:
 _SMALL_LOCAL = ModelProfile(
     "small-local", context_window=8192, few_shot=False, passage_tokens=300, offer_abstention=False,
     inline_tools=("calculator",), quote_best_sentence=True, answers_without_tool_list=True,
+    failed_steps_allowed=2,
 )
 _PROFILES: dict[str, ModelProfile] = {
     "qwen2.5-coder-0.5b": replace(_SMALL_LOCAL, name="qwen2.5-coder-0.5b"),
