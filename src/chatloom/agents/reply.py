@@ -44,7 +44,8 @@ class Reply:
     """The outcome of one turn.
 
     ``answer`` is what the user sees (chain-of-thought removed); ``reasoning`` keeps that text.
-    ``stop_reason`` is ``"answer"``, ``"step_limit"`` or ``"loop"``.
+    ``stop_reason`` is ``"answer"``, ``"step_limit"`` or ``"loop"`` (no progress: the same call
+    again, or, for small models, calls failing two steps in a row).
     With grounding on (agents with memory), ``grounded`` says whether every claim in the
     answer is supported by a cited passage or a tool result (an honest "not found" is
     grounded), and ``unsupported`` lists the sentences nothing supports; without grounding
