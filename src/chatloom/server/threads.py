@@ -53,3 +53,21 @@ def delete_thread(checkpointer: Any, tenant: str, thread_id: str, timeout: float
     stored = internal_id(tenant, thread_id)
     with hold_thread(checkpointer, stored, timeout=timeout):
         checkpointer.delete_thread(stored)
+
+
+def maybe_paused_threads(checkpointer: Any, tenant: str) -> list[str]:
+    """The tenant's stored thread ids (with the prefix) that may be paused for an approval.
+
+    SQLite is asked for the threads that ever stored an interrupt (one query over its writes table), a
+    superset that the caller checks against each thread's latest state; other stores give all
+    of the tenant's threads.
+    """
+    from chatloom.memory.checkpoint import thread_ids
+
+    prefix = internal_id(tenant, "")
+    if type(checkpointer).__name__ == "SqliteSaver":
+        # LangGraph stores a pause as a pending write on the "__interrupt__" channel.
+        sql = "SELECT DISTINCT thread_id FROM writes WHERE channel = '__interrupt__' AND substr(thread_id, 1, ?) = ?"
+        with checkpointer.lock:
+            return [row[0] for row in checkpointer.conn.execute(sql, (len(prefix), prefix)).fetchall()]
+    return thread_ids(checkpointer, prefix)
