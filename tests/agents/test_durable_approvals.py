@@ -125,7 +125,7 @@ def test_declined_call_never_runs_and_the_model_is_told(store):
     assert events[-1].reply.answer == f"Done. send_email: {declined}"
 
 
-def test_the_in_process_approver_words_a_decline_the_same_way(tmp_path):
+def test_the_in_process_approver_words_a_decline_the_same_way():
     agent = Agent(model=mailer_model(), tools=[send_email], approver=lambda request: False, checkpointer="memory")
     reply = agent.chat("mail my boss")
     assert reply.tool_steps[0].result == "error: tool call refused by policy: 'send_email' (side_effect) was declined by the approver"

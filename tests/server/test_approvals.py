@@ -140,3 +140,21 @@ def test_malformed_and_unknown_approval_ids_are_404(server):
     r = httpx.post(f"{server}/v1/approvals/{pending['approval_id']}", json={"approve": "maybe"}, headers=H)
     assert r.status_code == 400
     assert [a["approval_id"] for a in httpx.get(f"{server}/v1/approvals", headers=H).json()["data"]] == [pending["approval_id"]]
+
+
+def test_pauses_live_in_postgresql_too(postgres_dsn):
+    from chatloom.memory.postgres import postgres_checkpointer
+
+    SENT_EMAILS.clear()
+    saver, second = postgres_checkpointer(postgres_dsn), postgres_checkpointer(postgres_dsn)
+    try:
+        with live_server(create_app(scripted_catalog(saver), config())) as url:
+            pending = pause(url, "pg1")
+        # A second app on the same database (another server, as far as it knows) lists and resumes it.
+        with live_server(create_app(scripted_catalog(second), config())) as other:
+            assert httpx.get(f"{other}/v1/approvals", headers=H).json()["data"] == [pending]
+            events = decide(other, pending["approval_id"], True).json()["events"]
+        assert events[-1]["type"] == "answer" and SENT_EMAILS == [{"to": "boss@example.com", "body": "hello"}]
+    finally:
+        saver.conn.close()
+        second.conn.close()

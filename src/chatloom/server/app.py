@@ -20,6 +20,7 @@ keys are configured; see :mod:`chatloom.server.config`):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -253,16 +254,19 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         stored = internal_id(tenant, thread_id)
         return lambda: new_turn(agent, text, thread_id=stored, user_id=_user_id(tenant, user), approval_timeout=config.approval_timeout)
 
-    _graph: list[Any] = []
+    @functools.cache
+    def state_reader() -> Any:
+        """A compiled turn graph on the catalog's store: it reads any thread's state (paused
+        turns included) before any agent is built."""
+        from chatloom.agents.graph import build_graph
+
+        return build_graph(catalog.checkpointer)
 
     def approvals_in(stored: str) -> list[PendingApproval]:
         """The approvals the stored thread ``stored`` waits for, read from the checkpointer."""
         from chatloom.agents.approvals import paused_turn
-        from chatloom.agents.graph import build_graph
 
-        if not _graph:  # any compiled turn graph reads any thread's state; the agents may not be built yet
-            _graph.append(build_graph(catalog.checkpointer))
-        return paused_turn(_graph[0].get_state({"configurable": {"thread_id": stored}}), stored)[0]
+        return paused_turn(state_reader().get_state({"configurable": {"thread_id": stored}}), stored)[0]
 
     def tenant_approvals(tenant: str) -> list[tuple[str, PendingApproval]]:
         """``(client thread id, approval)`` of every paused call of ``tenant``, oldest first."""
