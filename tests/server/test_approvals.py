@@ -131,6 +131,16 @@ def test_a_pause_older_than_approval_timeout_is_declined_by_the_next_message(che
     assert SENT_EMAILS == []
 
 
+def test_a_pause_whose_model_is_no_longer_served_is_a_409(checkpointer):
+    with live_server(create_app(scripted_catalog(checkpointer), config())) as url:
+        pending = pause(url, "g1")
+    catalog = scripted_catalog(checkpointer)
+    del catalog.factories["mailer"]  # the workspace changed before the restart
+    with live_server(create_app(catalog, config())) as url:
+        r = decide(url, pending["approval_id"], True)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "model_gone" and "'mailer'" in r.json()["error"]["message"]
+
+
 def test_malformed_and_unknown_approval_ids_are_404(server):
     pending = pause(server, "u1")
     thread_part, _, _ = pending["approval_id"].rpartition(".")

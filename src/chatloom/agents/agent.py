@@ -346,11 +346,8 @@ class Agent:
             yield from self._stream_turn(graph, state_in, config, context, thread_id)
 
     def pending_approvals(self, thread_id: str = "default") -> list[PendingApproval]:
-        """The tool calls ``thread_id``'s paused turn waits for ([] when it is not paused).
-
-        >>> agent.pending_approvals("t1")                                 # doctest: +SKIP
-        [PendingApproval(approval_id='ap-1f0c...', tool='send_email', args={...}, ...)]
-        """
+        """The tool calls ``thread_id``'s paused turn waits for ([] when it is not paused);
+        each :class:`PendingApproval` has the ``approval_id`` that :meth:`resume` takes."""
         from chatloom.agents.approvals import paused_turn
 
         graph = self._services()["graph"]
@@ -362,10 +359,11 @@ class Agent:
         model as declined, and the turn goes on to its answer, or pauses again for calls still
         undecided (decisions may come one at a time). Works in a new process on the same
         checkpointer. An id that isn't waiting raises :class:`~chatloom.agents.approvals.UnknownApproval`
-        and changes nothing.
+        and changes nothing. For example::
 
-        >>> for event in agent.resume("t1", {"ap-1f0c...": True}):     # doctest: +SKIP
-        ...     print(event)
+            for waiting in agent.pending_approvals("t1"):
+                for event in agent.resume("t1", {waiting.approval_id: ask_someone(waiting)}):
+                    print(event)
         """
         from langgraph.types import Command
 

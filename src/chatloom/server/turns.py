@@ -68,10 +68,18 @@ def new_turn(agent: Any, text: str, *, thread_id: str, user_id: str | None, appr
     declined first (that turn ends and is saved, the model told they were declined), then the
     question runs. A younger pause makes the agent refuse the question (``ApprovalPending``).
     """
-    pending = agent.pending_approvals(thread_id)
-    if pending and all(_age(p) > approval_timeout for p in pending):
-        for _ in agent.resume(thread_id, {p.approval_id: False for p in pending}):
-            pass
+    from chatloom.agents.approvals import ApprovalPending
+
+    try:
+        # The agent checks for a pause itself, before its first event; only then is one looked at here.
+        yield from agent.stream(text, thread_id=thread_id, user_id=user_id)
+        return
+    except ApprovalPending:
+        pending = agent.pending_approvals(thread_id)
+        if not pending or any(_age(p) <= approval_timeout for p in pending):
+            raise
+    for _ in agent.resume(thread_id, {p.approval_id: False for p in pending}):
+        pass
     yield from agent.stream(text, thread_id=thread_id, user_id=user_id)
 
 
