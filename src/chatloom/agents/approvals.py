@@ -32,7 +32,10 @@ class ApprovalPending(ChatloomError):
 
 
 def approval_id(message_id: str | None, call_id: str, index: int) -> str:
-    """A stable id for call ``index`` of a model message: the same on every re-run of the node."""
+    """A stable id for call ``index`` of a model message: the same on every re-run of the node.
+
+    The ``ap-`` prefix matters: LangGraph reads a resume dict whose keys are all hex digests
+    as a map of interrupt ids, and ours must stay one value (the decisions)."""
     digest = hashlib.sha256(f"{message_id}|{call_id}|{index}".encode("utf-8", "surrogatepass")).hexdigest()
     return f"ap-{digest[:16]}"
 

@@ -71,7 +71,7 @@ class TurnContext:
     user_id: str | None = None
     thread_id: str = "default"
     max_steps: int = 8
-    policy: Any = None  # an object with authorize(tool, args, *, untrusted_context) -> decision
+    policy: Any = None  # an object with authorize(tool, args, *, untrusted_context) -> decision (a ToolPolicy)
     conversation_memory: bool = False  # store and recall per-user facts across threads
     summarizer: Any = None  # the model without tools, for summarising long threads
     answer_model: Any = None  # the model with only the profile's inline tools bound (no tool list)
@@ -375,7 +375,8 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     # auto-run side-effecting or code tools.
     turn = state["messages"][state.get("turn_start", 0) :]
     untrusted = is_tainted(state) or bool(state.get("passages")) or contains_untrusted(turn, ctx.tools)
-    answers = _ask_first(last, seen, untrusted, ctx) if ctx.policy is not None and ctx.policy.pauses else {}
+    # A policy that pauses (approver="pause") gets every decision before any call runs.
+    answers = _ask_first(last, seen, untrusted, ctx) if getattr(ctx.policy, "pauses", False) else {}
     results: list[ToolMessage] = []
     stop_reason = ""
     this_step: dict[str, ToolMessage] = {}
@@ -484,7 +485,8 @@ def _run_tool(ctx: TurnContext, call: dict[str, Any], untrusted: bool, answer: b
         known = ", ".join(sorted(_offered(ctx))) or "none"
         return _tool_message(call, f"error: no tool named {call['name']!r}; available tools: {known}", False)
     if ctx.policy is not None:
-        decision = ctx.policy.authorize(tool, call["args"], untrusted_context=untrusted, answer=answer)
+        decided = {} if answer is None else {"answer": answer}  # a policy that never pauses needn't take it
+        decision = ctx.policy.authorize(tool, call["args"], untrusted_context=untrusted, **decided)
         if not decision.allowed:
             return _tool_message(call, f"error: tool call refused by policy: {decision.reason}", False)
     try:
