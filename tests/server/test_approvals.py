@@ -168,3 +168,14 @@ def test_pauses_live_in_postgresql_too(postgres_dsn):
     finally:
         saver.conn.close()
         second.conn.close()
+
+
+def test_a_pause_and_its_resume_are_logged_without_contents(server, events):
+    pending = pause(server, "l1")
+    kinds = [e["event"] for e in events]
+    assert "approval.requested" in kinds and "turn.end" not in kinds
+    paused = next(e for e in events if e["event"] == "turn.paused")
+    assert paused["approvals"] == 1 and paused["thread_id"] == "l1" and paused["agent"] == "mailer"
+    decide(server, pending["approval_id"], True)
+    assert [e["event"] for e in events].count("turn.end") == 1
+    assert "boss@example.com" not in json.dumps(events, default=str)  # tool arguments are never logged
