@@ -27,6 +27,8 @@ _EXPORTS = {
     "ToolCallEvent": "chatloom.agents.reply",
     "ToolResultEvent": "chatloom.agents.reply",
     "AnswerEvent": "chatloom.agents.reply",
+    "ApprovalRequired": "chatloom.agents.reply",
+    "PendingApproval": "chatloom.agents.reply",
     "ChatloomError": "chatloom.errors",
     "Settings": "chatloom.config",
     "get_settings": "chatloom.config",
@@ -50,7 +52,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.tools import tool
 
     from chatloom.agents.agent import Agent
-    from chatloom.agents.reply import AnswerEvent, Citation, Reply, Token, ToolCallEvent, ToolResultEvent, ToolStep, Usage
+    from chatloom.agents.reply import (
+        AnswerEvent,
+        ApprovalRequired,
+        Citation,
+        PendingApproval,
+        Reply,
+        Token,
+        ToolCallEvent,
+        ToolResultEvent,
+        ToolStep,
+        Usage,
+    )
     from chatloom.config import Settings, get_settings
     from chatloom.errors import ChatloomError
     from chatloom.models import resolve_model

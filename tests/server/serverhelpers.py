@@ -137,9 +137,9 @@ def echo_workspace(root: Path) -> Path:
     return root
 
 
-@contextlib.contextmanager
-def serve_process(workspace: Path, home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[tuple[str, Path]]:
-    """``chatloom serve --model fake:echo`` as a subprocess; yields (base URL, its log file)."""
+def start_serve(workspace: Path, home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (), model: str = "fake:echo") -> tuple[subprocess.Popen, str, Path]:
+    """Start ``chatloom serve --model MODEL`` as a subprocess and wait until it serves; returns
+    (process, base URL, its log file). The caller stops it (see :func:`serve_process`)."""
     port = free_port()
     log = home / f"serve-{port}.log"
     full_env = {
@@ -151,23 +151,36 @@ def serve_process(workspace: Path, home: Path, *, env: dict[str, str] | None = N
     }
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chatloom.cli.main", "serve", "--model", "fake:echo", "--port", str(port), "--workspace", str(workspace), *args],
+            [sys.executable, "-m", "chatloom.cli.main", "serve", "--model", model, "--port", str(port), "--workspace", str(workspace), *args],
             stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=workspace,
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        try:
-            wait_until_serving(proc, f"{url}/health", what="chatloom serve")
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}: {log.read_text()}") from None
+        wait_until_serving(proc, f"{url}/health", what="chatloom serve")
+    except RuntimeError as exc:
+        stop(proc)
+        raise RuntimeError(f"{exc}: {log.read_text()}") from None
+    return proc, url, log
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server process: politely, then for sure."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def serve_process(workspace: Path, home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[tuple[str, Path]]:
+    """``chatloom serve --model fake:echo`` as a subprocess; yields (base URL, its log file)."""
+    proc, url, log = start_serve(workspace, home, env=env, args=args)
+    try:
         yield url, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def config(**kwargs: Any) -> ServerConfig:

@@ -77,6 +77,24 @@ def test_approve_from_the_page(server, browser):
     assert "sent to boss@example.com" in answer.text
 
 
+def test_a_paused_thread_reopened_shows_its_approval_and_finishes(server, browser):
+    # The turn pauses through the API (as if the page had been closed, or the server restarted).
+    from serverhelpers import SENT_EMAILS
+
+    SENT_EMAILS.clear()
+    headers = {"Authorization": f"Bearer {KEY_A}"}
+    paused = httpx.post(f"{server}/v1/agents/mailer/turns", json={"input": "mail my boss", "thread_id": "web-paused", "stream": False}, headers=headers, timeout=30)
+    assert paused.json()["type"] == "paused"
+    wait = open_page(browser, server, "mailer")
+    wait.until(lambda d: [li for li in d.find_elements(By.CSS_SELECTOR, "#threads li") if li.text == "web-paused"])[0].click()
+    box = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".approval")))
+    assert "send_email" in box.text and "needs approval" in box.text
+    box.find_element(By.CSS_SELECTOR, "button.deny").click()
+    answer = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".answer")))
+    assert "declined by the approver" in answer.text and SENT_EMAILS == []
+    assert httpx.get(f"{server}/v1/approvals", headers=headers).json()["data"] == []
+
+
 def test_untrusted_text_is_shown_as_text_never_markup(server, browser):
     wait = open_page(browser, server, "echo")
     attack = '<img src=x onerror="document.title=\'pwned\'"> **bold** `code`'

@@ -13,6 +13,7 @@ from langchain_core.tools import tool
 from chatloom.errors import ConfigError
 from chatloom.tools.calculator import calculator
 from chatloom.tools.policy import (
+    PAUSE,
     Decision,
     ToolCallRequest,
     ToolPolicy,
@@ -130,6 +131,30 @@ def test_approver_must_say_exactly_true_and_failures_fail_closed() -> None:
 
     decision = ToolPolicy({}, broken).authorize(run_code, {}, untrusted_context=False)
     assert not decision.allowed and "approver failed" in decision.reason
+
+
+def test_a_pausing_policy_reviews_first_and_takes_decisions_made_elsewhere() -> None:
+    policy = ToolPolicy({"send_email": "ask"}, PAUSE)
+    assert policy.pauses and policy.never_runs(send_email) is None  # offered: someone can approve it
+    request = policy.review(send_email, {"to": "boss@example.com", "body": "hi"}, untrusted_context=False)
+    assert request is not None and request.tool == "send_email" and "needs approval" in request.why
+    assert policy.review(read_inbox, {"query": "x"}, untrusted_context=True) is None  # the rules decide alone
+    assert policy.review(run_code, {}, untrusted_context=False) is not None  # the default for code is ask
+    approved = policy.authorize(send_email, {"to": "b", "body": "hi"}, untrusted_context=False, answer=True)
+    declined = policy.authorize(send_email, {"to": "b", "body": "hi"}, untrusted_context=False, answer=False)
+    assert approved.allowed and approved.reason == "'send_email' (side_effect) was approved"
+    assert not declined.allowed and declined.reason == "'send_email' (side_effect) was declined by the approver"
+    # A call that needs a decision nobody was asked for is refused, never run.
+    unasked = policy.authorize(send_email, {"to": "b", "body": "hi"}, untrusted_context=False)
+    assert not unasked.allowed and "did not pause to ask" in unasked.reason
+    # A decision given for a call the rules deny changes nothing.
+    assert not ToolPolicy({"send_email": "deny"}, PAUSE).authorize(send_email, {}, untrusted_context=False, answer=True).allowed
+
+
+def test_an_approver_is_a_callable_or_pause() -> None:
+    with pytest.raises(ConfigError, match=r"approver must be a callable\(ToolCallRequest\) -> bool or 'pause', got 'always'"):
+        ToolPolicy({}, "always")  # type: ignore[arg-type]
+    assert not ToolPolicy({}, lambda r: True).pauses
 
 
 def test_console_approver_only_yes_approves() -> None:

@@ -14,8 +14,10 @@ from typing import Any
 
 from chatloom.agents.reply import (
     AnswerEvent,
+    ApprovalRequired,
     Citation,
     Event,
+    PendingApproval,
     Reply,
     Token,
     ToolCallEvent,
@@ -51,7 +53,11 @@ class Agent:
     ``None`` for the configured store in the data dir (so conversations survive restarts).
     ``tool_choice="required"`` (or a tool's name) makes each turn's first model call a tool
     call; later calls are free, so the model can answer from the result. ``approver`` decides
-    tool calls the policy marks "ask". ``conversation_memory`` stores
+    tool calls the policy marks "ask": a callable asked in-process (the REPL's y/N), or
+    ``"pause"`` (:data:`chatloom.tools.policy.PAUSE`) to pause the turn, durably, until
+    :meth:`resume` (see :meth:`pending_approvals`; this needs a persistent checkpointer).
+    ``name`` labels the agent in its paused turns (a server resumes them with the agent of that
+    name). ``conversation_memory`` stores
     lasting facts per ``user_id`` and recalls them in later threads. Threads longer than
     ``history_tokens`` (approximate) have their older turns summarised by the model.
     ``grounding`` (default: on when the agent has memory) checks each answer against the
@@ -73,7 +79,7 @@ class Agent:
         max_steps: int | None = None,
         tool_choice: str = "auto",
         tool_policy: dict[str, str] | None = None,
-        approver: Callable[[Any], bool] | None = None,
+        approver: Callable[[Any], bool] | str | None = None,
         variables: dict[str, Any] | None = None,
         workspace: str | Path | None = None,
         namespace: str | None = None,
@@ -84,6 +90,7 @@ class Agent:
         checkpointer: Any = None,
         settings: Any = None,
         mcp_servers: Sequence[Any] = (),
+        name: str | None = None,
     ) -> None:
         from chatloom.config import get_settings
 
@@ -99,6 +106,7 @@ class Agent:
         self.tool_choice = tool_choice
         self.tool_policy = dict(tool_policy or {})
         self.approver = approver
+        self.name = name
         self.variables = dict(variables or {})
         self.namespace = namespace
         self.recall_k = recall_k
@@ -133,6 +141,7 @@ class Agent:
             "conversation_memory": spec.memory.enabled and spec.memory.conversation,
             "grounding": None if spec.memory.grounding else False,  # None: on whenever memory is
             "mcp_servers": list(spec.mcp_servers),
+            "name": spec.name,
         }
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -164,9 +173,12 @@ class Agent:
         render_prompt, split = self._resolve_prompt(profile.few_shot)
         # Inline tools run mid-generation without a call: only those the policy lets run.
         inline = [t for t in offered if t.name in profile.inline_tools]
+        checkpointer = self._resolve_checkpointer()
+        if policy.pauses:
+            _check_can_pause(checkpointer)
         return {
             "profile": profile,
-            "graph": build_graph(self._resolve_checkpointer()),
+            "graph": build_graph(checkpointer),
             "model": model,
             "first_model": first_model,
             "plain_model": plain_model,
@@ -311,19 +323,67 @@ class Agent:
     # -- turns ---------------------------------------------------------------------------------
 
     def chat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
-        """Run one turn and return the :class:`Reply`."""
+        """Run one turn and return the :class:`Reply` (``stop_reason="paused"`` when a tool call
+        waits for approval: see :meth:`resume`)."""
         graph, state_in, config, context = self._start(text, thread_id, user_id)
         with self._turn_lock(graph, thread_id):
+            self._refuse_if_paused(graph, thread_id)
             state = graph.invoke(state_in, config, context=context, durability=_DURABILITY)
+            if "__interrupt__" in state:  # paused: the saved state says for which calls
+                return _outcome(graph.get_state(config), thread_id)
         return _reply(state, thread_id)
 
     def stream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Iterator[Event]:
-        """Run one turn, yielding Token, ToolCallEvent, ToolResultEvent and, last, AnswerEvent."""
+        """Run one turn, yielding Token, ToolCallEvent, ToolResultEvent and, last, AnswerEvent.
+
+        A turn that pauses for a tool approval (``approver="pause"``) ends instead with one
+        :class:`ApprovalRequired` per call waiting; :meth:`resume` streams the rest. A new question
+        on a thread that is paused raises :class:`~chatloom.agents.approvals.ApprovalPending`.
+        """
         graph, state_in, config, context = self._start(text, thread_id, user_id)
         with self._turn_lock(graph, thread_id):  # released when the stream ends or is closed
+            self._refuse_if_paused(graph, thread_id)
             yield from self._stream_turn(graph, state_in, config, context, thread_id)
 
-    def _stream_turn(self, graph: Any, state_in: dict, config: dict, context: Any, thread_id: str) -> Iterator[Event]:
+    def pending_approvals(self, thread_id: str = "default") -> list[PendingApproval]:
+        """The tool calls ``thread_id``'s paused turn waits for ([] when it is not paused);
+        each :class:`PendingApproval` has the ``approval_id`` that :meth:`resume` takes."""
+        from chatloom.agents.approvals import paused_turn
+
+        graph = self._services()["graph"]
+        return paused_turn(graph.get_state({"configurable": {"thread_id": thread_id}}), thread_id)[0]
+
+    def resume(self, thread_id: str, decisions: dict[str, bool]) -> Iterator[Event]:
+        """Continue a paused turn with ``{approval_id: approved}``, yielding its events as
+        :meth:`stream` does: approved calls run (each once), declined ones are reported to the
+        model as declined, and the turn goes on to its answer, or pauses again for calls still
+        undecided (decisions may come one at a time). Works in a new process on the same
+        checkpointer. An id that isn't waiting raises :class:`~chatloom.agents.approvals.UnknownApproval`
+        and changes nothing. For example::
+
+            for waiting in agent.pending_approvals("t1"):
+                for event in agent.resume("t1", {waiting.approval_id: ask_someone(waiting)}):
+                    print(event)
+        """
+        from langgraph.types import Command
+
+        from chatloom.agents.approvals import check_decisions, paused_turn
+
+        services = self._services()
+        graph = services["graph"]
+        config = {"configurable": {"thread_id": thread_id}}
+        with self._turn_lock(graph, thread_id):
+            pending, user_id = paused_turn(graph.get_state(config), thread_id)
+            answers = check_decisions(thread_id, pending, decisions)
+            context = self._context(services, thread_id, user_id)
+            yield from self._stream_turn(graph, Command(resume=answers), config, context, thread_id)
+
+    async def aresume(self, thread_id: str, decisions: dict[str, bool]) -> AsyncIterator[Event]:
+        """Async twin of :meth:`resume`."""
+        async for event in _in_thread(lambda: self.resume(thread_id, decisions)):
+            yield event
+
+    def _stream_turn(self, graph: Any, state_in: Any, config: dict, context: Any, thread_id: str) -> Iterator[Event]:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
         visible = _VisibleText()
@@ -337,6 +397,8 @@ class Agent:
                         yield Token(piece)
                 continue
             for node, update in payload.items():
+                if node == "__interrupt__":  # a pause: reported below, from the saved state
+                    continue
                 for message in (update or {}).get("messages", []):
                     if isinstance(message, AIMessage):
                         visible.reset()
@@ -344,7 +406,12 @@ class Agent:
                             yield ToolCallEvent(call["name"], call["args"], call["id"])
                     elif isinstance(message, ToolMessage):
                         yield ToolResultEvent(message.name or "", str(message.content), message.tool_call_id, message.status != "error")
-        yield AnswerEvent(_reply(graph.get_state(config).values, thread_id))
+        outcome = _outcome(graph.get_state(config), thread_id)
+        if outcome.stop_reason == "paused":
+            for approval in outcome.approval_required:
+                yield ApprovalRequired(approval)
+            return
+        yield AnswerEvent(outcome)
 
     async def achat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
         """Async twin of :meth:`chat`. Runs the turn in a worker thread."""
@@ -355,25 +422,8 @@ class Agent:
         self, text: str, *, thread_id: str = "default", user_id: str | None = None
     ) -> AsyncIterator[Event]:
         """Async twin of :meth:`stream`."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        done = object()
-
-        def pump() -> None:
-            try:
-                for event in self.stream(text, thread_id=thread_id, user_id=user_id):
-                    loop.call_soon_threadsafe(queue.put_nowait, event)
-            except BaseException as exc:  # re-raised in the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, done)
-
-        worker = threading.Thread(target=pump, daemon=True)
-        worker.start()
-        while (item := await queue.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        async for event in _in_thread(lambda: self.stream(text, thread_id=thread_id, user_id=user_id)):
+            yield event
 
     def history(self, thread_id: str = "default") -> list[Any]:
         """The messages of a thread so far (tool calls and reasoning included)."""
@@ -398,13 +448,22 @@ class Agent:
         """Check the question and prepare the graph input, config and runtime context."""
         from langchain_core.messages import HumanMessage
 
-        from chatloom.agents.graph import TurnContext
-
         question = check_question_size(_check_question(text), self.settings.max_question_chars)
         services = self._services()
         state_in = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
         config = {"configurable": {"thread_id": thread_id}}
-        context = TurnContext(
+        return services["graph"], state_in, config, self._context(services, thread_id, user_id)
+
+    def _refuse_if_paused(self, graph: Any, thread_id: str) -> None:
+        # Only agents that pause leave paused threads, so only they pay for the extra read.
+        if self._services()["policy"].pauses:
+            _refuse_if_paused(graph, thread_id)
+
+    def _context(self, services: dict[str, Any], thread_id: str, user_id: str | None) -> Any:
+        """The runtime context of a turn on ``thread_id`` (a new one, or a paused one resumed)."""
+        from chatloom.agents.graph import TurnContext
+
+        return TurnContext(
             model=services["model"],
             first_model=services["first_model"],
             tools=services["tools"],
@@ -424,8 +483,72 @@ class Agent:
             history_tokens=self.history_tokens,
             grounding=self.checks_answers(),
             profile=services["profile"],
+            agent_name=self.name,
         )
-        return services["graph"], state_in, config, context
+
+
+async def _in_thread(make_events: Callable[[], Iterator[Event]]) -> AsyncIterator[Event]:
+    """The events of a sync stream, produced in a worker thread and handed to the event loop."""
+    # One sync code path (and one checkpointer) serves both; the model call dominates anyway.
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    def pump() -> None:
+        try:
+            for event in make_events():
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+        except BaseException as exc:  # re-raised in the consumer
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, done)
+
+    worker = threading.Thread(target=pump, daemon=True)
+    worker.start()
+    while (item := await queue.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _check_can_pause(checkpointer: Any) -> None:
+    """A paused turn lives in the checkpointer: refuse one that forgets it when the process ends."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from chatloom.agents.thread_lock import sqlite_path
+
+    in_memory = isinstance(checkpointer, InMemorySaver) or (
+        type(checkpointer).__name__ == "SqliteSaver" and sqlite_path(checkpointer) is None
+    )
+    if checkpointer is None or in_memory:
+        raise ConfigError(
+            "approver='pause' stores paused turns in the checkpointer, and this one keeps nothing after the process ends",
+            "use checkpointer=None (the data dir's SQLite store), a SqliteSaver on a file or a PostgresSaver; "
+            "or pass a callable approver to ask in-process",
+        )
+
+
+def _refuse_if_paused(graph: Any, thread_id: str) -> None:
+    """A new question must not slip past a paused turn: its calls would be left undecided."""
+    from chatloom.agents.approvals import ApprovalPending, paused_turn
+
+    pending, _ = paused_turn(graph.get_state({"configurable": {"thread_id": thread_id}}), thread_id)
+    if pending:
+        ids = ", ".join(p.approval_id for p in pending)
+        raise ApprovalPending(
+            f"thread {thread_id!r} is paused: a tool call waits for approval ({ids})",
+            "approve or decline it first (Agent.resume, or POST /v1/approvals/ID on the server)",
+        )
+
+
+def _outcome(state: Any, thread_id: str) -> Reply:
+    """The Reply of the turn that just ran: its answer, or the approvals it paused for."""
+    from chatloom.agents.approvals import paused_turn
+
+    pending, _ = paused_turn(state, thread_id)
+    if pending:
+        return Reply(answer="", thread_id=thread_id, stop_reason="paused", steps=state.values.get("steps", 0), approval_required=tuple(pending))
+    return _reply(state.values, thread_id)
 
 
 def _offered_tools(tools: list[Any], policy: Any) -> list[Any]:

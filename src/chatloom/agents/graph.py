@@ -72,13 +72,14 @@ class TurnContext:
     user_id: str | None = None
     thread_id: str = "default"
     max_steps: int = 8
-    policy: Any = None  # an object with authorize(tool, args, *, untrusted_context) -> decision
+    policy: Any = None  # an object with authorize(tool, args, *, untrusted_context) -> decision (a ToolPolicy)
     conversation_memory: bool = False  # store and recall per-user facts across threads
     summarizer: Any = None  # the model without tools, for summarising long threads
     answer_model: Any = None  # the model with only the profile's inline tools bound (no tool list)
     history_tokens: int = HISTORY_TOKEN_BUDGET
     grounding: bool = False  # check answers against passages and tool results; cite or abstain
     profile: ModelProfile = field(default_factory=lambda: profile_for(None))
+    agent_name: str | None = None  # recorded with a paused turn, so a server resumes it with the same agent
 
 
 def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
@@ -398,6 +399,8 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     # auto-run side-effecting or code tools.
     turn = state["messages"][state.get("turn_start", 0) :]
     untrusted = is_tainted(state) or bool(state.get("passages")) or contains_untrusted(turn, ctx.tools)
+    # A policy that pauses (approver="pause") gets every decision before any call runs.
+    answers = _ask_first(last, seen, untrusted, ctx) if getattr(ctx.policy, "pauses", False) else {}
     results: list[ToolMessage] = []
     stop_reason = ""
     this_step: dict[str, ToolMessage] = {}
@@ -414,10 +417,49 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
             results.append(_tool_message(call, f"{earlier}\n(This exact call was already made; answer with this result.)", False))
             continue
         seen.append(signature)
-        result = this_step[signature] = _run_tool(ctx, call, untrusted)
+        result = this_step[signature] = _run_tool(ctx, call, untrusted, answers.get(call["id"]))
         results.append(result)
         untrusted = untrusted or contains_untrusted([result], ctx.tools)
     return {"messages": results, "seen_calls": seen, "stop_reason": stop_reason, **taint_update(state, turn + results, ctx.tools)}
+
+
+def _ask_first(message: AIMessage, seen: list[str], untrusted: bool, ctx: TurnContext) -> dict[str, bool]:
+    """Pause the turn (a LangGraph interrupt) until every call of ``message`` that needs approval
+    is decided; returns ``{tool_call_id: approved}``.
+
+    Runs before any call does, and has no side effects, so LangGraph's re-run of ``act`` on
+    resume is harmless. It walks the calls as :func:`act` will: repeats are skipped, and a call
+    after one whose output is untrusted is judged with ``untrusted_context`` on.
+    """
+    from langgraph.types import interrupt
+
+    from chatloom.agents.approvals import approval_id, request_payload
+
+    requests: list[dict[str, Any]] = []
+    signatures = set(seen)
+    for index, call in enumerate(message.tool_calls):
+        signature = _signature(call)
+        if signature in signatures:
+            continue  # answered from the earlier result, never run
+        signatures.add(signature)
+        tool = ctx.tools.get(call["name"])
+        if tool is None:
+            untrusted = True  # act's "no tool named" message counts as untrusted output
+            continue
+        request = ctx.policy.review(tool, call["args"], untrusted_context=untrusted)
+        if request is not None:
+            requests.append({
+                "approval_id": approval_id(message.id, call["id"], index), "tool_call_id": call["id"],
+                "tool": request.tool, "args": request.args, "effect": request.effect, "why": request.why,
+            })
+        untrusted = untrusted or not output_is_trusted(tool)
+    decided: dict[str, bool] = {}
+    while undecided := [r for r in requests if r["approval_id"] not in decided]:
+        answer = interrupt(request_payload(undecided, agent=ctx.agent_name, user_id=ctx.user_id))
+        for r in undecided:  # anything else in the answer is ignored
+            if isinstance(answer, dict) and isinstance(answer.get(r["approval_id"]), bool):
+                decided[r["approval_id"]] = answer[r["approval_id"]]
+    return {r["tool_call_id"]: decided[r["approval_id"]] for r in requests}
 
 
 def _signature(call: dict[str, Any]) -> str:
@@ -460,13 +502,15 @@ def build_graph(checkpointer: Any = None) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
-def _run_tool(ctx: TurnContext, call: dict[str, Any], untrusted: bool) -> ToolMessage:
+def _run_tool(ctx: TurnContext, call: dict[str, Any], untrusted: bool, answer: bool | None = None) -> ToolMessage:
+    """Run one call the policy lets run; ``answer`` is a paused turn's decision for it, if any."""
     tool = ctx.tools.get(call["name"])
     if tool is None:
         known = ", ".join(sorted(_offered(ctx))) or "none"
         return _tool_message(call, f"error: no tool named {call['name']!r}; available tools: {known}", False)
     if ctx.policy is not None:
-        decision = ctx.policy.authorize(tool, call["args"], untrusted_context=untrusted)
+        decided = {} if answer is None else {"answer": answer}  # a policy that never pauses needn't take it
+        decision = ctx.policy.authorize(tool, call["args"], untrusted_context=untrusted, **decided)
         if not decision.allowed:
             return _tool_message(call, f"error: tool call refused by policy: {decision.reason}", False)
     try:

@@ -44,8 +44,9 @@ class Reply:
     """The outcome of one turn.
 
     ``answer`` is what the user sees (chain-of-thought removed); ``reasoning`` keeps that text.
-    ``stop_reason`` is ``"answer"``, ``"step_limit"`` or ``"loop"`` (no progress: the same call
-    again, or, for small models, calls failing two steps in a row).
+    ``stop_reason`` is ``"answer"``, ``"step_limit"``, ``"loop"`` (no progress: the same call
+    again, or, for small models, calls failing two steps in a row), or ``"paused"`` when a tool
+    call waits for approval (``approval_required`` then lists them; ``answer`` is empty).
     With grounding on (agents with memory), ``grounded`` says whether every claim in the
     answer is supported by a cited passage or a tool result (an honest "not found" is
     grounded), and ``unsupported`` lists the sentences nothing supports; without grounding
@@ -64,6 +65,7 @@ class Reply:
     grounded: bool | None = None
     unsupported: tuple[str, ...] = ()
     retrieved: tuple[Citation, ...] = ()
+    approval_required: tuple["PendingApproval", ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole reply."""
@@ -97,10 +99,39 @@ class ToolResultEvent:
 
 
 @dataclass(frozen=True)
+class PendingApproval:
+    """A tool call of a paused turn, waiting for :meth:`Agent.resume <chatloom.agents.agent.Agent.resume>`.
+
+    ``approval_id`` names it within its thread; ``why`` says why a person must decide (shown to
+    them); ``agent`` is the name of the agent that paused (``Agent(name=...)``), ``requested_at``
+    the ISO time of the pause.
+    """
+
+    approval_id: str
+    thread_id: str
+    tool: str
+    args: dict[str, Any]
+    effect: str
+    why: str
+    tool_call_id: str = ""
+    agent: str | None = None
+    requested_at: str = ""
+
+
+@dataclass(frozen=True)
+class ApprovalRequired:
+    """The turn paused: ``approval`` waits for a decision. The stream ends after these events,
+    with no :class:`AnswerEvent`; :meth:`Agent.resume <chatloom.agents.agent.Agent.resume>`
+    streams the rest of the turn."""
+
+    approval: PendingApproval
+
+
+@dataclass(frozen=True)
 class AnswerEvent:
     """The turn is over; the full :class:`Reply`."""
 
     reply: Reply
 
 
-Event = Token | ToolCallEvent | ToolResultEvent | AnswerEvent
+Event = Token | ToolCallEvent | ToolResultEvent | ApprovalRequired | AnswerEvent

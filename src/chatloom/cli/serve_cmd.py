@@ -33,7 +33,9 @@ def serve(host: str, port: int, workspace: Path, model: str | None, ui: bool, co
       GET  /v1/models               the agents, as models
       POST /v1/agents/NAME/turns    one turn as typed events (token, tool_call,
                                     tool_result, approval_required, answer)
-      GET  /v1/threads, /v1/approvals; POST /v1/approvals/ID {"approve": true}
+      GET  /v1/threads, /v1/approvals  threads, and tool calls waiting for approval
+      POST /v1/approvals/ID {"approve": true}
+                                    resumes a paused turn (pauses survive restarts)
       GET  /health, /ready          liveness and readiness (no key needed)
 
     \b

@@ -2,7 +2,8 @@
 
 Each tenant gets its own :class:`~chatloom.Agent` per model (built on first use), with the
 tenant's own memory (``open_memory(..., tenant=...)``); all share one checkpointer, one
-resolved chat model per agent name, and :func:`~chatloom.server.turns.http_approver`.
+resolved chat model per agent name, and :data:`~chatloom.server.turns.http_approver` (tool
+approvals pause the turn in the checkpointer until ``POST /v1/approvals/{id}``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class AgentCatalog:
             agent = self._agents.get((name, tenant))
             if agent is None:
                 agent = self._agents[(name, tenant)] = self.factories[name](tenant)
+                agent.name = name  # recorded with its paused turns, so a decision resumes them with this agent
             return agent
 
     def close(self) -> None:

@@ -11,12 +11,16 @@ keys are configured; see :mod:`chatloom.server.config`):
 - ``GET /v1/models``: the agents, as models.
 - ``POST /v1/agents/{name}/turns``: one turn as typed SSE events (``token``, ``tool_call``,
   ``tool_result``, ``approval_required``, ``answer``, ``error``), or JSON with ``stream: false``.
-- ``GET/DELETE /v1/threads[/{id}]``, ``GET /v1/approvals``, ``POST /v1/approvals/{id}``.
+- ``GET/DELETE /v1/threads[/{id}]``.
+- ``GET /v1/approvals``: the tenant's paused tool calls, read from the checkpointer;
+  ``POST /v1/approvals/{id}`` with ``{"approve": true|false}`` resumes the paused turn and
+  returns the rest of it (JSON ``events``, or SSE with ``"stream": true``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -34,13 +38,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatloom.agents.reply import AnswerEvent, Token, ToolCallEvent
+from chatloom.agents.approvals import ApprovalPending, UnknownApproval
+from chatloom.agents.reply import AnswerEvent, ApprovalRequired, PendingApproval, Token, ToolCallEvent
 from chatloom.errors import ChatloomError, EmptyQuestion, QuestionTooLong, ThreadBusy
-from chatloom.server.agents import AgentCatalog, UnknownModel
+from chatloom.server.agents import DEFAULT_AGENT, AgentCatalog, UnknownModel
 from chatloom.server.config import LOCAL_TENANT, ServerConfig
 from chatloom.server.observe import EventCallback, Observer
-from chatloom.server.threads import MAX_THREAD_ID_CHARS, delete_thread, internal_id, list_threads, thread_messages
-from chatloom.server.turns import Approvals, TurnTimeout, event_json, final_reply, reply_json, run_turn
+from chatloom.server.threads import MAX_THREAD_ID_CHARS, delete_thread, internal_id, list_threads, maybe_paused_threads, thread_messages
+from chatloom.server.turns import (
+    TurnTimeout,
+    approval_json,
+    event_json,
+    final_reply,
+    new_turn,
+    paused_notice,
+    reply_json,
+    run_turn,
+    split_approval_id,
+)
 
 THREAD_HEADER = "X-Chatloom-Thread"
 _BAD_THREAD_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -77,6 +92,10 @@ def api_error(exc: BaseException) -> ApiError:
         return ApiError(400, str(exc), "invalid_question", param="messages")
     if isinstance(exc, ThreadBusy):
         return ApiError(409, str(exc), "thread_busy", "conflict_error")
+    if isinstance(exc, ApprovalPending):
+        return ApiError(409, str(exc), "approval_pending", "conflict_error")
+    if isinstance(exc, UnknownApproval):
+        return ApiError(404, str(exc), "approval_not_found", param="approval_id")
     if isinstance(exc, TurnTimeout):
         return ApiError(504, str(exc), "turn_timeout", "timeout_error")
     if isinstance(exc, ChatloomError):
@@ -117,10 +136,11 @@ class TurnRequest(BaseModel):
 
 
 class Decision(BaseModel):
-    """An approve/deny call for a paused tool call."""
+    """An approve/deny call for a paused tool call; ``stream`` sends the rest of the turn as SSE."""
 
     model_config = ConfigDict(extra="forbid")
     approve: bool
+    stream: bool = False
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -133,7 +153,6 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
     """
     config = config or ServerConfig()
     observer = Observer(on_event)
-    approvals = Approvals(config.approval_timeout)
     executor = ThreadPoolExecutor(config.max_concurrent_turns, thread_name_prefix="chatloom-turn")
 
     @asynccontextmanager
@@ -145,7 +164,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
             catalog.close()
 
     app = FastAPI(title="chatloom", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.catalog, app.state.config, app.state.approvals, app.state.observer = catalog, config, approvals, observer
+    app.state.catalog, app.state.config, app.state.observer = catalog, config, observer
 
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -217,13 +236,10 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         except Exception as exc:
             raise api_error(exc) from None
 
-    async def traced(agent_name: str, tenant: str, thread_id: str, request: Request, agent: Any, text: str, user: str | None, can_ask: bool) -> AsyncIterator[Any]:
-        """The turn's events, recorded by the observer."""
+    async def traced(agent_name: str, tenant: str, thread_id: str, request: Request, events_of: Any) -> AsyncIterator[Any]:
+        """The events of ``events_of()`` (a turn, new or resumed), recorded by the observer."""
         trace = observer.turn(agent=agent_name, tenant=tenant, thread_id=thread_id, request_id=request.state.request_id)
-        events = run_turn(
-            agent, text, thread_id=internal_id(tenant, thread_id), tenant=tenant, user_id=_user_id(tenant, user),
-            approvals=approvals if can_ask else None, timeout=config.turn_timeout, executor=executor,
-        )
+        events = run_turn(events_of, timeout=config.turn_timeout, executor=executor)
         try:
             async for event in events:
                 trace.see(event)
@@ -231,6 +247,32 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         except BaseException as exc:
             trace.failed(exc)
             raise
+        trace.ended()
+
+    def question(agent: Any, tenant: str, thread_id: str, text: str, user: str | None) -> Any:
+        """What a new question's turn runs (in a worker thread)."""
+        stored = internal_id(tenant, thread_id)
+        return lambda: new_turn(agent, text, thread_id=stored, user_id=_user_id(tenant, user), approval_timeout=config.approval_timeout)
+
+    @functools.cache
+    def state_reader() -> Any:
+        """A compiled turn graph on the catalog's store: it reads any thread's state (paused
+        turns included) before any agent is built."""
+        from chatloom.agents.graph import build_graph
+
+        return build_graph(catalog.checkpointer)
+
+    def approvals_in(stored: str) -> list[PendingApproval]:
+        """The approvals the stored thread ``stored`` waits for, read from the checkpointer."""
+        from chatloom.agents.approvals import paused_turn
+
+        return paused_turn(state_reader().get_state({"configurable": {"thread_id": stored}}), stored)[0]
+
+    def tenant_approvals(tenant: str) -> list[tuple[str, PendingApproval]]:
+        """``(client thread id, approval)`` of every paused call of ``tenant``, oldest first."""
+        prefix = internal_id(tenant, "")
+        found = [(stored[len(prefix) :], a) for stored in maybe_paused_threads(catalog.checkpointer, tenant) for a in approvals_in(stored)]
+        return sorted(found, key=lambda item: item[1].requested_at)
 
     # -- health --------------------------------------------------------------------------------
 
@@ -266,7 +308,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         text = _question(body.messages)
         thread_id = _thread_id(request.headers.get(THREAD_HEADER) or (body.metadata or {}).get("thread_id") or body.user)
         agent = await ready_agent(body.model, tenant)
-        events = traced(body.model, tenant, thread_id, request, agent, text, body.user, can_ask=body.stream)
+        events = traced(body.model, tenant, thread_id, request, question(agent, tenant, thread_id, text, body.user))
         completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
         headers = {THREAD_HEADER: thread_id}
         if not body.stream:
@@ -281,22 +323,13 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
     async def turns(name: str, body: TurnRequest, request: Request, tenant: str = Depends(tenant_of)) -> Any:
         thread_id = _thread_id(body.thread_id)
         agent = await ready_agent(name, tenant)
-        events = traced(name, tenant, thread_id, request, agent, body.input, body.user, can_ask=body.stream)
+        events = traced(name, tenant, thread_id, request, question(agent, tenant, thread_id, body.input, body.user))
         headers = {THREAD_HEADER: thread_id}
         if not body.stream:
             reply = await _reply_or_error(events)
-            return JSONResponse({"type": "answer", **reply_json(reply, thread_id)}, headers=headers)
-
-        async def sse() -> AsyncIterator[dict[str, str]]:
-            try:
-                async for event in events:
-                    data = event_json(event, thread_id)
-                    yield {"event": data["type"], "data": json.dumps(data, ensure_ascii=False)}
-            except Exception as exc:
-                error = api_error(exc)
-                yield {"event": "error", "data": json.dumps({"type": "error", "error": {"message": error.message, "code": error.code, "status": error.status}})}
-
-        return EventSourceResponse(sse(), headers=headers, ping=15)
+            kind = "paused" if reply.stop_reason == "paused" else "answer"
+            return JSONResponse({"type": kind, **reply_json(reply, thread_id)}, headers=headers)
+        return EventSourceResponse(_native_sse(events, thread_id), headers=headers, ping=15)
 
     # -- threads and approvals -------------------------------------------------------------------
 
@@ -322,15 +355,34 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
 
     @app.get("/v1/approvals")
     async def pending(tenant: str = Depends(tenant_of)) -> dict[str, Any]:
-        prefix = internal_id(tenant, "")
-        data = [{**event_json(e, ""), "thread_id": t[len(prefix) :]} for t, e in approvals.pending(tenant)]
-        return {"object": "list", "data": data}
+        found = await in_worker(tenant_approvals, tenant)
+        return {"object": "list", "data": [approval_json(a, thread) for thread, a in found]}
 
     @app.post("/v1/approvals/{approval_id}")
-    async def decide(approval_id: str, body: Decision, tenant: str = Depends(tenant_of)) -> dict[str, Any]:
-        if not approvals.decide(tenant, approval_id, body.approve):
-            raise ApiError(404, f"no tool call is waiting for approval {approval_id!r}", "approval_not_found", param="approval_id")
-        return {"approval_id": approval_id, "approved": body.approve}
+    async def decide(approval_id: str, body: Decision, request: Request, tenant: str = Depends(tenant_of)) -> Any:
+        not_found = ApiError(404, f"no tool call is waiting for approval {approval_id!r}", "approval_not_found", param="approval_id")
+        where = split_approval_id(approval_id)
+        if where is None or len(where[0]) > MAX_THREAD_ID_CHARS:
+            raise not_found
+        thread_id, local_id = where
+        stored = internal_id(tenant, thread_id)  # the tenant comes from the key: never another tenant's thread
+        found = [a for a in await in_worker(approvals_in, stored) if a.approval_id == local_id]
+        if not found:
+            raise not_found
+        name = found[0].agent or DEFAULT_AGENT
+        if name not in catalog.names():
+            raise ApiError(409, f"the turn was paused by the model {name!r}, which this server no longer offers", "model_gone", "conflict_error",
+                           param="approval_id")
+        agent = await ready_agent(name, tenant)
+        events = traced(name, tenant, thread_id, request, lambda: agent.resume(stored, {local_id: body.approve}))
+        headers = {THREAD_HEADER: thread_id}
+        if body.stream:
+            return EventSourceResponse(_native_sse(events, thread_id), headers=headers, ping=15)
+        try:
+            rest = [event_json(e, thread_id) async for e in events]
+        except Exception as exc:
+            raise api_error(exc) from None
+        return JSONResponse({"approval_id": approval_id, "approved": body.approve, "thread_id": thread_id, "events": rest}, headers=headers)
 
     # -- the web page ----------------------------------------------------------------------------
 
@@ -375,9 +427,25 @@ def _user_id(tenant: str, user: str | None) -> str | None:
     return internal_id(tenant, user) if user else None
 
 
+async def _native_sse(events: AsyncIterator[Any], thread_id: str) -> AsyncIterator[dict[str, str]]:
+    """A turn's events as the native endpoint's SSE messages; a failure as an ``error`` event."""
+    try:
+        async for event in events:
+            data = event_json(event, thread_id)
+            yield {"event": data["type"], "data": json.dumps(data, ensure_ascii=False)}
+    except Exception as exc:
+        error = api_error(exc)
+        yield {"event": "error", "data": json.dumps({"type": "error", "error": {"message": error.message, "code": error.code, "status": error.status}})}
+
+
 def _usage(reply: Any) -> dict[str, int]:
     u = reply.usage
     return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens, "total_tokens": u.total_tokens}
+
+
+def _shown(reply: Any) -> str:
+    """The message content an OpenAI client shows: the answer, or what a paused turn waits for."""
+    return paused_notice(reply.approval_required) if reply.stop_reason == "paused" else reply.answer
 
 
 def _finish(reply: Any) -> str:
@@ -390,7 +458,7 @@ def _completion(completion_id: str, created: int, model: str, reply: Any, thread
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.answer}, "finish_reason": _finish(reply), "logprobs": None}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": _shown(reply)}, "finish_reason": _finish(reply), "logprobs": None}],
         "usage": _usage(reply),
         "chatloom": reply_json(reply, thread_id),
     }
@@ -402,7 +470,8 @@ async def _completion_chunks(
     """The turn as OpenAI chat.completion.chunk SSE messages, ending with ``[DONE]``.
 
     Tool steps and approvals come as chunks with an empty delta and a ``chatloom`` event; the
-    final chunk carries the whole reply in ``chatloom``. With ``preview``, the model's tokens
+    final chunk carries the whole reply in ``chatloom`` (for a paused turn: a notice as content,
+    and ``chatloom`` of type ``paused`` with the approvals). With ``preview``, the model's tokens
     stream as content. An OpenAI client can't take back content, so agents whose grounding
     check may replace the model's answer (a quote, or "not found") get ``preview=False``: their
     checked answer comes as one piece at the end. If streamed text still turns out not to be
@@ -418,6 +487,7 @@ async def _completion_chunks(
 
     yield chunk({"role": "assistant", "content": ""})
     sent = ""
+    paused: list[Any] = []
     try:
         async for event in events:
             if isinstance(event, Token):
@@ -434,10 +504,15 @@ async def _completion_chunks(
                 final = {**event_json(event, thread_id), "preview_replaced": replaced}
                 yield chunk({}, _finish(reply), usage=_usage(reply), chatloom=final)
             else:
+                if isinstance(event, ApprovalRequired):
+                    paused.append(event.approval)
                 if isinstance(event, ToolCallEvent) and sent:
                     sent += "\n\n"  # the text before a tool call was not the answer; keep it apart
                     yield chunk({"content": "\n\n"})
                 yield chunk({}, chatloom=event_json(event, thread_id))
+        if paused:  # the turn paused: say so as content (OpenAI clients show nothing else)
+            approvals = [approval_json(a, thread_id) for a in paused]
+            yield chunk({"content": ("\n\n" if sent else "") + paused_notice(paused)}, "stop", chatloom={"type": "paused", "thread_id": thread_id, "approval_required": approvals})
     except Exception as exc:
         error = api_error(exc)
         yield {"data": json.dumps({"error": {"message": error.message, "type": error.type, "code": error.code, "param": None}})}

@@ -59,7 +59,8 @@ class ServerConfig:
     turn_timeout: float = 300.0
     """Seconds a turn may run (time spent waiting for a tool approval not counted)."""
     approval_timeout: float = 600.0
-    """Seconds a paused turn waits for an approve/deny call before the tool call is refused."""
+    """Seconds a paused turn blocks its thread: until then a new message on it is a 409; after,
+    the new message first declines the waiting calls (they can be decided until that happens)."""
     cors_origins: tuple[str, ...] = ()
     max_concurrent_turns: int = 32
     """Worker threads running turns; more turns than this wait their turn."""

@@ -1,7 +1,7 @@
 """What the server tells operators about each turn: JSON log lines, callbacks, OpenTelemetry spans.
 
 Every step of a turn becomes one record ``{"event": "tool.call", "tenant": ..., ...}``:
-``turn.start``, ``tool.call``, ``tool.result``, ``approval.requested``, ``turn.end``,
+``turn.start``, ``tool.call``, ``tool.result``, ``approval.requested``, ``turn.paused``, ``turn.end``,
 ``turn.error`` and ``turn.client_gone``, plus ``http.request`` per request. Records carry names, ids, counts and
 timings, never contents: no question, answer, tool argument value or tool output is logged,
 and API keys never reach this module, so neither they nor anything a user typed can leak into
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from chatloom.agents.reply import AnswerEvent, ToolCallEvent, ToolResultEvent
+from chatloom.agents.reply import AnswerEvent, ApprovalRequired, ToolCallEvent, ToolResultEvent
 from chatloom.errors import ChatloomError
 
 log = logging.getLogger("chatloom.server")
@@ -86,6 +86,7 @@ class TurnTrace:
         self.ids = ids
         self.started = time.monotonic()
         self._span = self._tools = None
+        self._paused = 0  # approvals this turn paused for
         tracer = observer._tracer
         if tracer is not None:
             self._span = tracer.start_span(
@@ -97,8 +98,6 @@ class TurnTrace:
 
     def see(self, event: Any) -> None:
         """Record one event of the turn."""
-        from chatloom.server.turns import ApprovalRequested
-
         emit = self.observer.emit
         if isinstance(event, ToolCallEvent):
             emit("tool.call", **self.ids, tool=event.name, call_id=event.id, arg_names=sorted(event.args))
@@ -106,8 +105,9 @@ class TurnTrace:
         elif isinstance(event, ToolResultEvent):
             emit("tool.result", **self.ids, tool=event.name, call_id=event.id, ok=event.ok, result_chars=len(event.content))
             self._end_tool(event)
-        elif isinstance(event, ApprovalRequested):
-            emit("approval.requested", **self.ids, tool=event.tool, approval_id=event.approval_id)
+        elif isinstance(event, ApprovalRequired):
+            self._paused += 1
+            emit("approval.requested", **self.ids, tool=event.approval.tool, approval_id=event.approval.approval_id)
         elif isinstance(event, AnswerEvent):
             reply = event.reply
             emit(
@@ -119,6 +119,16 @@ class TurnTrace:
                 self._span.set_attribute("gen_ai.usage.input_tokens", reply.usage.input_tokens)
                 self._span.set_attribute("gen_ai.usage.output_tokens", reply.usage.output_tokens)
                 self._span.end()
+
+    def ended(self) -> None:
+        """Record that the turn's events ended without an error: a pause, when it paused (an
+        answer was recorded by :meth:`see` already)."""
+        if not self._paused:
+            return
+        self.observer.emit("turn.paused", **self.ids, ms=self._ms(), approvals=self._paused)
+        if self._span is not None:
+            self._span.set_attribute("chatloom.paused_for_approvals", self._paused)
+            self._span.end()
 
     def failed(self, exc: BaseException) -> None:
         """Record that the turn ended with ``exc`` (its type; the message only for chatloom's own errors)."""

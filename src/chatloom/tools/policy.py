@@ -11,7 +11,9 @@ for their effect (read -> allow, side_effect and code -> ask). A tool that decla
 (a plain function) counts as side_effect, with its default ``ask``: unknown means dangerous.
 Declare a tool read-only with :func:`read_only` (or ``tool.metadata = {"effect": "read"}``).
 ``ask`` calls the approver (the REPL asks y/N; library users pass a callback); with no approver
-the call is refused with a reason the model sees.
+the call is refused with a reason the model sees. ``approver=PAUSE`` (``"pause"``) asks nobody
+in-process: the turn pauses, durably, until someone decides (see ``Agent.pending_approvals`` and
+``Agent.resume``); the server uses it.
 
 Retrieved text and tool results are *data*, not instructions: :func:`wrap_untrusted` delimits
 them with their provenance. And because a model can be talked into anything by text it reads,
@@ -32,7 +34,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from chatloom.errors import ConfigError
 
@@ -77,6 +79,13 @@ class Decision:
 
 
 Approver = Callable[[ToolCallRequest], bool]
+
+PAUSE: Final = "pause"
+"""The approver that pauses the turn instead of asking in-process: ``Agent(approver=PAUSE)``.
+
+The turn stops before any call of the model's message runs, the pause is stored in the agent's
+checkpointer (so it survives a restart), and :meth:`Agent.resume <chatloom.agents.agent.Agent.resume>`
+continues it with the decisions."""
 
 
 _EFFECT_ATTR = "__chatloom_effect__"
@@ -154,11 +163,16 @@ class ToolPolicy:
     """
 
     rules: Mapping[str, str] = field(default_factory=dict)
-    approver: Approver | None = None
+    approver: Approver | Literal["pause"] | None = None
     trust_allow_rules: bool = False
 
     def __post_init__(self) -> None:
         self.rules = dict(self.rules or {})
+        if self.approver is not None and self.approver != PAUSE and not callable(self.approver):
+            raise ConfigError(
+                f"approver must be a callable(ToolCallRequest) -> bool or {PAUSE!r}, got {self.approver!r}",
+                f"pass a function that asks someone, or approver={PAUSE!r} to pause the turn until Agent.resume",
+            )
         for name, rule in self.rules.items():
             if rule not in RULES:
                 raise ConfigError(f"tool_policy for {name!r} is {rule!r}", f"use one of {', '.join(RULES)}")
@@ -194,13 +208,52 @@ class ToolPolicy:
             return f"{tool.name!r} needs approval ({source}) and no approver is configured"
         return None
 
-    def authorize(self, tool: "BaseTool", args: Mapping[str, Any], *, untrusted_context: bool) -> Decision:
+    @property
+    def pauses(self) -> bool:
+        """Whether "ask" calls pause the turn (``approver=PAUSE``) instead of calling an approver."""
+        return self.approver == PAUSE
+
+    def review(self, tool: "BaseTool", args: Mapping[str, Any], *, untrusted_context: bool) -> ToolCallRequest | None:
+        """The request a person must answer before ``tool`` runs with ``args``, or None when
+        the rules decide alone (allowed or denied). Asks nobody and has no side effects."""
+        judged = self._judge(tool, args, untrusted_context)
+        return judged if isinstance(judged, ToolCallRequest) else None
+
+    def authorize(
+        self, tool: "BaseTool", args: Mapping[str, Any], *, untrusted_context: bool, answer: bool | None = None
+    ) -> Decision:
         """Decide whether ``tool`` may run with ``args`` now.
 
         ``untrusted_context`` is True once retrieved text or untrusted tool output has been in
         the thread (the agent keeps it until the thread is reset).
         Nothing in ``args`` (or anything else the model says) can raise a call's permission.
+        ``answer`` is a person's decision collected beforehand (a paused turn's); when given,
+        the approver is not called.
         """
+        judged = self._judge(tool, args, untrusted_context)
+        if isinstance(judged, Decision):
+            return judged
+        request = judged
+        label = f"{tool.name!r} ({request.effect})"
+        if answer is None:
+            if self.approver is None:
+                return Decision(
+                    False,
+                    f"{request.why}, and no approver is configured — ask the user to approve it "
+                    f"(REPL), pass approver=... (library), or set tool_policy {{{tool.name}: allow}}",
+                )
+            if self.pauses:  # the turn pauses before its calls run; this call was never asked about
+                return Decision(False, f"{request.why}, and the turn did not pause to ask for it, so it was refused")
+            try:
+                answer = self.approver(request)  # type: ignore[operator]
+            except Exception as exc:  # an approver that breaks must fail closed
+                return Decision(False, f"{request.why}; the approver failed ({type(exc).__name__}: {exc}), so it was refused")
+        if answer is True:
+            return Decision(True, f"{label} was approved")
+        return Decision(False, f"{label} was declined by the approver")
+
+    def _judge(self, tool: "BaseTool", args: Mapping[str, Any], untrusted_context: bool) -> Decision | ToolCallRequest:
+        """The rules' decision, or the request for a person when the rules say ask."""
         effect = tool_effect(tool)
         rule, source = self.rule_for(tool)
         label = f"{tool.name!r} ({effect})"
@@ -217,20 +270,7 @@ class ToolPolicy:
             why = f"{label} needs approval under {source}"
             if untrusted_context and effect != "read":
                 why += "; the conversation contains untrusted data that may have asked for it"
-        request = ToolCallRequest(tool.name, dict(args), effect, why, untrusted_context)
-        if self.approver is None:
-            return Decision(
-                False,
-                f"{why}, and no approver is configured — ask the user to approve it "
-                f"(REPL), pass approver=... (library), or set tool_policy {{{tool.name}: allow}}",
-            )
-        try:
-            approved = self.approver(request)
-        except Exception as exc:  # an approver that breaks must fail closed
-            return Decision(False, f"{why}; the approver failed ({type(exc).__name__}: {exc}), so it was refused")
-        if approved is True:
-            return Decision(True, f"{label} was approved")
-        return Decision(False, f"{label} was declined by the approver")
+        return ToolCallRequest(tool.name, dict(args), effect, why, untrusted_context)
 
 
 def console_approver(ask: Callable[[str], str]) -> Approver:
