@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, percentile, save  # noqa: E402
 
-from chatloom.testing import free_port, wait_until_serving  # noqa: E402
+from chatloom.testing import free_port, stop_process, wait_until_serving  # noqa: E402
 
 KEY = "bench-key-0123456789abcdef"
 
@@ -230,8 +230,7 @@ def main() -> None:
                                  "errors": errors, "crosstalk_replies": crosstalk, "turns_per_s_first_last_tenth": [speeds[0], speeds[-1]]}
             print(f"memory: {results['memory']}", flush=True)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_process(proc, timeout=30)
     path = save("bench_serve", results)
     failed = results["load"]["errors"] or results["load"]["crosstalk_replies"] or results["load"]["threads_with_wrong_history"] or not results["race"]["all_kept"]
     print(f"wrote {path}" + ("; FAILED: errors, cross-talk or lost turns above" if failed else ""))

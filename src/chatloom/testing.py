@@ -195,3 +195,20 @@ def wait_until_serving(process: Any, url: str, *, timeout: float = 60, what: str
             process.kill()
             raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
         time.sleep(0.2)
+
+
+def stop_process(process: Any, *, timeout: float = 15) -> None:
+    """Stop a test server process (a ``subprocess.Popen``): politely, then for sure.
+
+    SIGTERM lets it close its stores; one that is still running after ``timeout`` seconds is
+    killed, so a stuck server never hangs the test run.
+    """
+    import subprocess
+
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

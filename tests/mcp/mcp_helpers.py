@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from chatloom.mcp.config import MCPServerSpec
-from chatloom.testing import free_port  # noqa: F401 - the MCP tests import it from here
+from chatloom.testing import free_port, stop_process  # noqa: F401 - the MCP tests import free_port from here
 
 FIXTURE = Path(__file__).with_name("fixture_server.py")
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -43,13 +43,6 @@ def start_http_fixture() -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}/mcp"
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+stop = stop_process
 
 

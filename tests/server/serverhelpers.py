@@ -20,7 +20,7 @@ from chatloom.memory.base import Passage
 from chatloom.server.agents import AgentCatalog
 from chatloom.server.config import ServerConfig, Tenant
 from chatloom.server.turns import http_approver
-from chatloom.testing import FakeChatModel, free_port, tool_call, wait_until_serving
+from chatloom.testing import FakeChatModel, free_port, stop_process, tool_call, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_A = "key-acme-0123456789abcdef"
@@ -163,14 +163,7 @@ def start_serve(workspace: Path, home: Path, *, env: dict[str, str] | None = Non
     return proc, url, log
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a server process: politely, then for sure."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+stop = stop_process
 
 
 @contextlib.contextmanager
