@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -12,13 +13,27 @@ from serverhelpers import KEY_A
 
 def open_page(browser, url: str, model: str) -> WebDriverWait:
     browser.get(url + "/")
-    wait = WebDriverWait(browser, 20)
+    # The page redraws its thread list and messages as data arrives: an element found a moment
+    # ago can be gone, so a wait retries on a stale one instead of failing.
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
     key = browser.find_element(By.ID, "key")
     key.send_keys(KEY_A)
     browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
     wait.until(lambda d: len(Select(d.find_element(By.ID, "model")).options) == 4)
     Select(browser.find_element(By.ID, "model")).select_by_value(model)
     return wait
+
+
+def click(wait: WebDriverWait, css: str, text: str | None = None) -> None:
+    """Click the first element matching ``css`` (and showing ``text``), once the page has it."""
+    def clicked(driver) -> bool:
+        for element in driver.find_elements(By.CSS_SELECTOR, css):
+            if text is None or element.text == text:
+                element.click()
+                return True
+        return False
+
+    wait.until(clicked)
 
 
 def ask(browser, text: str) -> None:
@@ -37,11 +52,10 @@ def test_ask_and_see_the_answer_with_its_citation(server, browser):
     note = browser.find_element(By.ID, "note-1")
     assert "acme-handbook.md#0" in note.text
     # The conversation shows up in the thread list, and reopens from the server.
-    item = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#threads li.current"))[0]
-    assert item.text.startswith("web-")
+    assert wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#threads li.current").text.startswith("web-"))
     browser.find_element(By.ID, "new").click()
     assert browser.find_elements(By.CSS_SELECTOR, ".answer") == []
-    browser.find_element(By.CSS_SELECTOR, "#threads li").click()
+    click(wait, "#threads li")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".answer"))
     assert "How many days of annual leave" in browser.find_element(By.ID, "log").text
 
@@ -86,10 +100,10 @@ def test_a_paused_thread_reopened_shows_its_approval_and_finishes(server, browse
     paused = httpx.post(f"{server}/v1/agents/mailer/turns", json={"input": "mail my boss", "thread_id": "web-paused", "stream": False}, headers=headers, timeout=30)
     assert paused.json()["type"] == "paused"
     wait = open_page(browser, server, "mailer")
-    wait.until(lambda d: [li for li in d.find_elements(By.CSS_SELECTOR, "#threads li") if li.text == "web-paused"])[0].click()
-    box = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".approval")))
-    assert "send_email" in box.text and "needs approval" in box.text
-    box.find_element(By.CSS_SELECTOR, "button.deny").click()
+    click(wait, "#threads li", "web-paused")
+    assert wait.until(lambda d: "needs approval" in d.find_element(By.CSS_SELECTOR, ".approval").text)
+    assert "send_email" in browser.find_element(By.CSS_SELECTOR, ".approval").text
+    click(wait, ".approval button.deny")
     answer = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".answer")))
     assert "declined by the approver" in answer.text and SENT_EMAILS == []
     assert httpx.get(f"{server}/v1/approvals", headers=headers).json()["data"] == []
