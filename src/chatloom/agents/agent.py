@@ -547,7 +547,7 @@ def _outcome(state: Any, thread_id: str) -> Reply:
 
     pending, _ = paused_turn(state, thread_id)
     if pending:
-        return Reply(answer="", thread_id=thread_id, stop_reason="paused", steps=state.values.get("steps", 0), approval_required=tuple(pending))
+        return Reply.paused(thread_id, pending, steps=state.values.get("steps", 0))
     return _reply(state.values, thread_id)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -66,6 +67,11 @@ class Reply:
     unsupported: tuple[str, ...] = ()
     retrieved: tuple[Citation, ...] = ()
     approval_required: tuple["PendingApproval", ...] = ()
+
+    @classmethod
+    def paused(cls, thread_id: str, approvals: Sequence["PendingApproval"], steps: int = 0) -> "Reply":
+        """The Reply of a turn that paused for ``approvals`` (no answer yet)."""
+        return cls(answer="", thread_id=thread_id, stop_reason="paused", steps=steps, approval_required=tuple(approvals))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole reply."""

@@ -151,7 +151,7 @@ async def final_reply(events: AsyncIterator[Event]) -> Reply:
         elif isinstance(event, ApprovalRequired):
             paused.append(event.approval)
     if reply is None and paused:
-        return Reply(answer="", thread_id=paused[0].thread_id, stop_reason="paused", approval_required=tuple(paused))
+        return Reply.paused(paused[0].thread_id, paused)
     if reply is None:
         raise ChatloomError("the turn ended without an answer")
     return reply
