@@ -62,28 +62,43 @@ def thread_ids(checkpointer: Any, prefix: str = "", limit: int | None = None) ->
     other savers are walked checkpoint by checkpoint.
     """
     cap = 2**62 if limit is None else limit
-    kind = type(checkpointer).__name__
-    if kind == "SqliteSaver":
-        sql = (
-            "SELECT thread_id FROM checkpoints WHERE substr(thread_id, 1, ?) = ? "
-            "GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC LIMIT ?"
-        )
-        with checkpointer.lock:
-            rows = checkpointer.conn.execute(sql, (len(prefix), prefix, cap)).fetchall()
-        return [row[0] for row in rows]
-    if kind == "PostgresSaver":
-        from chatloom.agents.thread_lock import _connection
-
-        sql = (
-            "SELECT thread_id FROM checkpoints WHERE left(thread_id, %s) = %s "
-            "GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC LIMIT %s"
-        )
-        with _connection(checkpointer.conn) as pg:
-            rows = pg.execute(sql, (len(prefix), prefix, cap)).fetchall()
-        return [row["thread_id"] if isinstance(row, dict) else row[0] for row in rows]
+    grouped = "FROM checkpoints WHERE {prefix} GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC LIMIT {param}"
+    found = _query_thread_ids(checkpointer, grouped, prefix, cap)
+    if found is not None:
+        return found
     latest: dict[str, str] = {}
     for saved in checkpointer.list(None):
         thread = saved.config["configurable"]["thread_id"]
         if thread.startswith(prefix):
             latest[thread] = max(latest.get(thread, ""), saved.checkpoint.get("ts", ""))
     return sorted(latest, key=lambda t: latest[t], reverse=True)[:cap]
+
+
+def interrupted_thread_ids(checkpointer: Any, prefix: str = "") -> list[str] | None:
+    """The threads starting with ``prefix`` that ever stored an interrupt (a pause), from one
+    query over the checkpoint writes of a SQLite or PostgreSQL saver: a superset of the threads
+    paused now. None for other savers, which keep no such table."""
+    # LangGraph stores a pause as a pending write on the "__interrupt__" channel.
+    writes = "FROM {writes} WHERE channel = '__interrupt__' AND {prefix} GROUP BY thread_id"
+    return _query_thread_ids(checkpointer, writes, prefix)
+
+
+def _query_thread_ids(checkpointer: Any, sql: str, prefix: str, *params: Any) -> list[str] | None:
+    """Run ``SELECT thread_id <sql>`` on a SQLite or PostgreSQL saver, or None for other savers.
+
+    ``sql`` names ``{writes}`` (each saver's writes table), ``{prefix}`` (the thread id starts
+    with ``prefix``) and ``{param}`` (one of ``params``) in a form both databases read.
+    """
+    kind = type(checkpointer).__name__
+    if kind == "SqliteSaver":
+        query = "SELECT thread_id " + sql.format(writes="writes", prefix="substr(thread_id, 1, ?) = ?", param="?")
+        with checkpointer.lock:
+            return [row[0] for row in checkpointer.conn.execute(query, (len(prefix), prefix, *params)).fetchall()]
+    if kind == "PostgresSaver":
+        from chatloom.agents.thread_lock import _connection
+
+        query = "SELECT thread_id " + sql.format(writes="checkpoint_writes", prefix="left(thread_id, %s) = %s", param="%s")
+        with _connection(checkpointer.conn) as pg:
+            rows = pg.execute(query, (len(prefix), prefix, *params)).fetchall()
+        return [row["thread_id"] if isinstance(row, dict) else row[0] for row in rows]
+    return None

@@ -62,20 +62,8 @@ def maybe_paused_threads(checkpointer: Any, tenant: str) -> list[str]:
     over the checkpoint writes), a superset that the caller checks against each thread's latest
     state; other stores give all of the tenant's threads.
     """
-    from chatloom.memory.checkpoint import thread_ids
+    from chatloom.memory.checkpoint import interrupted_thread_ids, thread_ids
 
     prefix = internal_id(tenant, "")
-    kind = type(checkpointer).__name__
-    # LangGraph stores a pause as a pending write on the "__interrupt__" channel.
-    if kind == "SqliteSaver":
-        sql = "SELECT DISTINCT thread_id FROM writes WHERE channel = '__interrupt__' AND substr(thread_id, 1, ?) = ?"
-        with checkpointer.lock:
-            return [row[0] for row in checkpointer.conn.execute(sql, (len(prefix), prefix)).fetchall()]
-    if kind == "PostgresSaver":
-        from chatloom.agents.thread_lock import _connection
-
-        sql = "SELECT DISTINCT thread_id FROM checkpoint_writes WHERE channel = '__interrupt__' AND left(thread_id, %s) = %s"
-        with _connection(checkpointer.conn) as pg:
-            rows = pg.execute(sql, (len(prefix), prefix)).fetchall()
-        return [row["thread_id"] if isinstance(row, dict) else row[0] for row in rows]
-    return thread_ids(checkpointer, prefix)
+    found = interrupted_thread_ids(checkpointer, prefix)
+    return thread_ids(checkpointer, prefix) if found is None else found
