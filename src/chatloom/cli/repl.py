@@ -185,7 +185,7 @@ class Repl:
         """
         if not self._await_llama or not self.loader.done():
             return
-        model = self._loaded_model()
+        model = self.agent.loaded_model
         if getattr(model, "engine_name", None) != "transformers" or not str(getattr(model, "model_path", "")).lower().endswith(".gguf"):
             self._await_llama = False  # a remote model, an HF dir, or already on llama.cpp
             return
@@ -199,10 +199,6 @@ class Repl:
             return
         if self.console.is_terminal:  # a pipe gets answers only
             self.console.print(Text("llama.cpp is installed: the model runs on it from now on", style="dim"))
-
-    def _loaded_model(self) -> Any:
-        """The agent's chat model once it has loaded, else None."""
-        return self.agent.loaded_model if self.loader.done() else None
 
     def _first_phase(self) -> str:
         # Agent.stream reports no event before the first token or tool call, so the status
@@ -246,7 +242,7 @@ class Repl:
     def _cmd_model(self, arg: str) -> None:
         if arg:
             self._switch(arg, model=arg)
-        engine = getattr(self._loaded_model(), "engine_name", None)  # local models say which engine runs them
+        engine = getattr(self.agent.loaded_model, "engine_name", None)  # local models say which engine runs them
         self.console.print(Text.assemble(
             "model ", (strip_control(self.setup.model_id(self.agent.settings)), "cyan"), (f" on {engine}" if engine else "", "dim")))
 
