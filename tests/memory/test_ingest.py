@@ -117,14 +117,17 @@ def test_identical_chunks_are_stored_once_and_survive_one_copy_deleted(mem, tmp_
     a, b = tmp_path / "a.md", tmp_path / "b.md"
     a.write_text("Shared paragraph about the VPN setup.")
     b.write_text("Shared paragraph about the VPN setup.")
+    assert not mem.has_knowledge()
     ra = mem.ingest([a])
     rb = mem.ingest([b])
     assert ra.chunks_added == 1 and rb.chunks_added == 0 and rb.chunks_deduplicated == 1
     assert _consistent(mem) == (2, 1)
     mem.forget(str(a))
     assert _consistent(mem) == (1, 1)
+    assert mem.has_knowledge() and not mem.has_knowledge("elsewhere")
     mem.forget(str(b))
     assert _consistent(mem) == (0, 0)
+    assert not mem.has_knowledge()
 
 
 def test_binary_and_unreadable_files_are_skipped_and_counted(mem, tmp_path):

@@ -185,6 +185,7 @@ class Agent:
             "answer_model": plain_model.bind_tools(inline) if inline else plain_model,
             "tools": {t.name: t for t in tools},
             "offered": frozenset(t.name for t in offered),
+            "bound": {},  # offered subset -> the model bound to it (see _turn_tools)
             "render_prompt": render_prompt,
             "split_reasoning": split,
             "memory": memory,
@@ -226,12 +227,14 @@ class Agent:
             from chatloom.tools.registry import resolve_tools
 
             resolved = {t.name: t for t in resolve_tools(names, workspace=self.workspace)}
+        self._knowledge_tools: frozenset[str] = frozenset()
         if memory is not None and "search" in names:
             from chatloom.tools import search as builtin_search
 
             if resolved["search"] is builtin_search.search:
                 # The built-in search tool searches this agent's own memory and namespace.
                 resolved["search"] = builtin_search.make_search_tool(memory, namespace=self.namespace)
+                self._knowledge_tools = frozenset({"search"})
         out = []
         for spec in self._tool_specs:
             if isinstance(spec, str):
@@ -459,15 +462,39 @@ class Agent:
         if self._services()["policy"].pauses:
             _refuse_if_paused(graph, thread_id)
 
+    def _turn_tools(self, services: dict[str, Any]) -> tuple[frozenset[str], Any, Any]:
+        """(offered tool names, model, first model) for the next turn.
+
+        While the agent's knowledge namespace is empty, the tool that searches it is not offered:
+        it can only come back empty. On GSM8K the reference bot with nothing ingested sent 312
+        searches in 100 word problems, each a failed step the 0.5B then worked around. A turn
+        after ``chatloom ingest`` (from any process) offers it again. A forced first call
+        (``tool_choice``) keeps the tools the developer chose.
+        """
+        offered = services["offered"]
+        idle = self._knowledge_tools & offered
+        memory = services["memory"]
+        has_knowledge = getattr(memory, "has_knowledge", None)  # optional in the Memory protocol
+        if not idle or self.tool_choice != "auto" or not callable(has_knowledge) or has_knowledge(self.namespace):
+            return offered, services["model"], services["first_model"]
+        narrowed = offered - idle
+        with self._lock:
+            if narrowed not in services["bound"]:
+                tools = [t for name, t in services["tools"].items() if name in narrowed]
+                plain = services["plain_model"]
+                services["bound"][narrowed] = plain.bind_tools(tools) if tools else plain
+            return narrowed, services["bound"][narrowed], None
+
     def _context(self, services: dict[str, Any], thread_id: str, user_id: str | None) -> Any:
         """The runtime context of a turn on ``thread_id`` (a new one, or a paused one resumed)."""
         from chatloom.agents.graph import TurnContext
 
+        offered, model, first_model = self._turn_tools(services)
         return TurnContext(
-            model=services["model"],
-            first_model=services["first_model"],
+            model=model,
+            first_model=first_model,
             tools=services["tools"],
-            offered=services["offered"],
+            offered=offered,
             render_prompt=services["render_prompt"],
             split_reasoning=services["split_reasoning"],
             memory=services["memory"],

@@ -290,6 +290,11 @@ class ChromaMemory:
             return sum(store.remove_source(key, s) for s in matches)
 
     @_guard
+    def has_knowledge(self, namespace: str | None = None) -> bool:
+        """Whether anything has been ingested into the namespace."""
+        return self.store.has_chunks(self._key(namespace))
+
+    @_guard
     def sources(self, namespace: str | None = None) -> list[tuple[str, int, float]]:
         """(source, chunks, ingested-at) of every file in the namespace."""
         return self.store.files(self._key(namespace))

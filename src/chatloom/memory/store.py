@@ -566,6 +566,10 @@ class Store:
             "SELECT n.ns, (SELECT count(*) FROM files f WHERE f.ns=n.ns),"
             " (SELECT count(*) FROM chunks c WHERE c.ns=n.ns) FROM namespaces n ORDER BY n.ns")]
 
+    def has_chunks(self, ns: str) -> bool:
+        """Whether ``ns`` holds anything (one indexed lookup, cheap enough for every turn)."""
+        return self.db.execute("SELECT 1 FROM chunks WHERE ns=? LIMIT 1", (ns,)).fetchone() is not None
+
     def files(self, ns: str) -> list[tuple[str, int, float]]:
         """(source, chunks, ingested time) of every file in ``ns``."""
         return [tuple(r) for r in self.db.execute(
