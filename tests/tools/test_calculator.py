@@ -270,6 +270,10 @@ def test_exact_arithmetic_agrees_with_fractions(a: Fraction, b: Fraction) -> Non
     ("120만 원 × 5/12 =", "500000"),
     ("1.5만 원 × 2 =", "30000"),
     ("- 3 × 4 =", "12"),  # a list bullet, not a minus sign
+    # Display math: Qwen 0.5B's "\[8 + 6 + ... =" once became "+ 6 + ..." (the 8 dropped).
+    (r"hours she slept: \[8 + 6 + 4 + 7 + 5 + 6 + 8 =", "44"),
+    (r"\[ 2 \times 30 - 5 =", "55"),
+    ("[8 + 6 + 4 =", "18"),
 ])
 def test_finish_equation_computes_what_a_model_wrote(text: str, value: str) -> None:
     assert finish_equation(text) == value
@@ -283,7 +287,9 @@ def test_finish_equation_leaves_prose_assignments_and_bad_sums_alone(text: str) 
     assert finish_equation(text) is None
 
 
-@pytest.mark.parametrize(("text", "value"), [("120 won × 5/12 =", None), ("총 5일 - 2/3 =", "4.333")])
+@pytest.mark.parametrize(("text", "value"), [
+    ("120 won × 5/12 =", None), ("총 5일 - 2/3 =", "4.333"), ("8 kg + 2 =", None),
+])
 def test_finish_equation_never_computes_a_sum_without_its_left_operand(text: str, value: str | None) -> None:
     # A left operand it can't read must not leave the right part to be computed on its own:
     # "120만 원 × 5/12" once became 0.4167, written into the answer as the result.

@@ -501,7 +501,10 @@ class _Evaluator:
 # What may stand left of "=" in a written-out calculation: digits, money signs, separators,
 # operators (ASCII, Unicode and LaTeX) and brackets. A letter ends the expression.
 _EQUATION_TAIL = re.compile(r"(?:[0-9.,%()$€£ \t]|\\[$(\[]|\\times|\\div|\\cdot|\\left|\\right|[-+*/×÷·−^])+$")
-_LATEX_OPS = (("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\left", ""), ("\\right", ""))
+# "\[" and "\(" open LaTeX math: delimiters, not brackets of the sum.
+_LATEX_OPS = (
+    ("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\left", ""), ("\\right", ""), ("\\[", " "), ("\\(", " "),
+)
 _TWO_NUMBERS = re.compile(r"\d[\d.,]*\s*%?\s*[-+*/×÷·−^]\s*\(*\s*[$€£]?\s*\.?\d")
 MAX_EQUATION_CHARS = 120
 _GROUPED = re.compile(r"\d,\d{3}")
@@ -519,6 +522,8 @@ _HAS_KOREAN_FIGURE = re.compile(rf"\d[ \t]?(?:{KOREAN_MULTIPLIER_WORDS}|{_KOREAN
 # A bullet that starts the line ("- 3 × 4 ="): a list mark, not a minus sign.
 _LINE_BULLET = re.compile(r"(^|\n)[ \t]*[-*•][ \t]+(?=[\d(])")
 _OPERATOR_BEFORE = re.compile(r"[-+*/×÷·−^][ \t]*$")
+# "<figure> |<operator>": a candidate that starts with the operator after a figure.
+_DROPS_LEFT_OPERAND = re.compile(r".*[\d)%][ \t]*\|[ \t]*[-+*/×÷·−^]", re.S)
 
 
 def _plain_figure(match: re.Match[str]) -> str:
@@ -561,8 +566,8 @@ def finish_equation(text: str) -> str | None:
     for start in range(len(source)):
         if start and source[start - 1] not in " (\t":
             continue
-        if _OPERATOR_BEFORE.search(source[:start]):
-            continue  # "120 × 5/12" is not "5/12": never drop the left operand
+        if _OPERATOR_BEFORE.search(source[:start]) or _DROPS_LEFT_OPERAND.match(source[:start] + "|" + source[start:]):
+            continue  # "120 × 5/12" is not "5/12", nor "8 + 6 + 4" "+ 6 + 4": never drop the left operand
         candidate = source[start:].strip()
         if not candidate or not _TWO_NUMBERS.search(candidate):
             continue
