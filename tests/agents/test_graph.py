@@ -134,9 +134,9 @@ def test_a_search_that_found_nothing_backs_no_answer():
     assert not any(isinstance(m, ToolMessage) for m in model.calls[2])
 
 
-def small_model_agent(*replies, **kwargs) -> tuple[Agent, FakeChatModel]:
+def small_model_agent(*replies, tools_extra=(), **kwargs) -> tuple[Agent, FakeChatModel]:
     """An agent with the default local model's profile, offering a tool as a call."""
-    agent, model = make_agent(*replies, tools=[calculator, word_count], prompt="assistant", **kwargs)
+    agent, model = make_agent(*replies, tools=[calculator, word_count, *tools_extra], prompt="assistant", **kwargs)
     agent.load()._ready["profile"] = profile_for("local:qwen2.5-coder-0.5b")
     return agent, model
 
@@ -482,3 +482,32 @@ def test_a_forced_tool_call_keeps_the_search_tool_even_on_an_empty_knowledge_bas
     agent, model = make_agent(tool_call("search", query="leave"), "Nothing found.", tools=["search"], memory=_Shelf(), tool_choice="search")
     reply = agent.chat("How much leave?")
     assert [s.name for s in reply.tool_steps] == ["search"] and model.bound_tools == ["search"]
+
+
+@tool
+def convert(value: float, from_unit: str, to_unit: str) -> str:
+    """Convert a quantity between units, e.g. 5 mi to km."""
+    return {"mi": f"{value:g} mi = {value * 1.609344:.6g} km"}.get(from_unit, "error: unknown unit")
+
+
+convert.metadata = {"effect": "read"}
+
+
+def test_a_small_model_converting_units_the_question_never_gave_answers_as_without_tools():
+    # Qwen 0.5B converted "50 mi" to km for "Lily made 50 friends..." (the unit tool's own
+    # example units), step after step, then answered "Amy and Lily have together 80.4672 km".
+    copied = tool_call("convert", value=50, from_unit="mi", to_unit="km")
+    again = tool_call("convert", value=20, from_unit="mi", to_unit="km")
+    agent, model = small_model_agent(copied, again, "Together they have 50 + 70 = 120 friends.", tools_extra=[convert])
+    reply = agent.chat("Amy made 20 more friends than Lily. If Lily made 50 friends, how many do they have together?")
+    assert [s.ok for s in reply.tool_steps] == [True, True]  # the calls ran and succeeded...
+    assert reply.stop_reason == "loop" and reply.answer.endswith("120 friends.")  # ...but backed nothing
+    assert not any(isinstance(m, ToolMessage) for m in model.calls[-1]) and "km" not in str(model.calls[-1])
+
+
+def test_a_small_model_converting_the_questions_own_units_answers_from_the_result():
+    agent, model = small_model_agent(tool_call("convert", value=5, from_unit="mi", to_unit="km"),
+                                     "5 miles is 8.04672 km.", tools_extra=[convert])
+    reply = agent.chat("How many kilometers is 5 miles?")
+    assert reply.answer == "5 miles is 8.04672 km." and reply.stop_reason == "answer"
+    assert any(isinstance(m, ToolMessage) and "8.04672 km" in str(m.content) for m in model.calls[-1])

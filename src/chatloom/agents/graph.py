@@ -8,6 +8,7 @@ travel as runtime context, so one compiled graph serves every conversation.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -143,7 +144,7 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     if state.get("stop_reason") == "loop":
         return {"messages": [_answer_without_tools(state, ctx, LOOP_ANSWER)]}
     failing = ctx.profile.failed_steps_allowed
-    if failing is not None and _failed_steps_in_a_row(state) >= failing:
+    if failing is not None and _failed_steps_in_a_row(state, ctx) >= failing:
         return {"messages": [_answer_without_tools(state, ctx, FAILING_ANSWER)], "stop_reason": "loop"}
     if steps >= ctx.max_steps:
         fallback = STEP_LIMIT_ANSWER.format(steps=steps)
@@ -231,7 +232,7 @@ def _answers_without_tool_list(state: TurnState, ctx: TurnContext) -> bool:
     profile asks for it, tools are offered as calls, and no tool result has gone into the
     answer yet (so it would be what the model says with no tools)."""
     offered = [name for name in _offered(ctx) if name not in ctx.profile.inline_tools]
-    return ctx.profile.answers_without_tool_list and bool(offered) and ctx.summarizer is not None and not _useful_steps(state)
+    return ctx.profile.answers_without_tool_list and bool(offered) and ctx.summarizer is not None and not _useful_steps(state, ctx)
 
 
 def _answers_from_passages_alone(state: TurnState, ctx: TurnContext, question: str) -> bool:
@@ -269,19 +270,15 @@ def _answer_without_tools(state: TurnState, ctx: TurnContext, fallback: str) -> 
     return _final_answer(response, state, ctx)
 
 
-def _failed_steps_in_a_row(state: TurnState) -> int:
-    """How many of this turn's last tool steps had every call fail (error, refused, repeated)."""
-    turn = state["messages"][state.get("turn_start", 0) :]
-    count, results = 0, []
-    for message in reversed(turn):
-        if isinstance(message, ToolMessage):
-            results.append(message)
-        elif isinstance(message, AIMessage) and message.tool_calls:
-            if not results or any(r.status != "error" for r in results):
-                break
-            count, results = count + 1, []
-        else:
+def _failed_steps_in_a_row(state: TurnState, ctx: TurnContext) -> int:
+    """How many of this turn's last tool steps gave nothing to answer from: every call failed
+    (error, refused, repeated) or was built on figures or names the question never gave
+    (see :func:`_tool_steps`)."""
+    count = 0
+    for _, kept in reversed(_tool_steps(state, ctx.profile.checks_call_words)):
+        if kept:
             break
+        count += 1
     return count
 
 
@@ -295,7 +292,7 @@ def _plain_answer(state: TurnState, ctx: TurnContext) -> AIMessage | None:
     tools must never leave a turn worse off than none.
     """
     messages = state["messages"]
-    kept = _useful_steps(state)
+    kept = _useful_steps(state, ctx)
     clean: Any = {**state, "messages": [*messages[: state.get("turn_start", len(messages) - 1) + 1], *kept]}
     if kept:
         prompt = _model_input(clean, ctx) + [HumanMessage(content=FINAL_ANSWER_NUDGE)]
@@ -327,36 +324,73 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
     return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})
 
 
-def _useful_steps(state: TurnState) -> list[BaseMessage]:
-    """This turn's tool calls worth answering from, each with its result: the calls that
-    succeeded and started from figures the question, a passage or an earlier kept result
-    gave. Failed, refused and repeated calls, and calls on figures the model made up, are left
-    out (the full trace stays in the thread)."""
-    messages = state["messages"]
-    start = state.get("turn_start", len(messages) - 1)
-    passages = [p["text"] for p in state.get("passages") or []]
-    known = set().union(*(grounding.numbers(t) for t in (_last_question(messages), *passages)))
-    results = {m.tool_call_id: m for m in messages[start:] if isinstance(m, ToolMessage)}
+def _useful_steps(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
+    """This turn's tool calls worth answering from, each with its result (see
+    :func:`_tool_steps`); the full trace stays in the thread."""
     kept: list[BaseMessage] = []
-    for message in messages[start + 1 :]:
-        if not isinstance(message, AIMessage) or not message.tool_calls:
-            continue
-        steps = []
-        for call in message.tool_calls:
-            result = results.get(call["id"])
-            if result is not None and result.status != "error" and _figures_known(call["args"], known):
-                steps.append((call, result))
-                known |= grounding.numbers(unwrap_untrusted(str(result.content)))
+    for message, steps in _tool_steps(state, ctx.profile.checks_call_words):
         if steps:
             kept.append(message.model_copy(update={"content": "", "tool_calls": [c for c, _ in steps]}))
             kept.extend(result for _, result in steps)
     return kept
 
 
-def _figures_known(args: dict[str, Any], known: set[str]) -> bool:
-    """Whether a call's figures were all given before it: "2 mi = 3.2 km" from an invented 2
-    backs nothing."""
-    return grounding.numbers(json.dumps(args, ensure_ascii=False), identifiers=False) <= known
+def _tool_steps(state: TurnState, check_words: bool) -> list[tuple[AIMessage, list[tuple[dict[str, Any], ToolMessage]]]]:
+    """Each tool step of this turn with its calls worth answering from: those that succeeded
+    and started from what the question, a passage or an earlier kept result gave.
+
+    Failed, refused and repeated calls are left out, and so are calls on figures the model
+    made up ("2 mi = 3.2 km" from an invented 2 backs nothing), and, with ``check_words`` (the
+    profile's ``checks_call_words``), on names it made up: "50 mi = 80.5 km" for a question
+    about 50 friends (Qwen 0.5B converted the unit tool's own example units on word problems,
+    then answered "Amy and Lily have together 80.4672 km").
+    """
+    messages = state["messages"]
+    start = state.get("turn_start", len(messages) - 1)
+    given = [_last_question(messages), *(p["text"] for p in state.get("passages") or [])]
+    known = set().union(*(grounding.numbers(t) for t in given))
+    words = _words(" ".join(given))
+    results = {m.tool_call_id: m for m in messages[start:] if isinstance(m, ToolMessage)}
+    out = []
+    for message in messages[start + 1 :]:
+        if not isinstance(message, AIMessage) or not message.tool_calls:
+            continue
+        kept = []
+        for call in message.tool_calls:
+            result = results.get(call["id"])
+            if result is not None and result.status != "error" and _arguments_given(call["args"], known, words if check_words else None):
+                kept.append((call, result))
+                text = unwrap_untrusted(str(result.content))
+                known |= grounding.numbers(text)
+                words |= _words(text)
+        out.append((message, kept))
+    return out
+
+
+def _arguments_given(args: dict[str, Any], known: set[str], words: set[str] | None) -> bool:
+    """Whether a call's figures, and unless ``words`` is None its one-word arguments (units,
+    codes, names), were all given before it. A one-word argument counts as given when it
+    abbreviates a given word, its letters in order from the first: "km" for "kilometers"."""
+    if not grounding.numbers(json.dumps(args, ensure_ascii=False), identifiers=False) <= known:
+        return False
+    if words is None:
+        return True
+    symbols = [v.strip().lower() for v in args.values() if isinstance(v, str) and _SYMBOL.fullmatch(v.strip())]
+    return all(any(_abbreviates(symbol, word) for word in words) for symbol in symbols)
+
+
+_SYMBOL = re.compile(r"[^\W\d_][\w.-]{0,15}")  # one word, starting with a letter
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[^\W\d_]\w*", text.lower()))
+
+
+def _abbreviates(short: str, word: str) -> bool:
+    if not word.startswith(short[0]):
+        return False
+    rest = iter(word[1:])
+    return all(ch in rest for ch in short[1:])
 
 
 def _asks_for_facts(question: str) -> bool:
@@ -376,7 +410,7 @@ def _evidence(state: TurnState, ctx: TurnContext) -> grounding.Evidence:
     question = _last_question(state["messages"])
     computed: list[str] = []
     fetched: list[str] = []
-    for m in _useful_steps(state):
+    for m in _useful_steps(state, ctx):
         if isinstance(m, ToolMessage):
             tool = ctx.tools.get(m.name or "")
             if tool is not None and output_is_trusted(tool):

@@ -48,6 +48,10 @@ class ModelProfile:
     """Tool steps in a row whose every call failed, after which the turn is answered without
     tools (None: only the step limit stops it). Small models rarely recover from failures:
     they search an empty knowledge base with one query after another until the step limit."""
+    checks_call_words: bool = False
+    """A tool call backs an answer only if its one-word arguments (units, codes, names)
+    abbreviate words given before it, as its figures must be. Small models copy a tool's
+    example arguments: Qwen 0.5B converted "50 mi" to km for a question about 50 friends."""
     offer_abstention: bool = True
     """Tell the model to say "not in the knowledge base" when the passages don't answer.
     Small models then say it to every question; for them the answer check decides instead."""
@@ -75,7 +79,7 @@ class ModelProfile:
 _SMALL_LOCAL = ModelProfile(
     "small-local", context_window=8192, few_shot=False, passage_tokens=300, offer_abstention=False,
     inline_tools=("calculator",), quote_best_sentence=True, answers_without_tool_list=True,
-    failed_steps_allowed=2,
+    failed_steps_allowed=2, checks_call_words=True,
 )
 _PROFILES: dict[str, ModelProfile] = {
     "qwen2.5-coder-0.5b": replace(_SMALL_LOCAL, name="qwen2.5-coder-0.5b"),
