@@ -21,7 +21,13 @@ class Passage:
 
 @runtime_checkable
 class Memory(Protocol):
-    """What the recall and remember nodes need from a memory backend."""
+    """What the recall and remember nodes need from a memory backend.
+
+    Two more methods are optional, and used when present: ``matches_across_languages(namespace)``
+    (whether its search finds passages in another language by meaning; assumed true) and
+    ``has_knowledge(namespace)`` (whether anything was ingested; while not, the agent doesn't
+    offer its ``search`` tool).
+    """
 
     def recall(
         self,
