@@ -221,3 +221,26 @@ def test_the_cli_reports_an_unreachable_index_in_one_line(home, chroma_url, tmp_
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: can't reach the PostgreSQL knowledge index"), done.stderr
     assert "s3cret-pw" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_lost_postgresql_connection_is_a_clear_error_and_the_next_call_reconnects(two_machines, minilm, ns, tmp_path, postgres_dsn):
+    import psycopg
+
+    sa, _ = two_machines
+    mem = open_memory(sa, namespace=ns, embeddings=minilm)
+    mem.ingest([write_doc(tmp_path / "vpn.md", "VPN", "Connect to the VPN before opening the wiki.")])
+    # What a PostgreSQL restart or failover does to an open connection.
+    for mode in ("keyword", "hybrid"):
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (mem.store.db.conn.info.backend_pid,))
+        with pytest.raises(MemoryStoreError, match=r"the PostgreSQL knowledge index at .* failed .*check that the server"):
+            mem.search("vpn wiki", mode=mode)
+        assert [h.section for h in mem.search("vpn wiki", mode=mode)] == ["VPN"]
+    # The keyword search itself (past the namespace lookups) meeting a dead connection.
+    from chatloom.memory.search import Space, keyword_search
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (mem.store.db.conn.info.backend_pid,))
+    with pytest.raises(MemoryStoreError, match=r"the PostgreSQL knowledge index at .* failed"):
+        keyword_search(mem.store, [Space(mem.ns, {"source": str(tmp_path / "vpn.md")})], "vpn", 4)
+    mem.close()

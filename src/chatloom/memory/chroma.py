@@ -40,12 +40,14 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
             return method(self, *args, **kwargs)
         except Exception as exc:
             store = self._store
-            err = store.index_error(exc) if store is not None else None
-            if err is None:
+            if store is None:
                 raise
-            if store.index_path is None:
+            if store.connection_lost:
                 # A lost PostgreSQL connection does not come back: reconnect on the next call.
                 self.close()
+            err = store.index_error(exc)
+            if err is None:
+                raise
             raise err from None
 
     return wrapper

@@ -273,6 +273,9 @@ class _SqliteIndex:
         """(SQL expression, placeholder, value adapter) comparing metadata field ``key``."""
         return f"json_extract(c.meta, '$.{key}')", "?", lambda v: v
 
+    def lost(self, db: Any) -> bool:
+        return False  # a file does not go away like a server connection
+
     def index_error(self, exc: BaseException) -> MemoryStoreError | None:
         if isinstance(exc, sqlite3.DatabaseError):
             return _corrupt(self.path, "memory index", str(exc))
@@ -346,6 +349,9 @@ class _PostgresIndex:
         """(SQL expression, placeholder, value adapter) comparing metadata field ``key``."""
         # jsonb equality keeps types apart as json_extract does: 3 matches 3, not "3".
         return f"(c.meta::jsonb -> '{key}')", "?::jsonb", json.dumps
+
+    def lost(self, db: Any) -> bool:
+        return bool(db.conn.broken or db.conn.closed)
 
     def index_error(self, exc: BaseException) -> MemoryStoreError | None:
         try:
@@ -433,6 +439,11 @@ class Store:
         """The clear error for an index failure ``exc`` found mid-operation, or None if it is
         not one (SQLite corruption, a PostgreSQL server gone away)."""
         return self.engine.index_error(exc)
+
+    @property
+    def connection_lost(self) -> bool:
+        """Whether the index connection is gone for good (a PostgreSQL restart): reopen the store."""
+        return self.engine.lost(self.db)
 
     # -- the index --------------------------------------------------------------------------
     @contextlib.contextmanager
