@@ -244,3 +244,23 @@ def test_a_lost_postgresql_connection_is_a_clear_error_and_the_next_call_reconne
     with pytest.raises(MemoryStoreError, match=r"the PostgreSQL knowledge index at .* failed"):
         keyword_search(mem.store, [Space(mem.ns, {"source": str(tmp_path / "vpn.md")})], "vpn", 4)
     mem.close()
+
+
+def test_a_database_recreated_at_the_same_dsn_does_not_reuse_old_keyword_caches(two_machines, minilm, ns, tmp_path, postgres_dsn):
+    import psycopg
+
+    sa, _ = two_machines
+    db = f"reset_{uuid.uuid4().hex[:8]}"
+    dsn = postgres_dsn.rsplit("/", 1)[0] + "/" + db
+    settings = sa.model_copy(update={"index_url": dsn})
+    found = []
+    for word in ("alpha", "bravo"):  # same DSN, same namespace version 1, same rowid 1
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {db}")
+            admin.execute(f"CREATE DATABASE {db}")
+        mem = open_memory(settings, namespace=ns, embeddings=minilm)
+        mem.ingest([write_doc(tmp_path / f"{word}.md", word, f"The codeword is {word}.")])
+        assert mem.store.ns_version(mem.ns) == 1
+        found.append([h.section for h in mem.search(word, mode="keyword")])
+        mem.close()
+    assert found == [["alpha"], ["bravo"]]

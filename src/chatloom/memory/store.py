@@ -42,6 +42,7 @@ import json
 import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,7 +314,7 @@ class _PostgresIndex:
 
         self.dsn = dsn
         self.label = redact(dsn)
-        self.cache_key = "postgres:" + self.label
+        self.cache_key = "postgres:" + self.label  # + the index's own id, once connected
 
     def connect(self) -> _PgConnection:
         from chatloom.memory.postgres import connect_index
@@ -325,7 +326,13 @@ class _PostgresIndex:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
                 conn.execute(_PG_SCHEMA)
+                # An id born with the tables: a database recreated at the same DSN restarts the
+                # namespace versions, and must not meet keyword caches stamped by the old one.
+                conn.execute("INSERT INTO meta VALUES ('index_id', %s) ON CONFLICT DO NOTHING",
+                             (uuid.uuid4().hex,))
+                (index_id,) = conn.execute("SELECT value FROM meta WHERE key='index_id'").fetchone()
             conn.execute(f"SET search_path TO {_PG_SCHEMA_NAME}")
+            self.cache_key = f"postgres:{self.label}:{index_id}"
         except Exception as exc:
             conn.close()
             err = self.index_error(exc)
