@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     """``http://host:port`` of a Chroma server; unset means an embedded store in the data dir."""
     checkpoint_url: str | None = None
     """A PostgreSQL DSN for conversation state; unset means SQLite in the data dir."""
+    index_url: str | None = None
+    """A PostgreSQL DSN for the knowledge index (chunk rows, file manifest, write lock), so that
+    servers on several machines share one knowledge base with ``memory_url``'s Chroma server
+    (which it needs); unset means SQLite in the data dir. It may be ``checkpoint_url``'s DSN."""
     web_search_url: str | None = None
     """Base URL of a SearxNG instance for the ``web_search`` tool; unset disables it."""
     max_steps: int = 8

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +23,6 @@ from chatloom.memory.store import (
     DEFAULT_TENANT,
     ChunkRow,
     Store,
-    _corrupt,
     chunk_id,
     ns_key,
     open_store,
@@ -33,14 +31,24 @@ from chatloom.memory.store import (
 
 
 def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn SQLite corruption found mid-operation into a clear MemoryStoreError."""
+    """Turn an index failure found mid-operation (SQLite corruption, a PostgreSQL server gone
+    away) into a clear MemoryStoreError."""
 
     @functools.wraps(method)
     def wrapper(self: ChromaMemory, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            raise _corrupt(self.store.index_path, "memory index", str(exc)) from None
+        except Exception as exc:
+            store = self._store
+            if store is None:
+                raise
+            if store.connection_lost:
+                # A lost PostgreSQL connection does not come back: reconnect on the next call.
+                self.close()
+            err = store.index_error(exc)
+            if err is None:
+                raise
+            raise err from None
 
     return wrapper
 

@@ -41,20 +41,25 @@ class Hit:
     keyword_rank: int | None = None
 
 
-def _sql_filters(filters: dict | None) -> tuple[str, list[Any]]:
+def _sql_filters(store: Store, filters: dict | None) -> tuple[str, list[Any]]:
+    """``filters`` as a WHERE clause on ``chunks c`` and its arguments, in the index's dialect
+    (metadata fields other than the columns are JSON inside ``c.meta``)."""
     clauses: list[str] = []
     args: list[Any] = []
     for key, value in (filters or {}).items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise MemoryStoreError(f"filter key {key!r} is not a plain name", "use e.g. source=...")
-        col = f"c.{key}" if key in _COLUMNS else f"json_extract(c.meta, '$.{key}')"
+        if key in _COLUMNS:
+            col, mark, adapt = f"c.{key}", "?", lambda v: v
+        else:
+            col, mark, adapt = store.engine.json_filter(key)
         if isinstance(value, (list, tuple, set)):
             values = list(value)
-            clauses.append(f"{col} IN ({','.join('?' * len(values))})" if values else "0")
-            args.extend(values)
+            clauses.append(f"{col} IN ({','.join([mark] * len(values))})" if values else "1=0")
+            args.extend(adapt(v) for v in values)
         else:
-            clauses.append(f"{col} = ?")
-            args.append(value)
+            clauses.append(f"{col} = {mark}")
+            args.append(adapt(value))
     return " AND ".join(clauses), args
 
 
@@ -82,7 +87,7 @@ def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> lis
         for space in spaces:
             allowed = None
             if space.filters:
-                clause, args = _sql_filters(space.filters)
+                clause, args = _sql_filters(store, space.filters)
                 allowed = np.fromiter(
                     (r for (r,) in store.db.execute(
                         f"SELECT rowid FROM chunks c WHERE c.ns = ? AND {clause} ORDER BY rowid",
@@ -106,8 +111,10 @@ def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> lis
     except Exception as exc:
         if isinstance(exc, ChatloomError):
             raise
+        if store.index_path is None and (lost := store.index_error(exc)) is not None:
+            raise lost from None  # PostgreSQL unreachable: no file to move aside
         raise MemoryStoreError(
-            f"keyword search failed on {str(store.index_path)!r} ({type(exc).__name__}: {exc})",
+            f"keyword search failed on {store.index_label!r} ({type(exc).__name__}: {exc})",
             "the memory index may be corrupt; move it aside and re-run `chatloom ingest`",
         ) from None
     hits.sort(key=lambda h: -h[1])
