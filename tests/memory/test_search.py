@@ -105,6 +105,19 @@ def test_conversation_memory_is_per_user_and_crosses_threads(mem, tmp_path):
     assert all("Ada" not in p.text for p in mem.recall("units", k=4, user_id="ada"))
 
 
+def test_forgetting_a_user_never_touches_a_user_whose_id_it_resembles(mem):
+    # "_" and "%" are LIKE wildcards, and "a" is a prefix of "a:b" in the sources' names.
+    users = ("a_c", "abc", "a%", "a", "a:b")
+    for user in users:
+        mem.remember(user_id=user, thread_id="t1", question=f"My badge number is {user}.", answer="Noted.")
+    assert mem.forget(user_id="a_c") >= 1
+    assert mem.forget(user_id="a%") >= 1
+    assert mem.forget(user_id="a") >= 1
+    for user, kept in (("abc", True), ("a:b", True), ("a_c", False), ("a%", False), ("a", False)):
+        texts = [p.text for p in mem.recall("badge number", k=8, user_id=user)]
+        assert any(f"badge number is {user}." in t for t in texts) is kept, (user, texts)
+
+
 def test_extract_facts():
     assert extract_facts("What time is it? I work at Globex. Thanks!") == ["I work at Globex."]
     assert extract_facts("Is my name Ada?") == []

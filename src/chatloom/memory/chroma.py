@@ -279,9 +279,11 @@ class ChromaMemory:
         with write_session(self.settings, self.store) as store:
             if user_id is not None:
                 ns = ns_key(CONVERSATION_NAMESPACE, self.tenant)
+                # By the chunks' user_id, not a source prefix: a LIKE pattern would read "%" and
+                # "_" in a user id as wildcards, and user "a" would match user "a:b"'s sources.
                 sources = [s for (s,) in store.db.execute(
-                    "SELECT DISTINCT source FROM refs WHERE ns=? AND source LIKE ?",
-                    (ns, f"conversation:{user_id}:%"))]
+                    "SELECT DISTINCT r.source FROM refs r JOIN chunks c ON c.id = r.chunk_id"
+                    " WHERE r.ns=? AND c.user_id=?", (ns, user_id))]
                 return sum(store.remove_source(ns, s) for s in sources)
             key = self._key(namespace)
             if source is None:
