@@ -3,6 +3,7 @@
     python benchmarks/bench_ingest.py                 # 256 Vaswani chunks, 5 rounds
     python benchmarks/bench_ingest.py --chunks 128 --rounds 3
     python benchmarks/bench_ingest.py --quality        # + nDCG@10 on all of Vaswani, same run
+    python benchmarks/bench_ingest.py --quality --also OLD.onnx   # + an earlier int8 file, same way
 
 Embedding is about 95% of ingest time, so this is where ingest speed is won or lost. Each round
 embeds the same chunks with every configuration in turn (order rotated per round), so a busy
@@ -13,6 +14,8 @@ are comparable. "(default)" rows are what ``open_memory`` uses (texts side by si
 (11,429 documents) with today's configuration and the default, times both, and compares
 nDCG@10 of brute-force cosine search (no HNSW noise) and of its RRF fusion with a plain bm25s
 ranking, with a paired bootstrap 95% interval per difference: speed and quality from one run.
+``--also FILE`` adds an int8 ONNX file (say, an earlier recipe's, from a data dir's models/) run
+exactly as the default is, to both tables.
 Writes benchmarks/results/bench_ingest.json.
 """
 
@@ -53,6 +56,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke run: 32 chunks, 1 round")
     ap.add_argument("--quality", action="store_true",
                     help="also embed all of Vaswani with today's setup and the default and compare nDCG@10")
+    ap.add_argument("--also", type=Path, metavar="ONNX",
+                    help="an int8 ONNX file of MiniLM (an earlier recipe) to run like the default, for comparison")
     args = ap.parse_args()
     if args.quick:
         args.chunks, args.rounds = 32, 1
@@ -64,7 +69,8 @@ def main() -> None:
     from chatloom.memory.embeddings import E5Embeddings, MiniLMEmbeddings
 
     texts = load_chunks(args.chunks)
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="bench-ingest-also-") as also_dir:
         models = Path(tmp)
         configs = {
             "minilm fp32 b32 (today)": MiniLMEmbeddings(models, batch_size=32),
@@ -77,6 +83,8 @@ def main() -> None:
             "e5 q4, one core": E5Embeddings(threads=1),
             "e5 q4 (default)": E5Embeddings(),
         }
+        if args.also:
+            configs[ALSO] = also_embeddings(args.also, Path(also_dir))
         vectors = {name: emb.embed_array(texts[:4]) for name, emb in configs.items()}  # loads
         rates: dict[str, list[float]] = {name: [] for name in configs}
         names = list(configs)
@@ -103,12 +111,31 @@ def main() -> None:
         out["configs"][name] = row
         print(f"{name:<28} {med:>9.1f} {med / base:>8.2f} {cos:>23}")
     if args.quality:
-        out["quality"] = quality(configs["minilm fp32 b32 (today)"], configs["minilm int8 b1 (default)"])
+        compared = {"today": configs["minilm fp32 b32 (today)"], "default": configs["minilm int8 b1 (default)"]}
+        if args.also:
+            compared["also"] = configs[ALSO]
+        out["quality"] = quality(compared)
     print(f"\nwrote {save('bench_ingest', out)}")
 
 
-def quality(today, default) -> dict:
-    """Docs/s and nDCG@10 (vector, and hybrid with bm25s) on all of Vaswani, today vs default."""
+ALSO = "minilm int8 b1, --also file"
+
+
+def also_embeddings(onnx: Path, models: Path):
+    """MiniLM int8 at the default settings, running the ONNX file ``onnx`` instead of today's recipe."""
+    import shutil
+
+    from chatloom.memory.embeddings import MiniLMEmbeddings, onnx_file
+
+    target = onnx_file(models, int8=True)  # where the default looks for its int8 file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx, target)
+    return MiniLMEmbeddings(models, int8=True, batch_size=1)
+
+
+def quality(compared: dict) -> dict:
+    """Docs/s and nDCG@10 (vector, and hybrid with bm25s) on all of Vaswani, each of ``compared``
+    (a name -> embeddings; "today" first) against today."""
     import bm25s
     import numpy as np
     from bench_retrieval import load_vaswani, metrics
@@ -123,7 +150,7 @@ def quality(today, default) -> dict:
     print(f"\nall of Vaswani: {len(texts)} documents, {len(qids)} queries; brute-force cosine, "
           "hybrid = RRF with bm25s")
     scores, out = {}, {"documents": len(texts), "queries": len(qids)}
-    for name, emb in (("today", today), ("default", default)):
+    for name, emb in compared.items():
         start = time.perf_counter()
         vectors = emb.embed_array(texts)
         rate = len(texts) / (time.perf_counter() - start)
@@ -142,13 +169,15 @@ def quality(today, default) -> dict:
                      "ndcg10_hybrid": round(float(np.mean(hyb)), 4)}
         print(f"  {name:<8} {rate:7.1f} docs/s   vector nDCG@10 {np.mean(vec):.4f}   hybrid {np.mean(hyb):.4f}")
     rng = np.random.default_rng(0)
-    diff = scores["default"] - scores["today"]
-    for row, label in enumerate(("vector", "hybrid")):
-        boot = [diff[row][rng.integers(0, diff.shape[1], diff.shape[1])].mean() for _ in range(5000)]
-        lo, hi = np.percentile(boot, [2.5, 97.5])
-        out[f"{label}_diff"] = {"mean": round(float(diff[row].mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
-        print(f"  default - today, {label}: {diff[row].mean():+.4f} nDCG@10 (95% CI {lo:+.4f} .. {hi:+.4f})")
-    print(f"  speed: {out['default']['docs_per_s'] / out['today']['docs_per_s']:.2f}x today")
+    for name in list(compared)[1:]:
+        diff = scores[name] - scores["today"]
+        for row, label in enumerate(("vector", "hybrid")):
+            boot = [diff[row][rng.integers(0, diff.shape[1], diff.shape[1])].mean() for _ in range(5000)]
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            key = f"{label}_diff" if name == "default" else f"{name}_{label}_diff"
+            out[key] = {"mean": round(float(diff[row].mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
+            print(f"  {name} - today, {label}: {diff[row].mean():+.4f} nDCG@10 (95% CI {lo:+.4f} .. {hi:+.4f})")
+        print(f"  {name} speed: {out[name]['docs_per_s'] / out['today']['docs_per_s']:.2f}x today")
     return out
 
 
