@@ -116,7 +116,7 @@ def _quantize(fp32: Path, target: Path) -> None:
     easy to quantise. ``max|x|`` is read from the fp32 model on a few dozen generic English
     sentences shipped with chatloom (``calibration.txt``), so the recipe needs no user data.
     Against leaving the early down-projections in fp32 (the previous recipe), it is closer to
-    fp32 and about 1.2x faster (docs/memory.md).
+    fp32 and 1.15-1.5x faster (docs/memory.md).
     """
     import logging
 
