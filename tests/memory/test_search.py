@@ -105,6 +105,13 @@ def test_conversation_memory_is_per_user_and_crosses_threads(mem, tmp_path):
     assert all("Ada" not in p.text for p in mem.recall("units", k=4, user_id="ada"))
 
 
+def test_a_filter_on_an_empty_list_matches_nothing_in_every_mode(mem, tmp_path):
+    mem.ingest([_write(tmp_path / "kb", KB)])
+    for mode in ("hybrid", "vector", "keyword"):
+        assert mem.search("annual leave days", k=3, mode=mode, filters={"source": []}) == []
+        assert mem.search("annual leave days", k=3, mode=mode, filters={"kind": ["doc"]})  # not empty: found
+
+
 def test_forgetting_a_user_never_touches_a_user_whose_id_it_resembles(mem):
     # "_" and "%" are LIKE wildcards, and "a" is a prefix of "a:b" in the sources' names.
     users = ("a_c", "abc", "a%", "a", "a:b")

@@ -76,6 +76,12 @@ def chroma_where(filters: dict | None) -> dict | None:
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
+def _matches_nothing(filters: dict | None) -> bool:
+    """Whether a filter asks for membership in an empty set (Chroma rejects ``$in: []``; the SQL
+    side writes it as ``1=0``)."""
+    return any(isinstance(v, (list, tuple, set)) and not v for v in (filters or {}).values())
+
+
 def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> list[tuple[str, float]]:
     """BM25 over language-aware terms in the given spaces: [(chunk id, score)], best first."""
     import numpy as np
@@ -130,7 +136,7 @@ def vector_search(
     hits: list[tuple[str, float, Any]] = []
     for space in spaces:
         col = store.collection(space.ns, space.embeddings or embeddings_name, create=False)
-        if col is None:
+        if col is None or _matches_nothing(space.filters):
             continue
         try:
             res = col.query(
