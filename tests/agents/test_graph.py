@@ -511,3 +511,29 @@ def test_a_small_model_converting_the_questions_own_units_answers_from_the_resul
     reply = agent.chat("How many kilometers is 5 miles?")
     assert reply.answer == "5 miles is 8.04672 km." and reply.stop_reason == "answer"
     assert any(isinstance(m, ToolMessage) and "8.04672 km" in str(m.content) for m in model.calls[-1])
+
+
+class _OnePassage(_ListMemory):
+    def __init__(self, text):
+        super().__init__()
+        self.text = text
+
+    def recall(self, query, *, k=4, namespace=None, user_id=None, filters=None):
+        return [Passage(id="p1", text=self.text, source="notes.md", chunk=0, score=0.9)]
+
+
+def test_units_abbreviating_some_passage_word_are_not_given_but_units_a_passage_names_are():
+    # On a fresh install the reference bot answered "What is 17*23?" with "17 mm = 1.7 cm":
+    # its passages (chatloom's own docs) held "memory" and "chatloom", which "mm" and "cm"
+    # abbreviate. Only the question's words may be abbreviated; a passage must name the unit.
+    call = tool_call("convert", value=12, from_unit="mi", to_unit="km")
+    memory = _OnePassage("The kingdom keeps a minimal index of 12 items.")
+    agent, model = small_model_agent(call, call, "12 * 2 = 24.", tools_extra=[convert], memory=memory)
+    reply = agent.chat("What is 12*2?")
+    assert reply.stop_reason == "loop" and reply.answer.startswith("12 * 2 = 24")
+    assert "19.3" not in str(model.calls[-1])  # the conversion backed nothing
+    named = _OnePassage("The park's map gives every distance in km.")
+    agent, model = small_model_agent(call, "The trail is 19.3121 km long.", tools_extra=[convert], memory=named)
+    reply = agent.chat("How long is a 12 mi trail on the park's map?")
+    assert reply.stop_reason == "answer" and any(
+        isinstance(m, ToolMessage) and "19.3121 km" in str(m.content) for m in model.calls[-1])

@@ -347,9 +347,13 @@ def _tool_steps(state: TurnState, check_words: bool) -> list[tuple[AIMessage, li
     """
     messages = state["messages"]
     start = state.get("turn_start", len(messages) - 1)
-    given = [_last_question(messages), *(p["text"] for p in state.get("passages") or [])]
+    question = _last_question(messages)
+    given = [question, *(p["text"] for p in state.get("passages") or [])]
     known = set().union(*(grounding.numbers(t) for t in given))
-    words = _words(" ".join(given))
+    # The question's words may be abbreviated ("km" for "kilometers"); passages and results
+    # must hold the name itself: against their hundreds of words any two letters abbreviate
+    # something ("mm" in "memory", "cm" in "chatloom").
+    words = _Words(_words(question), _words(" ".join(given[1:])))
     results = {m.tool_call_id: m for m in messages[start:] if isinstance(m, ToolMessage)}
     out = []
     for message in messages[start + 1 :]:
@@ -362,21 +366,31 @@ def _tool_steps(state: TurnState, check_words: bool) -> list[tuple[AIMessage, li
                 kept.append((call, result))
                 text = unwrap_untrusted(str(result.content))
                 known |= grounding.numbers(text)
-                words |= _words(text)
+                words.verbatim |= _words(text)
         out.append((message, kept))
     return out
 
 
-def _arguments_given(args: dict[str, Any], known: set[str], words: set[str] | None) -> bool:
+@dataclass
+class _Words:
+    """The words given before a call: the question's, and those of passages and kept results."""
+
+    question: set[str]
+    verbatim: set[str]
+
+
+def _arguments_given(args: dict[str, Any], known: set[str], words: _Words | None) -> bool:
     """Whether a call's figures, and unless ``words`` is None its one-word arguments (units,
-    codes, names), were all given before it. A one-word argument counts as given when it
-    abbreviates a given word, its letters in order from the first: "km" for "kilometers"."""
+    codes, names), were all given before it. A one-word argument counts as given when a passage
+    or kept result holds it, or it abbreviates a word of the question, its letters in order from
+    the first: "km" for "kilometers"."""
     if not grounding.numbers(json.dumps(args, ensure_ascii=False), identifiers=False) <= known:
         return False
     if words is None:
         return True
     symbols = [v.strip().lower() for v in args.values() if isinstance(v, str) and _SYMBOL.fullmatch(v.strip())]
-    return all(any(_abbreviates(symbol, word) for word in words) for symbol in symbols)
+    return all(symbol in words.verbatim or any(_abbreviates(symbol, word) for word in words.question)
+               for symbol in symbols)
 
 
 _SYMBOL = re.compile(r"[^\W\d_][\w.-]{0,15}")  # one word, starting with a letter
