@@ -49,9 +49,10 @@ class ModelProfile:
     tools (None: only the step limit stops it). Small models rarely recover from failures:
     they search an empty knowledge base with one query after another until the step limit."""
     checks_call_words: bool = False
-    """A tool call backs an answer only if its one-word arguments (units, codes, names)
-    abbreviate words given before it, as its figures must be. Small models copy a tool's
-    example arguments: Qwen 0.5B converted "50 mi" to km for a question about 50 friends."""
+    """A tool call backs an answer only if its one-word arguments (units, codes, names) were
+    given before it, as its figures must be: abbreviating a word of the question, or named in a
+    passage or kept result. Small models copy a tool's example arguments: Qwen 0.5B converted
+    "50 mi" to km for a question about 50 friends."""
     offer_abstention: bool = True
     """Tell the model to say "not in the knowledge base" when the passages don't answer.
     Small models then say it to every question; for them the answer check decides instead."""
