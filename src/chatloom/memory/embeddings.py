@@ -158,7 +158,7 @@ def _smooth_activations(fp32: Path) -> Any:
         if node.op_type == "MatMul" and node.input[1] in weights and re.search(r"layer\.\d+/", node.name):
             readers.setdefault(node.input[0], []).append(node)
 
-    activation_max = _activation_max(fp32, sorted(readers))
+    activation_max = _activation_max(model, sorted(readers))  # before the graph changes
     for i, (x, nodes) in enumerate(sorted(readers.items())):
         mats = [numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in nodes]  # (in, out)
         weight_max = np.max([np.abs(w).max(axis=1) for w in mats], axis=0)
@@ -176,22 +176,21 @@ def _smooth_activations(fp32: Path) -> Any:
     return model
 
 
-def _activation_max(fp32: Path, inputs: list[str]) -> dict[str, np.ndarray]:
-    """Each of ``inputs``' per-channel max |value| when the fp32 model reads calibration.txt."""
+def _activation_max(model: Any, inputs: list[str]) -> dict[str, np.ndarray]:
+    """Each of ``inputs``' per-channel max |value| when the fp32 ``model`` (an
+    ``onnx.ModelProto``, left as it is) reads calibration.txt."""
     import numpy as np
     import onnx
     import onnxruntime as ort
     from onnx import helper
-    from tokenizers import Tokenizer
 
-    probe = onnx.load(str(fp32))
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
     probe.graph.output.extend(helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None) for x in inputs)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    tok = Tokenizer.from_file(str(bundled_model_dir() / "tokenizer.json"))
-    tok.enable_truncation(max_length=MAX_TOKENS)
-    tok.no_padding()
+    tok = _bundled_tokenizer()
     names = [o.name for o in session.get_outputs()]
     found: dict[str, np.ndarray] = {}
     for line in (Path(__file__).with_name("calibration.txt")).read_text(encoding="utf-8").splitlines():
@@ -204,6 +203,17 @@ def _activation_max(fp32: Path, inputs: list[str]) -> dict[str, np.ndarray]:
             peak = np.abs(values[x]).reshape(-1, values[x].shape[-1]).max(axis=0)
             found[x] = np.maximum(found[x], peak) if x in found else peak
     return found
+
+
+def _bundled_tokenizer() -> Any:
+    """The bundled model's fast tokenizer, truncating at :data:`MAX_TOKENS`, with no padding
+    (its file pads every text to 128 tokens: wasted work on short chunks, and cut-off long ones)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(bundled_model_dir() / "tokenizer.json"))
+    tok.enable_truncation(max_length=MAX_TOKENS)
+    tok.no_padding()
+    return tok
 
 
 def _export_onnx(model_dir: Path, out: Path) -> None:
@@ -325,16 +335,15 @@ class MiniLMEmbeddings(Embeddings):
                 return
             try:
                 import onnxruntime as ort
-                from tokenizers import Tokenizer
+
+                tok = _bundled_tokenizer()
             except ImportError:
                 raise ChatloomError(
                     "the memory embeddings need onnxruntime and tokenizers",
                     "pip install onnxruntime tokenizers  (or pip install 'chatloom[memory]')",
                 ) from None
             path = onnx_model_path(self.cache_dir, int8=self.int8)
-            tok = Tokenizer.from_file(str(bundled_model_dir() / "tokenizer.json"))
-            tok.enable_truncation(max_length=MAX_TOKENS)
-            tok.enable_padding(pad_id=0, pad_token="[PAD]")
+            tok.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of a batch
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1 if self._workers.n > 1 else _cores(self.threads)
             opts.inter_op_num_threads = 1
