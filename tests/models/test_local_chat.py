@@ -26,6 +26,7 @@ class Scripted(LocalChatModel):
     template: str = PLAIN
     grammar_ok: bool = False
     seen: list = []
+    piece_chars: int = 3
 
     def _chat_template(self) -> str | None:
         return self.template
@@ -36,8 +37,8 @@ class Scripted(LocalChatModel):
     def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:
         self.seen.append(prepared)
         text = self.script.pop(0)
-        for i in range(0, len(text), 3):
-            yield Piece(text[i:i + 3])
+        for i in range(0, len(text), self.piece_chars):
+            yield Piece(text[i:i + self.piece_chars])
         # Like a real engine, the prompt count includes reply text already written (prefix).
         prompt = 11 + -(-len(prepared.prefix) // 3)
         yield Piece("", done=True, input_tokens=prompt, output_tokens=len(text) // 3 + 1, finish_reason="stop")
@@ -221,6 +222,37 @@ def test_inline_calculator_leaves_tool_calls_and_code_alone():
     assert r.tool_calls[0]["args"] == {"expression": "2 + 2 = 5"} and len(m.seen) == 1
     code = "```python\nx = 2 + 2 = 5\n```"
     assert make(code, inline_calculator=True).invoke("code?").content == code
+
+
+class Believing(Scripted):
+    """Writes on from the first of its texts that starts with the prefix, like a model that
+    goes on believing a number it once wrote."""
+
+    def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:
+        text = next(t for t in self.script if t.startswith(prepared.prefix))
+        self.seen.append(prepared)
+        rest = text[len(prepared.prefix):]
+        for i in range(0, len(rest), self.piece_chars):
+            yield Piece(rest[i:i + self.piece_chars])
+        yield Piece("", done=True, input_tokens=11, output_tokens=len(rest), finish_reason="stop")
+
+
+@pytest.mark.parametrize("piece_chars", [1, 3])
+def test_inline_calculator_drops_the_digits_the_model_adds_to_an_inserted_result(piece_chars):
+    # Seen on GSM8K: the calculator wrote "102", the model went on ".25" and then divided its
+    # 102.25 by 3. Digits that lengthen a result are dropped and the engine restarts from the
+    # text without them; a full stop after a result stays.
+    script = [
+        "Spent 15.75 + 20.25 + 66 = 102.25 in all. Each paid 102.25 / 3 = 34.08. Done.",
+        "Spent 15.75 + 20.25 + 66 = 102 in all. Each paid 102 / 3 = 34.08. Done.",
+        "Spent 15.75 + 20.25 + 66 = 102 in all. Each paid 102 / 3 = 34. Done.",
+    ]
+    m = Believing(model_path="fake.gguf", script=script, seen=[], piece_chars=piece_chars)
+    r = m.bind_tools([calculator]).invoke("How much did each pay?")
+    assert r.content == script[2]
+    assert r.response_metadata["calculations"] == 2
+    # Two results, each followed by a restart without the model's extra digits.
+    assert [p.prefix.endswith(("= 102", "= 34")) for p in m.seen] == [False, True, False, True, False]
 
 
 def test_inline_calculator_adds_nothing_when_the_model_writes_no_number_after_the_sign():

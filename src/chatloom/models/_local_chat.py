@@ -9,6 +9,7 @@ call while streaming, and turns the finished text into ``AIMessage.tool_calls`` 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,7 @@ _CALL_OPENERS = ("<tool_call>", "```", "{", "[TOOL_CALLS]", "<|python_tag|>")
 
 MAX_CALCULATIONS = 32  # inline calculator results per reply
 _NUMBER_LEAD_IN = " \t$€£\\"  # what may stand between "=" and the number in a model's text
+_MORE_DIGITS = re.compile(r"(?:\d|[.,]\d)+")  # what would lengthen a number just written
 
 
 def _holds_call(text: str) -> bool:
@@ -114,6 +116,18 @@ def _text_of(content: Any) -> str:
         elif isinstance(block, dict) and block.get("type") == "text":
             parts.append(str(block.get("text", "")))
     return "".join(parts)
+
+
+def _after_inserted_number(tail: str) -> str:
+    """What the model wrote after an inserted result, less the digits that would lengthen it.
+
+    The caller holds back a result of "", "." or ",": more digits may still follow.
+
+    >>> _after_inserted_number(".25 dollars"), _after_inserted_number(". Next"), _after_inserted_number("2")
+    (' dollars', '. Next', '')
+    """
+    match = _MORE_DIGITS.match(tail)
+    return tail[match.end():] if match else tail
 
 
 def _tool_names(tools: Sequence[dict[str, Any]]) -> list[str]:
@@ -331,18 +345,34 @@ class LocalChatModel(BaseChatModel):
         from chatloom.tools.calculator import finish_equation
 
         text, produced, calculations = "", 0, 0
+        inserted = False  # the text ends in a result the calculator wrote
         while True:
             segment = replace(prepared, prefix=text, max_tokens=max(prepared.max_tokens - produced, 1))
             stream = self._generate_text(segment)
             pending: str | None = None  # a computed result, waiting for the model's number to start
-            value, last = None, Piece("", done=True)
+            # After an inserted result the model often goes on with its own digits ("= 102"
+            # then ".25"). They are dropped and the engine restarts from the text without them,
+            # or the model would go on to use its 102.25.
+            held: str | None = "" if inserted else None
+            value, dropped, last = None, False, Piece("", done=True)
             try:
                 for piece in stream:
                     if piece.done:
                         last = piece
+                        if held:  # a "." or "," that ended the reply
+                            text += held
+                            yield Piece(held)
+                        dropped = False  # the reply is over: nothing to restart
                         break
                     produced += 1
                     chunk = piece.text
+                    if held is not None:
+                        rest = _after_inserted_number(held + chunk)
+                        dropped = dropped or len(rest) < len(held + chunk)
+                        if rest in ("", ".", ","):
+                            held = rest
+                            continue
+                        chunk, held = rest, None
                     while chunk and value is None:
                         if pending is not None:
                             # After "=", let the model write its own spacing and "$"; cut where
@@ -364,20 +394,22 @@ class LocalChatModel(BaseChatModel):
                     if chunk:
                         text += chunk
                         yield Piece(chunk)
-                    if value is not None:
+                    if value is not None or dropped:
                         break
             finally:
                 stream.close()  # stops the engine mid-reply and releases its lock
-            if value is None:
+            inserted = value is not None
+            if value is None and not dropped:
                 # The last segment's prompt held the text written so far: count that as output
                 # (approximately: one token per piece, one per inserted number).
                 earlier = produced - last.output_tokens + calculations
                 yield replace(last, input_tokens=max(last.input_tokens - earlier, 0),
                               output_tokens=produced + calculations, calculations=calculations)
                 return
-            text += value
-            calculations += 1
-            yield Piece(value)
+            if inserted:
+                text += value
+                calculations += 1
+                yield Piece(value)
             if produced >= prepared.max_tokens:
                 yield Piece("", done=True, output_tokens=produced, finish_reason="length", calculations=calculations)
                 return
