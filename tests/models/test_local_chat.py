@@ -255,6 +255,15 @@ def test_inline_calculator_drops_the_digits_the_model_adds_to_an_inserted_result
     assert [p.prefix.endswith(("= 102", "= 34")) for p in m.seen] == [False, True, False, True, False]
 
 
+def test_inline_calculator_leaves_right_arithmetic_as_the_model_wrote_it_in_one_engine_run():
+    # No restart when the model's results are right: the reply is exactly the one it writes
+    # without the calculator (a restart re-evaluates the prompt and can change the wording).
+    text = "So 3 + 4 = 7 days, 7 * 2.5 = 17.50 dollars, and 102 / 3 = 34."
+    m = make(text, inline_calculator=True)
+    r = m.invoke("?")
+    assert r.content == text and len(m.seen) == 1 and "calculations" not in r.response_metadata
+
+
 def test_inline_calculator_adds_nothing_when_the_model_writes_no_number_after_the_sign():
     m = make("So 3 + 4 = seven, done.", inline_calculator=True)
     assert m.invoke("?").content == "So 3 + 4 = seven, done." and len(m.seen) == 1

@@ -9,7 +9,6 @@ call while streaming, and turns the finished text into ``AIMessage.tool_calls`` 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,9 +31,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 # reply is complete and parsed, so a call never flashes up as prose.
 _CALL_OPENERS = ("<tool_call>", "```", "{", "[TOOL_CALLS]", "<|python_tag|>")
 
-MAX_CALCULATIONS = 32  # inline calculator results per reply
-_NUMBER_LEAD_IN = " \t$€£\\"  # what may stand between "=" and the number in a model's text
-_MORE_DIGITS = re.compile(r"(?:\d|[.,]\d)+")  # what would lengthen a number just written
+MAX_CALCULATIONS = 32  # numbers the inline calculator may correct in one reply
 
 
 def _holds_call(text: str) -> bool:
@@ -60,7 +57,7 @@ class Piece:
     input_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str | None = None
-    calculations: int = 0  # numbers the calculator wrote into the text (inline_calculator)
+    calculations: int = 0  # the model's numbers the calculator corrected (inline_calculator)
 
 
 _LOOP_MIN_CHARS = 48
@@ -116,18 +113,6 @@ def _text_of(content: Any) -> str:
         elif isinstance(block, dict) and block.get("type") == "text":
             parts.append(str(block.get("text", "")))
     return "".join(parts)
-
-
-def _after_inserted_number(tail: str) -> str:
-    """What the model wrote after an inserted result, less the digits that would lengthen it.
-
-    The caller holds back a result of "", "." or ",": more digits may still follow.
-
-    >>> _after_inserted_number(".25 dollars"), _after_inserted_number(". Next"), _after_inserted_number("2")
-    (' dollars', '. Next', '')
-    """
-    match = _MORE_DIGITS.match(tail)
-    return tail[match.end():] if match else tail
 
 
 def _tool_names(tools: Sequence[dict[str, Any]]) -> list[str]:
@@ -333,83 +318,67 @@ class LocalChatModel(BaseChatModel):
     # ------------------------------------------------------------------ inline calculator
 
     def _decode_calculating(self, prepared: Prepared) -> Iterator[Piece]:
-        """The engine's text; with the inline calculator on, each equation's result is computed.
+        """The engine's text; with the inline calculator on, each equation's result is checked.
 
-        When the text ends in an equation ("so she has 16 - 3 - 4 ="), generation stops, the
-        calculator's value is written after the "=" and the engine continues from there, so
-        the model builds on the right number. The model's own number is never generated.
+        Where the model's result after an equation's "=" departs from the calculator's
+        ("so she has 16 - 3 - 4 = 8"), generation stops, the calculator's result is written
+        and the engine continues from there, so the model builds on the right number. A reply
+        whose arithmetic is right is left exactly as the model wrote it (see EquationReader).
         """
         if not self._calculates_inline(prepared):
             yield from self._generate_text(prepared)
             return
+        from chatloom.models._inline_calculator import EquationReader
         from chatloom.tools.calculator import finish_equation
 
         text, produced, calculations = "", 0, 0
-        inserted = False  # the text ends in a result the calculator wrote
+        after_result = False  # the reply so far ends in a result the calculator corrected
+
+        def can_calculate(text_so_far: str) -> bool:
+            return calculations < MAX_CALCULATIONS and not _holds_call(text_so_far)
+
         while True:
             segment = replace(prepared, prefix=text, max_tokens=max(prepared.max_tokens - produced, 1))
             stream = self._generate_text(segment)
-            pending: str | None = None  # a computed result, waiting for the model's number to start
-            # After an inserted result the model often goes on with its own digits ("= 102"
-            # then ".25"). They are dropped and the engine restarts from the text without them,
-            # or the model would go on to use its 102.25.
-            held: str | None = "" if inserted else None
-            value, dropped, last = None, False, Piece("", done=True)
+            reader = EquationReader(
+                text,
+                after_result=after_result,
+                finish=finish_equation,
+                can_calculate=can_calculate,
+            )
+            correction: str | None = None
+            last = Piece("", done=True)
             try:
                 for piece in stream:
                     if piece.done:
                         last = piece
-                        if held:  # a "." or "," that ended the reply
-                            text += held
-                            yield Piece(held)
-                        dropped = False  # the reply is over: nothing to restart
+                        owed = reader.end()
+                        if owed:
+                            text += owed
+                            yield Piece(owed)
                         break
                     produced += 1
-                    chunk = piece.text
-                    if held is not None:
-                        rest = _after_inserted_number(held + chunk)
-                        dropped = dropped or len(rest) < len(held + chunk)
-                        if rest in ("", ".", ","):
-                            held = rest
-                            continue
-                        chunk, held = rest, None
-                    while chunk and value is None:
-                        if pending is not None:
-                            # After "=", let the model write its own spacing and "$"; cut where
-                            # its number starts. Anything else means it wrote no number.
-                            lead = len(chunk) - len(chunk.lstrip(_NUMBER_LEAD_IN))
-                            if lead < len(chunk) and (chunk[lead].isdigit() or chunk[lead] in "-."):
-                                value, chunk = pending, chunk[:lead]
-                            elif lead == len(chunk):
-                                break
-                            else:
-                                pending = None
-                        cut = chunk.find("=") if pending is None and value is None else -1
-                        if cut == -1 or calculations >= MAX_CALCULATIONS or _holds_call(text):
-                            break
-                        head, chunk = chunk[: cut + 1], chunk[cut + 1 :]
-                        text += head
-                        yield Piece(head)
-                        pending = finish_equation(text)
-                    if chunk:
-                        text += chunk
-                        yield Piece(chunk)
-                    if value is not None or dropped:
+                    step = reader.feed(piece.text)
+                    if step.passed:
+                        text += step.passed
+                        yield Piece(step.passed)
+                    if step.correction is not None:
+                        correction, after_result = step.correction, step.ends_in_result
                         break
             finally:
                 stream.close()  # stops the engine mid-reply and releases its lock
-            inserted = value is not None
-            if value is None and not dropped:
+            if correction is None:
                 # The last segment's prompt held the text written so far: count that as output
-                # (approximately: one token per piece, one per inserted number).
+                # (approximately: one token per piece, one per corrected number).
                 earlier = produced - last.output_tokens + calculations
                 yield replace(last, input_tokens=max(last.input_tokens - earlier, 0),
                               output_tokens=produced + calculations, calculations=calculations)
                 return
-            if inserted:
-                text += value
+            if after_result:
                 calculations += 1
-                yield Piece(value)
+            if correction:
+                text += correction
+                yield Piece(correction)
             if produced >= prepared.max_tokens:
                 yield Piece("", done=True, output_tokens=produced, finish_reason="length", calculations=calculations)
                 return

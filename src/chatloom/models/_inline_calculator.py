@@ -1,0 +1,141 @@
+"""The inline calculator's reading of a reply as it streams: where it steps in.
+
+A small model that writes "16 - 3 - 4 = 8" has slipped. The calculator (Cobbe et al., 2021)
+checks each result the model writes after an equation's "=", digit by digit. While the
+model's digits agree with the calculator's result they pass through untouched, so a reply
+whose arithmetic is right is exactly the reply the model writes without the calculator. At
+the first digit that disagrees the reply is cut, the rest of the right result is written,
+and the engine restarts from there, so the model builds on the right number.
+
+After a written result the model sometimes goes on with its own digits ("= 102" then ".25"):
+those are dropped too, and the engine restarts once more from the text without them, or the
+model would go on believing its 102.25.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+NUMBER_LEAD_IN = " \t$€£\\"
+"""What may stand between "=" and the number in a model's text."""
+
+
+@dataclass
+class Step:
+    """What to do with one piece of the model's text."""
+
+    passed: str
+    """Text to pass on, in order, before anything else."""
+    correction: str | None = None
+    """None: go on reading the engine. Otherwise stop it, append this text (the rest of the
+    calculator's result, perhaps "") and restart the engine from the reply so far."""
+    ends_in_result: bool = False
+    """After the restart the reply ends in a result the calculator checked."""
+
+
+class EquationReader:
+    """Follows one engine run's text and decides where the calculator steps in.
+
+    ``finish`` computes the result of the equation a text ends with (None if it is not an
+    equation); ``can_calculate(text)`` says whether this "=" may be checked at all (not inside
+    a tool call or code, not past the per-reply limit).
+    """
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        after_result: bool,
+        finish: Callable[[str], str | None],
+        can_calculate: Callable[[str], bool],
+    ) -> None:
+        self._text = text
+        self._finish = finish
+        self._can_calculate = can_calculate
+        self._state = "after" if after_result else "prose"
+        self._result = ""  # the calculator's result for the equation being written
+        self._number = ""  # the model's digits of it so far (passed on: a prefix of _result)
+        self._held = ""  # a "." or "," that may be a full stop or a decimal point
+        self._dropped = False  # digits the model added to a written result were dropped
+
+    def feed(self, piece: str) -> Step:
+        """Read one piece of the engine's text."""
+        passed: list[str] = []
+        for index, char in enumerate(piece):
+            correction = self._read(char, passed)
+            if correction is not None:
+                if correction == "" and self._state == "prose":  # keep the whole token
+                    passed.append(piece[index + 1:])
+                return self._step(passed, correction)
+        return self._step(passed, None)
+
+    def end(self) -> str:
+        """The text still owed when the engine stops: a held full stop, or the rest of a
+        result the model stopped writing midway."""
+        if self._state == "number" and self._number != self._result and not self._same_number(self._number + self._held):
+            return self._result[len(self._number):]
+        return self._held
+
+    def _step(self, passed: list[str], correction: str | None) -> Step:
+        text = "".join(passed)
+        self._text += text
+        return Step(text, correction, ends_in_result=correction is not None and self._state == "number")
+
+    def _read(self, char: str, passed: list[str]) -> str | None:
+        """Read one character; returns a correction (see Step) to stop the engine."""
+        if self._state == "after":
+            if char.isdigit():
+                self._held, self._dropped = "", True
+                return None
+            if char in ".," and not self._held:
+                self._held = char
+                return None
+            passed.append(self._held + char)
+            self._held, self._state = "", "prose"
+            return "" if self._dropped else None
+        if self._state == "lead":
+            if char in NUMBER_LEAD_IN:
+                passed.append(char)
+                return None
+            self._state, self._number = ("number", "") if char.isdigit() or char in "-." else ("prose", "")
+        if self._state == "number":
+            return self._read_number(char, passed)
+        passed.append(char)
+        if char == "=":
+            text = self._text + "".join(passed)
+            if self._can_calculate(text):
+                result = self._finish(text)
+                if result is not None:
+                    self._state, self._result = "lead", result
+        return None
+
+    def _read_number(self, char: str, passed: list[str]) -> str | None:
+        if char in ".," and not self._held:
+            self._held = char
+            return None
+        if char.isdigit() or (char == "-" and not self._number):
+            longer = self._number + self._held + char
+            if self._result.startswith(longer):
+                passed.append(self._held + char)
+                self._number, self._held = longer, ""
+            elif self._same_number(longer):
+                self._held += char  # "34.0": passed on only if the number ends here
+            else:
+                return self._result[len(self._number):]  # the model's number departs here
+            return None
+        # The model's number has ended.
+        if self._number == self._result or self._same_number(self._number + self._held):
+            passed.append(self._held)
+            self._held, self._state = "", "prose"
+            return self._read(char, passed)
+        return self._result[len(self._number):]
+
+    def _same_number(self, digits: str) -> bool:
+        """Whether ``digits`` is the result with trailing zeros or a full stop ("34.00", "34.")."""
+        extra = digits[len(self._result):]
+        if not digits.startswith(self._result) or not extra:
+            return False
+        if "." not in self._result:
+            return extra[0] == "." and set(extra[1:]) <= {"0"}
+        return set(extra) <= {"0"}
