@@ -27,7 +27,7 @@ def make_agent(*replies, **kwargs) -> tuple[Agent, FakeChatModel]:
 
 def test_model_tool_model_answer():
     agent, model = make_agent(tool_call("calculator", expression="17*23"), "17*23 is 391.")
-    reply = agent.chat("What is 17*23?", thread_id="t")
+    reply = agent.chat("How many seats are in 17 rows of 23?", thread_id="t")
     assert reply.answer == "17*23 is 391."
     assert [(s.name, s.args, s.result, s.ok) for s in reply.tool_steps] == [("calculator", {"expression": "17*23"}, "391", True)]
     assert reply.steps == 2 and reply.stop_reason == "answer"
@@ -36,6 +36,26 @@ def test_model_tool_model_answer():
     assert isinstance(second_call[-1], ToolMessage) and second_call[-1].content == "391"
     assert model.bound_tools == ["calculator"]
     assert reply.usage.total_tokens > 0
+
+
+@pytest.mark.parametrize("question, answer", [
+    ("What is 17*23?", "17*23 = 391"),
+    ("what's 15% of 80", "15% of 80 = 12"),
+    ("1234 * 5678 계산해줘", "1234 * 5678 = 7006652"),
+])
+def test_a_question_that_is_only_a_calculation_is_answered_by_the_calculator(question, answer):
+    agent, model = make_agent()  # no scripted replies: a model call would fail the test
+    reply = agent.chat(question)
+    assert reply.answer == answer and reply.stop_reason == "answer" and model.calls == []
+    assert [(s.name, s.ok) for s in reply.tool_steps] == [("calculator", True)]
+
+
+def test_a_calculation_the_policy_refuses_or_the_calculator_rejects_goes_to_the_model():
+    agent, model = make_agent("I may not calculate here.", tool_policy={"calculator": "deny"})
+    assert agent.chat("What is 17*23?").answer == "I may not calculate here." and len(model.calls) == 1
+    # Word problems are the model's to read, with the calculator offered as usual.
+    agent, model = make_agent("It is 391.")
+    assert agent.chat("What is 17*23 in hexadecimal?").answer == "It is 391." and len(model.calls) == 1
 
 
 def test_step_limit_stops_the_turn():
@@ -79,7 +99,7 @@ def test_repeated_identical_call_is_detected_and_stopped():
 def test_a_loop_ends_with_an_answer_when_the_model_can_give_one():
     same = tool_call("calculator", expression="1+1")
     agent, model = make_agent(same, same, "<think>it was 2</think>1+1 is 2.")
-    reply = agent.chat("1+1?")
+    reply = agent.chat("Add 1 and 1 for me.")
     assert reply.stop_reason == "loop"
     assert reply.answer == "1+1 is 2." and reply.reasoning == "it was 2"
     last_input = model.calls[2]
@@ -203,7 +223,7 @@ def test_threads_are_isolated():
 
 def test_reasoning_is_kept_in_the_trace_but_not_the_answer():
     agent, _ = make_agent("<think>17*23 = 340+51 = 391</think>The answer is 391.")
-    reply = agent.chat("17*23?", thread_id="cot")
+    reply = agent.chat("What is 17 times 23?", thread_id="cot")
     assert reply.answer == "The answer is 391."
     assert "340+51" in reply.reasoning
     last = agent.history("cot")[-1]
@@ -212,7 +232,7 @@ def test_reasoning_is_kept_in_the_trace_but_not_the_answer():
 
 def test_stream_yields_typed_events_in_order():
     agent, _ = make_agent(tool_call("calculator", expression="2*3"), "<think>hidden</think>It is 6.")
-    events = list(agent.stream("2*3?"))
+    events = list(agent.stream("What is 2 times 3?"))
     kinds = [type(e) for e in events]
     assert kinds[:2] == [ToolCallEvent, ToolResultEvent]
     assert isinstance(events[-1], AnswerEvent) and events[-1].reply.answer == "It is 6."
@@ -405,7 +425,7 @@ def test_identical_calls_in_one_message_run_once_and_all_get_the_result():
 def test_a_tool_answering_error_is_a_failed_step():
     # The calculator (and the sandbox, and web fetches) report failures as "error: ..." text.
     agent, model = make_agent(tool_call("calculator", expression="2 +* 3"), "Sorry, I couldn't compute that.")
-    reply = agent.chat("What is 2 + 3?")
+    reply = agent.chat("Add 2 and 3.")
     assert reply.tool_steps[0].result.startswith("error:") and reply.tool_steps[0].ok is False
     assert model.calls[1][-1].content.startswith("error:")  # the model still reads why
 
@@ -529,7 +549,7 @@ def test_units_abbreviating_some_passage_word_are_not_given_but_units_a_passage_
     call = tool_call("convert", value=12, from_unit="mi", to_unit="km")
     memory = _OnePassage("The kingdom keeps a minimal index of 12 items.")
     agent, model = small_model_agent(call, call, "12 * 2 = 24.", tools_extra=[convert], memory=memory)
-    reply = agent.chat("What is 12*2?")
+    reply = agent.chat("What is 12 doubled?")
     assert reply.stop_reason == "loop" and reply.answer.startswith("12 * 2 = 24")
     assert "19.3" not in str(model.calls[-1])  # the conversion backed nothing
     named = _OnePassage("The park's map gives every distance in km.")

@@ -418,7 +418,7 @@ def test_invented_tool_gets_one_more_try_naming_the_bound_tools():
 def test_malformed_call_then_plain_answer_without_tools():
     broken = '{"name": "calculator", "arguments": {"expression": "2+'
     model = FakeChatModel([broken, broken, "2 plus 2 is 4."])
-    reply = Agent(model=model, tools=[calculator], checkpointer="memory").chat("2+2?")
+    reply = Agent(model=model, tools=[calculator], checkpointer="memory").chat("What do 2 and 2 make?")
     assert reply.answer == "2 plus 2 is 4."
     assert model.tool_choices[-1] is None or model.bound_tools  # the last try was the tools-free model
     assert len(model.calls) == 3

@@ -73,7 +73,7 @@ def test_opentelemetry_spans_follow_the_genai_conventions(checkpointer):
         pytest.skip("another test set the global OpenTelemetry provider first")
     app = create_app(scripted_catalog(checkpointer), config())
     with live_server(app) as url:
-        httpx.post(f"{url}/v1/chat/completions", json={"model": "calc", "messages": [{"role": "user", "content": "17*23"}]}, headers={"Authorization": f"Bearer {KEY_A}", "X-Chatloom-Thread": "otel"}, timeout=30)
+        httpx.post(f"{url}/v1/chat/completions", json={"model": "calc", "messages": [{"role": "user", "content": "17 rows of 23 seats?"}]}, headers={"Authorization": f"Bearer {KEY_A}", "X-Chatloom-Thread": "otel"}, timeout=30)
     spans = {s.name: s for s in exporter.get_finished_spans()}
     agent, tool = spans["invoke_agent calc"], spans["execute_tool calculator"]
     assert agent.attributes["gen_ai.operation.name"] == "invoke_agent" and agent.attributes["gen_ai.conversation.id"] == "otel"

@@ -66,11 +66,11 @@ def test_streaming_matches_the_final_answer(server):
 
 def test_tool_steps_ride_along_in_extra_fields(server):
     c = client(server)
-    r = c.chat.completions.create(model="calc", messages=[{"role": "user", "content": "What is 17*23?"}])
+    r = c.chat.completions.create(model="calc", messages=[{"role": "user", "content": "How many seats are in 17 rows of 23?"}])
     assert r.choices[0].message.content == "The result is 391."
     steps = r.model_extra["chatloom"]["tool_steps"]
     assert [(s["name"], s["args"], s["result"], s["ok"]) for s in steps] == [("calculator", {"expression": "17*23"}, "391", True)]
-    chunks = list(c.chat.completions.create(model="calc", messages=[{"role": "user", "content": "What is 17*23?"}], stream=True))
+    chunks = list(c.chat.completions.create(model="calc", messages=[{"role": "user", "content": "How many seats are in 17 rows of 23?"}], stream=True))
     kinds = [ch.model_extra["chatloom"]["type"] for ch in chunks if (ch.model_extra or {}).get("chatloom")]
     assert kinds == ["tool_call", "tool_result", "answer"]
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "The result is 391."
@@ -93,7 +93,7 @@ def test_native_turns_stream_typed_events(server):
     import json
 
     events = []
-    with httpx.stream("POST", f"{server}/v1/agents/calc/turns", json={"input": "What is 17*23?", "thread_id": "n1"},
+    with httpx.stream("POST", f"{server}/v1/agents/calc/turns", json={"input": "How many seats are in 17 rows of 23?", "thread_id": "n1"},
                       headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30) as r:
         assert r.status_code == 200
         for line in r.iter_lines():

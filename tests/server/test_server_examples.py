@@ -75,7 +75,7 @@ def wait_posted(client, posted, n: int) -> None:
 
 def test_support_bot_answers_in_the_thread(bot):
     client, posted = bot
-    raw, headers = signed(event("What is 17*23?"))
+    raw, headers = signed(event("How many seats are in 17 rows of 23?"))
     r = client.post("/slack/events", content=raw, headers=headers)
     assert r.json() == {"ok": True}
     wait_posted(client, posted, 1)

@@ -77,7 +77,7 @@ def test_the_answer_streams_in_token_by_token(server, browser):
 
 def test_tool_steps(server, browser):
     wait = open_page(browser, server, "calc")
-    ask(browser, "What is 17*23?")
+    ask(browser, "How many seats are in 17 rows of 23?")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".answer"))
     assert browser.find_element(By.CSS_SELECTOR, ".answer").text == "The result is 391."
     assert 'calculator(expression="17*23") → 391' in browser.find_element(By.CSS_SELECTOR, ".tool").text

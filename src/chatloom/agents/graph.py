@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -27,6 +28,7 @@ from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
 from chatloom.models.toolcalls import looks_like_tool_call
 from chatloom.prompts.template import split_reasoning
 from chatloom.agents.taint import is_tainted, taint_update
+from chatloom.tools.calculator import expression_asked
 from chatloom.tools.policy import contains_untrusted, output_is_trusted, unwrap_untrusted, wrap_untrusted
 
 STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
@@ -158,6 +160,19 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         answer = AIMessage(content=text, additional_kwargs={"grounded": True, "fallback": "abstain"})
         return {"messages": [answer], "stop_reason": "answer"}
 
+    if steps == 0 and ctx.first_model is None and "calculator" in _offered(ctx):
+        expression = expression_asked(question)
+        if expression is not None:
+            # A question that is only a calculation ("What is 17*23?") is the calculator's, and
+            # its result is the answer: Qwen 0.5B, shown the reference bot's tools and
+            # passages, searched the docs for "17*23" and answered 401, and given the result it
+            # went on converting 391 mm to cm. The call still goes through the tool policy.
+            call = {"name": "calculator", "args": {"expression": expression}, "id": f"call_{uuid.uuid4().hex[:12]}"}
+            asked = AIMessage(content="", tool_calls=[call], additional_kwargs={"asked_calculation": expression})
+            return {"steps": 1, "messages": [asked]}
+    if steps == 1 and (calculated := _calculated_answer(state["messages"])) is not None:
+        return {"stop_reason": "answer", "messages": [_final_answer(calculated, state, ctx)]}
+
     if steps == 0 and _answers_from_passages_alone(state, ctx, question):
         plain = _plain_answer(state, ctx)
         if plain is not None:
@@ -186,6 +201,18 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         update["stop_reason"] = "answer"
     update["messages"] = [response]
     return update
+
+
+def _calculated_answer(messages: list[AnyMessage]) -> AIMessage | None:
+    """"17*23 = 391" when the last step ran the calculation the question asked for (None if
+    the policy refused it or it failed: then the model answers)."""
+    if len(messages) < 2:
+        return None
+    asked, result = messages[-2], messages[-1]
+    expression = asked.additional_kwargs.get("asked_calculation") if isinstance(asked, AIMessage) else None
+    if expression is None or not isinstance(result, ToolMessage) or result.status == "error":
+        return None
+    return AIMessage(content=f"{expression} = {result.content}")
 
 
 def _retry_bad_call(response: AIMessage, prompt: list[BaseMessage], ctx: TurnContext) -> tuple[AIMessage, int]:

@@ -583,6 +583,35 @@ def finish_equation(text: str) -> str | None:
     return None
 
 
+# A question that only asks for a calculation: "What is 17*23?", "calculate 15% of 80",
+# "17*23=?", "3만 원 × 12는 얼마인가요?" (the frame around the expression is dropped).
+_ASKING_EN = re.compile(r"^(?:(?:so|and|ok|okay|please)[, ]+)?(?:what(?:'s| is| are)|how much is|calculate|compute|evaluate|work out)\s+", re.I)
+_ASKING_KO = re.compile(r"\s*(?:(?:은|는|이|가)\s*)?(?:얼마(?:예요|에요|인가요|입니까|야|지|일까요)?|계산(?:해\s*(?:줘|주세요|줄래)?|하면)?)$")
+
+
+def expression_asked(question: str) -> str | None:
+    """The arithmetic expression ``question`` asks for and nothing else, if it is one.
+
+    >>> expression_asked("What is 17*23?"), expression_asked("calculate 15% of 80")
+    ('17*23', '15% of 80')
+    >>> expression_asked("3만 원 × 12는 얼마인가요?")
+    '30000 × 12'
+    >>> expression_asked("What is 17*23 in hex?") is None, expression_asked("What is 2024?") is None
+    (True, True)
+    """
+    text = question.strip().rstrip("?!. ")
+    text = _ASKING_KO.sub("", _ASKING_EN.sub("", text)).strip().rstrip("=? ").strip()
+    if _HAS_KOREAN_FIGURE.search(text):
+        text = _KOREAN_FIGURE.sub(_plain_figure, text).strip()
+    if len(text) > MAX_EQUATION_CHARS or not (_TWO_NUMBERS.search(text) or _PERCENT_OF.search(text)):
+        return None
+    try:
+        compute(text, time_limit=0.05)
+    except CalculatorError:
+        return None
+    return text
+
+
 @tool
 def calculator(expression: str) -> str:
     """Evaluate an arithmetic expression exactly, e.g. "12*(3+4)/7", "15% of 80", "2^10",
