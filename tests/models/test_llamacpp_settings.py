@@ -61,3 +61,24 @@ def test_grammar_engine_auto_is_llama_cpps_own_and_a_typo_is_a_clear_error(tmp_p
     assert LlamaCppChatModel(model_path="m.gguf", grammar_engine="xgrammar")._use_xgrammar() is True
     with pytest.raises(ChatloomError, match="unknown grammar_engine 'fast'"):
         LlamaCppChatModel(model_path="m.gguf", grammar_engine="fast")._use_xgrammar()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_same_prompt_gets_the_same_reply_whatever_the_kv_cache_held():
+    # llama.cpp computes a prompt's last token with other kernels alone than in a batch; when
+    # a prompt was evaluated whole the first time and found in the cache the second, Qwen 0.5B
+    # answered "2. Multiply the total ..." then "2. Determine the total ...".
+    pytest.importorskip("llama_cpp")
+    from langchain_core.messages import HumanMessage
+
+    from installed_models import qwen_gguf
+
+    model = LlamaCppChatModel(model_path=str(qwen_gguf()), max_tokens=48, prompt_cache=False, n_threads=1)
+    question = [HumanMessage("Tom gets 4 car washes a month.  If each car wash costs $15 how much does he pay in a year?")]
+    first = model.invoke(question).content  # the prompt evaluated whole
+    again = model.invoke(question).content  # all but its last token found in the cache
+    model.invoke([HumanMessage("Say hello.")])
+    after_another = model.invoke(question).content  # the shared system prompt found in the cache
+    assert first == again == after_another
+    assert "2." in first  # long enough to reach where the replies had parted

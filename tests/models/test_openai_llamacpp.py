@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from langchain_core.tools import tool
+from installed_models import qwen_gguf
 from openai_replay import ReplayServer, Reply, fixture
 
 from chatloom.models import resolve_model
@@ -131,30 +132,15 @@ def test_live_llamacpp_accepts_bound_tools(smollm2_server):
     assert reply.tool_calls == [] or reply.tool_calls[0]["name"] == "calculator"
 
 
-def _installed_qwen() -> str | None:
-    """The default Qwen GGUF that `chatloom models install` put in the real data dir, if any."""
-    from chatloom.config import get_settings
-    from chatloom.errors import ChatloomError
-    from chatloom.models.install import locate
-
-    try:
-        return str(locate("qwen2.5-coder-0.5b", get_settings().data_dir()))
-    except ChatloomError:
-        return None
-
-
-_INSTALLED_QWEN = _installed_qwen()  # at import: the autouse fixture points CHATLOOM_HOME elsewhere
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_live_qwen_tool_call_left_in_text_is_recovered(tmp_path):
-    gguf = os.environ.get("CHATLOOM_TEST_QWEN_GGUF") or _INSTALLED_QWEN
-    if not gguf or not Path(gguf).is_file() or not _server_available():
+    gguf = qwen_gguf()
+    if not _server_available():
         if os.environ.get("CHATLOOM_REQUIRE_MODELS"):
-            pytest.fail("CI installs the default Qwen model (./run test); it or llama_cpp.server is missing")
-        pytest.skip("set CHATLOOM_TEST_QWEN_GGUF to a Qwen2.5-Coder GGUF, or run `chatloom models install`")
-    proc, base_url = _start_server(Path(gguf), tmp_path)
+            pytest.fail("CI installs llama_cpp.server (./run test); it is missing")
+        pytest.skip("llama_cpp.server is not installed")
+    proc, base_url = _start_server(gguf, tmp_path)
     try:
         model = resolve_model("openai:qwen", base_url=base_url, temperature=0, max_tokens=64,
                               timeout=120).bind_tools([calculator])

@@ -411,6 +411,7 @@ class LlamaCppChatModel(LocalChatModel):
                 yield from decode(tokens, prepared, max_new)
                 return
             try:
+                _eval_all_but_last(llm, tokens)  # create_completion evaluates the last on its own
                 stream = llm.create_completion(
                     prompt=tokens,
                     max_tokens=max_new,
@@ -437,10 +438,25 @@ class LlamaCppChatModel(LocalChatModel):
 
 def _eval_prompt(llm: Any, tokens: list[int]) -> None:
     """Evaluate ``tokens``, reusing the KV cache for the prefix it already holds."""
+    _eval_all_but_last(llm, tokens)
+    llm.eval(tokens[-1:])
+
+
+def _eval_all_but_last(llm: Any, tokens: list[int]) -> None:
+    """Have the KV cache hold ``tokens`` but the last, reusing the prefix it already holds.
+
+    The last token is then always evaluated on its own, whatever the cache held: llama.cpp
+    computes a batch of one token with other kernels than a longer batch, and Qwen 0.5B's
+    first logits differed by up to 0.29 between the two. A prompt evaluated whole the first
+    time and reused the second got a different reply, so two agents asked the same question
+    in one process (an eval's A/B arms) answered differently before any difference between
+    them came into play.
+    """
     prefix = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-    prefix = min(prefix, len(tokens) - 1)  # re-evaluate at least one token for fresh logits
+    prefix = min(prefix, len(tokens) - 1)
     llm.n_tokens = prefix  # eval() drops the KV entries after n_tokens
-    llm.eval(tokens[prefix:])
+    if prefix < len(tokens) - 1:
+        llm.eval(tokens[prefix:-1])
 
 
 def _seq_state(llm: Any) -> bytes:
