@@ -331,6 +331,8 @@ def _file_progress(progress: Progress | None, source: str, done: int, total: int
     if progress is None:
         return None
     return lambda read, size: progress(f"{source} ({read >> 20}/{size >> 20} MB)", done - 1, total)
+
+
 # Each commit costs a Chroma write with a fixed cost of its own: 2,000 vectors took 15.4 s in
 # writes of 64 and 8.7 s in writes of 512 (on a loaded machine). With the int8 embedder that
 # fixed cost had become a fifth of ingest time for a folder of small files.

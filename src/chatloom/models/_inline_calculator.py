@@ -31,7 +31,7 @@ class Step:
     """None: go on reading the engine. Otherwise stop it, append this text (the rest of the
     calculator's result, perhaps "") and restart the engine from the reply so far."""
     ends_in_result: bool = False
-    """After the restart the reply ends in a result the calculator checked."""
+    """The correction completes a result the model got wrong: the reply then ends in it."""
 
 
 class EquationReader:
