@@ -11,7 +11,7 @@ is not visible on stdout). Times count from just before the process is started.
 - warm: the runs after a cold one, which load what it saved.
 
     python benchmarks/bench_cold_start.py                 # 3 runs per cell
-    python benchmarks/bench_cold_start.py --runs 5 --question "What is 17*23?"
+    python benchmarks/bench_cold_start.py --runs 5 --question "How many seats are in 17 rows of 23?"
     python benchmarks/bench_cold_start.py --first-token-only   # each run ends at its first token
     # warm cells only, each run alternating with one of another checkout's code (a baseline):
     python benchmarks/bench_cold_start.py --warm-only --first-token-only --runs 5 --baseline-src /work/main/src
@@ -98,7 +98,7 @@ def median(values: list[float | None]) -> float | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--question", default="What is 17*23?")
+    ap.add_argument("--question", default="How many seats are in 17 rows of 23?")
     ap.add_argument("--first-token-only", action="store_true",
                     help="end each run at its first token (no totals; for a machine too busy for whole answers)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 run per setup, to the first token")

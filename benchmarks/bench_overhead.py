@@ -48,12 +48,12 @@ def bench_turns(repeat: int) -> dict:
     baseline = create_agent(model=scripted_model(), tools=[calculator], checkpointer=InMemorySaver())
 
     def chatloom_turn():
-        reply = agent.chat("What is 17*23?", thread_id=uuid.uuid4().hex)
+        reply = agent.chat("How many seats are in 17 rows of 23?", thread_id=uuid.uuid4().hex)
         assert reply.answer == "17*23 is 391." and len(reply.tool_steps) == 1
 
     def baseline_turn():
         out = baseline.invoke(
-            {"messages": [HumanMessage("What is 17*23?")]}, {"configurable": {"thread_id": uuid.uuid4().hex}}
+            {"messages": [HumanMessage("How many seats are in 17 rows of 23?")]}, {"configurable": {"thread_id": uuid.uuid4().hex}}
         )
         assert out["messages"][-1].content == "17*23 is 391."
 

@@ -50,7 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, save  # noqa: E402
 
-QUESTION = "What is 17*23?"
+QUESTION = "How many seats are in 17 rows of 23?"
 ANSWER = "The answer is 391."
 MODEL = "bench"
 
