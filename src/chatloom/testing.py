@@ -4,7 +4,7 @@
 >>> model = FakeChatModel([tool_call("calculator", expression="17*23"), "17*23 is 391."])
 >>> from chatloom import Agent
 >>> from chatloom.tools.calculator import calculator
->>> Agent(model=model, tools=[calculator], checkpointer="memory").chat("What is 17*23?").answer
+>>> Agent(model=model, tools=[calculator], checkpointer="memory").chat("How many seats are in 17 rows of 23?").answer
 '17*23 is 391.'
 
 Every call returns a *new* message object with a fresh id: LangGraph's ``add_messages`` reducer

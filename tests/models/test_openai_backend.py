@@ -353,7 +353,7 @@ def test_agent_turn_over_http_with_recovered_tool_call(srv):
     srv.add(Reply(body=fixture("llamacpp_text_toolcall.json")),
             Reply(body=fixture("chat_plain.json")))
     agent = Agent(model=make(srv), tools=[calculator], memory=False)
-    reply = agent.chat("What is 17*23?")
+    reply = agent.chat("How many seats are in 17 rows of 23?")
     assert "391" in reply.answer
     assert [step.name for step in reply.tool_steps] == ["calculator"]
     assert len(srv.requests) == 2
@@ -374,7 +374,7 @@ def test_agent_stream_over_http_shows_no_call_text(srv):
     srv.add(Reply(sse=fixture("stream_llamacpp_qwen_toolcall_real.sse")),
             Reply(sse=fixture("stream_text.sse")))
     agent = Agent(model=make(srv), tools=[calculator], memory=False)
-    events = list(agent.stream("What is 17*23?"))
+    events = list(agent.stream("How many seats are in 17 rows of 23?"))
     calls = [e for e in events if isinstance(e, ToolCallEvent)]
     assert [(c.name, c.args) for c in calls] == [("calculator", {"expression": "17*23"})]
     shown = "".join(e.text for e in events if isinstance(e, Token))
