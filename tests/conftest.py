@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,3 +53,26 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="session")
+def default_model_gguf() -> Path:
+    """The default local model's GGUF, as `chatloom models install` put it in the real data dir
+    (``./run test`` does), or ``CHATLOOM_TEST_QWEN_GGUF``. For the integration tests on the real
+    model: in CI (``CI`` or ``CHATLOOM_REQUIRE_MODELS`` set) a missing model fails the test,
+    elsewhere it skips with the reason. Session-scoped, so it reads the real data dir before any
+    test's own fixtures point ``CHATLOOM_HOME`` elsewhere."""
+    from chatloom.config import get_settings
+    from chatloom.errors import ChatloomError
+    from chatloom.models.catalog import DEFAULT_LOCAL_MODEL
+    from chatloom.models.install import locate
+
+    override = os.environ.get("CHATLOOM_TEST_QWEN_GGUF")
+    if override and Path(override).is_file():
+        return Path(override)
+    try:
+        return Path(locate(DEFAULT_LOCAL_MODEL, get_settings().data_dir()))
+    except ChatloomError as exc:
+        if os.environ.get("CI") or os.environ.get("CHATLOOM_REQUIRE_MODELS"):
+            pytest.fail(f"the default model is needed in CI (./run test installs it): {exc}")
+        pytest.skip(f"the default local model is not installed: run `chatloom models install` ({exc})")

@@ -19,22 +19,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home(tmp_path_factory, default_model_gguf) -> Path:
     """A fresh data dir whose models/ is the real one (no weights copied)."""
-    from chatloom.config import get_settings
-    from chatloom.errors import ChatloomError
-    from chatloom.models.catalog import DEFAULT_LOCAL_MODEL
-    from chatloom.models.install import locate
-
-    real = get_settings().data_dir()
-    try:
-        locate(DEFAULT_LOCAL_MODEL, real)
-    except ChatloomError as exc:
-        if os.environ.get("CI") or os.environ.get("CHATLOOM_REQUIRE_MODELS"):
-            pytest.fail(f"the default model is needed in CI: {exc}")
-        pytest.skip(f"the default local model is not installed ({exc})")
     h = tmp_path_factory.mktemp("home")
-    (h / "models").symlink_to(real / "models", target_is_directory=True)
+    (h / "models").symlink_to(default_model_gguf.parent, target_is_directory=True)
     return h
 
 

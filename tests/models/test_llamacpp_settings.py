@@ -65,16 +65,14 @@ def test_grammar_engine_auto_is_llama_cpps_own_and_a_typo_is_a_clear_error(tmp_p
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_the_same_prompt_gets_the_same_reply_whatever_the_kv_cache_held():
+def test_the_same_prompt_gets_the_same_reply_whatever_the_kv_cache_held(default_model_gguf):
     # llama.cpp computes a prompt's last token with other kernels alone than in a batch; when
     # a prompt was evaluated whole the first time and found in the cache the second, Qwen 0.5B
     # answered "2. Multiply the total ..." then "2. Determine the total ...".
     pytest.importorskip("llama_cpp")
     from langchain_core.messages import HumanMessage
 
-    from installed_models import qwen_gguf
-
-    model = LlamaCppChatModel(model_path=str(qwen_gguf()), max_tokens=48, prompt_cache=False, n_threads=1)
+    model = LlamaCppChatModel(model_path=str(default_model_gguf), max_tokens=48, prompt_cache=False, n_threads=1)
     question = [HumanMessage("Tom gets 4 car washes a month.  If each car wash costs $15 how much does he pay in a year?")]
     first = model.invoke(question).content  # the prompt evaluated whole
     again = model.invoke(question).content  # all but its last token found in the cache

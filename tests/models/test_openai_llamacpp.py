@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from langchain_core.tools import tool
-from installed_models import qwen_gguf
 from openai_replay import ReplayServer, Reply, fixture
 
 from chatloom.models import resolve_model
@@ -134,8 +133,8 @@ def test_live_llamacpp_accepts_bound_tools(smollm2_server):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_live_qwen_tool_call_left_in_text_is_recovered(tmp_path):
-    gguf = qwen_gguf()
+def test_live_qwen_tool_call_left_in_text_is_recovered(tmp_path, default_model_gguf):
+    gguf = default_model_gguf
     if not _server_available():
         if os.environ.get("CHATLOOM_REQUIRE_MODELS"):
             pytest.fail("CI installs llama_cpp.server (./run test); it is missing")
