@@ -526,6 +526,11 @@ _OPERATOR_BEFORE = re.compile(r"[-+*/×÷·−^][ \t]*$")
 _DROPS_LEFT_OPERAND = re.compile(r".*[\d)%][ \t]*\|[ \t]*[-+*/×÷·−^]", re.S)
 
 
+def _plain_korean_figures(text: str) -> str:
+    """``text`` with its Korean figures as plain numbers ("30만 원 × 2%" -> "300000 × 2%")."""
+    return _KOREAN_FIGURE.sub(_plain_figure, text) if _HAS_KOREAN_FIGURE.search(text) else text
+
+
 def _plain_figure(match: re.Match[str]) -> str:
     """ "30만 원" -> "300000", "1.5만" -> "15000", "500원" -> "500"."""
     digits, multiplier = match.group(1), match.group(2)
@@ -551,9 +556,7 @@ def finish_equation(text: str) -> str | None:
     """
     if not text.endswith("="):
         return None
-    window = text[-MAX_EQUATION_CHARS - 1 : -1]
-    if _HAS_KOREAN_FIGURE.search(window):
-        window = _KOREAN_FIGURE.sub(_plain_figure, window)
+    window = _plain_korean_figures(text[-MAX_EQUATION_CHARS - 1 : -1])
     window = _LINE_BULLET.sub(r"\1", window)
     tail = _EQUATION_TAIL.search(window)
     if tail is None:
@@ -601,8 +604,7 @@ def expression_asked(question: str) -> str | None:
     """
     text = question.strip().rstrip("?!. ")
     text = _ASKING_KO.sub("", _ASKING_EN.sub("", text)).strip().rstrip("=? ").strip()
-    if _HAS_KOREAN_FIGURE.search(text):
-        text = _KOREAN_FIGURE.sub(_plain_figure, text).strip()
+    text = _plain_korean_figures(text).strip()
     if len(text) > MAX_EQUATION_CHARS or not (_TWO_NUMBERS.search(text) or _PERCENT_OF.search(text)):
         return None
     try:
