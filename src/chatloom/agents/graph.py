@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -25,7 +24,7 @@ from langgraph.runtime import Runtime
 from chatloom.agents import grounding
 from chatloom.memory.base import Memory
 from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
-from chatloom.models.toolcalls import looks_like_tool_call
+from chatloom.models.toolcalls import looks_like_tool_call, new_call_id
 from chatloom.prompts.template import split_reasoning
 from chatloom.agents.taint import is_tainted, taint_update
 from chatloom.tools.calculator import expression_asked
@@ -167,7 +166,7 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
             # its result is the answer: Qwen 0.5B, shown the reference bot's tools and
             # passages, searched the docs for "17*23" and answered 401, and given the result it
             # went on converting 391 mm to cm. The call still goes through the tool policy.
-            call = {"name": "calculator", "args": {"expression": expression}, "id": f"call_{uuid.uuid4().hex[:12]}"}
+            call = {"name": "calculator", "args": {"expression": expression}, "id": new_call_id()}
             asked = AIMessage(content="", tool_calls=[call], additional_kwargs={"asked_calculation": expression})
             return {"steps": 1, "messages": [asked]}
     if steps == 1 and (calculated := _calculated_answer(state["messages"])) is not None:
