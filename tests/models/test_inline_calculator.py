@@ -3,12 +3,11 @@
 import pytest
 
 from chatloom.models._inline_calculator import EquationReader
-from chatloom.tools.calculator import finish_equation
 
 
 def read(text: str, *, after_result: bool = False, piece_chars: int = 1) -> tuple[str, str | None, str]:
     """Feed ``text`` in pieces; returns (text passed on, the correction or None, text owed at the end)."""
-    reader = EquationReader("", after_result=after_result, finish=finish_equation, can_calculate=lambda t: "```" not in t)
+    reader = EquationReader("", after_result=after_result, can_calculate=lambda t: "```" not in t)
     passed = ""
     for i in range(0, len(text), piece_chars):
         step = reader.feed(text[i:i + piece_chars])

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from chatloom.tools.calculator import finish_equation
+
 NUMBER_LEAD_IN = " \t$€£\\"
 """What may stand between "=" and the number in a model's text."""
 
@@ -37,9 +39,8 @@ class Step:
 class EquationReader:
     """Follows one engine run's text and decides where the calculator steps in.
 
-    ``finish`` computes the result of the equation a text ends with (None if it is not an
-    equation); ``can_calculate(text)`` says whether this "=" may be checked at all (not inside
-    a tool call or code, not past the per-reply limit).
+    ``can_calculate(text)`` says whether the "=" that ``text`` ends with may be checked at all
+    (not inside a tool call or code, not past the per-reply limit).
     """
 
     def __init__(
@@ -47,11 +48,9 @@ class EquationReader:
         text: str,
         *,
         after_result: bool,
-        finish: Callable[[str], str | None],
         can_calculate: Callable[[str], bool],
     ) -> None:
         self._text = text
-        self._finish = finish
         self._can_calculate = can_calculate
         self._state = "after" if after_result else "prose"
         self._result = ""  # the calculator's result for the equation being written
@@ -105,7 +104,7 @@ class EquationReader:
         if char == "=":
             text = self._text + "".join(passed)
             if self._can_calculate(text):
-                result = self._finish(text)
+                result = finish_equation(text)
                 if result is not None:
                     self._state, self._result = "lead", result
         return None

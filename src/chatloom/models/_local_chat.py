@@ -329,7 +329,6 @@ class LocalChatModel(BaseChatModel):
             yield from self._generate_text(prepared)
             return
         from chatloom.models._inline_calculator import EquationReader
-        from chatloom.tools.calculator import finish_equation
 
         text, produced, calculations = "", 0, 0
         after_result = False  # the reply so far ends in a result the calculator corrected
@@ -340,12 +339,7 @@ class LocalChatModel(BaseChatModel):
         while True:
             segment = replace(prepared, prefix=text, max_tokens=max(prepared.max_tokens - produced, 1))
             stream = self._generate_text(segment)
-            reader = EquationReader(
-                text,
-                after_result=after_result,
-                finish=finish_equation,
-                can_calculate=can_calculate,
-            )
+            reader = EquationReader(text, after_result=after_result, can_calculate=can_calculate)
             correction: str | None = None
             last = Piece("", done=True)
             try:
