@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -157,7 +158,7 @@ def test_a_search_that_found_nothing_backs_no_answer():
 def small_model_agent(*replies, tools_extra=(), **kwargs) -> tuple[Agent, FakeChatModel]:
     """An agent with the default local model's profile, offering a tool as a call."""
     agent, model = make_agent(*replies, tools=[calculator, word_count, *tools_extra], prompt="assistant", **kwargs)
-    agent.load()._ready["profile"] = profile_for("local:qwen2.5-coder-0.5b")
+    agent._ready = replace(agent.load()._ready, profile=profile_for("local:qwen2.5-coder-0.5b"))
     return agent, model
 
 
@@ -439,11 +440,9 @@ def lookup(query: str) -> str:
 def test_a_small_model_whose_calls_keep_failing_answers_without_tools():
     # Qwen 0.5B searched an empty knowledge base with one query after another until the step
     # limit ("I stopped after 8 steps") on word problems it answers right with no tools.
-    from dataclasses import replace
-
     searches = [tool_call("lookup", query=q) for q in ("expenses May", "expenses June")]
     agent, model = make_agent(*searches, "He spent $940 in all.", tools=[lookup, calculator])
-    agent.load()._ready["profile"] = replace(profile_for(None), failed_steps_allowed=2)
+    agent._ready = replace(agent.load()._ready, profile=replace(profile_for(None), failed_steps_allowed=2))
     reply = agent.chat("He spent $500 in May and $60 less in June. How much in all?")
     assert reply.answer == "He spent $940 in all." and reply.stop_reason == "loop"
     assert [s.ok for s in reply.tool_steps] == [False, False]  # two failed steps, then the answer
@@ -452,11 +451,9 @@ def test_a_small_model_whose_calls_keep_failing_answers_without_tools():
 
 
 def test_a_failed_step_followed_by_one_that_works_keeps_going():
-    from dataclasses import replace
-
     agent, model = make_agent(tool_call("lookup", query="x"), tool_call("calculator", expression="2+2"),
                               tool_call("lookup", query="y"), "It is 4.", tools=[lookup, calculator])
-    agent.load()._ready["profile"] = replace(profile_for(None), failed_steps_allowed=2)
+    agent._ready = replace(agent.load()._ready, profile=replace(profile_for(None), failed_steps_allowed=2))
     reply = agent.chat("What is 2+2 according to the docs?")
     assert [s.ok for s in reply.tool_steps] == [False, True, False] and reply.answer == "It is 4."
     assert reply.stop_reason == "answer"
@@ -465,7 +462,7 @@ def test_a_failed_step_followed_by_one_that_works_keeps_going():
 def test_failed_steps_only_stop_a_turn_for_models_whose_profile_says_so():
     searches = [tool_call("lookup", query=q) for q in ("a", "b", "c")]
     agent, _ = make_agent(*searches, "Nothing found.", tools=[lookup])
-    assert agent.load()._ready["profile"].failed_steps_allowed is None  # a remote-like model
+    assert agent.load()._ready.profile.failed_steps_allowed is None  # a remote-like model
     reply = agent.chat("find it")
     assert [s.ok for s in reply.tool_steps] == [False, False, False] and reply.answer == "Nothing found."
 

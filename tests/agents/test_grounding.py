@@ -6,6 +6,8 @@ is checked exactly; the real-model questions live in tests/examples (integration
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from langchain_core.messages import HumanMessage
 
@@ -365,7 +367,7 @@ def test_a_small_model_answers_a_lookup_with_passages_without_the_tool_list():
 
     agent, model = agent_with(ListMemory(TRANSFER), "하루 최대 500만 원까지 송금할 수 있습니다 [1].",
                               tools=[calculator, python], tool_policy={"python": "allow"}, prompt="assistant")
-    agent.load()._ready["profile"] = profile_for("local:qwen2.5-coder-0.5b")
+    agent._ready = replace(agent.load()._ready, profile=profile_for("local:qwen2.5-coder-0.5b"))
     reply = agent.chat("하루에 얼마까지 송금할 수 있나요?")
     assert reply.answer.startswith("하루 최대 500만 원") and not reply.tool_steps
     (only_call,) = model.calls
@@ -448,7 +450,7 @@ def test_turn_fits_the_context_whatever_the_passages_and_tool_results():
     memory = ListMemory(*(f"송금 한도 {i}: " + huge for i in range(4)))
     model = FakeChatModel([tool_call("calculator", expression="1+1"), "송금 한도는 1회 200만 원입니다."])
     agent = Agent(model=model, memory=memory, tools=[calculator], checkpointer="memory", grounding=False)
-    agent.load()._ready["profile"] = small
+    agent._ready = replace(agent.load()._ready, profile=small)
     agent.chat("송금 한도가 얼마인가요? " + "x" * 100)
     for call in model.calls:
         assert sum(estimate_tokens(str(m.content)) + 4 for m in call) <= small.input_budget
@@ -473,5 +475,5 @@ def test_the_inline_calculator_runs_only_when_the_policy_lets_the_calculator_run
 
     model = Recording(["fine"], binds=[])
     agent = Agent(model=model, tools=[calculator], tool_policy=policy, checkpointer="memory").load()
-    assert agent._ready["profile"].inline_tools == ("calculator",)
+    assert agent._ready.profile.inline_tools == ("calculator",)
     assert model.binds[-1] == inline if inline else all("calculator" not in b for b in model.binds)

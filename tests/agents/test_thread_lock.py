@@ -112,7 +112,7 @@ def test_other_threads_are_not_blocked(home):
     from chatloom.agents.thread_lock import hold_thread
 
     agent = Agent(model=FakeChatModel(default="ok"))
-    graph = agent._services()["graph"]
+    graph = agent._services().graph
     with hold_thread(graph.checkpointer, "busy"):
         assert agent.chat("hi", thread_id="free").answer == "ok"
 
@@ -122,7 +122,7 @@ def test_a_turn_that_waits_too_long_gets_a_clear_error(home, monkeypatch):
 
     monkeypatch.setenv("CHATLOOM_TURN_LOCK_TIMEOUT", "0.3")
     agent = Agent(model=FakeChatModel(default="ok"))
-    graph = agent._services()["graph"]
+    graph = agent._services().graph
     held = threading.Event()
     release = threading.Event()
 
@@ -152,7 +152,7 @@ def test_a_stream_holds_the_lock_until_it_is_closed(home, monkeypatch):
     from chatloom.agents.thread_lock import hold_thread
 
     agent = Agent(model=FakeChatModel(default="one two three"))
-    graph = agent._services()["graph"]
+    graph = agent._services().graph
     stream = agent.stream("hi", thread_id="s")
     next(stream)  # the turn is running
     got = threading.Event()

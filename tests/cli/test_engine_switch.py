@@ -8,7 +8,7 @@ one; whether llama.cpp "is installed" is patched, so no real model or build is i
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from rich.console import Console
@@ -39,7 +39,7 @@ def session(tmp_path, monkeypatch):
 
 
 def on_engine(repl: Repl, engine: str, path: str = "/models/qwen.gguf") -> None:
-    repl.agent._ready["plain_model"] = EngineModel(engine, path)
+    repl.agent._ready = replace(repl.agent._ready, plain_model=EngineModel(engine, path))
 
 
 def test_switches_to_llama_once_installed(session, monkeypatch):

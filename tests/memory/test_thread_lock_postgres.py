@@ -46,7 +46,7 @@ def test_five_pools_twenty_turns_each_lose_no_turn_on_postgres(pg_env):
     assert len(kept) == 100, f"{len(kept)} of 100 turns kept"
     assert sorted(kept) == sorted(f"w{k}-{i}" for k in range(5) for i in range(20))
     for agent in agents:
-        agent._services()["graph"].checkpointer.conn.close()
+        agent._services().graph.checkpointer.conn.close()
 
 
 def test_the_advisory_lock_is_released_when_its_holder_goes_away(pg_env):
@@ -54,11 +54,11 @@ def test_the_advisory_lock_is_released_when_its_holder_goes_away(pg_env):
 
     a = Agent(model=FakeChatModel(default="ok")).load()
     b = Agent(model=FakeChatModel(default="ok")).load()
-    saver_a = a._services()["graph"].checkpointer
+    saver_a = a._services().graph.checkpointer
     with hold_thread(saver_a, "x"):
         with saver_a.conn.connection() as pg:  # another session sees the lock as taken
             row = pg.execute("SELECT pg_try_advisory_lock(%s) AS got", (advisory_key("x"),)).fetchone()
             assert row["got"] is False
     assert b.chat("hi", thread_id="x").answer == "ok"  # released after the turn
     for agent in (a, b):
-        agent._services()["graph"].checkpointer.conn.close()
+        agent._services().graph.checkpointer.conn.close()

@@ -459,7 +459,7 @@ def test_bipia_instruction_carried_into_a_summary_is_not_obeyed(send, rules) -> 
         agent.chat(f"Check my inbox: {question}", thread_id=thread)
         for n in range(4):  # enough turns that the inbox turn is folded into a summary
             agent.chat(f"Tell me about item {n}.", thread_id=thread)
-        graph = agent._services()["graph"]
+        graph = agent._services().graph
         state = graph.get_state({"configurable": {"thread_id": thread}}).values
         assert "attacker@evil.example" in state.get("summary", ""), "the planted text must reach the summary"
         recent = state["messages"][state["summary_upto"] :]
@@ -478,7 +478,7 @@ def test_reset_clears_the_taint() -> None:
     # A fresh thread: the user's own request to send runs under the allow rule.
     from chatloom.testing import tool_call
 
-    agent._services()["model"].enqueue(tool_call("send_email", to="me@example.com", body="hi"), "Sent.")
+    agent._services().model.enqueue(tool_call("send_email", to="me@example.com", body="hi"), "Sent.")
     reply = agent.chat("Send me a note.", thread_id="t")
     assert reply.tool_steps[0].ok and SENT == [("me@example.com", "hi")]
 

@@ -7,10 +7,10 @@ import logging
 import re
 import threading
 import uuid
-from dataclasses import replace
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from chatloom.agents.reply import (
     AnswerEvent,
@@ -27,12 +27,50 @@ from chatloom.agents.reply import (
 )
 from chatloom.errors import ConfigError, EmptyQuestion, QuestionTooLong
 
+if TYPE_CHECKING:  # the heavy imports stay lazy: a REPL shows its prompt before any of them
+    from langchain_core.language_models import BaseChatModel, LanguageModelInput
+    from langchain_core.messages import BaseMessage
+    from langchain_core.runnables import Runnable, RunnableConfig
+    from langchain_core.tools import BaseTool
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.types import Command, Durability, StreamMode
+
+    from chatloom.agents.graph import TurnContext, TurnGraph, TurnState
+    from chatloom.config import Settings
+    from chatloom.mcp.config import MCPServerSpec
+    from chatloom.memory.base import Memory
+    from chatloom.models.profiles import ModelProfile
+    from chatloom.prompts.template import PromptTemplate
+    from chatloom.tools.policy import Approver, Rule, ToolPolicy
+
+    ChatRunnable = Runnable[LanguageModelInput, BaseMessage]  # a chat model, maybe with tools bound
+
 log = logging.getLogger(__name__)
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
 # A turn is checkpointed when it ends (or fails), not after every step: a half-finished turn
 # never lands in the thread, and the per-turn overhead stays below create_agent's.
-_DURABILITY = "exit"
+_DURABILITY: Durability = "exit"
+
+
+@dataclass(frozen=True)
+class _Services:
+    """What a loaded agent runs its turns with: built once, on the first turn or :meth:`Agent.load`."""
+
+    profile: ModelProfile
+    graph: TurnGraph
+    model: ChatRunnable  # every offered tool bound
+    first_model: ChatRunnable | None  # bound to force the first call (tool_choice), or None
+    plain_model: BaseChatModel  # no tools bound
+    answer_model: ChatRunnable  # only the profile's inline tools bound
+    tools: dict[str, BaseTool]  # every tool a call may name
+    offered: frozenset[str]  # the tools the policy lets the model see
+    render_prompt: Callable[[list[BaseTool]], list[BaseMessage]] | None
+    split_reasoning: Callable[[str], tuple[str, str]]
+    memory: Memory | None
+    policy: ToolPolicy
+    checkpointer: BaseCheckpointSaver  # the graph's, typed (the graph's own attribute may be a bool)
+    bound: dict[frozenset[str], ChatRunnable] = field(default_factory=dict)  # offered subset -> model (_turn_tools)
 
 
 class Agent:
@@ -71,15 +109,15 @@ class Agent:
 
     def __init__(
         self,
-        model: Any = None,
-        prompt: Any = None,
-        tools: Sequence[Any] = (),
+        model: str | BaseChatModel | None = None,
+        prompt: str | PromptTemplate | None = None,
+        tools: Sequence[str | BaseTool | Callable[..., Any]] = (),
         *,
-        memory: Any = None,
+        memory: Memory | bool | None = None,
         max_steps: int | None = None,
         tool_choice: str = "auto",
-        tool_policy: dict[str, str] | None = None,
-        approver: Callable[[Any], bool] | str | None = None,
+        tool_policy: dict[str, Rule] | None = None,
+        approver: Approver | Literal["pause"] | None = None,
         variables: dict[str, Any] | None = None,
         workspace: str | Path | None = None,
         namespace: str | None = None,
@@ -87,9 +125,9 @@ class Agent:
         conversation_memory: bool = False,
         history_tokens: int = 3000,
         grounding: bool | None = None,
-        checkpointer: Any = None,
-        settings: Any = None,
-        mcp_servers: Sequence[Any] = (),
+        checkpointer: BaseCheckpointSaver | Literal["memory"] | None = None,
+        settings: Settings | None = None,
+        mcp_servers: Sequence[MCPServerSpec] = (),
         name: str | None = None,
     ) -> None:
         from chatloom.config import get_settings
@@ -117,7 +155,7 @@ class Agent:
         self._mcp_specs = list(mcp_servers)  # plus chatloom.toml's; started when the agent loads
         self._mcp: Any = None
         self._lock = threading.Lock()
-        self._ready: dict[str, Any] | None = None
+        self._ready: _Services | None = None
 
     @classmethod
     def from_spec(cls, path: str | Path, **overrides: Any) -> "Agent":
@@ -153,13 +191,13 @@ class Agent:
         self._services()
         return self
 
-    def _services(self) -> dict[str, Any]:
+    def _services(self) -> _Services:
         with self._lock:
             if self._ready is None:
                 self._ready = self._build()
             return self._ready
 
-    def _build(self) -> dict[str, Any]:
+    def _build(self) -> _Services:
         from chatloom.agents.graph import build_graph
 
         memory = self._resolve_memory()
@@ -176,23 +214,23 @@ class Agent:
         checkpointer = self._resolve_checkpointer()
         if policy.pauses:
             _check_can_pause(checkpointer)
-        return {
-            "profile": profile,
-            "graph": build_graph(checkpointer),
-            "model": model,
-            "first_model": first_model,
-            "plain_model": plain_model,
-            "answer_model": plain_model.bind_tools(inline) if inline else plain_model,
-            "tools": {t.name: t for t in tools},
-            "offered": frozenset(t.name for t in offered),
-            "bound": {},  # offered subset -> the model bound to it (see _turn_tools)
-            "render_prompt": render_prompt,
-            "split_reasoning": split,
-            "memory": memory,
-            "policy": policy,
-        }
+        return _Services(
+            profile=profile,
+            graph=build_graph(checkpointer),
+            model=model,
+            first_model=first_model,
+            plain_model=plain_model,
+            answer_model=plain_model.bind_tools(inline) if inline else plain_model,
+            tools={t.name: t for t in tools},
+            offered=frozenset(t.name for t in offered),
+            render_prompt=render_prompt,
+            split_reasoning=split,
+            memory=memory,
+            policy=policy,
+            checkpointer=checkpointer,
+        )
 
-    def _first_model(self, plain_model: Any, tools: list[Any]) -> Any:
+    def _first_model(self, plain_model: BaseChatModel, tools: list[BaseTool]) -> ChatRunnable | None:
         """The model for each turn's first call: bound to force a tool call, or None ("auto")."""
         choice = self.tool_choice
         if choice == "auto":
@@ -205,20 +243,20 @@ class Agent:
             raise ConfigError("tool_choice='required' needs at least one tool")
         return plain_model.bind_tools(tools, tool_choice=choice)
 
-    def _profile(self, model: Any) -> Any:
+    def _profile(self, model: BaseChatModel) -> ModelProfile:
         from chatloom.models.profiles import profile_for
 
         # The id says more than the object for catalog models ("local:qwen2.5-coder-0.5b").
         return profile_for(self._model_spec if isinstance(self._model_spec, str) else model)
 
-    def _resolve_model(self) -> Any:
+    def _resolve_model(self) -> BaseChatModel:
         if not isinstance(self._model_spec, str):
             return self._model_spec
         from chatloom.models import resolve_model
 
         return resolve_model(self._model_spec, settings=self.settings)
 
-    def _resolve_tools(self, memory: Any) -> list[Any]:
+    def _resolve_tools(self, memory: Memory | None) -> list[BaseTool]:
         from langchain_core.tools import BaseTool, tool
 
         names = [t for t in self._tool_specs if isinstance(t, str)]
@@ -251,7 +289,9 @@ class Agent:
         self._mcp, mcp_tools = agent_mcp_tools(self._mcp_specs, self.settings)
         return out + mcp_tools
 
-    def _resolve_prompt(self, few_shot: bool = True) -> tuple[Any, Any]:
+    def _resolve_prompt(
+        self, few_shot: bool = True
+    ) -> tuple[Callable[[list[BaseTool]], list[BaseMessage]] | None, Callable[[str], tuple[str, str]]]:
         """(render(tools) -> messages, split_reasoning); examples only where the profile wants them."""
         from chatloom.prompts.template import split_reasoning
 
@@ -267,14 +307,14 @@ class Agent:
         keep = None if few_shot else 1  # the system message alone, without the examples
         return (lambda tools: template.render(tools, variables)[:keep]), template.split_reasoning
 
-    def _resolve_memory(self) -> Any:
+    def _resolve_memory(self) -> Memory | None:
         if self._memory_spec is True:
             from chatloom.memory import open_memory
 
             return open_memory(self.settings, namespace=self.namespace)
         return self._memory_spec or None
 
-    def _resolve_policy(self) -> Any:
+    def _resolve_policy(self) -> ToolPolicy:
         from chatloom.tools.policy import ToolPolicy
 
         rules = self.tool_policy
@@ -284,7 +324,7 @@ class Agent:
             rules = expand_policy(rules, list(self._ready_tools))
         return ToolPolicy(rules, self.approver)
 
-    def _resolve_checkpointer(self) -> Any:
+    def _resolve_checkpointer(self) -> BaseCheckpointSaver:
         spec = self._checkpointer_spec
         if spec == "memory":
             from langgraph.checkpoint.memory import InMemorySaver
@@ -296,21 +336,21 @@ class Agent:
             return open_checkpointer(self.settings)
         return spec
 
-    def tools(self) -> list[Any]:
+    def tools(self) -> list[BaseTool]:
         """The agent's tools once loaded (MCP tools included, named ``server.tool``)."""
-        return list(self._services()["tools"].values())
+        return list(self._services().tools.values())
 
     def checks_answers(self) -> bool:
         """Whether answers are checked against the passages and may be replaced (grounding):
         ``grounding`` when set, else on exactly when the agent has memory. Loads the agent."""
         if self.grounding is not None:
             return bool(self.grounding)
-        return self._services()["memory"] is not None
+        return self._services().memory is not None
 
     @property
-    def loaded_model(self) -> Any:
+    def loaded_model(self) -> BaseChatModel | None:
         """The chat model once the agent has loaded (see :meth:`load`), else None; never loads."""
-        return (self._ready or {}).get("plain_model")
+        return self._ready.plain_model if self._ready is not None else None
 
     def close(self) -> None:
         """Shut down the agent's MCP servers, if any were started (a later tool call starts them again)."""
@@ -353,7 +393,7 @@ class Agent:
         each :class:`PendingApproval` has the ``approval_id`` that :meth:`resume` takes."""
         from chatloom.agents.approvals import paused_turn
 
-        graph = self._services()["graph"]
+        graph = self._services().graph
         return paused_turn(graph.get_state({"configurable": {"thread_id": thread_id}}), thread_id)[0]
 
     def resume(self, thread_id: str, decisions: dict[str, bool]) -> Iterator[Event]:
@@ -373,8 +413,8 @@ class Agent:
         from chatloom.agents.approvals import check_decisions, paused_turn
 
         services = self._services()
-        graph = services["graph"]
-        config = {"configurable": {"thread_id": thread_id}}
+        graph = services.graph
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         with self._turn_lock(graph, thread_id):
             pending, user_id = paused_turn(graph.get_state(config), thread_id)
             answers = check_decisions(thread_id, pending, decisions)
@@ -386,12 +426,16 @@ class Agent:
         async for event in _in_thread(lambda: self.resume(thread_id, decisions)):
             yield event
 
-    def _stream_turn(self, graph: Any, state_in: Any, config: dict, context: Any, thread_id: str) -> Iterator[Event]:
+    def _stream_turn(
+        self, graph: TurnGraph, state_in: TurnState | Command, config: RunnableConfig, context: TurnContext, thread_id: str
+    ) -> Iterator[Event]:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
         visible = _VisibleText()
-        modes = ["updates", "messages"]
-        for mode, payload in graph.stream(state_in, config, context=context, stream_mode=modes, durability=_DURABILITY):
+        modes: list[StreamMode] = ["updates", "messages"]
+        # With a list of modes LangGraph yields (mode, payload) pairs; its overloads can't say so.
+        events = cast(Iterator[tuple[str, Any]], graph.stream(state_in, config, context=context, stream_mode=modes, durability=_DURABILITY))
+        for mode, payload in events:
             if mode == "messages":
                 chunk, meta = payload
                 if meta.get("langgraph_node") == "think" and isinstance(chunk, AIMessageChunk):
@@ -406,7 +450,7 @@ class Agent:
                     if isinstance(message, AIMessage):
                         visible.reset()
                         for call in message.tool_calls:
-                            yield ToolCallEvent(call["name"], call["args"], call["id"])
+                            yield ToolCallEvent(call["name"], call["args"], call["id"] or "")
                     elif isinstance(message, ToolMessage):
                         yield ToolResultEvent(message.name or "", str(message.content), message.tool_call_id, message.status != "error")
         outcome = _outcome(graph.get_state(config), thread_id)
@@ -428,41 +472,42 @@ class Agent:
         async for event in _in_thread(lambda: self.stream(text, thread_id=thread_id, user_id=user_id)):
             yield event
 
-    def history(self, thread_id: str = "default") -> list[Any]:
+    def history(self, thread_id: str = "default") -> list[BaseMessage]:
         """The messages of a thread so far (tool calls and reasoning included)."""
         services = self._services()
-        state = services["graph"].get_state({"configurable": {"thread_id": thread_id}})
+        state = services.graph.get_state({"configurable": {"thread_id": thread_id}})
         return list(state.values.get("messages", []))
 
     def reset(self, thread_id: str = "default") -> None:
         """Forget a conversation thread."""
-        graph = self._services()["graph"]
-        if graph.checkpointer is not None:
-            with self._turn_lock(graph, thread_id):  # never in the middle of a running turn
-                graph.checkpointer.delete_thread(thread_id)
+        services = self._services()
+        with self._turn_lock(services.graph, thread_id):  # never in the middle of a running turn
+            services.checkpointer.delete_thread(thread_id)
 
-    def _turn_lock(self, graph: Any, thread_id: str) -> Any:
+    def _turn_lock(self, graph: TurnGraph, thread_id: str) -> Any:
         """Serialise turns on ``thread_id``, across threads and processes (see thread_lock)."""
         from chatloom.agents.thread_lock import hold_thread
 
         return hold_thread(graph.checkpointer, thread_id, timeout=self.settings.turn_lock_timeout)
 
-    def _start(self, text: str, thread_id: str, user_id: str | None) -> tuple[Any, dict, dict, Any]:
+    def _start(
+        self, text: str, thread_id: str, user_id: str | None
+    ) -> tuple[TurnGraph, TurnState, RunnableConfig, TurnContext]:
         """Check the question and prepare the graph input, config and runtime context."""
         from langchain_core.messages import HumanMessage
 
         question = check_question_size(_check_question(text), self.settings.max_question_chars)
         services = self._services()
-        state_in = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
-        config = {"configurable": {"thread_id": thread_id}}
-        return services["graph"], state_in, config, self._context(services, thread_id, user_id)
+        state_in: TurnState = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        return services.graph, state_in, config, self._context(services, thread_id, user_id)
 
-    def _refuse_if_paused(self, graph: Any, thread_id: str) -> None:
+    def _refuse_if_paused(self, graph: TurnGraph, thread_id: str) -> None:
         # Only agents that pause leave paused threads, so only they pay for the extra read.
-        if self._services()["policy"].pauses:
+        if self._services().policy.pauses:
             _refuse_if_paused(graph, thread_id)
 
-    def _turn_tools(self, services: dict[str, Any]) -> tuple[frozenset[str], Any, Any]:
+    def _turn_tools(self, services: _Services) -> tuple[frozenset[str], ChatRunnable, ChatRunnable | None]:
         """(offered tool names, model, first model) for the next turn.
 
         While the agent's knowledge namespace is empty, the tool that searches it is not offered:
@@ -471,21 +516,21 @@ class Agent:
         after ``chatloom ingest`` (from any process) offers it again. A forced first call
         (``tool_choice``) keeps the tools the developer chose.
         """
-        offered = services["offered"]
+        offered = services.offered
         idle = self._knowledge_tools & offered
-        memory = services["memory"]
+        memory = services.memory
         has_knowledge = getattr(memory, "has_knowledge", None)  # optional in the Memory protocol
         if not idle or self.tool_choice != "auto" or not callable(has_knowledge) or has_knowledge(self.namespace):
-            return offered, services["model"], services["first_model"]
+            return offered, services.model, services.first_model
         narrowed = offered - idle
         with self._lock:
-            if narrowed not in services["bound"]:
-                tools = [t for name, t in services["tools"].items() if name in narrowed]
-                plain = services["plain_model"]
-                services["bound"][narrowed] = plain.bind_tools(tools) if tools else plain
-            return narrowed, services["bound"][narrowed], None
+            if narrowed not in services.bound:
+                tools = [t for name, t in services.tools.items() if name in narrowed]
+                plain = services.plain_model
+                services.bound[narrowed] = plain.bind_tools(tools) if tools else plain
+            return narrowed, services.bound[narrowed], None
 
-    def _context(self, services: dict[str, Any], thread_id: str, user_id: str | None) -> Any:
+    def _context(self, services: _Services, thread_id: str, user_id: str | None) -> TurnContext:
         """The runtime context of a turn on ``thread_id`` (a new one, or a paused one resumed)."""
         from chatloom.agents.graph import TurnContext
 
@@ -493,23 +538,23 @@ class Agent:
         return TurnContext(
             model=model,
             first_model=first_model,
-            tools=services["tools"],
+            tools=services.tools,
             offered=offered,
-            render_prompt=services["render_prompt"],
-            split_reasoning=services["split_reasoning"],
-            memory=services["memory"],
+            render_prompt=services.render_prompt,
+            split_reasoning=services.split_reasoning,
+            memory=services.memory,
             recall_k=self.recall_k,
             namespace=self.namespace,
             user_id=user_id,
             thread_id=thread_id,
             max_steps=self.max_steps,
-            policy=services["policy"],
+            policy=services.policy,
             conversation_memory=self.conversation_memory,
-            summarizer=services["plain_model"],
-            answer_model=services["answer_model"],
+            summarizer=services.plain_model,
+            answer_model=services.answer_model,
             history_tokens=self.history_tokens,
             grounding=self.checks_answers(),
-            profile=services["profile"],
+            profile=services.profile,
             agent_name=self.name,
         )
 
@@ -555,7 +600,7 @@ def _check_can_pause(checkpointer: Any) -> None:
         )
 
 
-def _refuse_if_paused(graph: Any, thread_id: str) -> None:
+def _refuse_if_paused(graph: TurnGraph, thread_id: str) -> None:
     """A new question must not slip past a paused turn: its calls would be left undecided."""
     from chatloom.agents.approvals import ApprovalPending, paused_turn
 
@@ -594,16 +639,17 @@ def _offered_tools(tools: list[Any], policy: Any) -> list[Any]:
 
 def _reply(state: dict[str, Any], thread_id: str) -> Reply:
     """Build the Reply for the turn that just ended from the thread's final state."""
-    from langchain_core.messages import AIMessage, ToolMessage
+    from langchain_core.messages import AIMessage, ToolCall, ToolMessage
 
     turn = state["messages"][state.get("turn_start", 0) :]
     final = turn[-1]
     answer = str(final.content)
-    calls = {c["id"]: c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
+    calls: dict[str | None, ToolCall] = {c["id"]: c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
     steps = tuple(
-        ToolStep(m.name or calls.get(m.tool_call_id, {}).get("name", ""), calls.get(m.tool_call_id, {}).get("args", {}), str(m.content), m.status != "error")
+        ToolStep(m.name or (call["name"] if call else ""), call["args"] if call else {}, str(m.content), m.status != "error")
         for m in turn
         if isinstance(m, ToolMessage)
+        for call in [calls.get(m.tool_call_id)]
     )
     usage = _sum_usage(m for m in turn if isinstance(m, AIMessage))
     passages = state.get("passages", [])

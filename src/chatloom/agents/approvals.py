@@ -31,7 +31,7 @@ class ApprovalPending(ChatloomError):
     """A new question came to a thread whose turn is paused for a tool approval."""
 
 
-def approval_id(message_id: str | None, call_id: str, index: int) -> str:
+def approval_id(message_id: str | None, call_id: str | None, index: int) -> str:
     """A stable id for call ``index`` of a model message: the same on every re-run of the node.
 
     The ``ap-`` prefix matters: LangGraph reads a resume dict whose keys are all hex digests

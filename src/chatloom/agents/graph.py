@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypedDict
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
 from langchain_core.messages.ai import add_usage
 from langchain_core.messages.utils import trim_messages
 from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from chatloom.agents import grounding
@@ -82,6 +85,10 @@ class TurnContext:
     grounding: bool = False  # check answers against passages and tool results; cite or abstain
     profile: ModelProfile = field(default_factory=lambda: profile_for(None))
     agent_name: str | None = None  # recorded with a paused turn, so a server resumes it with the same agent
+
+
+TurnGraph = CompiledStateGraph[TurnState, TurnContext, TurnState, TurnState]
+"""The compiled turn graph (:func:`build_graph`)."""
 
 
 def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
@@ -361,7 +368,7 @@ def _useful_steps(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
     return kept
 
 
-def _tool_steps(state: TurnState, check_words: bool) -> list[tuple[AIMessage, list[tuple[dict[str, Any], ToolMessage]]]]:
+def _tool_steps(state: TurnState, check_words: bool) -> list[tuple[AIMessage, list[tuple[ToolCall, ToolMessage]]]]:
     """Each tool step of this turn with its calls worth answering from: those that succeeded
     and started from what the question, a passage or an earlier kept result gave.
 
@@ -387,7 +394,7 @@ def _tool_steps(state: TurnState, check_words: bool) -> list[tuple[AIMessage, li
             continue
         kept = []
         for call in message.tool_calls:
-            result = results.get(call["id"])
+            result = results.get(call["id"] or "")
             if result is not None and result.status != "error" and _arguments_given(call["args"], known, words if check_words else None):
                 kept.append((call, result))
                 text = unwrap_untrusted(str(result.content))
@@ -467,6 +474,7 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     """Run the tool calls of the last model message; every outcome becomes a ToolMessage."""
     ctx = runtime.context
     last = state["messages"][-1]
+    assert isinstance(last, AIMessage), "act runs only after a model message with tool calls"
     seen = list(state.get("seen_calls", []))
     # Enforced here, not left to the model: once retrieved text or untrusted tool output has
     # been in the thread (this turn, an earlier one, or a summary of it), the policy will not
@@ -491,7 +499,7 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
             results.append(_tool_message(call, f"{earlier}\n(This exact call was already made; answer with this result.)", False))
             continue
         seen.append(signature)
-        result = this_step[signature] = _run_tool(ctx, call, untrusted, answers.get(call["id"]))
+        result = this_step[signature] = _run_tool(ctx, call, untrusted, answers.get(call["id"] or ""))
         results.append(result)
         untrusted = untrusted or contains_untrusted([result], ctx.tools)
     return {"messages": results, "seen_calls": seen, "stop_reason": stop_reason, **taint_update(state, turn + results, ctx.tools)}
@@ -536,11 +544,11 @@ def _ask_first(message: AIMessage, seen: list[str], untrusted: bool, ctx: TurnCo
     return {r["tool_call_id"]: decided[r["approval_id"]] for r in requests}
 
 
-def _signature(call: dict[str, Any]) -> str:
+def _signature(call: ToolCall) -> str:
     return f"{call['name']}({json.dumps(call['args'], sort_keys=True, default=str)})"
 
 
-def _earlier_result(turn: list[BaseMessage], signature: str) -> str:
+def _earlier_result(turn: Sequence[BaseMessage], signature: str) -> str:
     ids = {c["id"] for m in turn if isinstance(m, AIMessage) for c in m.tool_calls if _signature(c) == signature}
     return next((str(m.content) for m in turn if isinstance(m, ToolMessage) and m.tool_call_id in ids), "")
 
@@ -561,7 +569,7 @@ def route_after_think(state: TurnState) -> Literal["act", "remember"]:
     return "act" if isinstance(last, AIMessage) and last.tool_calls else "remember"
 
 
-def build_graph(checkpointer: Any = None) -> Any:
+def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> TurnGraph:
     """Compile the turn graph, persisting state through ``checkpointer`` when one is given."""
     graph = StateGraph(TurnState, context_schema=TurnContext)
     graph.add_node("recall", recall)
@@ -576,7 +584,7 @@ def build_graph(checkpointer: Any = None) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
-def _run_tool(ctx: TurnContext, call: dict[str, Any], untrusted: bool, answer: bool | None = None) -> ToolMessage:
+def _run_tool(ctx: TurnContext, call: ToolCall, untrusted: bool, answer: bool | None = None) -> ToolMessage:
     """Run one call the policy lets run; ``answer`` is a paused turn's decision for it, if any."""
     tool = ctx.tools.get(call["name"])
     if tool is None:
@@ -600,8 +608,8 @@ def _run_tool(ctx: TurnContext, call: dict[str, Any], untrusted: bool, answer: b
     return _tool_message(call, text, ok)
 
 
-def _tool_message(call: dict[str, Any], content: str, ok: bool) -> ToolMessage:
-    return ToolMessage(content=content, tool_call_id=call["id"], name=call["name"], status="success" if ok else "error")
+def _tool_message(call: ToolCall, content: str, ok: bool) -> ToolMessage:
+    return ToolMessage(content=content, tool_call_id=call["id"] or "", name=call["name"], status="success" if ok else "error")
 
 
 def _model_input(state: TurnState, ctx: TurnContext, show_tools: bool = True) -> list[BaseMessage]:
@@ -663,7 +671,7 @@ def _clip(text: str, limit: int) -> str:
     return text[:lo]
 
 
-def _tokens(messages: list[BaseMessage]) -> int:
+def _tokens(messages: Sequence[BaseMessage]) -> int:
     return sum(estimate_tokens(str(m.content)) + 4 for m in messages)
 
 
@@ -672,7 +680,7 @@ def _tools_tokens(tools: dict[str, BaseTool]) -> int:
     return sum(estimate_tokens(f"{t.name} {t.description} {json.dumps(t.args)}") + 20 for t in tools.values())
 
 
-def _complete_exchanges(messages: list[BaseMessage]) -> list[BaseMessage]:
+def _complete_exchanges(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """Drop tool calls whose results never arrived (a turn interrupted mid-tool).
 
     Chat APIs reject a history where an assistant tool call has no matching tool message.
@@ -685,7 +693,7 @@ def _complete_exchanges(messages: list[BaseMessage]) -> list[BaseMessage]:
     ]
 
 
-def _last_question(messages: list[BaseMessage]) -> str:
+def _last_question(messages: Sequence[BaseMessage]) -> str:
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
             return str(message.content)

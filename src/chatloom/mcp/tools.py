@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
     from chatloom.mcp.client import MCPClients, ServerReport
+    from chatloom.tools.policy import Rule
 
 _EMPTY_SCHEMA = {"type": "object", "properties": {}}
 
@@ -85,7 +86,7 @@ def _resource_tool(clients: "MCPClients", report: "ServerReport", separator: str
     return tool
 
 
-def expand_policy(rules: Mapping[str, str], tools: list["BaseTool"]) -> dict[str, str]:
+def expand_policy(rules: Mapping[str, Rule], tools: list["BaseTool"]) -> dict[str, Rule]:
     """``rules`` with ``server.tool`` and ``server.*`` entries applied to the MCP tools (exact names win).
 
     Specs always write ``server.tool``, whatever separator the tool names use.
