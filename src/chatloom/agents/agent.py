@@ -17,6 +17,7 @@ from chatloom.agents.reply import (
     ApprovalRequired,
     Citation,
     Event,
+    EventStream,
     PendingApproval,
     Reply,
     Token,
@@ -376,7 +377,7 @@ class Agent:
                 return _outcome(graph.get_state(config), thread_id)
         return _reply(state, thread_id)
 
-    def stream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Iterator[Event]:
+    def stream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> EventStream:
         """Run one turn, yielding Token, ToolCallEvent, ToolResultEvent and, last, AnswerEvent.
 
         A turn that pauses for a tool approval (``approver="pause"``) ends instead with one
@@ -396,7 +397,7 @@ class Agent:
         graph = self._services().graph
         return paused_turn(graph.get_state({"configurable": {"thread_id": thread_id}}), thread_id)[0]
 
-    def resume(self, thread_id: str, decisions: dict[str, bool]) -> Iterator[Event]:
+    def resume(self, thread_id: str, decisions: dict[str, bool]) -> EventStream:
         """Continue a paused turn with ``{approval_id: approved}``, yielding its events as
         :meth:`stream` does: approved calls run (each once), declined ones are reported to the
         model as declined, and the turn goes on to its answer, or pauses again for calls still
@@ -428,7 +429,7 @@ class Agent:
 
     def _stream_turn(
         self, graph: TurnGraph, state_in: TurnState | Command, config: RunnableConfig, context: TurnContext, thread_id: str
-    ) -> Iterator[Event]:
+    ) -> EventStream:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
         visible = _VisibleText()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -141,3 +141,6 @@ class AnswerEvent:
 
 
 Event = Token | ToolCallEvent | ToolResultEvent | ApprovalRequired | AnswerEvent
+EventStream = Generator[Event, None, None]
+"""A turn's events as :meth:`Agent.stream` yields them; ``close()`` stops reading early and
+releases the thread's turn lock at once."""

@@ -114,7 +114,7 @@ def _read_pdf(path: Path) -> tuple[str, str]:
             except Exception:
                 raise UnreadableFile("encrypted PDF") from None
         pages = [(p.extract_text() or "").strip() for p in reader.pages]
-        title = str((reader.metadata or {}).get("/Title") or "").strip()
+        title = str((reader.metadata or {}).get("/Title") or "").strip()  # type: ignore[call-overload]  # pypdf's metadata is a dict of PdfObject keys
     except UnreadableFile:
         raise
     except Exception as exc:
@@ -366,8 +366,8 @@ def ingest_paths(
     start = time.perf_counter()
     report = IngestReport(namespace=ns)
     files, roots, skipped = collect_files(paths)
-    for path, reason in skipped:
-        log.warning("skipping %s: %s", path, reason)
+    for skipped_path, reason in skipped:
+        log.warning("skipping %s: %s", skipped_path, reason)
     report.skipped.extend(skipped)
     manifest = store.manifest(ns)
     total = len(files)

@@ -194,10 +194,11 @@ def mmr(candidates: list[tuple[str, float]], vectors: dict[str, Any], k: int, la
         if bv is None:
             continue
         for i in remaining:
-            if vecs[i] is not None and (
+            v = vecs[i]
+            if v is not None and (
                     groups is None
                     or groups.get(candidates[i][0]) == groups.get(candidates[best][0])):
-                max_sim[i] = max(max_sim[i], float(np.dot(vecs[i], bv)))
+                max_sim[i] = max(max_sim[i], float(np.dot(v, bv)))
     return picked
 
 

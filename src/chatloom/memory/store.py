@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from langchain_core.embeddings import Embeddings
+
 from chatloom.errors import MemoryStoreError
 
 DEFAULT_TENANT = "default"
@@ -646,10 +648,14 @@ class Store:
         file is only ever marked done once all of it is stored. Caller holds the write lock.
         """
         col = self.collection(ns, embeddings_name, create=True)
+        assert col is not None  # create=True makes one when missing
         all_rows = [r for _, rows, _ in items for r in rows]
         fresh = self.new_ids(ns, [r.id for r in all_rows])
-        seen: set[str] = set()
-        new_rows = [r for r in all_rows if r.id in fresh and not (r.id in seen or seen.add(r.id))]
+        new_rows: list[ChunkRow] = []
+        for row in all_rows:
+            if row.id in fresh:
+                new_rows.append(row)
+                fresh.discard(row.id)  # the same chunk twice in one batch is written once
         if new_rows:
             vectors = embed(new_rows)
             # 1. journal the ids we are about to put into Chroma
@@ -768,7 +774,9 @@ class Store:
             for row in self.db.execute(
                 "SELECT id, ns, text, source, title, section, chunk, kind, user_id, meta"
                 f" FROM chunks WHERE id IN ({marks})", part):
-                out[row[0]] = ChunkRow(*row[:9], meta=json.loads(row[9]) if row[9] else None)
+                chunk_id, ns, text, source, title, section, chunk, kind, user_id, meta = row
+                out[chunk_id] = ChunkRow(chunk_id, ns, text, source, title, section, chunk, kind, user_id,
+                                         json.loads(meta) if meta else None)
         return out
 
     def rowids_to_ids(self, rowids: Sequence[int]) -> dict[int, str]:
@@ -836,7 +844,7 @@ class Store:
             "SELECT source, sha256, size, mtime FROM files WHERE ns=?", (ns,))}
 
 
-class _NoEmbeddings:
+class _NoEmbeddings(Embeddings):
     """Stands in for the real embeddings inside the Chroma adapter: chatloom always passes
     vectors itself, so Chroma must never need to embed anything on its own."""
 
@@ -846,7 +854,8 @@ class _NoEmbeddings:
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         raise MemoryStoreError("Chroma asked to embed text itself", "pass vectors explicitly")
 
-    embed_query = embed_documents  # type: ignore[assignment]
+    def embed_query(self, text: str) -> list[float]:
+        raise MemoryStoreError("Chroma asked to embed text itself", "pass vectors explicitly")
 
 
 def memory_root(settings: Any) -> Path:

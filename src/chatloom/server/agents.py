@@ -8,6 +8,7 @@ approvals pause the turn in the checkpointer until ``POST /v1/approvals/{id}``).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -126,6 +127,6 @@ def workspace_catalog(workspace: Path, *, model: str | None = None, settings: An
     for name, spec in specs.items():
         if name == DEFAULT_AGENT:
             continue
-        factories[name] = lambda tenant, spec=spec: build(spec, tenant)
+        factories[name] = functools.partial(build, spec)
         descriptions[name] = spec.description
     return AgentCatalog(factories, checkpointer=checkpointer, descriptions=descriptions)

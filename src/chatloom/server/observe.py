@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any, TextIO, TypedDict
 
 from chatloom.agents.reply import AnswerEvent, ApprovalRequired, ToolCallEvent, ToolResultEvent
 from chatloom.errors import ChatloomError
@@ -64,7 +64,7 @@ class Observer:
         self.callbacks = list(callbacks)
         self._tracer = _tracer()
 
-    def emit(self, event: str, level: int = logging.INFO, **fields: Any) -> None:
+    def emit(self, event: str, *, level: int = logging.INFO, **fields: Any) -> None:
         """Log one record and hand it to every callback (a failing callback is logged, not raised)."""
         log.log(level, event, extra={"fields": fields})
         for callback in self.callbacks:
@@ -78,14 +78,24 @@ class Observer:
         return TurnTrace(self, {"agent": agent, "tenant": tenant, "thread_id": thread_id, "request_id": request_id})
 
 
+class TurnIds(TypedDict):
+    """What every record of one turn carries."""
+
+    agent: str
+    tenant: str
+    thread_id: str
+    request_id: str
+
+
 class TurnTrace:
     """Records for one turn, and its spans when OpenTelemetry is configured."""
 
-    def __init__(self, observer: Observer, ids: dict[str, str]) -> None:
+    def __init__(self, observer: Observer, ids: TurnIds) -> None:
         self.observer = observer
         self.ids = ids
         self.started = time.monotonic()
-        self._span = self._tools = None
+        self._span: Any = None
+        self._tools: dict[str, Any] | None = None  # open tool spans by call id, when tracing
         self._paused = 0  # approvals this turn paused for
         tracer = observer._tracer
         if tracer is not None:
@@ -137,7 +147,7 @@ class TurnTrace:
             self.observer.emit("turn.client_gone", **self.ids, ms=self._ms())
         else:
             detail = str(exc) if isinstance(exc, ChatloomError) else ""
-            self.observer.emit("turn.error", logging.WARNING, **self.ids, ms=self._ms(), error=type(exc).__name__, detail=detail)
+            self.observer.emit("turn.error", level=logging.WARNING, **self.ids, ms=self._ms(), error=type(exc).__name__, detail=detail)
         if self._span is not None:
             from opentelemetry.trace import Status, StatusCode
 
@@ -152,6 +162,7 @@ class TurnTrace:
             return
         from opentelemetry import trace
 
+        self._tools = self._tools or {}
         self._tools[event.id] = self.observer._tracer.start_span(
             f"execute_tool {event.name}",
             context=trace.set_span_in_context(self._span),

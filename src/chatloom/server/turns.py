@@ -18,12 +18,12 @@ import binascii
 import contextvars
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from datetime import datetime, timezone
 from typing import Any
 
-from chatloom.agents.reply import AnswerEvent, ApprovalRequired, Event, PendingApproval, Reply, Token, ToolCallEvent, ToolResultEvent
+from chatloom.agents.reply import AnswerEvent, ApprovalRequired, Event, EventStream, PendingApproval, Reply, Token, ToolCallEvent, ToolResultEvent
 from chatloom.errors import ChatloomError
 from chatloom.tools.policy import PAUSE
 
@@ -61,7 +61,7 @@ def split_approval_id(public_id: str) -> tuple[str, str] | None:
     return thread_id, approval_id
 
 
-def new_turn(agent: Any, text: str, *, thread_id: str, user_id: str | None, approval_timeout: float) -> Iterator[Event]:
+def new_turn(agent: Any, text: str, *, thread_id: str, user_id: str | None, approval_timeout: float) -> EventStream:
     """The events of a new question on ``thread_id``.
 
     A pause older than ``approval_timeout`` seconds no longer blocks the thread: its calls are
@@ -92,7 +92,7 @@ def _age(approval: PendingApproval) -> float:
     return (datetime.now(timezone.utc) - paused).total_seconds()
 
 
-async def run_turn(events_of: Callable[[], Iterator[Event]], *, timeout: float = 300.0, executor: Executor | None = None) -> AsyncIterator[Event]:
+async def run_turn(events_of: Callable[[], EventStream], *, timeout: float = 300.0, executor: Executor | None = None) -> AsyncIterator[Event]:
     """Yield the events of ``events_of()`` (a turn, new or resumed) as they happen.
 
     Raises the turn's own error (e.g. :class:`~chatloom.errors.ThreadBusy`) or
