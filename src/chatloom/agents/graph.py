@@ -25,6 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from chatloom.agents import grounding
+from chatloom.agents.reply import StopReason
 from chatloom.memory.base import Memory
 from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
 from chatloom.models.toolcalls import looks_like_tool_call, new_call_id
@@ -54,7 +55,7 @@ class TurnState(TypedDict, total=False):
     retrieved: list[dict[str, Any]]  # everything recall found, relevant or not (the trace)
     steps: int  # model calls made this turn
     seen_calls: list[str]  # signatures of tool calls already run this turn
-    stop_reason: str  # "", "answer", "step_limit" or "loop" (no progress: a repeated call, or calls that keep failing)
+    stop_reason: StopReason | Literal[""]  # "" while the turn runs; "loop": no progress (a repeated call, or calls that keep failing)
     turn_start: int  # index into messages where this turn's question sits
     summary: str  # a summary of the thread's messages before summary_upto
     summary_upto: int

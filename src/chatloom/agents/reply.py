@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+StopReason = Literal["answer", "step_limit", "loop", "paused"]
+"""Why a turn ended (see :class:`Reply`)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class Reply:
     tool_steps: tuple[ToolStep, ...] = ()
     usage: Usage = field(default_factory=Usage)
     reasoning: str = ""
-    stop_reason: str = "answer"
+    stop_reason: StopReason = "answer"
     steps: int = 0
     grounded: bool | None = None
     unsupported: tuple[str, ...] = ()

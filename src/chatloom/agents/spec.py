@@ -28,15 +28,15 @@ Example (run from a workspace)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from chatloom.errors import ConfigError
 from chatloom.mcp.config import MCPServerSpec
+from chatloom.tools.policy import Rule
 from chatloom.prompts import _yaml
 
-PolicyAction = Literal["allow", "deny", "ask"]
 
 
 class MemorySpec(BaseModel):
@@ -68,7 +68,7 @@ class AgentSpec(BaseModel):
     max_steps: int = Field(default=8, ge=1, le=100)
     tool_choice: str = "auto"
     mcp_servers: list[MCPServerSpec] = Field(default_factory=list)
-    tool_policy: dict[str, PolicyAction] = Field(default_factory=dict)
+    tool_policy: dict[str, Rule] = Field(default_factory=dict)
 
     _path: Path | None = PrivateAttr(default=None)
     _workspace: Path | None = PrivateAttr(default=None)

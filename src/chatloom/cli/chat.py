@@ -11,12 +11,15 @@ import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from chatloom.cli.render import strip_control  # noqa: F401 - re-exported: chatloom.cli.chat.strip_control
 from chatloom.errors import ChatloomError
+
+if TYPE_CHECKING:
+    from chatloom.agents.spec import AgentSpec
 
 DEFAULT_SPEC = Path("agents/assistant.yaml")
 DEFAULT_PROMPT = "assistant"
@@ -74,9 +77,10 @@ class AgentSetup:
             return self.tools
         return tuple(self._spec().tools) if self.spec else DEFAULT_TOOLS
 
-    def _spec(self) -> Any:
+    def _spec(self) -> AgentSpec:
         from chatloom.agents.spec import load_spec
 
+        assert self.spec is not None, "callers read the spec only when one was given"
         return load_spec(self.spec)
 
     def with_changes(self, **changes: Any) -> "AgentSetup":

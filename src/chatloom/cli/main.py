@@ -64,7 +64,9 @@ def cli(ctx: click.Context) -> None:
     CHATLOOM_* variables (e.g. CHATLOOM_MODEL=openai:gpt-4o-mini, CHATLOOM_HOME=DIR).
     """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(cli.get_command(ctx, "chat"))
+        from chatloom.cli.chat import chat
+
+        ctx.invoke(chat)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from chatloom.errors import ChatloomError
 
+if TYPE_CHECKING:
+    from chatloom.tools.policy import Rule
+
 DEFAULT_SPEC = Path("agents/assistant.yaml")
 
 
-def _servers(spec: Path | None) -> tuple[list[Any], dict[str, str]]:
+def _servers(spec: Path | None) -> tuple[list[Any], dict[str, Rule]]:
     """The servers of ``spec`` (default: agents/assistant.yaml when it exists) plus chatloom.toml's,
     and the spec's tool_policy."""
     from chatloom.mcp.config import merge_servers, toml_servers
@@ -20,7 +23,7 @@ def _servers(spec: Path | None) -> tuple[list[Any], dict[str, str]]:
     if spec is None and DEFAULT_SPEC.is_file():
         spec = DEFAULT_SPEC
     from_spec: list[Any] = []
-    rules: dict[str, str] = {}
+    rules: dict[str, Rule] = {}
     if spec is not None:
         from chatloom.agents.spec import load_spec
 
@@ -32,7 +35,7 @@ def _servers(spec: Path | None) -> tuple[list[Any], dict[str, str]]:
     return servers, rules
 
 
-def _clients(spec: Path | None) -> tuple[Any, dict[str, str]]:
+def _clients(spec: Path | None) -> tuple[Any, dict[str, Rule]]:
     from chatloom.mcp.client import MCPClients
 
     servers, rules = _servers(spec)
@@ -70,7 +73,7 @@ def list_cmd(spec: Path | None) -> None:
         for tool in tools[report.name]:
             rule, _ = policy.rule_for(tool)
             first_line = (tool.description or "").strip().splitlines()[0] if tool.description else ""
-            click.echo(f"  {tool.name}  [{rule}, {tool.metadata['effect']}]  {first_line}")
+            click.echo(f"  {tool.name}  [{rule}, {(tool.metadata or {}).get('effect')}]  {first_line}")
 
 
 @mcp.command()

@@ -110,7 +110,7 @@ def search_cmd(query: str, k: int, namespace: str | None, tenant: str | None,
     from chatloom.memory.ingest import heading
 
     mem = _open(namespace, tenant)
-    hits = mem.search(query, k=k, user_id=user_id, mode=mode)  # type: ignore[arg-type]
+    hits = mem.search(query, k=k, user_id=user_id, mode=mode)
     if not hits:
         click.echo("no matches")
     for i, p in enumerate(hits, 1):

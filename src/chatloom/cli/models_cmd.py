@@ -98,7 +98,7 @@ def install_cmd(name: str | None, keep_downloads: bool, force: bool) -> None:
     home = settings.data_dir()
 
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     labels = {"download": "downloading parts", "assemble": "assembling", "verify": "verifying"}
@@ -109,7 +109,7 @@ def install_cmd(name: str | None, keep_downloads: bool, force: bool) -> None:
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             info = f"{done}/{total}" if stage == "download" else f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB"

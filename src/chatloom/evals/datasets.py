@@ -274,7 +274,7 @@ def _korean(path: Path, name: str, workdir: Path) -> Iterator[Case]:
         unanswerable = gold is None
         yield Case(
             id=str(number), input=row["question"], namespace=f"eval-{name}", documents=(docs,),
-            gold_sources=() if unanswerable else tuple(filter(None, (gold, headings.get(gold)))),
+            gold_sources=() if gold is None else tuple(filter(None, (gold, headings.get(gold)))),
             unanswerable=unanswerable, facts=tuple(tuple(g) for g in row.get("facts_all_of_any") or []),
             scorers=("facts", "abstained", "cited_gold", "supported", "no_tool_text"), kind=row.get("kind", ""),
         )

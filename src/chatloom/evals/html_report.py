@@ -106,8 +106,8 @@ def _mark(scorer: str, value: Any, reason: str | None) -> dict[str, str]:
 
 def _grid(rows: Sequence[Row], labels: Sequence[str], case_ids: Sequence[str]) -> list[dict[str, Any]]:
     by_case: dict[str, dict[str, Row]] = {}
-    for row in rows:
-        by_case.setdefault(str(row["case"]), {})[row["agent"]] = row
+    for each in rows:
+        by_case.setdefault(str(each["case"]), {})[each["agent"]] = each
     grid = []
     for case_id in (c for c in case_ids if c in by_case):
         cells = by_case[case_id]

@@ -146,9 +146,9 @@ def parse_verdict(reply: str, *, grade_id: str | None = None) -> Verdict:
         found.append((passed, str(fields.get("reason") or "").strip()))
     if not found and not without_id and (grade_id is None or grade_id in text):
         found = [(passed, "") for passed in (_truth(v) for v in _VERDICT_LINE.findall(text)) if passed is not None]
-        reason = _REASON_LINE.search(text)
-        if found and reason:
-            found[-1] = (found[-1][0], reason.group(1).strip())
+        reason_line = _REASON_LINE.search(text)
+        if found and reason_line:
+            found[-1] = (found[-1][0], reason_line.group(1).strip())
     if not found:
         excerpt = " ".join(reply.split())[:200]
         if without_id:

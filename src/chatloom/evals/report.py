@@ -145,7 +145,7 @@ class Regression:
 def save_baseline(path: Path, summaries: dict[str, dict[str, dict[str, Any]]], *, z: float = 2.0) -> dict[str, Any]:
     """Write ``{dataset: {agent: {scorer: {mean, n, margin}}}}`` to ``path``; existing entries of other
     datasets and agents are kept. Returns what was written."""
-    data = load_baseline(path) if path.exists() else {"version": BASELINE_VERSION, "datasets": {}}
+    data: dict[str, Any] = load_baseline(path) if path.exists() else {"version": BASELINE_VERSION, "datasets": {}}
     for dataset, per_agent in summaries.items():
         for agent, summary in per_agent.items():
             data["datasets"].setdefault(dataset, {})[agent] = {

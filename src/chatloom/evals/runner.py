@@ -246,7 +246,7 @@ def run_eval(
             pending.add(executor.submit(work, *item))
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            stopped = [f.exception() for f in finished if f.exception() is not None]  # Ctrl-C in a turn
+            stopped = [e for e in (f.exception() for f in finished) if e is not None]  # Ctrl-C in a turn
             for future in finished:
                 if future.exception() is None:  # rows that finished beside a stopped turn are kept
                     log.add(future.result())

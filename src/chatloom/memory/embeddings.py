@@ -593,7 +593,7 @@ def chroma_embedding_function(embeddings: Embeddings) -> Any:
     """
     from chromadb.api.types import EmbeddingFunction
 
-    class ChatloomEmbeddingFunction(EmbeddingFunction):  # type: ignore[type-arg]
+    class ChatloomEmbeddingFunction(EmbeddingFunction):
         def __init__(self, inner: Embeddings) -> None:
             self._inner = inner
 

@@ -98,9 +98,9 @@ def profile_for(model: Any) -> ModelProfile:
         if scheme == "local":
             return _PROFILES.get(name, _LOCAL_DEFAULT)
         return _LOCAL_DEFAULT if scheme in ("gguf", "hf") else _REMOTE_DEFAULT
-    name = getattr(model, "model_name", None)
-    if name in _PROFILES:
-        return _PROFILES[name]
+    model_name = getattr(model, "model_name", None)
+    if model_name in _PROFILES:
+        return _PROFILES[model_name]
     window = getattr(model, "n_ctx", None)
     if isinstance(window, int):  # a local engine we don't know: trust its loaded context size
         return replace(_LOCAL_DEFAULT, context_window=window)

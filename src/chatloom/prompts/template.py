@@ -12,7 +12,7 @@ import re
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chatloom.errors import PromptError, closest_name
 from chatloom.prompts._yaml import Origin
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from jinja2 import Template
     from langchain_core.messages import BaseMessage
     from langchain_core.tools import BaseTool
+    from pydantic import BaseModel
 
 DEFAULT_TOOLS_SECTION = """\
 ## Tools
@@ -133,7 +134,8 @@ def _line_of(text: str, name: str) -> int:
 def describe_tool(tool: "BaseTool") -> dict[str, Any]:
     """A tool as the template sees it: name, description, JSON-schema parameters, a signature."""
     schema = tool.tool_call_schema
-    params = schema if isinstance(schema, dict) else schema.model_json_schema()
+    # langchain-core builds these schemas with pydantic 2 (a v1 model would have no model_json_schema).
+    params = schema if isinstance(schema, dict) else cast("type[BaseModel]", schema).model_json_schema()
     props = params.get("properties", {})
     required = set(params.get("required", []))
     args = []

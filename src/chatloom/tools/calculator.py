@@ -247,6 +247,7 @@ def _exact_root(value: Fraction, n: int) -> Fraction | None:
     """The exact n-th root of a non-negative fraction, or None if it is irrational."""
 
     def iroot(k: int) -> int | None:
+        r: int | None
         if n == 2:
             r = math.isqrt(k)
         else:

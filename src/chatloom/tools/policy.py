@@ -34,7 +34,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from chatloom.errors import ConfigError
 
@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 
 Effect = Literal["read", "side_effect", "code"]
 Rule = Literal["allow", "deny", "ask"]
-EFFECTS: tuple[str, ...] = ("read", "side_effect", "code")
-RULES: tuple[str, ...] = ("allow", "deny", "ask")
-DEFAULT_RULES: dict[str, str] = {"read": "allow", "side_effect": "ask", "code": "ask"}
+EFFECTS: tuple[Effect, ...] = get_args(Effect)
+RULES: tuple[Rule, ...] = get_args(Rule)
+DEFAULT_RULES: dict[Effect, Rule] = {"read": "allow", "side_effect": "ask", "code": "ask"}
 UNTRUSTED_TAG = "untrusted-data"
 
 
@@ -91,7 +91,7 @@ continues it with the decisions."""
 _EFFECT_ATTR = "__chatloom_effect__"
 
 
-def declared_effect(tool: Any) -> str | None:
+def declared_effect(tool: Any) -> Effect | None:
     """The effect ``tool`` declares, or None: ``metadata["effect"]``, else the mark that
     :func:`declare_effect` left on the function a tool was made from."""
     effect = (getattr(tool, "metadata", None) or {}).get("effect")
@@ -100,7 +100,7 @@ def declared_effect(tool: Any) -> str | None:
     return effect if effect in EFFECTS else None
 
 
-def tool_effect(tool: "BaseTool") -> str:
+def tool_effect(tool: "BaseTool") -> Effect:
     """The effect a tool declares; undeclared or unknown effects count as ``side_effect``."""
     return declared_effect(tool) or "side_effect"
 

@@ -41,7 +41,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from chatloom.errors import SandboxUnavailable, ToolError
 from chatloom.tools import seccomp
@@ -543,7 +543,7 @@ def _execute(
     overflow = threading.Event()
     buffers = {"stdout": bytearray(), "stderr": bytearray()}
 
-    def pump(stream, buf: bytearray) -> None:  # type: ignore[no-untyped-def]
+    def pump(stream: IO[bytes], buf: bytearray) -> None:
         while True:
             chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
             if not chunk:
@@ -565,7 +565,7 @@ def _execute(
         t.start()
     if stdin and proc.stdin is not None:
         # In a thread: code that never reads would otherwise block us past the wall clock.
-        def feed(pipe, data: bytes) -> None:  # type: ignore[no-untyped-def]
+        def feed(pipe: IO[bytes], data: bytes) -> None:
             try:
                 pipe.write(data)
                 pipe.close()
@@ -608,7 +608,7 @@ def _execute(
     )
 
 
-def _kill(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+def _kill(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -24,6 +24,7 @@ import functools
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 from chatloom.errors import SandboxUnavailable
 
@@ -68,7 +69,7 @@ DENIED_WITH_ENOSYS = ("clone3",)  # its flags sit in a struct a filter cannot re
 PIP_HINT = "pip install pyseccomp (it needs libseccomp: `sudo apt-get install -y libseccomp2`)"
 
 
-def _library():  # type: ignore[no-untyped-def]
+def _library() -> Any:
     """Import pyseccomp, or say how to install it (a sandbox without the filter is refused)."""
     try:
         import pyseccomp
@@ -79,7 +80,7 @@ def _library():  # type: ignore[no-untyped-def]
     return pyseccomp
 
 
-def build_filter():  # type: ignore[no-untyped-def]
+def build_filter() -> Any:
     """Return the sandbox's ``pyseccomp.SyscallFilter`` (default allow, the calls in DENIED fail)."""
     seccomp = _library()
     flt = seccomp.SyscallFilter(seccomp.ALLOW)
@@ -98,7 +99,7 @@ def build_filter():  # type: ignore[no-untyped-def]
     return flt
 
 
-def _add(seccomp, flt, action: int, name: str, *args) -> None:  # type: ignore[no-untyped-def]
+def _add(seccomp: Any, flt: Any, action: int, name: str, *args: Any) -> None:
     # -1 means this libseccomp has never heard of the name (an older release and a newer
     # syscall). Known calls that this architecture lacks resolve to other negative numbers,
     # which add_rule accepts and leaves out of the program.
