@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from chatloom.cli import repl as repl_module
-from chatloom.cli.chat import AgentSetup
+from chatloom.cli.agent_setup import AgentSetup
 from chatloom.cli.repl import Repl
 
 

@@ -10,7 +10,7 @@ import io
 import pytest
 from rich.console import Console
 
-from chatloom.cli.chat import AgentSetup
+from chatloom.cli.agent_setup import AgentSetup
 from chatloom.cli.repl import COMMANDS, Repl
 
 

@@ -13,7 +13,7 @@ from langchain_core.tools import tool
 from rich.console import Console
 
 from chatloom import Agent
-from chatloom.cli.chat import AgentSetup
+from chatloom.cli.agent_setup import AgentSetup
 from chatloom.cli.repl import Repl
 from chatloom.errors import ChatloomError
 from chatloom.testing import FakeChatModel, tool_call

@@ -284,7 +284,7 @@ class Agent:
                 out.append(tool(spec))
             else:
                 raise ConfigError(f"{spec!r} is not a tool", "pass a @tool, a typed function with a docstring, or a tool name")
-        from chatloom.mcp.tools import agent_mcp_tools  # imports the mcp SDK only if servers are configured
+        from chatloom.mcp.client import agent_mcp_tools  # imports the mcp SDK only if servers are configured
 
         self.close()  # a load that failed before may have started servers
         self._mcp, mcp_tools = agent_mcp_tools(self._mcp_specs, self.settings)
@@ -497,7 +497,7 @@ class Agent:
         """Check the question and prepare the graph input, config and runtime context."""
         from langchain_core.messages import HumanMessage
 
-        question = check_question_size(_check_question(text), self.settings.max_question_chars)
+        question = check_question(text, self.settings.max_question_chars)
         services = self._services()
         state_in: TurnState = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
@@ -675,12 +675,6 @@ def _passage(p: dict[str, Any]) -> Citation:
     return Citation(0, p["source"], p["chunk"], p["score"], p.get("title", ""), p["text"], p.get("section", ""))
 
 
-def _check_question(text: Any) -> str:
-    if not isinstance(text, str) or not text.strip():
-        raise EmptyQuestion("the question is empty", "type a question")
-    return text.strip()
-
-
 def _sum_usage(messages: Any) -> Usage:
     totals = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
     cost = None
@@ -729,11 +723,15 @@ class _VisibleText:
         return out
 
 
-def check_question_size(question: str, max_chars: int) -> str:
-    """``question`` unchanged, or a one-line :class:`QuestionTooLong` when it is over the limit.
+def check_question(text: Any, max_chars: int) -> str:
+    """``text`` as a turn takes it (stripped), or a one-line :class:`EmptyQuestion` or
+    :class:`QuestionTooLong` (over ``max_chars``).
 
     A 5 MB question would go to the model as it is: slow, costly, and past any context window.
     """
+    if not isinstance(text, str) or not text.strip():
+        raise EmptyQuestion("the question is empty", "type a question")
+    question = text.strip()
     if len(question) > max_chars:
         raise QuestionTooLong(
             f"the question is {len(question):,} characters, over the limit of {max_chars:,}",

@@ -9,88 +9,19 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from chatloom.cli.agent_setup import AgentSetup, spec_option
 from chatloom.cli.render import strip_control  # noqa: F401 - re-exported: chatloom.cli.chat.strip_control
 from chatloom.errors import ChatloomError
-
-if TYPE_CHECKING:
-    from chatloom.agents.spec import AgentSpec
-
-DEFAULT_SPEC = Path("agents/assistant.yaml")
-DEFAULT_PROMPT = "assistant"
-DEFAULT_TOOLS = ("calculator",)
-
-
-@dataclass(frozen=True)
-class AgentSetup:
-    """What the CLI builds its agent from: a spec file and the choices that override it.
-
-    ``None`` means "as the spec says" (or the built-in default without a spec). The REPL's
-    ``/model``, ``/prompt`` and ``/tools`` make a changed copy and build a new agent from it.
-    """
-
-    model: str | None = None
-    spec: Path | None = None
-    prompt: str | None = None
-    tools: tuple[str, ...] | None = None
-
-    @classmethod
-    def from_options(cls, model: str | None, spec: Path | None) -> "AgentSetup":
-        """The setup for ``--model``/``--spec``; the spec defaults to agents/assistant.yaml when it exists."""
-        if spec is None and DEFAULT_SPEC.is_file():
-            spec = DEFAULT_SPEC
-        if spec is not None and not spec.is_file():
-            raise ChatloomError(f"agent spec {str(spec)!r} does not exist", "pass an existing file to --spec")
-        return cls(model=model, spec=spec)
-
-    def build(self, approver: Any = None) -> Any:
-        """A new (not yet loaded) :class:`~chatloom.Agent` for this setup."""
-        from chatloom.agents.agent import Agent
-
-        overrides: dict[str, Any] = {"approver": approver}
-        if self.model:
-            overrides["model"] = self.model
-        if self.prompt is not None:
-            overrides["prompt"] = self.prompt
-        if self.tools is not None:
-            overrides["tools"] = list(self.tools)
-        if self.spec is not None:
-            return Agent.from_spec(self.spec, **overrides)
-        return Agent(**{"prompt": DEFAULT_PROMPT, "tools": list(DEFAULT_TOOLS), **overrides})
-
-    def model_id(self, settings: Any) -> str:
-        """The model id the agent uses: the override, else the spec's, else the configured default."""
-        return self.model or (self._spec().model if self.spec else None) or settings.model
-
-    def prompt_name(self) -> str:
-        """The prompt template the agent uses (a name or a path)."""
-        return self.prompt or (self._spec().prompt if self.spec else DEFAULT_PROMPT)
-
-    def tool_names(self) -> tuple[str, ...]:
-        """The names of the tools the agent gets (MCP servers' tools aside)."""
-        if self.tools is not None:
-            return self.tools
-        return tuple(self._spec().tools) if self.spec else DEFAULT_TOOLS
-
-    def _spec(self) -> AgentSpec:
-        from chatloom.agents.spec import load_spec
-
-        assert self.spec is not None, "callers read the spec only when one was given"
-        return load_spec(self.spec)
-
-    def with_changes(self, **changes: Any) -> "AgentSetup":
-        """A copy with ``changes`` applied (model=, prompt=, tools=)."""
-        return replace(self, **changes)
 
 
 def _agent_options(func: Any) -> Any:
     func = click.option("--thread", "thread_id", default="cli", show_default=True, help="Conversation id; the same id continues a conversation across runs.")(func)
-    func = click.option("--spec", type=click.Path(path_type=Path), help=f"Agent spec YAML. Default: {DEFAULT_SPEC} when it exists here.")(func)
+    func = spec_option(func)
     func = click.option("--model", "-m", help="Model id, e.g. local:qwen2.5-coder-0.5b, openai:gpt-4o-mini, gguf:PATH.")(func)
     return func
 
@@ -105,12 +36,12 @@ def ask(model: str | None, spec: Path | None, thread_id: str, question: tuple[st
     Exits with status 2 and a one-line error when the question cannot be answered (no such
     model or spec, a dead backend, ...).
     """
-    from chatloom.agents.agent import _check_question, check_question_size
+    from chatloom.agents.agent import check_question
     from chatloom.cli.render import footnotes
     from chatloom.config import get_settings
 
     # fail fast, before any model loads
-    text = check_question_size(_check_question(" ".join(question)), get_settings(model=model).max_question_chars)
+    text = check_question(" ".join(question), get_settings(model=model).max_question_chars)
     agent = AgentSetup.from_options(model, spec).build()
     reply = agent.chat(text, thread_id=thread_id)
     if as_json:

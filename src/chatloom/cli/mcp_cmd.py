@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from chatloom.agents.defaults import DEFAULT_SPEC
+from chatloom.cli.agent_setup import spec_option
 from chatloom.errors import ChatloomError
 
 if TYPE_CHECKING:
     from chatloom.tools.policy import Rule
-
-DEFAULT_SPEC = Path("agents/assistant.yaml")
 
 
 def _servers(spec: Path | None) -> tuple[list[Any], dict[str, Rule]]:
@@ -42,7 +42,6 @@ def _clients(spec: Path | None) -> tuple[Any, dict[str, Rule]]:
     return MCPClients(servers), rules
 
 
-_spec_option = click.option("--spec", type=click.Path(path_type=Path), help=f"Agent spec YAML. Default: {DEFAULT_SPEC} when it exists here.")
 
 
 @click.group()
@@ -51,7 +50,7 @@ def mcp() -> None:
 
 
 @mcp.command("list")
-@_spec_option
+@spec_option
 def list_cmd(spec: Path | None) -> None:
     """Show the configured MCP servers and their tools as the model sees them, with the rule each gets."""
     from chatloom.config import get_settings
@@ -77,7 +76,7 @@ def list_cmd(spec: Path | None) -> None:
 
 
 @mcp.command()
-@_spec_option
+@spec_option
 def check(spec: Path | None) -> None:
     """Connect to each configured MCP server and report what it offers; exit status 2 if any fails."""
     failed = 0
@@ -105,7 +104,7 @@ def check(spec: Path | None) -> None:
 
 
 @mcp.command()
-@_spec_option
+@spec_option
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP: the address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="HTTP: the port (the endpoint is /mcp).")
@@ -144,7 +143,7 @@ def serve(spec: Path | None, transport: str, host: str, port: int, namespace: st
 
 
 @mcp.command()
-@_spec_option
+@spec_option
 @click.argument("server")
 @click.argument("name")
 @click.argument("arguments", nargs=-1)
@@ -165,7 +164,7 @@ def prompt(spec: Path | None, server: str, name: str, arguments: tuple[str, ...]
 
 
 @mcp.command()
-@_spec_option
+@spec_option
 @click.argument("server")
 @click.argument("uri")
 def read(spec: Path | None, server: str, uri: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from chatloom.cli.chat import AgentSetup
+from chatloom.cli.agent_setup import AgentSetup
 from chatloom.cli.render import (
     TurnView,
     error_line,

@@ -24,10 +24,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatloom.errors import ToolError
-from chatloom.mcp.config import MCPServerSpec
+from chatloom.mcp.config import MCPServerSpec, merge_servers, toml_servers
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
+    from chatloom.config import Settings
 
 log = logging.getLogger("chatloom.mcp")
 
@@ -407,3 +412,15 @@ class MCPClients:
         except TimeoutError:
             log.warning("MCP servers did not shut down within 15 s")
         loop.stop()
+
+
+def agent_mcp_tools(specs: Sequence[MCPServerSpec], settings: Settings) -> tuple[MCPClients | None, list[BaseTool]]:
+    """``(clients, tools)`` for an agent: its servers plus ``chatloom.toml``'s; ``(None, [])`` when there are none.
+
+    The ``mcp`` SDK is imported only when some server is configured.
+    """
+    servers = merge_servers(toml_servers(), specs or ())
+    if not servers:
+        return None, []
+    clients = MCPClients(servers)
+    return clients, clients.tools(settings.mcp_separator)

@@ -187,7 +187,8 @@ def server_from_spec(
     from chatloom.tools.registry import resolve_tools
 
     from chatloom.config import get_settings
-    from chatloom.mcp.tools import agent_mcp_tools, expand_policy
+    from chatloom.mcp.client import agent_mcp_tools
+    from chatloom.mcp.tools import expand_policy
 
     settings = settings or get_settings()
     mcp_specs: list[Any] = []

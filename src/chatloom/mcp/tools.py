@@ -116,19 +116,3 @@ def tools_by_server(tools: Mapping[str, Any] | list[Any]) -> dict[str, list[Any]
     for tool in items:
         groups.setdefault((getattr(tool, "metadata", None) or {}).get("mcp_server", ""), []).append(tool)
     return groups
-
-
-def agent_mcp_tools(specs: Any, settings: Any) -> tuple[Any, list["BaseTool"]]:
-    """``(clients, tools)`` for an agent: its servers plus ``chatloom.toml``'s; ``(None, [])`` when there are none.
-
-    The ``mcp`` SDK is imported only when some server is configured.
-    """
-    from chatloom.mcp.config import merge_servers, toml_servers
-
-    servers = merge_servers(toml_servers(), specs or ())
-    if not servers:
-        return None, []
-    from chatloom.mcp.client import MCPClients
-
-    clients = MCPClients(servers)
-    return clients, clients.tools(getattr(settings, "mcp_separator", "."))

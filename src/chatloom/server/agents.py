@@ -68,7 +68,7 @@ def workspace_catalog(workspace: Path, *, model: str | None = None, settings: An
     (``agents/assistant.yaml`` when it exists, else the built-in assistant with a calculator,
     as ``chatloom chat`` uses). ``model`` overrides every agent's model."""
     from chatloom.agents.spec import load_spec
-    from chatloom.cli.chat import DEFAULT_PROMPT, DEFAULT_SPEC, DEFAULT_TOOLS
+    from chatloom.agents.defaults import DEFAULT_PROMPT, DEFAULT_SPEC, DEFAULT_TOOLS
     from chatloom.config import get_settings
     from chatloom.memory.checkpoint import open_checkpointer
 
