@@ -37,7 +37,7 @@ from chatloom.errors import ChatloomError, PluginError
 
 GROUPS: tuple[str, ...] = ("chatloom.prompts", "chatloom.tools", "chatloom.models", "chatloom.memory")
 
-T = TypeVar("T")
+_Made = TypeVar("_Made")
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def declared_keywords(factory: Callable[..., Any], **candidates: Any) -> dict[st
     return {name: value for name, value in candidates.items() if value is not None and name in params}
 
 
-def create(plugin: Plugin, kind: str, made: str, factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def create(plugin: Plugin, kind: str, made: str, factory: Callable[..., _Made], *args: Any, **kwargs: Any) -> _Made:
     """Call ``factory`` (a loaded plugin's) to make ``made``; its bugs become one-line PluginErrors.
 
     ``kind`` names what the plugin provides ("model", "memory") in the message and hint. A
@@ -123,7 +123,7 @@ def create(plugin: Plugin, kind: str, made: str, factory: Callable[..., T], *arg
         return factory(*args, **kwargs)
     except ChatloomError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug becomes a one-line error
+    except Exception as exc:  # any bug in third-party code becomes a one-line error
         raise PluginError(
             f"{kind} plugin {plugin.label} ({plugin.value}) failed to create {made}: {type(exc).__name__}: {one_line(exc)}",
             f"report it to the plugin's author, or pick another {kind}",

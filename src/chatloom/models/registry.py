@@ -27,13 +27,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from chatloom import plugins
 from chatloom.errors import ModelError, ModelNotFound, PluginError
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.language_models import BaseChatModel
+    from pydantic import BaseModel
 
 __all__ = ["ENTRY_POINT_GROUP", "BUILTIN_SCHEMES", "known_schemes", "resolve_model"]
 
@@ -140,7 +141,7 @@ def _plugin(scheme: str) -> plugins.Plugin | None:
     return next((p for name, p in plugins.discover(ENTRY_POINT_GROUP).items() if name.lower() == scheme), None)
 
 
-def _is_pydantic_class(factory: object) -> bool:
+def _is_pydantic_class(factory: object) -> TypeGuard[type[BaseModel]]:
     # A BaseChatModel subclass is a pydantic model, whose __init__ rejects positional arguments.
     from pydantic import BaseModel
 
@@ -151,7 +152,7 @@ def _is_pydantic_class(factory: object) -> bool:
 _MODEL_NAME_FIELDS = ("model", "model_name")
 
 
-def _model_name_keyword(model_class: Any) -> str | None:
+def _model_name_keyword(model_class: type[BaseModel]) -> str | None:
     """The keyword that sets ``model_class``'s model name, or None when it declares no such field."""
     for field, info in model_class.model_fields.items():
         keyword = info.alias or field
