@@ -3,10 +3,13 @@
     python examples/custom_backend.py
 
 Any langchain-core chat model works as ``Agent(model=...)``. To make it a ``--model`` id
-(``shout:anything``), expose a factory in your package's entry points:
+(``shout:anything``), name the class in your package's entry points:
 
     [project.entry-points."chatloom.models"]
     shout = "my_package:ShoutModel"
+
+chatloom calls the class with keywords; declare a ``model: str`` field to receive the part of
+the id after the colon.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ A plugin is any distribution that declares entry points in one of the groups bel
     haiku = "chatloom_example_plugin:HAIKU"                # a path to a YAML template
 
     [project.entry-points."chatloom.models"]
-    mybackend = "my_pkg:factory"                           # factory(name, **options) -> BaseChatModel
+    mybackend = "my_pkg:MyChatModel"                       # a BaseChatModel class, or factory(name, **options)
+
+    [project.entry-points."chatloom.memory"]
+    notes = "my_pkg:NotesMemory"                           # a Memory, or a class/factory that makes one
 
 Discovery only reads package metadata; a plugin's code is imported the first time one of its
 entry points is used, so startup stays fast. A plugin that fails to import is reported as a
@@ -23,14 +26,18 @@ True
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from chatloom.errors import PluginError
+from chatloom.errors import ChatloomError, PluginError
 
 GROUPS: tuple[str, ...] = ("chatloom.prompts", "chatloom.tools", "chatloom.models", "chatloom.memory")
+
+_Made = TypeVar("_Made")
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,42 @@ def check(plugin: Plugin) -> PluginError | None:
     except PluginError as exc:
         return exc
     return None
+
+
+def declared_keywords(factory: Callable[..., Any], **candidates: Any) -> dict[str, Any]:
+    """The ``candidates`` that are not None and whose names ``factory``'s signature declares.
+
+    Optional context such as ``settings`` goes only to the plugins that ask for it (a
+    ``**kwargs`` parameter does not count as asking).
+    """
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins and C callables without a signature
+        return {}
+    return {name: value for name, value in candidates.items() if value is not None and name in params}
+
+
+def create(plugin: Plugin, kind: str, made: str, factory: Callable[..., _Made], *args: Any, **kwargs: Any) -> _Made:
+    """Call ``factory`` (a loaded plugin's) to make ``made``; its bugs become one-line PluginErrors.
+
+    ``kind`` names what the plugin provides ("model", "memory") in the message and hint. A
+    :class:`ChatloomError` the factory raises on purpose passes through unchanged.
+    """
+    try:
+        return factory(*args, **kwargs)
+    except ChatloomError:
+        raise
+    except Exception as exc:  # any bug in third-party code becomes a one-line error
+        raise PluginError(
+            f"{kind} plugin {plugin.label} ({plugin.value}) failed to create {made}: {type(exc).__name__}: {one_line(exc)}",
+            f"report it to the plugin's author, or pick another {kind}",
+        ) from exc
+
+
+def one_line(exc: BaseException) -> str:
+    """``str(exc)`` on one line and at most 300 characters, for a :class:`ChatloomError` message."""
+    text = " ".join(str(exc).split())
+    return text[:300] + ("…" if len(text) > 300 else "")
 
 
 def problems() -> list[PluginError]:
@@ -155,7 +198,8 @@ def _load(plugin: Plugin) -> Any:
         obj = EntryPoint(plugin.name, plugin.value, plugin.group).load()
     except Exception as exc:  # noqa: BLE001 - any failure in third-party code is the plugin's
         error = PluginError(
-            f"plugin {plugin.label} ({plugin.group}) failed to load: {_where(exc)}{type(exc).__name__}: {exc}",
+            f"plugin {plugin.label} ({plugin.group}) failed to load {plugin.value}: "
+            f"{_where(exc)}{type(exc).__name__}: {one_line(exc)}",
             f"fix or uninstall it (`pip uninstall {plugin.dist}`); chatloom skips it meanwhile",
         )
         _PROBLEMS[key] = error

@@ -13,6 +13,7 @@ import types
 
 import pytest
 
+from chatloom import plugins
 from chatloom.config import Settings
 from chatloom.errors import ChatloomError, ConfigError, ModelError, ModelNotFound, PluginError
 from chatloom.models import known_schemes, resolve_model
@@ -63,9 +64,12 @@ def plugin_dist(tmp_path, monkeypatch):
         openai = echo_plugin:make
     """))
     monkeypatch.syspath_prepend(str(site))
+    plugins.refresh()  # discovery is cached per process; see the new distribution
     yield site
     for mod in ("echo_plugin", "broken_plugin"):
         sys.modules.pop(mod, None)
+    sys.path.remove(str(site))
+    plugins.refresh()
 
 
 def test_fake_scheme():
@@ -162,8 +166,9 @@ def test_plugin_that_fails_to_import_names_the_plugin(plugin_dist):
     with pytest.raises(PluginError) as info:
         resolve_model("broken:x")
     msg = str(info.value)
-    assert "model plugin 'broken'" in msg
-    assert "broken_plugin:factory" in msg and "'chatloom-echo-plugin'" in msg
+    # the same words as every plugin group's load error (chatloom.plugins), not a registry dialect
+    assert "plugin 'broken' from chatloom-echo-plugin 1.0 (chatloom.models) failed to load" in msg
+    assert "broken_plugin:factory" in msg and "pip uninstall chatloom-echo-plugin" in msg
     assert "ModuleNotFoundError" in msg and "a_module_that_does_not_exist" in msg
     assert "\n" not in msg
 

@@ -1,4 +1,4 @@
-"""Plugin fixtures: the real example package pip-installed into a private target dir, and
+"""Plugin fixtures: the real example packages pip-installed into a private target dir, and
 hand-made distributions (a dist-info folder with entry_points.txt) for broken-plugin cases.
 
 Installing with ``--target`` puts a real installed distribution on ``sys.path`` for the test
@@ -15,24 +15,58 @@ import pytest
 
 from chatloom import plugins
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "chatloom-example-plugin"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE = EXAMPLES / "chatloom-example-plugin"
+CUSTOM_BACKEND = EXAMPLES / "custom_backend.py"
+
+
+def pip_install(source: Path, target: Path) -> None:
+    """``pip install`` the package at ``source`` into ``target``: offline, no deps, no isolation."""
+    setuptools = pytest.importorskip("setuptools", reason="building a plugin package needs setuptools in the test venv")
+    if tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (70, 1):
+        pytest.skip(f"building a plugin package needs setuptools>=70.1 (has {setuptools.__version__})")
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+           "--disable-pip-version-check", "--target", str(target), str(source)]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture(scope="session")
 def example_plugin_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pip-install examples/chatloom-example-plugin into a fresh directory; return it."""
-    setuptools = pytest.importorskip("setuptools", reason="building the example plugin needs setuptools in the test venv")
-    if tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (70, 1):
-        pytest.skip(f"building the example plugin needs setuptools>=70.1 (has {setuptools.__version__})")
     root = tmp_path_factory.mktemp("example-plugin")
     source = root / "src"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = root / "site"
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-           "--disable-pip-version-check", "--target", str(target), str(source)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    pip_install(source, target)
     assert (target / "chatloom_example_plugin" / "haiku.yaml").is_file()
+    return target
+
+
+@pytest.fixture(scope="session")
+def custom_backend_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/custom_backend.py, packaged as the docstring says (``shout`` in chatloom.models)
+    and pip-installed into a fresh directory; return it."""
+    source = tmp_path_factory.mktemp("custom-backend") / "src"
+    source.mkdir()
+    shutil.copy(CUSTOM_BACKEND, source / "custom_backend.py")
+    (source / "pyproject.toml").write_text(dedent("""
+        [build-system]
+        requires = ["setuptools>=70.1"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "chatloom-shout-backend"
+        version = "1.0"
+
+        [project.entry-points."chatloom.models"]
+        shout = "custom_backend:ShoutModel"
+
+        [tool.setuptools]
+        py-modules = ["custom_backend"]
+    """).lstrip())
+    target = source.parent / "site"
+    pip_install(source, target)
     return target
 
 
@@ -55,6 +89,14 @@ def example_plugin(example_plugin_target: Path):
     _activate(example_plugin_target)
     yield example_plugin_target
     _deactivate(example_plugin_target, ("chatloom_example_plugin",))
+
+
+@pytest.fixture
+def custom_backend(custom_backend_target: Path):
+    """examples/custom_backend.py as an installed ``chatloom.models`` plugin, for one test."""
+    _activate(custom_backend_target)
+    yield custom_backend_target
+    _deactivate(custom_backend_target, ("custom_backend",))
 
 
 @pytest.fixture

@@ -87,7 +87,8 @@ class Agent:
     any langchain-core chat model; ``None`` takes the configured default. ``prompt`` is a
     template name or path (``None`` means no system prompt). ``tools`` are langchain tools,
     plain typed functions with docstrings, or names of registered tools. ``memory`` is a
-    :class:`chatloom.memory.base.Memory`, ``True`` for the default store, or ``None``.
+    :class:`chatloom.memory.base.Memory`, ``True`` for the default store, the name of an installed
+    ``chatloom.memory`` plugin, or ``None``.
     ``checkpointer`` is a LangGraph checkpointer, ``"memory"`` for an in-process one, or
     ``None`` for the configured store in the data dir (so conversations survive restarts).
     ``tool_choice="required"`` (or a tool's name) makes each turn's first model call a tool
@@ -313,6 +314,10 @@ class Agent:
             from chatloom.memory import open_memory
 
             return open_memory(self.settings, namespace=self.namespace)
+        if isinstance(self._memory_spec, str):
+            from chatloom.memory import open_plugin_memory
+
+            return open_plugin_memory(self._memory_spec, self.settings, namespace=self.namespace)
         return self._memory_spec or None
 
     def _resolve_policy(self) -> ToolPolicy:

@@ -6,7 +6,9 @@
 >>> mem.recall("refund policy", k=4)                            # doctest: +SKIP
 [Passage(id='…', text='…', source='/…/faq.md', title='FAQ', section='Refunds', chunk=0, score=1.0)]
 
-Heavy dependencies (chromadb, onnxruntime) load only when memory is first used.
+Heavy dependencies (chromadb, onnxruntime) load only when memory is first used. Another store
+plugs in as any :class:`Memory` object, or by name through a ``chatloom.memory`` entry point
+(:func:`open_plugin_memory`, ``Agent(memory="name")``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from chatloom.memory.base import Memory, Passage
 if TYPE_CHECKING:  # pragma: no cover
     from chatloom.memory.chroma import ChromaMemory
 
-__all__ = ["Memory", "Passage", "open_memory", "summarize_messages"]
+__all__ = ["PLUGIN_GROUP", "Memory", "Passage", "open_memory", "open_plugin_memory", "summarize_messages"]
+
+PLUGIN_GROUP = "chatloom.memory"
 
 
 def open_memory(
@@ -36,6 +40,31 @@ def open_memory(
     from chatloom.memory.chroma import ChromaMemory
 
     return ChromaMemory(settings, namespace=namespace, tenant=tenant, embeddings=embeddings)
+
+
+def open_plugin_memory(name: str, settings: Any = None, namespace: str | None = None) -> Memory:
+    """The memory that the installed ``chatloom.memory`` plugin called ``name`` provides.
+
+    The entry point names a :class:`Memory` (an object with ``recall`` and ``remember``), or a
+    class or factory that returns one; it gets ``settings`` and ``namespace`` when its signature
+    declares them. A missing, broken or wrong plugin raises :class:`~chatloom.errors.PluginError`.
+    """
+    from chatloom import plugins
+    from chatloom.errors import PluginError
+
+    provided = plugins.load(PLUGIN_GROUP, name)
+    plugin = plugins.discover(PLUGIN_GROUP)[name]
+    # A class has recall and remember too, so the protocol check alone can't tell it from a store.
+    if callable(provided) and (isinstance(provided, type) or not isinstance(provided, Memory)):
+        found = plugins.declared_keywords(provided, settings=settings, namespace=namespace)
+        provided = plugins.create(plugin, "memory", repr(name), provided, **found)
+    if isinstance(provided, type) or not isinstance(provided, Memory):
+        raise PluginError(
+            f"memory plugin {plugin.label} ({plugin.value}) gave a {type(provided).__name__}, not a memory",
+            "point the entry point at an object with recall() and remember() (chatloom.memory.Memory), "
+            "or at a class or factory that returns one",
+        )
+    return provided
 
 
 def summarize_messages(model: Any, messages: Any, max_tokens: int, **options: Any) -> Any:

@@ -8,10 +8,14 @@ Built-in schemes:
 - ``fake:<name>``: the scripted test model from :mod:`chatloom.testing`.
 
 Plugins add schemes through the entry-point group ``chatloom.models``: the entry point's name
-is the scheme and its value a ``factory(name: str, **options) -> BaseChatModel``. A factory
-that declares a ``settings`` parameter also receives the :class:`chatloom.config.Settings`.
+is the scheme and its value either a ``BaseChatModel`` subclass (a class with two methods is a
+whole backend) or a ``factory(name: str, **options) -> BaseChatModel``. A class gets the part
+after the colon as its ``model`` (or ``model_name``) field when it declares one, and the options
+as keywords. A factory or class that declares ``settings`` also receives the
+:class:`chatloom.config.Settings`. Discovery, caching and load errors are
+:mod:`chatloom.plugins`', so a broken plugin reads the same here as in ``chatloom plugins list``.
 
-Factories are imported only when their scheme is used, so importing this module is cheap.
+Plugins are imported only when their scheme is used, so importing this module is cheap.
 
 >>> from chatloom.models import resolve_model
 >>> resolve_model("fake:echo").invoke("hi").content
@@ -21,15 +25,16 @@ Factories are imported only when their scheme is used, so importing this module 
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-from chatloom.errors import ChatloomError, ModelError, ModelNotFound, PluginError
+from chatloom import plugins
+from chatloom.errors import ModelError, ModelNotFound, PluginError
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.language_models import BaseChatModel
+    from pydantic import BaseModel
 
 __all__ = ["ENTRY_POINT_GROUP", "BUILTIN_SCHEMES", "known_schemes", "resolve_model"]
 
@@ -70,29 +75,32 @@ def resolve_model(model_id: str | BaseChatModel, **options: Any) -> BaseChatMode
     if not sep or (len(scheme) == 1 and Path(model_id).exists()):  # bare name or C:\ path
         scheme, name = _guess_scheme(model_id)
     scheme = scheme.lower()
-    factory, origin = _factory(scheme, model_id)
     kwargs = dict(options)
     settings = kwargs.pop("settings", None)
-    if settings is not None and _accepts(factory, "settings"):
-        kwargs["settings"] = settings
-    if origin == "builtin":
-        return factory(name, **kwargs)
-    try:
-        return factory(name, **kwargs)
-    except ChatloomError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug becomes a one-line error
-        raise PluginError(
-            f"model plugin {scheme!r} ({origin}) failed to create {model_id!r}: "
-            f"{type(exc).__name__}: {_one_line(exc)}",
-            "report it to the plugin's author, or pick another model",
-        ) from exc
+    if scheme in BUILTIN_SCHEMES:
+        factory = _builtin_factory(scheme, model_id)
+        return factory(name, **kwargs, **plugins.declared_keywords(factory, settings=settings))
+    plugin = _plugin(scheme)
+    if plugin is None:
+        raise ModelNotFound(f"unknown model scheme {scheme!r} in {model_id!r}", _known_hint())
+    factory = plugin.load()  # a broken plugin: the PluginError `chatloom plugins list --check` shows
+    if not callable(factory):
+        raise PluginError(f"model plugin {plugin.label} ({plugin.value}) is not callable",
+                          "its entry point must name a BaseChatModel class or a factory(name, **options)")
+    kwargs.update(plugins.declared_keywords(factory, settings=settings))
+    args: tuple[str, ...] = (name,)
+    if _is_pydantic_class(factory):  # BaseModel.__init__ takes keywords only
+        args = ()
+        keyword = _model_name_keyword(factory)
+        if keyword is not None:
+            kwargs[keyword] = name
+    return plugins.create(plugin, "model", repr(model_id), factory, *args, **kwargs)
 
 
 def known_schemes() -> list[str]:
     """Built-in schemes followed by the schemes that installed plugins add."""
-    plugins = [ep.name for ep in _entry_points() if ep.name not in BUILTIN_SCHEMES]
-    return [*BUILTIN_SCHEMES, *sorted(set(plugins))]
+    added = [name for name in plugins.discover(ENTRY_POINT_GROUP) if name not in BUILTIN_SCHEMES]
+    return [*BUILTIN_SCHEMES, *sorted(added)]
 
 
 # -- internals ---------------------------------------------------------------------------------
@@ -109,50 +117,48 @@ def _guess_scheme(model_id: str) -> tuple[str, str]:
     raise ModelNotFound(f"unknown model id {model_id!r}", _known_hint())
 
 
-def _factory(scheme: str, model_id: str) -> tuple[Callable[..., Any], str]:
-    if scheme in BUILTIN_SCHEMES:
-        module_name, _, attr = BUILTIN_SCHEMES[scheme].partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or module_name
-            if missing.startswith("chatloom"):
-                raise ModelError(f"the {scheme!r} backend is not available in this chatloom "
-                                 f"build ({missing!r} is missing)",
-                                 "reinstall chatloom, or use another model id") from None
-            raise ModelError(f"model {model_id!r} needs the Python package {missing!r}",
-                             _INSTALL_HINT.get(scheme, f"pip install {missing}")) from None
-        factory = getattr(module, attr, None)
-        if factory is None:
-            raise ModelError(f"the {scheme!r} backend is not available ({module_name}.{attr} "
-                             "is missing)", "reinstall chatloom, or use another model id")
-        return factory, "builtin"
-    for ep in _entry_points():
-        if ep.name.lower() == scheme:
-            dist = getattr(getattr(ep, "dist", None), "name", None)
-            origin = f"{ep.value}" + (f" from package {dist!r}" if dist else "")
-            try:
-                factory = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure in a plugin
-                raise PluginError(
-                    f"model plugin {scheme!r} ({origin}) failed to load: "
-                    f"{type(exc).__name__}: {_one_line(exc)}",
-                    f"fix or uninstall {'the package ' + repr(dist) if dist else 'the plugin'}",
-                ) from exc
-            if not callable(factory):
-                raise PluginError(f"model plugin {scheme!r} ({origin}) is not callable",
-                                  "its entry point must name a factory(name, **options)")
-            return factory, origin
-    raise ModelNotFound(f"unknown model scheme {scheme!r} in {model_id!r}", _known_hint())
-
-
-def _entry_points() -> list[Any]:
-    from importlib.metadata import entry_points
-
+def _builtin_factory(scheme: str, model_id: str) -> Callable[..., BaseChatModel]:
+    module_name, _, attr = BUILTIN_SCHEMES[scheme].partition(":")
     try:
-        return list(entry_points(group=ENTRY_POINT_GROUP))
-    except Exception:  # noqa: BLE001 - broken metadata must not hide built-in schemes
-        return []
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        if missing.startswith("chatloom"):
+            raise ModelError(f"the {scheme!r} backend is not available in this chatloom "
+                             f"build ({missing!r} is missing)",
+                             "reinstall chatloom, or use another model id") from None
+        raise ModelError(f"model {model_id!r} needs the Python package {missing!r}",
+                         _INSTALL_HINT.get(scheme, f"pip install {missing}")) from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ModelError(f"the {scheme!r} backend is not available ({module_name}.{attr} "
+                         "is missing)", "reinstall chatloom, or use another model id")
+    return factory
+
+
+def _plugin(scheme: str) -> plugins.Plugin | None:
+    """The ``chatloom.models`` entry point for ``scheme``; schemes match case-insensitively."""
+    return next((p for name, p in plugins.discover(ENTRY_POINT_GROUP).items() if name.lower() == scheme), None)
+
+
+def _is_pydantic_class(factory: object) -> TypeGuard[type[BaseModel]]:
+    # A BaseChatModel subclass is a pydantic model, whose __init__ rejects positional arguments.
+    from pydantic import BaseModel
+
+    return isinstance(factory, type) and issubclass(factory, BaseModel)
+
+
+# The fields a chat model class names its model with (ChatOpenAI: model_name, alias "model").
+_MODEL_NAME_FIELDS = ("model", "model_name")
+
+
+def _model_name_keyword(model_class: type[BaseModel]) -> str | None:
+    """The keyword that sets ``model_class``'s model name, or None when it declares no such field."""
+    for field, info in model_class.model_fields.items():
+        keyword = info.alias or field
+        if field in _MODEL_NAME_FIELDS or keyword in _MODEL_NAME_FIELDS:
+            return keyword
+    return None
 
 
 def _catalog_names() -> list[str]:
@@ -170,16 +176,3 @@ def _known_hint() -> str:
     if names:
         hint += f"; catalog models: {names}"
     return hint + " (e.g. openai:gpt-4o-mini)"
-
-
-def _accepts(factory: Callable[..., Any], param: str) -> bool:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return param in params
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] + ("…" if len(text) > 300 else "")
