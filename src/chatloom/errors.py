@@ -34,6 +34,25 @@ def closest_name(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str 
     return found[0] if found else None
 
 
+def install_hint(extra: str, *packages: str) -> str:
+    """How to install what an optional feature needs, worded the same everywhere: the packages
+    themselves, then chatloom's extra that holds them.
+
+    >>> install_hint("memory", "kiwipiepy", "kiwipiepy-model")
+    "pip install kiwipiepy kiwipiepy-model  (or: pip install 'chatloom[memory]')"
+    >>> install_hint("local")
+    "pip install torch==2.13.0 && pip install 'chatloom[local]'"
+    """
+    import shlex
+
+    # An unpinned torch requirement pulls a CUDA build of several GB: the CPU one goes first.
+    first = "pip install torch==2.13.0 && " if extra == "local" else ""
+    with_extra = f"{first}pip install 'chatloom[{extra}]'"
+    if not packages:
+        return with_extra
+    return f"pip install {' '.join(shlex.quote(p) for p in packages)}  (or: {with_extra})"
+
+
 class ConfigError(ChatloomError):
     """Bad settings, spec or template content."""
 

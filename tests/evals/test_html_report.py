@@ -189,7 +189,7 @@ def test_without_plotly_html_is_one_error_before_anything_runs(workspace, capsys
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)  # as if plotly were not installed
     code, _, err = chatloom_eval(capsys, "smoke.jsonl", "-a", GOOD, "-o", "r.json", "--html", "report.html")
     assert code == 2
-    assert err == "error: the HTML report needs plotly, which is not installed — pip install 'chatloom[eval]' (or pip install plotly)\n"
+    assert err == "error: the HTML report needs plotly, which is not installed — pip install plotly  (or: pip install 'chatloom[eval]')\n"
     assert not (workspace / "r.cases.jsonl").exists() and not (workspace / "report.html").exists()
 
 

@@ -23,7 +23,9 @@ def _engine_label() -> str:
         return "llama.cpp"
     if "transformers" in engines:
         return "transformers"
-    return "none (pip install 'chatloom[local]')"
+    from chatloom.errors import install_hint
+
+    return f"none ({install_hint('local')})"
 
 
 @click.group("models")

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from chatloom.errors import ConfigError
-
-_INSTALL = "pip install 'chatloom[server]'"
+from chatloom.errors import ConfigError, install_hint
 
 
 @click.command()
@@ -54,7 +52,7 @@ def serve(host: str, port: int, workspace: Path, model: str | None, ui: bool, co
 
         from chatloom.server.app import create_app
     except ImportError as exc:
-        raise ConfigError(f"chatloom serve needs {exc.name or 'fastapi/uvicorn'}, which is not installed", _INSTALL) from None
+        raise ConfigError(f"chatloom serve needs {exc.name or 'fastapi/uvicorn'}, which is not installed", install_hint("server")) from None
     from chatloom.server.agents import workspace_catalog
     from chatloom.server.config import load_server_config
     from chatloom.server.observe import configure_json_logs

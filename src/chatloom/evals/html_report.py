@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from chatloom.errors import ConfigError
+from chatloom.errors import ConfigError, install_hint
 from chatloom.evals.report import MEASURES, format_score, scorer_order
 
 __all__ = ["render_html", "require_plotly", "write_html"]
@@ -39,7 +39,7 @@ def require_plotly() -> tuple[Any, Any, str]:
         from plotly.offline import get_plotlyjs
     except ImportError:
         raise ConfigError("the HTML report needs plotly, which is not installed",
-                          "pip install 'chatloom[eval]' (or pip install plotly)") from None
+                          install_hint("eval", "plotly")) from None
     return go, pio, get_plotlyjs()
 
 

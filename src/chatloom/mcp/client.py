@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chatloom.errors import ToolError
+from chatloom.errors import ToolError, install_hint
 from chatloom.mcp.config import MCPServerSpec, merge_servers, toml_servers
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _need_sdk() -> None:
     try:
         import mcp  # noqa: F401
     except ImportError:
-        raise MCPServerError("MCP support needs the `mcp` package", "pip install 'chatloom[mcp]'") from None
+        raise MCPServerError("MCP support needs the `mcp` package", install_hint("mcp", "mcp")) from None
 
 
 @dataclass(frozen=True)

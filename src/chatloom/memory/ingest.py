@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatloom.errors import ChatloomError
+from chatloom.errors import ChatloomError, install_hint
 from chatloom.memory.store import ChunkRow, Store, chunk_id
 
 log = logging.getLogger("chatloom.memory")
@@ -105,7 +105,7 @@ def _read_pdf(path: Path) -> tuple[str, str]:
     try:
         from pypdf import PdfReader
     except ImportError:
-        raise ChatloomError("reading PDF needs pypdf", "pip install pypdf") from None
+        raise ChatloomError("reading PDF needs pypdf", install_hint("memory", "pypdf")) from None
     try:
         reader = PdfReader(str(path))
         if reader.is_encrypted:
@@ -129,7 +129,7 @@ def _read_html(data: bytes) -> tuple[str, str]:
     try:
         from bs4 import BeautifulSoup
     except ImportError:
-        raise ChatloomError("reading HTML needs beautifulsoup4", "pip install beautifulsoup4") from None
+        raise ChatloomError("reading HTML needs beautifulsoup4", install_hint("memory", "beautifulsoup4")) from None
     soup = BeautifulSoup(data, "html.parser")
     for tag in soup(["script", "style", "noscript", "nav", "footer", "header", "svg", "form"]):
         tag.decompose()

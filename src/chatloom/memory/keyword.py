@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from chatloom.errors import ChatloomError
+from chatloom.errors import ChatloomError, install_hint
 
 # Bump when tokenize() changes: saved indexes with another stamp are rebuilt on first use.
 TOKENIZER_VERSION = 2
@@ -66,7 +66,7 @@ def _stemmer() -> Any:
             import Stemmer
         except ImportError:
             raise ChatloomError(
-                "keyword search needs PyStemmer", "pip install PyStemmer bm25s"
+                "keyword search needs PyStemmer", install_hint("memory", "PyStemmer")
             ) from None
         stem = _local.stemmer = Stemmer.Stemmer("english")
     return stem
@@ -88,14 +88,14 @@ def _korean_analyser() -> Any:
                 except ImportError:
                     raise ChatloomError(
                         "Korean keyword search needs kiwipiepy and its model",
-                        "pip install kiwipiepy kiwipiepy-model  (or pip install 'chatloom[memory]')",
+                        install_hint("memory", "kiwipiepy", "kiwipiepy-model"),
                     ) from None
                 try:
                     _kiwi = Kiwi(num_workers=0)
                 except Exception as exc:  # e.g. kiwipiepy-model missing: Kiwi can't find a model
                     raise ChatloomError(
                         f"the Korean analyser (kiwipiepy) can't load its model ({exc})",
-                        "pip install kiwipiepy-model",
+                        install_hint("memory", "kiwipiepy-model"),
                     ) from None
     return _kiwi
 

@@ -13,10 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from chatloom.errors import ConfigError, MemoryStoreError
-
-_INSTALL = "pip install langgraph-checkpoint-postgres 'psycopg[binary]' psycopg-pool"
-_INSTALL_PSYCOPG = "pip install 'psycopg[binary]'  (or pip install 'chatloom[postgres]')"
+from chatloom.errors import ConfigError, MemoryStoreError, install_hint
 
 
 def redact(dsn: str) -> str:
@@ -54,7 +51,7 @@ def connect_index(dsn: str) -> Any:
         import psycopg
     except ImportError:
         raise ConfigError(
-            "index_url is set but the PostgreSQL driver psycopg is not installed", _INSTALL_PSYCOPG
+            "index_url is set but the PostgreSQL driver psycopg is not installed", install_hint("postgres", "psycopg[binary]")
         ) from None
     try:
         # No prepared statements: safe behind PgBouncer, like the checkpointer's pool.
@@ -107,7 +104,7 @@ def postgres_checkpointer(dsn: str, *, max_connections: int = 10) -> Any:
         from psycopg_pool import ConnectionPool
     except ImportError:
         raise ConfigError(
-            "checkpoint_url is set but the PostgreSQL checkpointer is not installed", _INSTALL
+            "checkpoint_url is set but the PostgreSQL checkpointer is not installed", install_hint("postgres", "langgraph-checkpoint-postgres", "psycopg[binary]", "psycopg-pool")
         ) from None
     check_dsn(dsn, "checkpoint_url", "to keep conversations in SQLite")
     pool = ConnectionPool(

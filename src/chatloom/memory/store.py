@@ -51,7 +51,7 @@ from urllib.parse import urlparse
 
 from langchain_core.embeddings import Embeddings
 
-from chatloom.errors import MemoryStoreError
+from chatloom.errors import MemoryStoreError, install_hint
 
 DEFAULT_TENANT = "default"
 DEFAULT_NAMESPACE = "default"
@@ -505,7 +505,7 @@ class Store:
             from chromadb.config import Settings as ChromaSettings
         except ImportError:
             raise MemoryStoreError(
-                "memory needs chromadb", "pip install chromadb  (or pip install 'chatloom[memory]')"
+                "memory needs chromadb", install_hint("memory", "chromadb")
             ) from None
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         if self.memory_url:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatloom.errors import install_hint
+
 log = logging.getLogger("chatloom.memory")
 
 BLOCK = 1 << 20  # bytes per read; progress is reported per block
@@ -90,8 +92,8 @@ def decode_text(data: bytes) -> Decoded:
     try:
         from charset_normalizer import from_bytes
     except ImportError:  # keep working, but never silently: the guess may be wrong
-        log.warning("charset-normalizer is not installed; reading non-UTF-8 text as cp1252 "
-                    "(pip install charset-normalizer)")
+        log.warning("charset-normalizer is not installed; reading non-UTF-8 text as cp1252 (%s)",
+                    install_hint("memory", "charset-normalizer"))
         return Decoded(data.decode("cp1252", errors="replace"), "cp1252", True)
     matches = from_bytes(data)
     best = matches.best()

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatloom.errors import ChatloomError
+from chatloom.errors import ChatloomError, install_hint
 
 TAG_OPEN = "<tool_call>\n"
 TAG_CLOSE = "\n</tool_call>"
@@ -46,7 +46,6 @@ _TAGGED_TEXT_EBNF = r'root ::= [^{<` \t\n\r] ([^<] | "<"+ [^<t])* "<"*'
 _TEXT_GBNF = r'chatloom-text ::= [^{<` \t\n\r] [^\x00]*'
 _TAGGED_TEXT_GBNF = r'chatloom-ttext ::= [^{<` \t\n\r] ([^<] | "<"+ [^<t])* "<"*'
 
-XGRAMMAR_INSTALL = "pip install xgrammar  (or: pip install 'chatloom[local]')"
 
 
 def _arguments_schema(parameters: dict[str, Any] | None) -> dict[str, Any]:
@@ -87,7 +86,8 @@ class ToolGrammar:
         try:
             import xgrammar as xgr
         except ImportError:
-            raise ChatloomError("constrained decoding needs xgrammar, which is not installed", XGRAMMAR_INSTALL) from None
+            raise ChatloomError("constrained decoding needs xgrammar, which is not installed",
+                                install_hint("local", "xgrammar")) from None
         call = xgr.Grammar.from_json_schema(json.dumps(self.call_schema), any_whitespace=False)
         if self.tags:
             tagged = xgr.Grammar.concat(

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import PrivateAttr
 
-from chatloom.errors import BackendError, ChatloomError
+from chatloom.errors import BackendError, ChatloomError, install_hint
 from chatloom.models._local_chat import LocalChatModel, Piece, Prepared
 from chatloom.models.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
 
@@ -52,9 +52,8 @@ def _llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError:
-        from chatloom.models.local import LLAMA_INSTALL
-
-        raise ChatloomError("the llama engine needs llama-cpp-python, which is not installed", LLAMA_INSTALL) from None
+        raise ChatloomError("the llama engine needs llama-cpp-python, which is not installed",
+                            install_hint("llama", "llama-cpp-python")) from None
     return llama_cpp
 
 

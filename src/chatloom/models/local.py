@@ -18,15 +18,13 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from chatloom.errors import ChatloomError, ModelNotFound
+from chatloom.errors import ChatloomError, ModelNotFound, install_hint
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
 Engine = Literal["llama", "transformers"]
 
-LLAMA_INSTALL = "pip install llama-cpp-python  (or: pip install 'chatloom[llama]')"
-TRANSFORMERS_INSTALL = "pip install torch==2.13.0 && pip install 'chatloom[local]'"
 
 
 def _importable(module: str) -> bool:
@@ -58,10 +56,13 @@ def choose_engine(kind: Literal["gguf", "hf"], engine: str = "auto") -> Engine:
         if kind != "gguf":
             raise ChatloomError("the llama engine only runs GGUF files", "use engine='transformers' for HF dirs")
         if "llama" not in have:
-            raise ChatloomError("engine 'llama' needs llama-cpp-python, which is not installed", LLAMA_INSTALL)
+            raise ChatloomError("engine 'llama' needs llama-cpp-python, which is not installed",
+                                install_hint("llama", "llama-cpp-python"))
         return "llama"
     if "transformers" not in have:
-        hint = TRANSFORMERS_INSTALL if kind == "hf" else f"{LLAMA_INSTALL}; or {TRANSFORMERS_INSTALL}"
+        hint = install_hint("local")
+        if kind == "gguf":
+            hint = f"{install_hint('llama', 'llama-cpp-python')}; or {hint}"
         raise ChatloomError("running local models needs torch and transformers, which are not installed", hint)
     return "transformers"
 

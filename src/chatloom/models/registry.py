@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from chatloom import plugins
-from chatloom.errors import ModelError, ModelNotFound, PluginError
+from chatloom.errors import ModelError, ModelNotFound, PluginError, install_hint
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.language_models import BaseChatModel
@@ -47,12 +47,7 @@ BUILTIN_SCHEMES: dict[str, str] = {
     "hf": "chatloom.models.local:create_hf_model",
     "fake": "chatloom.testing:create_fake_model",
 }
-_INSTALL_HINT = {
-    "openai": "pip install langchain-openai openai",
-    "local": "pip install 'chatloom[local]'",
-    "gguf": "pip install 'chatloom[local]'",
-    "hf": "pip install 'chatloom[local]'",
-}
+_EXTRA = {"local": "local", "gguf": "local", "hf": "local"}  # the extra each built-in scheme needs
 
 
 def resolve_model(model_id: str | BaseChatModel, **options: Any) -> BaseChatModel:
@@ -128,7 +123,8 @@ def _builtin_factory(scheme: str, model_id: str) -> Callable[..., BaseChatModel]
                              f"build ({missing!r} is missing)",
                              "reinstall chatloom, or use another model id") from None
         raise ModelError(f"model {model_id!r} needs the Python package {missing!r}",
-                         _INSTALL_HINT.get(scheme, f"pip install {missing}")) from None
+                         install_hint(_EXTRA[scheme], missing) if scheme in _EXTRA
+                         else f"pip install {missing}") from None
     factory = getattr(module, attr, None)
     if factory is None:
         raise ModelError(f"the {scheme!r} backend is not available ({module_name}.{attr} "

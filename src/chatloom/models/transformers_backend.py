@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import PrivateAttr
 
-from chatloom.errors import BackendError, ChatloomError
+from chatloom.errors import BackendError, ChatloomError, install_hint
 from chatloom.models._local_chat import LocalChatModel, Piece, Prepared
 
 _LOAD_LOCK = threading.Lock()
@@ -37,9 +37,7 @@ def _require() -> tuple[Any, Any]:
         import torch
         import transformers
     except ImportError:
-        from chatloom.models.local import TRANSFORMERS_INSTALL
-
-        raise ChatloomError("the transformers engine needs torch and transformers", TRANSFORMERS_INSTALL) from None
+        raise ChatloomError("the transformers engine needs torch and transformers", install_hint("local")) from None
     return torch, transformers
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from langchain_core.tools import BaseTool, StructuredTool
 
-from chatloom.errors import ChatloomError
+from chatloom.errors import ChatloomError, install_hint
 from chatloom.memory.base import Memory, Passage
 
 SNIPPET_CHARS = 700
@@ -80,7 +80,7 @@ def make_search_tool(
         except ChatloomError as exc:
             return f"error: knowledge base search failed: {exc}"
         except ImportError as exc:
-            return f"error: knowledge base search needs the memory extra ({exc.name}): pip install 'chatloom[memory]'"
+            return f"error: knowledge base search needs {exc.name}, which is not installed: {install_hint('memory')}"
         if not passages:
             # Reported as a failed step ("error: ..."): nothing found backs no answer, and the
             # agent leaves such steps out of the prompt for its last tools-free attempt.
