@@ -85,6 +85,8 @@ def scaffold(directory: Path, bot: str, *, force: bool = False) -> tuple[list[Pa
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(resource.read_text(encoding="utf-8").replace("{bot}", bot), encoding="utf-8")
         except OSError as exc:
-            raise ChatloomError(f"can't write {str(path)!r}: {exc.strerror or exc}", "check the directory's permissions") from None
+            raise ChatloomError(
+                f"can't write {str(path)!r}: {exc.strerror or exc}", "check the directory's permissions"
+            ) from None
         written.append(path)
     return written, kept
