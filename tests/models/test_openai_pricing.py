@@ -69,6 +69,7 @@ def test_set_price_wins_over_the_bundled_data(monkeypatch):
     pricing.set_price("gpt-4o", input=1.0, output=1.0, cached_input=0.5)
     usage = {"input_tokens": 1_000_000, "output_tokens": 0, "input_token_details": {"cache_read": 500_000}}
     assert cost_usd("GPT-4o", usage) == pytest.approx(0.75)
+    assert cost_usd("gpt-4o-2024-08-06", usage) == pytest.approx(0.75)  # a dated snapshot too
 
 
 def test_lookups_never_touch_the_network(monkeypatch):

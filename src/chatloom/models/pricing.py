@@ -12,6 +12,7 @@ Add or correct one with :func:`set_price`; a price set there wins over the bundl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,6 +27,8 @@ PRICES: dict[str, ModelPrice] = {}
 
 # chatloom prices OpenAI's API; models served elsewhere under other names get no price.
 _PROVIDER = "openai"
+# A dated snapshot of a model given a price with set_price costs that price.
+_DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
 def set_price(model: str, input: float, output: float, cached_input: float | None = None) -> None:
@@ -43,8 +46,9 @@ def price_for(model: str | None) -> ModelPrice | None:
     if not model:
         return None
     name = model.strip().lower().rsplit("/", 1)[-1]
-    if name in PRICES:
-        return PRICES[name]
+    for key in (name, _DATE_SUFFIX.sub("", name)):
+        if key in PRICES:
+            return PRICES[key]
     return _bundled_price(name)
 
 
