@@ -10,11 +10,17 @@ from __future__ import annotations
 import os
 import tempfile
 import tomllib
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from chatloom.errors import ConfigError, DataDirError
 
@@ -73,7 +79,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Precedence, highest first: explicit arguments (CLI flags), env, chatloom.toml.
-        return init_settings, env_settings, _TomlSource(settings_cls)
+        return init_settings, env_settings, _ChatloomTomlSource(settings_cls)
 
     def data_dir(self) -> Path:
         """Return the data dir, creating it and checking that it is writable."""
@@ -92,30 +98,25 @@ class Settings(BaseSettings):
         return home
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """Reads the ``[chatloom]`` table (or the top level) of ./chatloom.toml."""
+class _ChatloomTomlSource(TomlConfigSettingsSource):
+    """pydantic-settings' TOML source over ``$CHATLOOM_CONFIG`` (default ./chatloom.toml).
+
+    It reads the ``[chatloom]`` table, or the top level when there is none, and turns a syntax
+    error into a one-line :class:`ConfigError`.
+    """
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        self._data = _read_toml(Path(os.environ.get("CHATLOOM_CONFIG", CONFIG_FILE)))
+        super().__init__(settings_cls, toml_file=Path(os.environ.get("CHATLOOM_CONFIG", CONFIG_FILE)))
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{str(path)!r} is not valid TOML: {exc}", "fix the syntax") from None
-    table = data.get("chatloom", data)
-    # Other tables (e.g. [memory] read by the memory layer) are not Settings fields.
-    return {k: v for k, v in table.items() if not isinstance(v, dict)}
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        try:
+            data = super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{str(file_path)!r} is not valid TOML: {exc}", "fix the syntax") from None
+        table = data.get("chatloom", data)
+        # Other tables ([serve], [mcp.servers.NAME], [memory]) belong to other readers; they
+        # are not Settings fields.
+        return {k: v for k, v in table.items() if not isinstance(v, dict)}
 
 
 def get_settings(**overrides: Any) -> Settings:

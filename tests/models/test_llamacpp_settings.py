@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from chatloom.models import llamacpp_backend
+from chatloom.models import model_cache
 from chatloom.models.llamacpp_backend import LlamaCppChatModel, default_threads
 
 
@@ -30,7 +30,7 @@ def fake_llama(monkeypatch, tmp_path):
     FakeLlama.made = []
     llama_cpp = pytest.importorskip("llama_cpp")  # for its chat formatter; the weights are faked
     monkeypatch.setattr(llama_cpp, "Llama", FakeLlama)
-    monkeypatch.setattr(llamacpp_backend, "_LOADED", {})
+    monkeypatch.setattr(model_cache, "LOADED_MODELS", model_cache.ModelCache())
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     return gguf

@@ -207,7 +207,7 @@ def _smollm2_path():
 def test_a_fresh_model_loads_the_saved_prompt_and_answers_exactly_as_without_it(tmp_path, monkeypatch):
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-    from chatloom.models import llamacpp_backend, prompt_cache
+    from chatloom.models import model_cache, prompt_cache
     from chatloom.models.llamacpp_backend import LlamaCppChatModel
 
     loads: list[bool] = []
@@ -222,7 +222,7 @@ def test_a_fresh_model_loads_the_saved_prompt_and_answers_exactly_as_without_it(
 
     def fresh(**kw):
         # A new Llama object each time, as in a new process (the module shares loaded models).
-        monkeypatch.setattr(llamacpp_backend, "_LOADED", {})
+        monkeypatch.setattr(model_cache, "LOADED_MODELS", model_cache.ModelCache())
         return LlamaCppChatModel(model_path=str(_smollm2_path()), home=tmp_path, max_tokens=24, **kw)
 
     questions = ["When do you open on Sunday?", "Do you sell rye bread?"]
@@ -269,11 +269,11 @@ def test_a_continued_reply_uses_the_cached_prompt_and_continues_as_without_it(tm
 
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from chatloom.models import llamacpp_backend
+    from chatloom.models import model_cache
     from chatloom.models.llamacpp_backend import LlamaCppChatModel
 
     def continued(**kw):
-        monkeypatch.setattr(llamacpp_backend, "_LOADED", {})
+        monkeypatch.setattr(model_cache, "LOADED_MODELS", model_cache.ModelCache())
         model = LlamaCppChatModel(model_path=str(_smollm2_path()), home=tmp_path, max_tokens=16, **kw)
         prepared = model._prepare([SystemMessage(SYSTEM), HumanMessage("How many hours are you open on Sunday?")], None, {})
         out = []

@@ -123,3 +123,17 @@ def test_scaffolded_bot_answers_right_away(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "17*23" in captured.out
+
+
+def test_init_writes_every_scaffold_file_with_the_bot_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run(["init", "bot", "--name", "ada"]) == 0
+    ws = tmp_path / "bot"
+    written = sorted(str(p.relative_to(ws)) for p in ws.rglob("*") if p.is_file())
+    assert written == [".gitignore", "agents/assistant.yaml", "chatloom.toml", "evals/smoke.jsonl",
+                       "memory/about.md", "prompts/ada.yaml", "tools/today.py"]
+    for relative in written:
+        assert "{bot}" not in (ws / relative).read_text(), relative
+    assert (ws / ".gitignore").read_text() == ".chatloom/\n__pycache__/\n"
+    cases = [json.loads(line) for line in (ws / "evals" / "smoke.jsonl").read_text().splitlines()]
+    assert cases[1]["input"] == "When does the ada team answer questions?"

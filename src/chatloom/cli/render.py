@@ -260,6 +260,16 @@ class TurnView:
         return time.monotonic() - self.started
 
 
+def table_console() -> Console:
+    """The console for command listings (``prompts list``, ``plugins list``).
+
+    Piped output (tests, ``| grep``) gets 160-column lines instead of rich's 80-column wrapping.
+    """
+    import sys
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
 def print_rows(console: Console, rows: Sequence[tuple[str, str]], style: str = "bold") -> None:
     """Two-column ``name  description`` rows (command lists, tool lists), text shown literally."""
     width = max((len(name) for name, _ in rows), default=0)

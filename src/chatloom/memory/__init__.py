@@ -1,4 +1,4 @@
-"""Memory: knowledge retrieval (hybrid search over Chroma + FTS5) and conversation memory.
+"""Memory: knowledge retrieval (Chroma vectors plus a BM25 keyword index) and conversation memory.
 
 >>> from chatloom.config import get_settings                   # doctest: +SKIP
 >>> from chatloom.memory import open_memory                     # doctest: +SKIP

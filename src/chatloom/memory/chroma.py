@@ -1,7 +1,8 @@
 """ChromaMemory: the :class:`~chatloom.memory.base.Memory` that chatloom ships.
 
 Knowledge lives in namespaces (one per bot, say) inside tenants (one per customer); each
-namespace is one Chroma collection plus its rows in the keyword index. Conversation memory of a
+namespace is one Chroma collection (the vectors) plus its chunk rows in the index (SQLite, or
+PostgreSQL with ``index_url``), from which its BM25 keyword index is built. Conversation memory of a
 tenant lives in the namespace ``_conversations``, tagged with ``user_id``.
 """
 
@@ -54,7 +55,7 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class ChromaMemory:
-    """Knowledge + conversation memory over Chroma and an FTS5 keyword index.
+    """Knowledge + conversation memory over Chroma and a BM25 keyword index (:mod:`chatloom.memory.keyword`).
 
     >>> from chatloom.config import get_settings                 # doctest: +SKIP
     >>> from chatloom.memory import open_memory                   # doctest: +SKIP

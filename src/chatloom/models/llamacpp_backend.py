@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import PrivateAttr
 
 from chatloom.errors import BackendError, ChatloomError, install_hint
+from chatloom.models import model_cache
 from chatloom.models._local_chat import LocalChatModel, Piece, Prepared
 from chatloom.models.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
 
@@ -32,9 +33,6 @@ log = logging.getLogger(__name__)
 _SENTINEL = "\u2063chatloom-stable-prefix-end\u2063"  # marks where the varying messages begin
 MIN_CACHED_TOKENS = 64
 """A shorter stable prefix evaluates faster than its state file loads; it is not cached."""
-
-_LOAD_LOCK = threading.Lock()
-_LOADED: dict[tuple[str, int, int, int], Any] = {}  # (path, n_ctx, gpu layers, threads) -> Llama
 
 
 def default_threads() -> int:
@@ -105,27 +103,29 @@ class LlamaCppChatModel(LocalChatModel):
         llama_cpp = _llama_cpp()
         path = Path(self.model_path).expanduser()
         threads = self.n_threads or default_threads()
-        key = (str(path.resolve()), self.n_ctx, self.n_gpu_layers, threads)
-        with _LOAD_LOCK:
-            if key not in _LOADED:
-                started = time.perf_counter()
-                try:
-                    _LOADED[key] = llama_cpp.Llama(
-                        model_path=str(path),
-                        n_ctx=self.n_ctx,
-                        n_batch=self.n_batch,
-                        n_gpu_layers=self.n_gpu_layers,
-                        verbose=False,
-                        n_threads=threads,
-                        n_threads_batch=threads,
-                    )
-                except Exception as exc:  # noqa: BLE001 - one line, not a C++ traceback
-                    raise BackendError(
-                        f"llama.cpp could not load {str(path)!r}: {type(exc).__name__}: {str(exc)[:200]}",
-                        "check that the file is a GGUF model (or try engine='transformers')",
-                    ) from exc
-                self.load_seconds = time.perf_counter() - started
-        llm = _LOADED[key]
+        key = ("llama.cpp", str(path.resolve()), self.n_ctx, self.n_gpu_layers, threads)
+
+        def load() -> Any:
+            started = time.perf_counter()
+            try:
+                llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.n_ctx,
+                    n_batch=self.n_batch,
+                    n_gpu_layers=self.n_gpu_layers,
+                    verbose=False,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                )
+            except Exception as exc:  # noqa: BLE001 - one line, not a C++ traceback
+                raise BackendError(
+                    f"llama.cpp could not load {str(path)!r}: {type(exc).__name__}: {str(exc)[:200]}",
+                    "check that the file is a GGUF model (or try engine='transformers')",
+                ) from exc
+            self.load_seconds = time.perf_counter() - started
+            return llm
+
+        llm = model_cache.LOADED_MODELS.get_or_load(key, load)
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise BackendError(

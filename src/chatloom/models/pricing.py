@@ -1,8 +1,10 @@
-"""Token prices for common OpenAI models, to put a cost on every reply where it is known.
+"""Token prices for OpenAI models, to put a cost on every reply where it is known.
 
-Prices are USD per 1M tokens, from OpenAI's public price list (standard tier). They change;
-a model missing here simply has no cost (``None``), it is never guessed. Add or correct one
-with :func:`set_price`.
+The prices come from `genai-prices <https://github.com/pydantic/genai-prices>`_ (the price data
+pydantic-ai uses), which ships its data inside the package: a lookup never touches the network.
+Dated snapshots (``gpt-4o-mini-2024-07-18``) cost what the library says they cost, usually their
+alias's price. A model it does not know simply has no cost (``None``), it is never guessed.
+Add or correct one with :func:`set_price`; a price set there wins over the bundled data.
 
 >>> round(cost_usd("gpt-4o-mini-2024-07-18", {"input_tokens": 1000, "output_tokens": 500}), 6)
 0.00045
@@ -12,70 +14,67 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-__all__ = ["Price", "PRICES", "price_for", "cost_usd", "set_price"]
+from genai_prices.types import ModelPrice, Usage
 
+__all__ = ["ModelPrice", "PRICES", "price_for", "cost_usd", "set_price"]
 
-@dataclass(frozen=True)
-class Price:
-    """USD per 1M tokens. ``cached_input`` defaults to the input price when unknown."""
+# Prices set with set_price, by lower-cased model name. They win over the bundled data.
+PRICES: dict[str, ModelPrice] = {}
 
-    input: float
-    output: float
-    cached_input: float | None = None
-
-
-PRICES: dict[str, Price] = {
-    "gpt-5": Price(1.25, 10.00, 0.125),
-    "gpt-5-mini": Price(0.25, 2.00, 0.025),
-    "gpt-5-nano": Price(0.05, 0.40, 0.005),
-    "gpt-4.1": Price(2.00, 8.00, 0.50),
-    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
-    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
-    "gpt-4o": Price(2.50, 10.00, 1.25),
-    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
-    "o1": Price(15.00, 60.00, 7.50),
-    "o1-mini": Price(1.10, 4.40, 0.55),
-    "o3": Price(2.00, 8.00, 0.50),
-    "o3-mini": Price(1.10, 4.40, 0.55),
-    "o4-mini": Price(1.10, 4.40, 0.275),
-    "gpt-4-turbo": Price(10.00, 30.00),
-    "gpt-4": Price(30.00, 60.00),
-    "gpt-3.5-turbo": Price(0.50, 1.50),
-}
-
+# chatloom prices OpenAI's API; models served elsewhere under other names get no price.
+_PROVIDER = "openai"
+# A dated snapshot of a model given a price with set_price costs that price.
 _DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
 def set_price(model: str, input: float, output: float, cached_input: float | None = None) -> None:
-    """Set (or correct) the USD-per-1M-token price of ``model``."""
-    PRICES[model] = Price(input, output, cached_input)
+    """Set (or correct) the USD-per-1M-token price of ``model``.
+
+    ``cached_input`` is the price of cache-read input tokens; they cost ``input`` when it is None.
+    """
+    PRICES[model.strip().lower()] = ModelPrice(
+        input_mtok=Decimal(str(input)), output_mtok=Decimal(str(output)),
+        cache_read_mtok=None if cached_input is None else Decimal(str(cached_input)))
 
 
-def price_for(model: str | None) -> Price | None:
-    """The price of ``model``, ignoring date suffixes (``gpt-4o-2024-08-06``) and ``openai/``."""
+def price_for(model: str | None) -> ModelPrice | None:
+    """The price of ``model`` today, ignoring an ``openai/`` style prefix; None when unknown."""
     if not model:
         return None
     name = model.strip().lower().rsplit("/", 1)[-1]
-    if name in PRICES:
-        return PRICES[name]
-    # Dated snapshots cost what their alias costs; other variants (search, audio, fine-tunes)
-    # are priced differently, so they get no price rather than a wrong one.
-    return PRICES.get(_DATE_SUFFIX.sub("", name))
+    for key in (name, _DATE_SUFFIX.sub("", name)):
+        if key in PRICES:
+            return PRICES[key]
+    return _bundled_price(name)
+
+
+def _bundled_price(name: str) -> ModelPrice | None:
+    # Imported on first use: the price data is a 1.6 MB module that a chat on a local model
+    # never needs, and importing it costs about a quarter of a second.
+    from genai_prices.data_snapshot import get_snapshot
+
+    try:
+        _, info = get_snapshot().find_provider_model(name, None, _PROVIDER, None)
+    except LookupError:
+        return None
+    return info.get_prices(datetime.now(tz=UTC))
 
 
 def cost_usd(model: str | None, usage: Mapping[str, Any] | None) -> float | None:
-    """USD cost of one call from langchain ``usage_metadata``, or None if the price is unknown."""
+    """USD cost of one call from langchain ``usage_metadata``, or None if the price is unknown.
+
+    Cache-read input tokens (``input_token_details.cache_read``) cost the cached price.
+    """
     price = price_for(model)
     if price is None or not usage:
         return None
     input_tokens = int(usage.get("input_tokens") or 0)
-    output_tokens = int(usage.get("output_tokens") or 0)
     details = usage.get("input_token_details") or {}
-    cached = min(int(details.get("cache_read") or 0), input_tokens)
-    cached_price = price.cached_input if price.cached_input is not None else price.input
-    total = ((input_tokens - cached) * price.input + cached * cached_price
-             + output_tokens * price.output)
-    return total / 1_000_000
+    calls = Usage(input_tokens=input_tokens,
+                  output_tokens=int(usage.get("output_tokens") or 0),
+                  cache_read_tokens=min(int(details.get("cache_read") or 0), input_tokens))
+    return float(price.calc_price(calls)["total_price"])

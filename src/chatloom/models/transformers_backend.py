@@ -24,10 +24,9 @@ from typing import Any
 from pydantic import PrivateAttr
 
 from chatloom.errors import BackendError, ChatloomError, install_hint
+from chatloom.models import model_cache
 from chatloom.models._local_chat import LocalChatModel, Piece, Prepared
 
-_LOAD_LOCK = threading.Lock()
-_LOADED: dict[tuple[str, str], tuple[Any, Any]] = {}  # (path, device) -> (model, tokenizer)
 # End-of-turn tokens of common chat templates; generation stops at any that exists.
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>")
 
@@ -75,13 +74,15 @@ class TransformersChatModel(LocalChatModel):
         if self._model is not None:
             return self._model, self._tokenizer
         device = self._device()
-        key = (str(Path(self.model_path).resolve()), device)
-        with _LOAD_LOCK:
-            if key not in _LOADED:
-                started = time.perf_counter()
-                _LOADED[key] = self._load(device)
-                self.load_seconds = time.perf_counter() - started
-        self._model, self._tokenizer = _LOADED[key]
+        key = ("transformers", str(Path(self.model_path).resolve()), device)
+
+        def load() -> tuple[Any, Any]:
+            started = time.perf_counter()
+            loaded = self._load(device)
+            self.load_seconds = time.perf_counter() - started
+            return loaded
+
+        self._model, self._tokenizer = model_cache.LOADED_MODELS.get_or_load(key, load)
         return self._model, self._tokenizer
 
     def _load(self, device: str) -> tuple[Any, Any]:
