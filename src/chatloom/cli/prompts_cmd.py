@@ -116,8 +116,10 @@ def render_cmd(
     values.update(_parse_vars(variables))
     messages = template.render(tools, values)
     if as_json:
+        from langchain_core.messages import AIMessage
+
         data = [
-            {"type": m.type, "content": m.content, **({"tool_calls": m.tool_calls} if getattr(m, "tool_calls", None) else {})}
+            {"type": m.type, "content": m.content, **({"tool_calls": m.tool_calls} if isinstance(m, AIMessage) and m.tool_calls else {})}
             for m in messages
         ]
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))

@@ -13,6 +13,7 @@ Example (needs a GGUF file)::
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import threading
@@ -91,10 +92,11 @@ class TransformersChatModel(LocalChatModel):
         # The library never prints: transformers' tqdm bars would land in the user's REPL.
         was_enabled = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+        gguf_utils: Any = None
         try:  # the GGUF converter uses a bare tqdm that ignores the switch above
-            import transformers.modeling_gguf_pytorch_utils as gguf_utils
+            gguf_utils = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
         except ImportError:  # pragma: no cover - older transformers
-            gguf_utils = None
+            pass
         bar = getattr(gguf_utils, "tqdm", None)
         if bar is not None:
             gguf_utils.tqdm = lambda iterable, *a, **k: iterable
