@@ -119,6 +119,20 @@ class _ChatloomTomlSource(TomlConfigSettingsSource):
         return {k: v for k, v in table.items() if not isinstance(v, dict)}
 
 
+def data_dir(home: str | Path | None = None) -> Path:
+    """``home`` when given (created if missing), else the configured data dir.
+
+    The one place library code falls back to the configured data dir, for objects built without
+    one (``LlamaCppChatModel(model_path=...)``, ``chatloom.models.install.locate(name)``). The
+    Agent, the CLI and the servers always pass theirs.
+    """
+    if home is None:
+        return get_settings().data_dir()
+    path = Path(home).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def get_settings(**overrides: Any) -> Settings:
     """Load settings; ``overrides`` (e.g. from CLI flags) win over everything else.
 

@@ -267,8 +267,8 @@ class ChromaMemory:
         with write_session(self.settings, self.store) as store:
             new = self.embeddings is None and store.namespace_embeddings(key) is None
             emb, name = self.embedder(key, sample_texts(paths) if new else None)
-            return ingest_paths(store, key, paths, embed=self._embed_fn(emb),
-                                embeddings_name=name, progress=progress)
+            return ingest_paths(store, key, paths, embed=self._embed_fn(emb), embeddings_name=name,
+                                progress=progress, max_file_bytes=int(self.settings.ingest_max_file_mb * (1 << 20)))
 
     @_guard
     def forget(self, source: str | None = None, *, namespace: str | None = None,

@@ -347,22 +347,18 @@ def ingest_paths(
     *,
     embed: Callable[[list[str]], Any],
     embeddings_name: str,
+    max_file_bytes: int,
     progress: Progress | None = None,
-    max_file_bytes: int | None = None,
 ) -> IngestReport:
     """Ingest files and folders into namespace key ``ns`` of an open, write-locked ``store``.
 
     ``embed(texts)`` returns an array of vectors. ``progress(path, done, total)`` is called
     after every file, and during the read of a big one (with "(12/40 MB)" after the path).
-    Files that can't be read, or are over ``max_file_bytes`` (default: the
+    Files that can't be read, or are over ``max_file_bytes`` (the memory passes its
     ``ingest_max_file_mb`` setting), are skipped, logged and listed in the report.
     """
     from chatloom.memory.textfile import FileTooLarge, read_limited
 
-    if max_file_bytes is None:
-        from chatloom.config import get_settings
-
-        max_file_bytes = int(get_settings().ingest_max_file_mb * (1 << 20))
     start = time.perf_counter()
     report = IngestReport(namespace=ns)
     files, roots, skipped = collect_files(paths)

@@ -79,13 +79,9 @@ def downloads_dir(home: Path) -> Path:
 
 
 def _home(home: Path | None) -> Path:
-    if home is not None:
-        home = Path(home).expanduser()
-        home.mkdir(parents=True, exist_ok=True)
-        return home
-    from chatloom.config import get_settings
+    from chatloom.config import data_dir
 
-    return get_settings().data_dir()
+    return data_dir(home)
 
 
 # ---------------------------------------------------------------------------- verification

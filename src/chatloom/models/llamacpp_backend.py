@@ -167,12 +167,9 @@ class LlamaCppChatModel(LocalChatModel):
 
             path = Path(self.model_path).expanduser()
             try:
-                if self.home is not None:
-                    home = Path(self.home)
-                else:
-                    from chatloom.config import get_settings
+                from chatloom.config import data_dir
 
-                    home = get_settings().data_dir()
+                home = data_dir(self.home)
                 # The state layout belongs to the llama.cpp build: a new version starts afresh.
                 key = f"{model_file_key(path, self.sha256 or stamped_sha256(path))}-llama{_llama_cpp().__version__}"
             except (ChatloomError, OSError) as exc:

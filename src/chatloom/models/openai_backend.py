@@ -72,10 +72,6 @@ def create_openai_model(
     name = (name or "").strip()
     if not name:
         raise ModelNotFound("'openai:' needs a model name", "use e.g. 'openai:gpt-4o-mini'")
-    if settings is None and base_url is None:
-        from chatloom.config import get_settings
-
-        settings = get_settings()
     base_url = (base_url or getattr(settings, "openai_base_url", None)
                 or os.environ.get("OPENAI_BASE_URL") or None)
     if base_url is not None:

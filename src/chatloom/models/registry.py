@@ -54,7 +54,7 @@ def resolve_model(model_id: str | BaseChatModel, **options: Any) -> BaseChatMode
     """Return the chat model named by ``model_id``; a model object is returned as it is.
 
     ``options`` go to the backend factory (e.g. ``base_url``, ``timeout``, ``temperature``);
-    ``settings`` is passed only to factories that declare it. A bare name is tried as a local
+    ``settings`` (default: the configured ones) is passed only to factories that declare it. A bare name is tried as a local
     catalog entry, then as a ``.gguf`` file or a model directory.
 
     >>> resolve_model("fake:echo").invoke("ping").content
@@ -72,6 +72,10 @@ def resolve_model(model_id: str | BaseChatModel, **options: Any) -> BaseChatMode
     scheme = scheme.lower()
     kwargs = dict(options)
     settings = kwargs.pop("settings", None)
+    if settings is None:  # the entry point for models: the configured settings unless given
+        from chatloom.config import get_settings
+
+        settings = get_settings()
     if scheme in BUILTIN_SCHEMES:
         factory = _builtin_factory(scheme, model_id)
         return factory(name, **kwargs, **plugins.declared_keywords(factory, settings=settings))

@@ -137,11 +137,9 @@ class TransformersChatModel(LocalChatModel):
         return model, tok
 
     def _data_dir(self) -> Path:
-        if self.home is not None:
-            return Path(self.home)
-        from chatloom.config import get_settings
+        from chatloom.config import data_dir
 
-        return get_settings().data_dir()
+        return data_dir(self.home)
 
     def _converted(self, gguf: Path) -> Path:
         """Dequantise ``gguf`` once into an HF dir in the cache; return the dir."""
