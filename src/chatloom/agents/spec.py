@@ -32,11 +32,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
+from chatloom import strict_yaml
 from chatloom.errors import ConfigError
 from chatloom.mcp.config import MCPServerSpec
 from chatloom.tools.policy import Rule
-from chatloom.prompts import _yaml
-
 
 
 class MemorySpec(BaseModel):
@@ -150,8 +149,8 @@ def load_spec(path: str | Path) -> AgentSpec:
         raise ConfigError(f"agent spec {str(path)!r} not found", hint) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"can't read agent spec {str(path)!r}: {exc}", "check the file") from None
-    doc = _yaml.parse(text, _yaml_display(path), ConfigError, "agent spec")
-    spec: AgentSpec = _yaml.validate(AgentSpec, doc, ConfigError, _FIXES, _TYPOS)
+    doc = strict_yaml.parse(text, _yaml_display(path), ConfigError, "agent spec")
+    spec: AgentSpec = strict_yaml.validate(AgentSpec, doc, ConfigError, _FIXES, _TYPOS)
     if not spec.name:
         spec = spec.model_copy(update={"name": path.stem})
     spec._path = path.resolve()

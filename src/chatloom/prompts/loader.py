@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from chatloom import strict_yaml
 from chatloom.errors import PluginError, PromptError, closest_name
-from chatloom.prompts import _yaml
-from chatloom.prompts._yaml import Document, Origin
 from chatloom.prompts.schema import FIXES, INHERITABLE, TYPOS, PromptFile
 from chatloom.prompts.template import DEFAULT_TOOLS_SECTION, PromptTemplate, compile_text
+from chatloom.strict_yaml import Document, Origin
 
 _SUFFIXES = (".yaml", ".yml")
 
@@ -213,8 +213,8 @@ def _load(source: _Source, ws: Path | None, chain: tuple[_Source, ...], via: Ori
     if isinstance(raw, dict):
         doc = Document(source.file, raw, {})
     else:
-        doc = _yaml.parse(str(raw), source.file, PromptError, "prompt template")
-    spec: PromptFile = _yaml.validate(PromptFile, doc, PromptError, FIXES, TYPOS)
+        doc = strict_yaml.parse(str(raw), source.file, PromptError, "prompt template")
+    spec: PromptFile = strict_yaml.validate(PromptFile, doc, PromptError, FIXES, TYPOS)
 
     own: dict[str, Any] = {f: getattr(spec, f) for f in INHERITABLE}
     origins = _own_origins(spec, doc)

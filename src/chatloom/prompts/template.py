@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from chatloom.errors import PromptError, closest_name
-from chatloom.prompts._yaml import Origin
 from chatloom.prompts.schema import RESERVED_VARIABLES, Example, Reasoning
+from chatloom.strict_yaml import Origin
 
 if TYPE_CHECKING:
     from jinja2 import Template
