@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
@@ -106,17 +107,41 @@ class _ChatloomTomlSource(TomlConfigSettingsSource):
     """
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls, toml_file=Path(os.environ.get("CHATLOOM_CONFIG", CONFIG_FILE)))
+        super().__init__(settings_cls, toml_file=config_path())
 
     def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
         try:
             data = super()._read_file(file_path)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{str(file_path)!r} is not valid TOML: {exc}", "fix the syntax") from None
+            raise _invalid_toml(file_path, exc) from None
         table = data.get("chatloom", data)
         # Other tables ([serve], [mcp.servers.NAME], [memory]) belong to other readers; they
         # are not Settings fields.
         return {k: v for k, v in table.items() if not isinstance(v, dict)}
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The chatloom.toml in use: ``$CHATLOOM_CONFIG``, else ./chatloom.toml."""
+    return Path((os.environ if environ is None else environ).get("CHATLOOM_CONFIG", CONFIG_FILE))
+
+
+def config_table(name: str, path: str | Path | None = None) -> dict[str, Any]:
+    """Table ``name`` of chatloom.toml (``[name]``, or ``[chatloom.name]``), read by the parts
+    that have settings of their own (``serve``, ``mcp``); {} when the file or the table is
+    missing. A syntax error is a one-line :class:`ConfigError`.
+    """
+    file = Path(path) if path is not None else config_path()
+    if not file.is_file():
+        return {}
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise _invalid_toml(file, exc) from None
+    return dict(data.get(name) or data.get("chatloom", {}).get(name) or {})
+
+
+def _invalid_toml(path: Path | Traversable, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    return ConfigError(f"{str(path)!r} is not valid TOML: {exc}", "fix the syntax")
 
 
 def data_dir(home: str | Path | None = None) -> Path:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -145,17 +144,10 @@ def parse_servers(entries: Any, where: str) -> list[MCPServerSpec]:
 
 def toml_servers(path: str | Path | None = None) -> list[MCPServerSpec]:
     """The ``[mcp.servers.NAME]`` tables of ``chatloom.toml`` (or ``$CHATLOOM_CONFIG``)."""
-    from chatloom.config import CONFIG_FILE
+    from chatloom.config import config_path, config_table
 
-    path = Path(path or os.environ.get("CHATLOOM_CONFIG", CONFIG_FILE))
-    if not path.is_file():
-        return []
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{str(path)!r} is not valid TOML: {exc}", "fix the syntax") from None
-    table = data.get("chatloom", data).get("mcp") or data.get("mcp") or {}
-    return parse_servers(table.get("servers"), str(path))
+    file = Path(path) if path is not None else config_path()
+    return parse_servers(config_table("mcp", file).get("servers"), str(file))
 
 
 def merge_servers(*groups: Iterable[MCPServerSpec]) -> list[MCPServerSpec]:

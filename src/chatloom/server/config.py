@@ -24,11 +24,11 @@ from __future__ import annotations
 import hmac
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chatloom.config import config_path, config_table
 from chatloom.errors import ConfigError
 
 API_KEYS_ENV = "CHATLOOM_API_KEYS"
@@ -116,13 +116,7 @@ def load_server_config(path: str | Path | None = None, environ: dict[str, str] |
     ``None`` overrides are ignored (unset CLI flags).
     """
     environ = dict(os.environ if environ is None else environ)
-    path = Path(path or environ.get("CHATLOOM_CONFIG", "chatloom.toml"))
-    table: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            table = dict(tomllib.loads(path.read_text(encoding="utf-8")).get("serve", {}))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{str(path)!r} is not valid TOML: {exc}", "fix the syntax") from None
+    table = config_table("serve", path or config_path(environ))
     keys: dict[str, list[str]] = {}
     for tenant, value in dict(table.pop("api_keys", {}) or {}).items():
         values = value if isinstance(value, list) else [value]
