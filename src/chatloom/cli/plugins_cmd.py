@@ -33,7 +33,7 @@ def plugins_list_cmd(check: bool, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo("No plugins installed. A plugin is a package with chatloom.tools/.prompts/.models entry points;")
+        click.echo("No plugins installed. A plugin is a package with chatloom.tools/.prompts/.models/.memory entry points;")
         click.echo("see examples/chatloom-example-plugin.")
         return
     from rich.table import Table
