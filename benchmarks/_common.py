@@ -14,6 +14,7 @@ if str(ROOT / "src") not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT / "src"))
 
 from chatloom.evals.stats import percentile  # noqa: E402,F401 - one definition, in the library
+
 RESULTS = ROOT / "benchmarks" / "results"
 EVALDATA = ROOT.parent / "shared" / "evaldata"
 

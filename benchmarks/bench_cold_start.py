@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save  # noqa: E402
+from _common import ROOT, save
 
 # Runs in the child: the CLI's main(), plus a timestamp of the engine's first text piece.
 CHILD = r"""

@@ -33,9 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import EVALDATA, save  # noqa: E402
+from _common import EVALDATA, save
 
 EVAL = EVALDATA / "gsm8k" / "test_dev.jsonl"
 SYSTEM = "You are a careful math assistant. Use the calculator for arithmetic."

@@ -53,12 +53,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from _common import EVALDATA, RESULTS, ROOT, percentile  # noqa: E402
-from bench_gsm8k_tools import gold_answer, paired, predicted, sign_test  # noqa: E402
+from _common import EVALDATA, RESULTS, ROOT, percentile
+from bench_gsm8k_tools import gold_answer, paired, predicted, sign_test
 
 # The scorers live once, in the library that `chatloom eval` runs; tests/benchmarks checks them here too.
-from chatloom.evals.datasets import file_title, write_paragraphs  # noqa: E402,F401
-from chatloom.evals.scorers import (  # noqa: E402,F401
+from chatloom.evals.datasets import file_title, write_paragraphs  # noqa: F401
+from chatloom.evals.scorers import (  # noqa: F401
     abstains,
     contains_answer,
     exact_match,
@@ -104,13 +104,13 @@ def run_turn(build: Callable[[], Any], question: str) -> tuple[Any, str | None, 
     """(reply or None, error message or None, seconds of the chat call). Never raises."""
     try:
         agent = build()
-    except Exception as exc:  # a failed set-up is this case's failure, the run goes on
+    except Exception as exc:  # noqa: BLE001 - a failed set-up is this case's failure, the run goes on
         return None, f"{type(exc).__name__}: {exc}", 0.0
     start = time.perf_counter()
     try:
         reply = agent.chat(question, thread_id=f"bench-{uuid.uuid4().hex}")
         return reply, None, time.perf_counter() - start
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a failed turn is this case's result, the run goes on
         return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
 
 
@@ -236,7 +236,7 @@ def run_hotpot(model: str, agents: list[str], limit: int | None, settings: Any, 
         memory.ingest([qdir])
         support = {t for t, _ in row["supporting_facts"]}
         for name in todo:
-            reply, error, seconds = run_turn(lambda name=name: make_agent(name, model, memory, namespace), row["question"])
+            reply, error, seconds = run_turn(lambda name=name: make_agent(name, model, memory, namespace), row["question"])  # noqa: B023 - called within this iteration
             out = common_fields(reply, error, seconds)
             answer = reply.answer if reply is not None else ""
             em = exact_match(answer, row["answer"]) if reply is not None else False

@@ -33,12 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from _common import EVALDATA, save  # noqa: E402
+from _common import EVALDATA, save
 
-from chatloom.evals import stats  # noqa: E402
-from chatloom.evals.scorers import gold_number as gold_answer  # noqa: E402,F401 - the benchmarks' name
-from chatloom.evals.scorers import predicted_number as predicted  # noqa: E402
-from chatloom.evals.stats import sign_test  # noqa: E402
+from chatloom.evals import stats
+from chatloom.evals.scorers import gold_number as gold_answer  # the benchmarks' name
+from chatloom.evals.scorers import predicted_number as predicted
+from chatloom.evals.stats import sign_test
 
 GSM8K = EVALDATA / "gsm8k" / "test_dev.jsonl"
 PROMPTS = Path(__file__).resolve().parent / "prompts"
@@ -136,7 +136,7 @@ def main() -> int:
             try:
                 reply = agent.chat(row["question"], thread_id=f"gsm8k-{name}-{i}-{uuid.uuid4().hex[:6]}")
                 answer, steps, stop = reply.answer, len(reply.tool_steps), reply.stop_reason
-            except Exception as exc:  # a failed turn counts as wrong, and is reported
+            except Exception as exc:  # noqa: BLE001 - a failed turn counts as wrong, and is reported
                 answer, steps, stop = f"<error: {type(exc).__name__}: {exc}>", 0, "error"
             elapsed = time.perf_counter() - start
             guess = predicted(answer)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save  # noqa: E402
+from _common import save
 
 PROMPTS = [
     "Write a short paragraph about the history of the bicycle.",

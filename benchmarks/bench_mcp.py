@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from _common import save  # noqa: E402
+from _common import save
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_ms, save, time_calls  # noqa: E402
+from _common import median_ms, save, time_calls
 
 
 def scripted_model():

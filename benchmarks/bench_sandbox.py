@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from _common import save  # noqa: E402
+from _common import save
 
-from chatloom.tools.sandbox import Sandbox  # noqa: E402
+from chatloom.tools.sandbox import Sandbox
 
 SNIPPETS = {
     "pass": "pass",

@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, percentile, save  # noqa: E402
+from _common import ROOT, percentile, save
 
-from chatloom.testing import free_port, stop_process, wait_until_serving  # noqa: E402
+from chatloom.testing import free_port, stop_process, wait_until_serving
 
 KEY = "bench-key-0123456789abcdef"
 
@@ -132,7 +132,7 @@ async def load(url: str, conversations: int, turns: int, tag: str, parallel: int
                     question = f"{thread} turn {i} #{n * 7919 + i}"
                     try:
                         answer, seconds = await turn(client, question, thread, stream=n % 2 == 1)
-                    except Exception as exc:  # counted, and the run goes on
+                    except Exception as exc:  # noqa: BLE001 - counted, and the run goes on
                         errors.append(f"{type(exc).__name__}: {exc}")
                         continue
                     latencies.append(seconds)

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save  # noqa: E402
+from _common import ROOT, save
 
 QUESTION = "How many seats are in 17 rows of 23?"
 ANSWER = "The answer is 391."
@@ -63,10 +63,10 @@ class _InstantOpenAI(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep the benchmark's output clean
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:  # http.server API
         self._send("application/json", json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:  # http.server API
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         base = {"id": "bench-1", "created": 0, "model": body.get("model", MODEL)}
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save  # noqa: E402
+from _common import save
 
 PROMPT = (
     "You are a helpful assistant with tools for arithmetic, code and document search. " * 40

@@ -33,7 +33,7 @@ from typing import Annotated
 from pydantic import Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import EVALDATA, RESULTS  # noqa: E402
+from _common import EVALDATA, RESULTS
 
 EVAL = EVALDATA / "gsm8k" / "test_dev.jsonl"
 SYSTEM = ("You are a careful math assistant. For any arithmetic, call the calculator tool with "

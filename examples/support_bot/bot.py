@@ -57,7 +57,7 @@ def create_bot(agent: Agent, signing_secret: str, post_reply: PostReply) -> Fast
         try:
             reply = await agent.achat(event["text"], thread_id=f"slack:{channel}:{thread_ts}", user_id=event.get("user"))
             text = reply_text(reply)
-        except Exception as exc:  # the user gets a short note; the details stay in the log
+        except Exception as exc:  # noqa: BLE001 - the user gets a short note; the details stay in the log
             print(f"turn failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             text = "Sorry, I couldn't answer that just now. Please try again."
         await post_reply(channel, thread_ts, text)

@@ -60,7 +60,7 @@ class FakeChatModel(BaseChatModel):
         super().__init__(replies=list(replies), **kwargs)
         self._queue = deque(self.replies)
 
-    def enqueue(self, *replies: Reply) -> "FakeChatModel":
+    def enqueue(self, *replies: Reply) -> FakeChatModel:
         """Queue more replies; returns the model so calls chain."""
         self._queue.extend(replies)
         return self
@@ -69,7 +69,7 @@ class FakeChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "chatloom-fake"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "FakeChatModel":
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> FakeChatModel:
         # The same object, so the queue and the call log are shared with the caller's handle.
         self.bound_tools = [getattr(t, "name", str(t)) for t in tools]
         choice = kwargs.get("tool_choice")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import bench_grounding as bg  # noqa: E402
+import bench_grounding as bg
 
 
 def test_facts_need_one_string_of_every_group():

@@ -83,7 +83,7 @@ def test_a_malformed_dataset_line_is_one_error_and_keeps_earlier_results(workspa
     before = (workspace / "r.cases.jsonl").read_text()
     with (workspace / "evals" / "smoke.jsonl").open("a") as f:
         f.write('{"input": "broken"\n')
-    code, out, err = chatloom_eval(capsys, "-a", "scripted:good", "-o", "r.json")
+    code, _, err = chatloom_eval(capsys, "-a", "scripted:good", "-o", "r.json")
     assert code == 2
     assert err.startswith("error: evals/smoke.jsonl:5: invalid JSON") and err.count("\n") == 1
     assert (workspace / "r.cases.jsonl").read_text() == before

@@ -41,7 +41,7 @@ def test_percentile_is_nearest_rank():
 def test_noise_margin_allows_one_miss_of_twenty_but_not_two():
     margin = noise_margin(1.0, 20, binary=True)
     assert 1.0 - margin <= 19 / 20
-    assert 18 / 20 < 1.0 - margin
+    assert 1.0 - margin > 18 / 20
     assert noise_margin(0.8, 0, binary=True) == 0.0
     assert noise_margin(0.5, 25, binary=False, stdev=0.5) == pytest.approx(2 * 0.5 / 5)
 

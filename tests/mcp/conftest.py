@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from mcp_helpers import start_http_fixture, stop  # noqa: E402
+from mcp_helpers import start_http_fixture, stop
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from chatloom.mcp.config import MCPServerSpec
-from chatloom.testing import free_port, stop_process  # noqa: F401 - the MCP tests import free_port from here
+from chatloom.testing import free_port, stop_process  # the MCP tests import free_port from here
 
 FIXTURE = Path(__file__).with_name("fixture_server.py")
 SRC = Path(__file__).resolve().parents[2] / "src"

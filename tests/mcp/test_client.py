@@ -7,12 +7,11 @@ import logging
 import time
 
 import pytest
+from mcp_helpers import start_http_fixture, stdio_spec, stop
 
 from chatloom.errors import ConfigError
 from chatloom.mcp.client import MCPClients, MCPServerError
 from chatloom.mcp.config import MCPServerSpec
-
-from mcp_helpers import start_http_fixture, stdio_spec, stop
 
 
 @pytest.fixture(scope="module", params=["stdio", "http"])

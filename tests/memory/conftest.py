@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from memhelpers import free_port
 
 from chatloom.config import get_settings
 from chatloom.testing import stop_process, wait_until_serving
-
-from memhelpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EVALDATA = REPO.parent / "shared" / "evaldata"

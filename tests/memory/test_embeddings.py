@@ -55,10 +55,10 @@ def test_chroma_adapter_wraps_any_langchain_embeddings(minilm):
 
 def test_corrupt_onnx_cache_gives_clear_error(tmp_path):
     from chatloom.errors import ChatloomError
-    from chatloom.memory.embeddings import MiniLMEmbeddings
 
     # Put garbage where the export would be: the loader must say what to delete.
     from chatloom.memory import embeddings as E
+    from chatloom.memory.embeddings import MiniLMEmbeddings
 
     stamp = E._model_stamp(bundled_model_dir())
     target = tmp_path / "all-MiniLM-L6-v2-onnx" / f"model-{stamp}.onnx"
@@ -90,7 +90,7 @@ def test_a_fake_langchain_embeddings_plugs_in(settings):
 class _FakeOpenAI(BaseHTTPRequestHandler):
     """Just enough of POST /v1/embeddings for langchain-openai's OpenAIEmbeddings."""
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = []

@@ -6,16 +6,14 @@ import hashlib
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
-
-from chatloom.errors import MemoryStoreError
-
 from memhelpers import consistent as _consistent
 from memhelpers import subprocess_env
+
+from chatloom.errors import MemoryStoreError
 
 
 def _corpus(root: Path, name: str, n: int) -> Path:

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
 import pytest
+from memhelpers import consistent as _consistent
+from memhelpers import make_pdf
 
 from chatloom.errors import ChatloomError
 from chatloom.memory.ingest import chunk_markdown, read_document, split_sentences
-from memhelpers import consistent as _consistent
-from memhelpers import make_pdf
 
 
 # -- chunking -------------------------------------------------------------------------------
@@ -30,7 +31,7 @@ def test_long_sections_split_at_sentences_with_overlap():
     for c in chunks:
         assert len(c.text) <= 300
         assert c.text.endswith(".")  # cut at a sentence end
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in itertools.pairwise(chunks):
         assert a.text.split(". ")[-1] in b.text  # the last sentence carries over
 
 

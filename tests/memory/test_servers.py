@@ -6,11 +6,10 @@ import operator
 from typing import Annotated, TypedDict
 
 import pytest
+from memhelpers import consistent, free_port
 
 from chatloom.errors import ConfigError, MemoryStoreError
 from chatloom.memory import open_memory
-
-from memhelpers import consistent, free_port
 
 
 def test_memory_on_a_chroma_server(home, monkeypatch, minilm, chroma_url, tmp_path):

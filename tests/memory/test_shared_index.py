@@ -11,13 +11,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from memhelpers import consistent, free_port, subprocess_env
 
 from chatloom.config import get_settings
 from chatloom.errors import ConfigError, MemoryStoreError
 from chatloom.memory import open_memory
 from chatloom.memory.store import _PG_WRITE_LOCK, write_session
-
-from memhelpers import consistent, free_port, subprocess_env
 
 
 def machine(tmp_path: Path, name: str, onnx_cache: Path, **urls: str):

@@ -33,7 +33,7 @@ def test_five_pools_twenty_turns_each_lose_no_turn_on_postgres(pg_env):
             start.wait()
             for i in range(20):
                 agents[k].chat(f"w{k}-{i}", thread_id="pg-shared")
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     workers = [threading.Thread(target=work, args=(k,)) for k in range(5)]
@@ -55,10 +55,9 @@ def test_the_advisory_lock_is_released_when_its_holder_goes_away(pg_env):
     a = Agent(model=FakeChatModel(default="ok")).load()
     b = Agent(model=FakeChatModel(default="ok")).load()
     saver_a = a._services().graph.checkpointer
-    with hold_thread(saver_a, "x"):
-        with saver_a.conn.connection() as pg:  # another session sees the lock as taken
-            row = pg.execute("SELECT pg_try_advisory_lock(%s) AS got", (advisory_key("x"),)).fetchone()
-            assert row["got"] is False
+    with hold_thread(saver_a, "x"), saver_a.conn.connection() as pg:  # another session sees the lock as taken
+        row = pg.execute("SELECT pg_try_advisory_lock(%s) AS got", (advisory_key("x"),)).fetchone()
+        assert row["got"] is False
     assert b.chat("hi", thread_id="x").answer == "ok"  # released after the turn
     for agent in (a, b):
         agent._services().graph.checkpointer.conn.close()

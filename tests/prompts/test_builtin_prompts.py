@@ -53,7 +53,7 @@ def test_examples_that_need_an_unbound_tool_are_left_out():
 def test_researcher_is_grounded_and_cites_numbers():
     template = load_prompt("researcher")
     system = template.system_text([search])
-    assert "[1]" in system and "cite" in system.lower() or "[1][3]" in system
+    assert ("[1]" in system and "cite" in system.lower()) or "[1][3]" in system
     answers = [m.content for m in template.render([search]) if isinstance(m, AIMessage) and m.content]
     assert any("[1]" in a and "[2]" in a for a in answers)
 

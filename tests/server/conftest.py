@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "memory"))  # memhelpers, for the PostgreSQL fixture
 
-from serverhelpers import config, live_server, scripted_catalog  # noqa: E402
+from serverhelpers import config, live_server, scripted_catalog
 
 _spec = importlib.util.spec_from_file_location("chatloom_memory_fixtures", Path(__file__).parents[1] / "memory" / "conftest.py")
 _memory_fixtures = importlib.util.module_from_spec(_spec)

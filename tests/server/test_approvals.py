@@ -7,9 +7,9 @@ import json
 import time
 
 import httpx
+from serverhelpers import KEY_A, SENT_EMAILS, config, live_server, scripted_catalog
 
 from chatloom.server.app import create_app
-from serverhelpers import KEY_A, SENT_EMAILS, config, live_server, scripted_catalog
 
 H = {"Authorization": f"Bearer {KEY_A}"}
 DECLINED = "error: tool call refused by policy: 'send_email' (side_effect) was declined by the approver"

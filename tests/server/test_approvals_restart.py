@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import httpx
-
 from serverhelpers import KEY_A, KEY_B, REPO, start_serve, stop
 
 # A scripted model as a real plugin (a dist-info with an entry point), so `chatloom serve` in a

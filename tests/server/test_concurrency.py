@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from serverhelpers import KEY_A, config, live_server, scripted_catalog
 
 from chatloom.server.app import create_app
-from serverhelpers import KEY_A, config, live_server, scripted_catalog
 
 
 async def _ask(client: httpx.AsyncClient, text: str, thread: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-
 from serverhelpers import KEY_A
 
 GOOD = {"model": "echo", "messages": [{"role": "user", "content": "still there?"}]}
@@ -85,8 +84,9 @@ def test_unknown_thread_and_approval_are_404(server):
 
 
 def test_a_turn_over_the_timeout_is_504_and_the_server_goes_on(checkpointer):
-    from chatloom.server.app import create_app
     from serverhelpers import config, live_server, scripted_catalog
+
+    from chatloom.server.app import create_app
 
     app = create_app(scripted_catalog(checkpointer, slow=1.5), config(turn_timeout=0.3))
     with live_server(app) as url:

@@ -8,10 +8,10 @@ import re
 
 import httpx
 import pytest
+from serverhelpers import KEY_A, KEY_B, config, live_server, scripted_catalog
 
 from chatloom.server.app import create_app
 from chatloom.server.observe import configure_json_logs, log
-from serverhelpers import KEY_A, KEY_B, config, live_server, scripted_catalog
 
 PLANTED = "sk-planted-SECRET-5b8e1d"
 
@@ -37,7 +37,7 @@ def test_each_step_is_a_json_record_without_keys_or_contents(checkpointer, json_
     lines = [json.loads(line) for line in text.splitlines()]
     events = [r["event"] for r in lines]
     assert events.count("turn.start") == 2 and events.count("turn.end") == 2
-    assert ["tool.call", "tool.result"] == [e for e in events if e.startswith("tool.")]
+    assert [e for e in events if e.startswith("tool.")] == ["tool.call", "tool.result"]
     end = next(r for r in lines if r["event"] == "turn.end" and r["agent"] == "calc")
     assert end["tenant"] == "acme" and end["tool_calls"] == 1 and end["stop_reason"] == "answer" and end["ms"] >= 0
     assert any(r["event"] == "http.request" and r["status"] == 401 for r in lines)

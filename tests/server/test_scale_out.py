@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import httpx
-
 from serverhelpers import REPO, echo_workspace, serve_process
 
 # The real local Chroma server and the shared ONNX export of tests/memory (their fixtures).

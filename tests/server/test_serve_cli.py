@@ -9,7 +9,6 @@ import sys
 import httpx
 import openai
 import pytest
-
 from serverhelpers import REPO, echo_workspace, serve_process
 
 KEY = "cli-key-abcdefghijklmnop"
@@ -86,8 +85,9 @@ def test_keys_and_limits_from_chatloom_toml(tmp_path, monkeypatch):
 
 
 def test_cors_lets_the_configured_origin_only(checkpointer):
-    from chatloom.server.app import create_app
     from serverhelpers import config, live_server, scripted_catalog
+
+    from chatloom.server.app import create_app
 
     app = create_app(scripted_catalog(checkpointer), config(cors_origins=("https://intranet.example.com",)))
     with live_server(app) as url:

@@ -14,10 +14,10 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from serverhelpers import REPO, echo_workspace, serve_process
 
 from chatloom import Agent
 from chatloom.testing import FakeChatModel, tool_call
-from serverhelpers import REPO, echo_workspace, serve_process
 
 SECRET = "slack-signing-secret-for-tests"
 

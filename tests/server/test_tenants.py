@@ -6,7 +6,6 @@ import json
 
 import httpx
 import openai
-
 from serverhelpers import KEY_A, KEY_B
 
 SECRET = "ACME-ONLY-7f3a9c"

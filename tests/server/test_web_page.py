@@ -7,7 +7,6 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
-
 from serverhelpers import KEY_A
 
 
@@ -121,8 +120,9 @@ def test_untrusted_text_is_shown_as_text_never_markup(server, browser):
 
 
 def test_the_page_is_off_without_ui(checkpointer):
-    from chatloom.server.app import create_app
     from serverhelpers import config, live_server, scripted_catalog
+
+    from chatloom.server.app import create_app
 
     with live_server(create_app(scripted_catalog(checkpointer), config())) as url:
         r = httpx.get(url + "/")

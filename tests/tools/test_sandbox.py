@@ -9,12 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sandbox_gate import require_sandbox  # noqa: F401  (the fixture below)
 
 from chatloom.errors import SandboxUnavailable
 from chatloom.tools.python_exec import make_python_tool, python_tool
 from chatloom.tools.sandbox import ExecResult, Limits, Sandbox, UnsafeExecutionWarning
-
-from sandbox_gate import require_sandbox  # noqa: F401  (the fixture below)
 
 # Fails in CI (CI=true, CHATLOOM_REQUIRE_SANDBOX=1) and skips elsewhere when the sandbox cannot run.
 needs_bwrap = pytest.mark.usefixtures("require_sandbox")

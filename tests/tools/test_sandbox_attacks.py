@@ -15,16 +15,16 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from keyring_canary import KEY_DESCRIPTION, KEY_SECRET, host_keyring_canary, syscall_numbers  # noqa: F401  (fixture)
+from sandbox_gate import require_sandbox  # noqa: F401  (fixture)
 
 from chatloom.tools import sandbox as sandbox_module
 from chatloom.tools.sandbox import ExecResult, Limits, Sandbox
-from keyring_canary import KEY_DESCRIPTION, KEY_SECRET, host_keyring_canary, syscall_numbers  # noqa: F401  (fixture)
-from sandbox_gate import require_sandbox  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("require_sandbox")
 
@@ -290,7 +290,7 @@ CASES: list[tuple[str, str, Callable[[ExecResult], None]]] = [
     ("ctypes-setuid-root", "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nprint('setuid', libc.setuid(0), 'root' if os.getuid() == 0 or os.geteuid() == 0 else 'not root')", _printed("setuid -1 not root")),
     ("ctypes-mount", "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)\nprint('mount', r, ctypes.get_errno())", _printed("mount -1")),
     ("ctypes-chroot-escape", "import os\ntry: os.chroot('/tmp'); print('ESCAPED chroot')\nexcept OSError as e: print('blocked', type(e).__name__)", _printed("blocked")),
-    ("ctypes-segfault", "import ctypes\nctypes.string_at(0)", lambda r: r.exit_code is not None and r.exit_code < 0 or pytest.fail(r.to_text())),
+    ("ctypes-segfault", "import ctypes\nctypes.string_at(0)", lambda r: (r.exit_code is not None and r.exit_code < 0) or pytest.fail(r.to_text())),
     ("ctypes-new-namespaces", "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nprint('unshare', libc.unshare(0x10000000 | 0x00020000))\nfor d in ['/root', '/work', '/etc', '/home']:\n    print('ESCAPED' if os.path.exists(d) else 'absent', d)", _printed("absent /root")),
     ("subprocess-cat-shadow", "import subprocess\nr = subprocess.run(['cat', '/etc/shadow', '{data_file}'], capture_output=True, text=True)\nprint('rc', r.returncode, r.stderr)", _printed("rc 1")),
     ("subprocess-setuid-binary", "import subprocess, glob\nfor b in ['/usr/bin/su', '/usr/bin/sudo', '/usr/bin/mount', '/usr/bin/passwd']:\n    try:\n        r = subprocess.run([b, '--help'] if b.endswith('mount') else [b, '-c', 'id'], capture_output=True, text=True, timeout=2)\n        print(b, r.returncode, 'uid=0(' in r.stdout and 'ESCAPED' or 'contained')\n    except (OSError, subprocess.SubprocessError) as e: print(b, 'blocked', type(e).__name__)\nprint('done')", _printed("done")),
@@ -336,14 +336,14 @@ CASES: list[tuple[str, str, Callable[[ExecResult], None]]] = [
     ("kernel-admin-calls", SYS + "sc('kexec_load', {nr_kexec_load}, 0, 0, None, 0)\nsc('init_module', {nr_init_module}, None, 0, b'')\nsc('reboot', {nr_reboot}, 0, 0, 0, None)", _printed("reboot -1 EPERM")),
     ("seccomp-filter-is-on", "import ctypes\nlibc = ctypes.CDLL(None)\nprint('seccomp', libc.prctl(21, 0, 0, 0, 0), 'nnp', libc.prctl(39, 0, 0, 0, 0))", _printed("seccomp 2 nnp 1")),
     ("tiocsti-inject", SYS + "c = ctypes.c_char(b'x')\nfor req in (0x5412, 0x100005412):\n    r = libc.ioctl(1, ctypes.c_ulong(req), ctypes.byref(c))\n    e = ctypes.get_errno()\n    print('tiocsti', r, errno.errorcode.get(e, e))", lambda r: r.stdout.count("tiocsti -1 EPERM") == 2 or pytest.fail(r.to_text())),
-    ("int80-foreign-arch", "import ctypes, mmap, platform\nif platform.machine() != 'x86_64':\n    print('not x86_64')\nelse:\n    m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n    m.write(bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3]))\n    f = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))\n    print('ESCAPED int80 returned', f())", lambda r: "int80 returned" not in r.stdout and (r.exit_code == -31 or "not x86_64" in r.stdout) or pytest.fail(r.to_text())),
+    ("int80-foreign-arch", "import ctypes, mmap, platform\nif platform.machine() != 'x86_64':\n    print('not x86_64')\nelse:\n    m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n    m.write(bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3]))\n    f = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))\n    print('ESCAPED int80 returned', f())", lambda r: ("int80 returned" not in r.stdout and (r.exit_code == -31 or "not x86_64" in r.stdout)) or pytest.fail(r.to_text())),
     # --- host paths ---------------------------------------------------------------------------
     ("mountinfo-host-paths", "import os\nfor p in ['/proc/self/mountinfo', '/proc/self/mounts', '/proc/mounts', '/proc/self/mountstats']:\n    try: data = open(p).read()\n    except OSError as e:\n        print('blocked', p, type(e).__name__)\n        continue\n    print('readable', p, 'ESCAPED' if '{prefix}' in data or '/work' in data else 'no host path')", _printed("blocked /proc/self/mountinfo")),
     ("proc-host-info", TRY_READ.replace("{paths}", "['/proc/cpuinfo', '/proc/meminfo', '/proc/version', '/proc/cmdline', '/proc/kallsyms', '/proc/self/cgroup']"), _printed("blocked /proc/cmdline")),
     ("interpreter-paths", "import os, sys\nvals = list(os.environ.values()) + sys.path + [sys.executable, sys.prefix, os.getcwd()]\nprint('ESCAPED' if any('{prefix}' in v or '{home}' in v for v in vals) else 'clean', sys.prefix)", _printed("clean /opt/python") if not sys.base_prefix.startswith("/usr") else _printed("clean")),
     ("sys-fs-absent", "import os\nfor d in ['/sys', '/proc', '/run', '/var']:\n    print('ESCAPED' if os.path.exists(d) and os.listdir(d) else 'absent', d)", _printed("absent /proc")),
     # --- process limits: per run, not per host uid -----------------------------------------------
-    ("nproc-limit-holds-in-run", "import subprocess\nps = []\ntry:\n    for i in range(40): ps.append(subprocess.Popen(['sleep', '5']))\nexcept OSError as e: print('stopped at', len(ps), type(e).__name__)\nfor p in ps: p.kill()\nfor p in ps: p.wait()", lambda r: "stopped at" in r.stdout and int(r.stdout.split("stopped at")[1].split()[0]) <= 15 or pytest.fail(r.to_text())),
+    ("nproc-limit-holds-in-run", "import subprocess\nps = []\ntry:\n    for i in range(40): ps.append(subprocess.Popen(['sleep', '5']))\nexcept OSError as e: print('stopped at', len(ps), type(e).__name__)\nfor p in ps: p.kill()\nfor p in ps: p.wait()", lambda r: ("stopped at" in r.stdout and int(r.stdout.split("stopped at")[1].split()[0]) <= 15) or pytest.fail(r.to_text())),
     ("uid-is-the-runs-own", "import os\nprint('uid', os.getuid(), os.geteuid(), os.getgid(), os.getgroups())", lambda r: _own_uid(r)),
 ]
 

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from keyring_canary import find_in_session, host_keyring_canary, syscall_numbers  # noqa: F401  (fixture)
+from sandbox_gate import gate, require_sandbox, sandbox_problem, sandbox_required  # noqa: F401  (fixture)
 
 from chatloom.errors import SandboxUnavailable
 from chatloom.tools.sandbox import Limits, Sandbox
-from keyring_canary import find_in_session, host_keyring_canary, syscall_numbers  # noqa: F401  (fixture)
-from sandbox_gate import gate, require_sandbox, sandbox_problem, sandbox_required  # noqa: F401  (fixture)
 
 PROJECT = Path(__file__).resolve().parents[2]
 

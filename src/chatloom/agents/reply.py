@@ -69,10 +69,10 @@ class Reply:
     grounded: bool | None = None
     unsupported: tuple[str, ...] = ()
     retrieved: tuple[Citation, ...] = ()
-    approval_required: tuple["PendingApproval", ...] = ()
+    approval_required: tuple[PendingApproval, ...] = ()
 
     @classmethod
-    def paused(cls, thread_id: str, approvals: Sequence["PendingApproval"], steps: int = 0) -> "Reply":
+    def paused(cls, thread_id: str, approvals: Sequence[PendingApproval], steps: int = 0) -> Reply:
         """The Reply of a turn that paused for ``approvals`` (no answer yet)."""
         return cls(answer="", thread_id=thread_id, stop_reason="paused", steps=steps, approval_required=tuple(approvals))
 

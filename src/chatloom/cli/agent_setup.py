@@ -35,7 +35,7 @@ class AgentSetup:
     tools: tuple[str, ...] | None = None
 
     @classmethod
-    def from_options(cls, model: str | None, spec: Path | None) -> "AgentSetup":
+    def from_options(cls, model: str | None, spec: Path | None) -> AgentSetup:
         """The setup for ``--model``/``--spec``; the spec defaults to agents/assistant.yaml when it exists."""
         if spec is None and DEFAULT_SPEC.is_file():
             spec = DEFAULT_SPEC
@@ -78,6 +78,6 @@ class AgentSetup:
         assert self.spec is not None, "callers read the spec only when one was given"
         return load_spec(self.spec)
 
-    def with_changes(self, **changes: Any) -> "AgentSetup":
+    def with_changes(self, **changes: Any) -> AgentSetup:
         """A copy with ``changes`` applied (model=, prompt=, tools=)."""
         return replace(self, **changes)

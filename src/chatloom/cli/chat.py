@@ -15,8 +15,7 @@ from typing import Any
 import click
 
 from chatloom.cli.agent_setup import AgentSetup, spec_option
-from chatloom.cli.render import strip_control  # noqa: F401 - re-exported: chatloom.cli.chat.strip_control
-from chatloom.errors import ChatloomError
+from chatloom.cli.render import strip_control  # re-exported: chatloom.cli.chat.strip_control
 
 
 def _agent_options(func: Any) -> Any:

@@ -184,7 +184,7 @@ class TurnView:
 
     # -- the live region ---------------------------------------------------------------------
 
-    def __enter__(self) -> "TurnView":
+    def __enter__(self) -> TurnView:
         self._start()
         return self
 

@@ -535,7 +535,7 @@ class _Loader:
         try:
             agent.load()
             import rich.markdown  # noqa: F401 - what renders the first answer; 40 ms less after Enter
-        except BaseException as exc:  # re-raised on the main thread by join()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread by join()
             self._error = exc
 
     def done(self) -> bool:

@@ -16,7 +16,13 @@ from chatloom.evals.datasets import FORMATS, Case, Dataset, load_dataset
 from chatloom.evals.html_report import write_html
 from chatloom.evals.judge import Judge, Verdict
 from chatloom.evals.report import (
-    Regression, check_baseline, compare, dataset_results, load_baseline, save_baseline, summarize,
+    Regression,
+    check_baseline,
+    compare,
+    dataset_results,
+    load_baseline,
+    save_baseline,
+    summarize,
 )
 from chatloom.evals.runner import ResultsLog, run_eval
 from chatloom.evals.scorers import SCORERS, Outcome, score_case

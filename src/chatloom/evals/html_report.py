@@ -18,7 +18,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def render_html(results: Mapping[str, Any], rows: Mapping[str, Sequence[Row]]) -
     return template.render(
         # The bundle is trusted library code; the replace only guarantees it cannot end its own <script>.
         datasets=datasets, labels=labels, nonce=secrets.token_urlsafe(18), plotly_js=re.sub(r"</(script)", r"<\\/\1", plotly_js, flags=re.IGNORECASE),
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), seconds=results.get("seconds"),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), seconds=results.get("seconds"),
     )
 
 

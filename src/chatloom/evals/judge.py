@@ -213,7 +213,7 @@ class Judge:
                                   unanswerable=case.unanswerable)
         try:
             reply = self.load()._model.invoke(messages)
-        except Exception as exc:  # one failed grade is that row's reason, the run goes on
+        except Exception as exc:  # noqa: BLE001 - one failed grade is that row's reason, the run goes on
             return Verdict(None, f"the judge failed: {type(exc).__name__}: {exc}")
         return parse_verdict(_reply_text(reply), grade_id=grade_id)
 

@@ -161,7 +161,7 @@ def run_case(agent: Any, case: Case) -> tuple[Outcome, Row]:
     start = time.perf_counter()
     try:
         reply = agent.chat(case.input, thread_id=f"eval-{uuid.uuid4().hex}")
-    except Exception as exc:  # one case's failure is its row, the run goes on
+    except Exception as exc:  # noqa: BLE001 - one case's failure is its row, the run goes on
         seconds = time.perf_counter() - start
         return Outcome(answer="", error=f"{type(exc).__name__}: {exc}"), {"seconds": round(seconds, 3)}
     seconds = time.perf_counter() - start
@@ -230,7 +230,7 @@ def run_eval(
             return judged(stored, case, stored["answer"], judge) if judge is not None else stored
         try:
             agent = pool.get(label, case)
-        except Exception as exc:  # a namespace that fails to ingest fails its cases, not the run
+        except Exception as exc:  # noqa: BLE001 - a namespace that fails to ingest fails its cases, not the run
             outcome, measured = Outcome(answer="", error=f"{type(exc).__name__}: {exc}"), {"seconds": 0.0}
         else:
             outcome, measured = run_case(agent, case)

@@ -211,7 +211,7 @@ class Outcome:
 Scorer = Callable[["Case", Outcome], "bool | float | None"]
 
 
-def _answerable(score: Callable[["Case", Outcome], bool | float | None]) -> Scorer:
+def _answerable(score: Callable[[Case, Outcome], bool | float | None]) -> Scorer:
     """A scorer of the expected answer: no score on an unanswerable case or one with no expected answer."""
     def scorer(case: Case, out: Outcome) -> bool | float | None:
         if case.unanswerable or case.expected is None:

@@ -17,7 +17,7 @@ __all__ = ["noise_margin", "paired", "percentile", "sign_test"]
 def percentile(values: Sequence[float], p: float) -> float:
     """The nearest-rank ``p``-th percentile of ``values`` (e.g. p=95 for p95 latency)."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def paired(base: Sequence[bool], other: Sequence[bool]) -> tuple[int, int]:

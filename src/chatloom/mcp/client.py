@@ -124,7 +124,7 @@ class MCPConnection:
             raise self.error(f"did not start and answer within {self.spec.connect_timeout:g} s", "check the command or URL, or raise connect_timeout") from None
         except MCPServerError:
             raise
-        except Exception as exc:  # the transport's own failure, reworded below
+        except Exception as exc:  # noqa: BLE001 - the transport's own failure, reworded below
             await self._halt()
             raise self.error(f"could not be started ({self._why(exc, stderr=True)})", "check its command, arguments, URL and environment") from None
 
@@ -132,10 +132,9 @@ class MCPConnection:
         from mcp import Client
 
         try:
-            async with self._transport() as target:
-                async with Client(target) as client:
-                    ready.set_result(client)
-                    await stop.wait()
+            async with self._transport() as target, Client(target) as client:
+                ready.set_result(client)
+                await stop.wait()
         except BaseException as exc:  # noqa: BLE001 - reported to whoever waits for `ready`
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))

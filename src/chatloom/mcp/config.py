@@ -58,7 +58,7 @@ class MCPServerSpec(BaseModel):
     tools: list[str] | None = Field(default=None, description="expose only these of the server's tools")
 
     @model_validator(mode="after")
-    def _one_transport(self) -> "MCPServerSpec":
+    def _one_transport(self) -> MCPServerSpec:
         if bool(self.command) == bool(self.url):
             raise ValueError("give either `command` (a stdio server) or `url` (a Streamable HTTP server), not both or neither")
         if self.url and not self.url.startswith(("http://", "https://")):
@@ -105,7 +105,7 @@ def _expand_all(values: Mapping[str, str], server: str, what: str) -> tuple[dict
             var = match.group(1)
             if var not in os.environ:
                 raise ConfigError(
-                    f"MCP server {server!r}: {what} {key!r} needs the environment variable {var}, which is not set",
+                    f"MCP server {server!r}: {what} {key!r} needs the environment variable {var}, which is not set",  # noqa: B023 - called within this iteration
                     f"export {var}=... before starting chatloom",
                 )
             secrets.append(os.environ[var])

@@ -183,12 +183,11 @@ def server_from_spec(
     """``(server, close)`` for an agent spec (or, with no spec, the built-in calculator and the
     default knowledge base). The spec's own MCP servers are served too (``fx.add``), started now;
     ``close()`` stops them."""
-    from chatloom.tools.policy import ToolPolicy
-    from chatloom.tools.registry import resolve_tools
-
     from chatloom.config import get_settings
     from chatloom.mcp.client import agent_mcp_tools
     from chatloom.mcp.tools import expand_policy
+    from chatloom.tools.policy import ToolPolicy
+    from chatloom.tools.registry import resolve_tools
 
     settings = settings or get_settings()
     mcp_specs: list[Any] = []

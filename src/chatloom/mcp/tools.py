@@ -32,7 +32,7 @@ def tool_name(server: str, tool: str, separator: str = ".") -> str:
     return f"{server}{separator}{tool}"
 
 
-def make_tools(clients: "MCPClients", report: "ServerReport", separator: str = ".") -> list["BaseTool"]:
+def make_tools(clients: MCPClients, report: ServerReport, separator: str = ".") -> list[BaseTool]:
     """The chatloom tools for one server's listing."""
     from langchain_core.tools import StructuredTool
 
@@ -59,7 +59,7 @@ def make_tools(clients: "MCPClients", report: "ServerReport", separator: str = "
     return tools
 
 
-def _caller(clients: "MCPClients", server: str, tool: str) -> Any:
+def _caller(clients: MCPClients, server: str, tool: str) -> Any:
     def call(**kwargs: Any) -> str:
         # MCPServerError is a ToolError: the graph turns it into an error message for the model.
         return clients.call_tool(server, tool, kwargs)
@@ -67,7 +67,7 @@ def _caller(clients: "MCPClients", server: str, tool: str) -> Any:
     return call
 
 
-def _resource_tool(clients: "MCPClients", report: "ServerReport", separator: str) -> "BaseTool":
+def _resource_tool(clients: MCPClients, report: ServerReport, separator: str) -> BaseTool:
     from langchain_core.tools import StructuredTool
 
     listing = "; ".join(f"{r.uri} ({r.description or r.name})" for r in report.resources[:20])
@@ -86,7 +86,7 @@ def _resource_tool(clients: "MCPClients", report: "ServerReport", separator: str
     return tool
 
 
-def expand_policy(rules: Mapping[str, Rule], tools: list["BaseTool"]) -> dict[str, Rule]:
+def expand_policy(rules: Mapping[str, Rule], tools: list[BaseTool]) -> dict[str, Rule]:
     """``rules`` with ``server.tool`` and ``server.*`` entries applied to the MCP tools (exact names win).
 
     Specs always write ``server.tool``, whatever separator the tool names use.

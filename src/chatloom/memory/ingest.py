@@ -111,13 +111,13 @@ def _read_pdf(path: Path) -> tuple[str, str]:
         if reader.is_encrypted:
             try:
                 reader.decrypt("")
-            except Exception:
+            except Exception:  # noqa: BLE001 - pypdf raises many kinds here; all mean encrypted
                 raise UnreadableFile("encrypted PDF") from None
         pages = [(p.extract_text() or "").strip() for p in reader.pages]
         title = str((reader.metadata or {}).get("/Title") or "").strip()  # type: ignore[call-overload]  # pypdf's metadata is a dict of PdfObject keys
     except UnreadableFile:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken PDF is skipped with its reason, the ingest goes on
         raise UnreadableFile(f"not a readable PDF ({type(exc).__name__}: {exc})") from None
     text = "\n\n".join(p for p in pages if p)
     if not text.strip():

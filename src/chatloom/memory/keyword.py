@@ -36,14 +36,7 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # 1,000 -> 1000, in both sc
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
 # Very common English words: they match almost every chunk and add nothing to BM25's ranking.
 STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for from
-    further had has have having he her here hers herself him himself his how i if in into is it
-    its itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them
-    themselves then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with would you your yours yourself
-    yourselves""".split()
+    ["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves"]
 )
 # Kiwi tags (before any "-I"/"-R" irregular-conjugation mark) whose morphemes carry meaning:
 # common/proper nouns, numerals, roots, Hanja, verb and adjective stems, numbers.
@@ -92,7 +85,7 @@ def _korean_analyser() -> Any:
                     ) from None
                 try:
                     _kiwi = Kiwi(num_workers=0)
-                except Exception as exc:  # e.g. kiwipiepy-model missing: Kiwi can't find a model
+                except Exception as exc:  # noqa: BLE001 - e.g. kiwipiepy-model missing: Kiwi can't find a model
                     raise ChatloomError(
                         f"the Korean analyser (kiwipiepy) can't load its model ({exc})",
                         install_hint("memory", "kiwipiepy-model"),
@@ -271,6 +264,6 @@ def load(target: Path) -> KeywordIndex | None:
             return None
         rowids = np.load(target / "rowids.npy")
         retriever = bm25s.BM25.load(str(target), mmap=True) if meta["docs"] else None
-    except Exception:
+    except Exception:  # noqa: BLE001 - a cache: rebuilt from the SQLite truth
         return None  # a cache: rebuilt from the SQLite truth
     return KeywordIndex(retriever, rowids, int(meta["version"]))

@@ -119,7 +119,7 @@ def postgres_checkpointer(dsn: str, *, max_connections: int = 10) -> Any:
         pool.open(wait=True, timeout=10)
         saver = PostgresSaver(pool)  # type: ignore[arg-type]
         saver.setup()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any driver failure becomes one line
         pool.close()
         raise ConfigError(
             f"can't use the PostgreSQL checkpointer at {redact(dsn)!r} ({first_line(exc)})",

@@ -145,7 +145,7 @@ def vector_search(
                 where=chroma_where(space.filters),
                 include=["distances", "embeddings"],
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any Chroma failure becomes one line
             raise MemoryStoreError(
                 f"vector search in namespace {space.ns!r} failed ({type(exc).__name__}: {exc})",
                 "the Chroma store may be corrupt or unreachable; check `chatloom memory list`",

@@ -523,7 +523,7 @@ class Store:
                     settings=chroma_settings,
                 )
                 client.heartbeat()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any client failure becomes one line
                 raise MemoryStoreError(
                     f"can't reach the Chroma server at {self.memory_url!r} ({type(exc).__name__})",
                     "start it with `chroma run --host 127.0.0.1 --port 8000 --path DIR` "
@@ -536,7 +536,7 @@ class Store:
         try:
             client = chromadb.PersistentClient(path=str(self.chroma_path), settings=chroma_settings)
             client.list_collections(limit=1)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any Chroma failure here means a corrupt store
             raise _corrupt(self.chroma_path, "Chroma store", f"{type(exc).__name__}: {exc}") from None
         return client
 
@@ -580,7 +580,7 @@ class Store:
                 embedding_function=ef,
                 metadata={"hnsw:space": "cosine", "chatloom_ns": ns},
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any Chroma failure becomes one line
             raise MemoryStoreError(
                 f"can't open the memory collection for namespace {ns!r} ({type(exc).__name__}: {exc})",
                 "check the Chroma store; see `chatloom memory list`",

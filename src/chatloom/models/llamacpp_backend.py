@@ -117,7 +117,7 @@ class LlamaCppChatModel(LocalChatModel):
                     n_threads=threads,
                     n_threads_batch=threads,
                 )
-            except Exception as exc:  # noqa: BLE001 - one line, not a C++ traceback
+            except Exception as exc:  # one line, not a C++ traceback
                 raise BackendError(
                     f"llama.cpp could not load {str(path)!r}: {type(exc).__name__}: {str(exc)[:200]}",
                     "check that the file is a GGUF model (or try engine='transformers')",
@@ -425,7 +425,7 @@ class LlamaCppChatModel(LocalChatModel):
                         yield Piece(choice["text"])
             except ChatloomError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise BackendError(f"llama.cpp generation failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
         # The last stream chunk carries only the finish reason, not a token.
         n_out = max(n_out - 1, 0) if finish else n_out

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["MAX_LOADED_MODELS", "LOADED_MODELS", "ModelCache"]
+__all__ = ["LOADED_MODELS", "MAX_LOADED_MODELS", "ModelCache"]
 
 MAX_LOADED_MODELS = 2
 """Models kept loaded at once, across both engines: the chat model and one more (the engine it

@@ -20,7 +20,7 @@ from typing import Any
 
 from genai_prices.types import ModelPrice, Usage
 
-__all__ = ["ModelPrice", "PRICES", "price_for", "cost_usd", "set_price"]
+__all__ = ["PRICES", "ModelPrice", "cost_usd", "price_for", "set_price"]
 
 # Prices set with set_price, by lower-cased model name. They win over the bundled data.
 PRICES: dict[str, ModelPrice] = {}

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from langchain_core.language_models import BaseChatModel
     from pydantic import BaseModel
 
-__all__ = ["ENTRY_POINT_GROUP", "BUILTIN_SCHEMES", "known_schemes", "resolve_model"]
+__all__ = ["BUILTIN_SCHEMES", "ENTRY_POINT_GROUP", "known_schemes", "resolve_model"]
 
 ENTRY_POINT_GROUP = "chatloom.models"
 

@@ -127,7 +127,7 @@ class TransformersChatModel(LocalChatModel):
                 model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
         except ChatloomError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
+        except Exception as exc:  # any loader failure becomes one line
             raise BackendError(
                 f"transformers could not load {str(path)!r}: {type(exc).__name__}: {str(exc)[:200]}",
                 "check that the file is a supported GGUF or model dir (or use the llama engine)",

@@ -41,7 +41,7 @@ class _PluginText(str):
 
     file: str
 
-    def __new__(cls, text: str, file: str) -> "_PluginText":
+    def __new__(cls, text: str, file: str) -> _PluginText:
         self = super().__new__(cls, text)
         self.file = file
         return self

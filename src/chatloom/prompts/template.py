@@ -94,7 +94,7 @@ def _env() -> Any:
 _ENV: Any = None
 
 
-def compile_text(text: str, origin: Origin, field_name: str, declared: set[str]) -> "Template":
+def compile_text(text: str, origin: Origin, field_name: str, declared: set[str]) -> Template:
     """Compile one templated field, checking its syntax and that it only uses declared names."""
     from jinja2 import TemplateSyntaxError, meta
 
@@ -131,7 +131,7 @@ def _line_of(text: str, name: str) -> int:
     return 1
 
 
-def describe_tool(tool: "BaseTool") -> dict[str, Any]:
+def describe_tool(tool: BaseTool) -> dict[str, Any]:
     """A tool as the template sees it: name, description, JSON-schema parameters, a signature."""
     schema = tool.tool_call_schema
     # langchain-core builds these schemas with pydantic 2 (a v1 model would have no model_json_schema).
@@ -178,7 +178,7 @@ class PromptTemplate:
 
     # -- rendering ------------------------------------------------------------------------------
 
-    def render(self, tools: Sequence["BaseTool"] = (), variables: Mapping[str, Any] | None = None) -> list["BaseMessage"]:
+    def render(self, tools: Sequence[BaseTool] = (), variables: Mapping[str, Any] | None = None) -> list[BaseMessage]:
         """Render the system message and few-shot messages for an agent bound to ``tools``.
 
         The system message holds the role, the policies, a tools section built from the tools'
@@ -246,7 +246,7 @@ class PromptTemplate:
             answer = reasoning.split("\n\n")[-1].strip()
         return answer, reasoning
 
-    def system_text(self, tools: Sequence["BaseTool"] = (), variables: Mapping[str, Any] | None = None) -> str:
+    def system_text(self, tools: Sequence[BaseTool] = (), variables: Mapping[str, Any] | None = None) -> str:
         """Just the rendered system message text."""
         return str(self.render(tools, variables)[0].content)
 
@@ -281,7 +281,7 @@ class PromptTemplate:
             self._compiled[key] = template
         try:
             return template.render(context)
-        except Exception as exc:  # jinja raises UndefinedError, SecurityError, TypeError, ...
+        except Exception as exc:  # noqa: BLE001 - jinja raises UndefinedError, SecurityError, TypeError, ...
             origin = self.origins.get(key, Origin(self.path, 1))
             frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"]
             line = origin.text_line + ((frames[-1].lineno or 1) - 1 if frames else 0)

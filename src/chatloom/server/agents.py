@@ -67,8 +67,8 @@ def workspace_catalog(workspace: Path, *, model: str | None = None, settings: An
     """The catalog of ``workspace``: each ``agents/*.yaml`` by its name, plus ``default``
     (``agents/assistant.yaml`` when it exists, else the built-in assistant with a calculator,
     as ``chatloom chat`` uses). ``model`` overrides every agent's model."""
-    from chatloom.agents.spec import load_spec
     from chatloom.agents.defaults import DEFAULT_PROMPT, DEFAULT_SPEC, DEFAULT_TOOLS
+    from chatloom.agents.spec import load_spec
     from chatloom.config import get_settings
     from chatloom.memory.checkpoint import open_checkpointer
 

@@ -44,7 +44,14 @@ from chatloom.errors import ChatloomError, EmptyQuestion, QuestionTooLong, Threa
 from chatloom.server.agents import DEFAULT_AGENT, AgentCatalog, UnknownModel
 from chatloom.server.config import LOCAL_TENANT, ServerConfig
 from chatloom.server.observe import EventCallback, Observer
-from chatloom.server.threads import MAX_THREAD_ID_CHARS, delete_thread, internal_id, list_threads, maybe_paused_threads, thread_messages
+from chatloom.server.threads import (
+    MAX_THREAD_ID_CHARS,
+    delete_thread,
+    internal_id,
+    list_threads,
+    maybe_paused_threads,
+    thread_messages,
+)
 from chatloom.server.turns import (
     TurnTimeout,
     approval_json,
@@ -78,7 +85,7 @@ async def _reply_or_error(events: Any) -> Any:
     """The turn's final Reply, for a non-streaming request; a failed turn as its HTTP error."""
     try:
         return await final_reply(events)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an API error, never a traceback
         raise api_error(exc) from None
 
 
@@ -233,7 +240,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
     async def ready_agent(name: str, tenant: str) -> Any:
         try:
             return await in_worker(lambda: catalog.get(name, tenant).load())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an API error, never a traceback
             raise api_error(exc) from None
 
     async def traced(agent_name: str, tenant: str, thread_id: str, request: Request, events_of: Any) -> AsyncIterator[Any]:
@@ -284,7 +291,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
     async def ready() -> JSONResponse:
         try:
             await in_worker(list_threads, catalog.checkpointer, "-ready-probe-", 1)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any store failure means not ready
             return JSONResponse({"status": "unavailable", "reason": f"the conversation store fails ({type(exc).__name__})"}, status_code=503)
         return JSONResponse({"status": "ready", "models": catalog.names()})
 
@@ -380,7 +387,7 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
             return EventSourceResponse(_native_sse(events, thread_id), headers=headers, ping=15)
         try:
             rest = [event_json(e, thread_id) async for e in events]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an API error, never a traceback
             raise api_error(exc) from None
         return JSONResponse({"approval_id": approval_id, "approved": body.approve, "thread_id": thread_id, "events": rest}, headers=headers)
 
@@ -433,7 +440,7 @@ async def _native_sse(events: AsyncIterator[Any], thread_id: str) -> AsyncIterat
         async for event in events:
             data = event_json(event, thread_id)
             yield {"event": data["type"], "data": json.dumps(data, ensure_ascii=False)}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the stream ends with an error event, never a traceback
         error = api_error(exc)
         yield {"event": "error", "data": json.dumps({"type": "error", "error": {"message": error.message, "code": error.code, "status": error.status}})}
 
@@ -513,7 +520,7 @@ async def _completion_chunks(
         if paused:  # the turn paused: say so as content (OpenAI clients show nothing else)
             approvals = [approval_json(a, thread_id) for a in paused]
             yield chunk({"content": ("\n\n" if sent else "") + paused_notice(paused)}, "stop", chatloom={"type": "paused", "thread_id": thread_id, "approval_required": approvals})
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the stream ends with an error chunk, never a traceback
         error = api_error(exc)
         yield {"data": json.dumps({"error": {"message": error.message, "type": error.type, "code": error.code, "param": None}})}
     yield {"data": "[DONE]"}

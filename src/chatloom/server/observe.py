@@ -23,7 +23,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO, TypedDict
 
 from chatloom.agents.reply import AnswerEvent, ApprovalRequired, ToolCallEvent, ToolResultEvent
@@ -39,7 +39,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         data = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
             **getattr(record, "fields", {}),
@@ -70,10 +70,10 @@ class Observer:
         for callback in self.callbacks:
             try:
                 callback({"event": event, **fields})
-            except Exception as exc:  # an observer must never break a turn
+            except Exception as exc:  # noqa: BLE001 - an observer must never break a turn
                 log.warning("callback.error", extra={"fields": {"callback": getattr(callback, "__name__", "?"), "error": type(exc).__name__}})
 
-    def turn(self, *, agent: str, tenant: str, thread_id: str, request_id: str) -> "TurnTrace":
+    def turn(self, *, agent: str, tenant: str, thread_id: str, request_id: str) -> TurnTrace:
         """A trace of one turn; feed it the turn's events, then :meth:`TurnTrace.failed` or nothing."""
         return TurnTrace(self, {"agent": agent, "tenant": tenant, "thread_id": thread_id, "request_id": request_id})
 

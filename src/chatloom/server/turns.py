@@ -20,10 +20,20 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from chatloom.agents.reply import AnswerEvent, ApprovalRequired, Event, EventStream, PendingApproval, Reply, Token, ToolCallEvent, ToolResultEvent
+from chatloom.agents.reply import (
+    AnswerEvent,
+    ApprovalRequired,
+    Event,
+    EventStream,
+    PendingApproval,
+    Reply,
+    Token,
+    ToolCallEvent,
+    ToolResultEvent,
+)
 from chatloom.errors import ChatloomError
 from chatloom.tools.policy import PAUSE
 
@@ -89,7 +99,7 @@ def _age(approval: PendingApproval) -> float:
         paused = datetime.fromisoformat(approval.requested_at)
     except ValueError:
         return 0.0  # unknown: never counts as expired
-    return (datetime.now(timezone.utc) - paused).total_seconds()
+    return (datetime.now(UTC) - paused).total_seconds()
 
 
 async def run_turn(events_of: Callable[[], EventStream], *, timeout: float = 300.0, executor: Executor | None = None) -> AsyncIterator[Event]:
@@ -118,7 +128,7 @@ async def run_turn(events_of: Callable[[], EventStream], *, timeout: float = 300
                 send(event)
                 if stop.is_set():
                     break
-        except BaseException as exc:  # handed to the consumer, which re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             send(exc)
         finally:
             events.close()  # releases the thread's turn lock now, also when stopped early

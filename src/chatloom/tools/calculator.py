@@ -23,13 +23,13 @@ import operator
 import re
 import time
 import warnings
+from collections.abc import Callable
 from decimal import Context, Decimal
 from fractions import Fraction
-from typing import Callable, Union
 
 from langchain_core.tools import tool
 
-Number = Union[Fraction, float]
+Number = Fraction | float
 
 MAX_INPUT_CHARS = 2_000
 """Longer expressions are refused before parsing."""
@@ -477,7 +477,7 @@ class _Evaluator:
             return _check_size(Fraction(value))
         # Read the digits as written: 0.1 is exactly 1/10, and 1e999 is not float("inf").
         text = ast.get_source_segment(self.source, node) or repr(value)
-        mantissa, _, exponent = text.lower().replace("_", "").partition("e")
+        _, _, exponent = text.lower().replace("_", "").partition("e")
         if exponent and abs(int(exponent)) > 3_000:
             raise CalculatorError(f"number {text[:40]!r} is too large")
         return _check_size(Fraction(text.replace("_", "")))

@@ -100,7 +100,7 @@ def declared_effect(tool: Any) -> Effect | None:
     return effect if effect in EFFECTS else None
 
 
-def tool_effect(tool: "BaseTool") -> Effect:
+def tool_effect(tool: BaseTool) -> Effect:
     """The effect a tool declares; undeclared or unknown effects count as ``side_effect``."""
     return declared_effect(tool) or "side_effect"
 
@@ -138,7 +138,7 @@ read_only = declare_effect("read")
 it without asking, also after untrusted data: ``@read_only`` above ``def`` or ``@tool``."""
 
 
-def output_is_trusted(tool: "BaseTool") -> bool:
+def output_is_trusted(tool: BaseTool) -> bool:
     """Whether a tool's output is a pure function of the model's own arguments.
 
     True only for tools that say so (``metadata["trusted_output"] = True``: calculator, python).
@@ -177,7 +177,7 @@ class ToolPolicy:
             if rule not in RULES:
                 raise ConfigError(f"tool_policy for {name!r} is {rule!r}", f"use one of {', '.join(RULES)}")
 
-    def rule_for(self, tool: "BaseTool") -> tuple[str, str]:
+    def rule_for(self, tool: BaseTool) -> tuple[str, str]:
         """The rule that applies to ``tool`` and where it came from (for reasons)."""
         if tool.name in self.rules:
             return self.rules[tool.name], "the tool policy"
@@ -188,7 +188,7 @@ class ToolPolicy:
             return DEFAULT_RULES["side_effect"], "the default for tools that declare no effect (declare read-only ones with @read_only)"
         return DEFAULT_RULES[tool_effect(tool)], f"the default for {tool_effect(tool)} tools"
 
-    def never_runs(self, tool: "BaseTool") -> str | None:
+    def never_runs(self, tool: BaseTool) -> str | None:
         """Why no call to ``tool`` can ever run under this policy, or None when one may.
 
         A denied tool, or one that needs approval with no approver to give it, is refused on
@@ -213,14 +213,14 @@ class ToolPolicy:
         """Whether "ask" calls pause the turn (``approver=PAUSE``) instead of calling an approver."""
         return self.approver == PAUSE
 
-    def review(self, tool: "BaseTool", args: Mapping[str, Any], *, untrusted_context: bool) -> ToolCallRequest | None:
+    def review(self, tool: BaseTool, args: Mapping[str, Any], *, untrusted_context: bool) -> ToolCallRequest | None:
         """The request a person must answer before ``tool`` runs with ``args``, or None when
         the rules decide alone (allowed or denied). Asks nobody and has no side effects."""
         judged = self._judge(tool, args, untrusted_context)
         return judged if isinstance(judged, ToolCallRequest) else None
 
     def authorize(
-        self, tool: "BaseTool", args: Mapping[str, Any], *, untrusted_context: bool, answer: bool | None = None
+        self, tool: BaseTool, args: Mapping[str, Any], *, untrusted_context: bool, answer: bool | None = None
     ) -> Decision:
         """Decide whether ``tool`` may run with ``args`` now.
 
@@ -246,13 +246,13 @@ class ToolPolicy:
                 return Decision(False, f"{request.why}, and the turn did not pause to ask for it, so it was refused")
             try:
                 answer = self.approver(request)  # type: ignore[operator]
-            except Exception as exc:  # an approver that breaks must fail closed
+            except Exception as exc:  # noqa: BLE001 - an approver that breaks must fail closed
                 return Decision(False, f"{request.why}; the approver failed ({type(exc).__name__}: {exc}), so it was refused")
         if answer is True:
             return Decision(True, f"{label} was approved")
         return Decision(False, f"{label} was declined by the approver")
 
-    def _judge(self, tool: "BaseTool", args: Mapping[str, Any], untrusted_context: bool) -> Decision | ToolCallRequest:
+    def _judge(self, tool: BaseTool, args: Mapping[str, Any], untrusted_context: bool) -> Decision | ToolCallRequest:
         """The rules' decision, or the request for a person when the rules say ask."""
         effect = tool_effect(tool)
         rule, source = self.rule_for(tool)
@@ -354,7 +354,7 @@ def _escape_markers(text: str) -> str:
         i = j + len(UNTRUSTED_TAG)
 
 
-def contains_untrusted(messages: Iterable[Any], tools: Mapping[str, "BaseTool"] | None = None) -> bool:
+def contains_untrusted(messages: Iterable[Any], tools: Mapping[str, BaseTool] | None = None) -> bool:
     """True if ``messages`` hold retrieved text or output of a tool whose output is untrusted.
 
     A ToolMessage counts as untrusted unless ``tools`` maps its name to a tool with
@@ -363,7 +363,7 @@ def contains_untrusted(messages: Iterable[Any], tools: Mapping[str, "BaseTool"] 
     return bool(untrusted_source(messages, tools))
 
 
-def untrusted_source(messages: Iterable[Any], tools: Mapping[str, "BaseTool"] | None = None) -> str:
+def untrusted_source(messages: Iterable[Any], tools: Mapping[str, BaseTool] | None = None) -> str:
     """Where the first untrusted data in ``messages`` came from (``"tool:web_search"``), or ``""``.
 
     The same test as :func:`contains_untrusted`, naming the source so a refusal can say why.

@@ -54,12 +54,12 @@ def available_tools(workspace: Path | str | None = None) -> list[ToolInfo]:
     return rows
 
 
-def resolve_tools(names: Iterable[str], workspace: Path | str | None = None) -> list["BaseTool"]:
+def resolve_tools(names: Iterable[str], workspace: Path | str | None = None) -> list[BaseTool]:
     """The tools called ``names``, in order; an unknown name is a ToolError listing the known ones."""
     return [resolve_tool(name, workspace) for name in names]
 
 
-def resolve_tool(name: str, workspace: Path | str | None = None) -> "BaseTool":
+def resolve_tool(name: str, workspace: Path | str | None = None) -> BaseTool:
     """One tool by name: built-in, then plugin entry point, then the workspace's ``tools/*.py``."""
     from chatloom import plugins
 
@@ -100,7 +100,7 @@ def _load_builtin(name: str) -> Any:
     return getattr(module, attr)
 
 
-def _as_tool(obj: Any, where: str) -> "BaseTool":
+def _as_tool(obj: Any, where: str) -> BaseTool:
     from langchain_core.tools import BaseTool, tool
 
     if isinstance(obj, BaseTool):
@@ -113,7 +113,7 @@ def _as_tool(obj: Any, where: str) -> "BaseTool":
     )
 
 
-def _named(tool: "BaseTool", name: str) -> "BaseTool":
+def _named(tool: BaseTool, name: str) -> BaseTool:
     # The spec names tools by their entry-point name; the model must see the same name.
     return tool if tool.name == name else tool.model_copy(update={"name": name})
 
@@ -187,7 +187,7 @@ def _kwarg(call: ast.Call, key: str) -> str | None:
 _MODULES: dict[tuple[str, float], Any] = {}
 
 
-def _load_workspace_tool(path: Path, name: str, line: int) -> "BaseTool":
+def _load_workspace_tool(path: Path, name: str, line: int) -> BaseTool:
     from langchain_core.tools import BaseTool
 
     module = _import_file(path)

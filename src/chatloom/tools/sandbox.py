@@ -450,7 +450,7 @@ def _in_fresh_keyring(run: Callable[[], _T]) -> _T:
             if joined < 0 and -joined not in (errno.ENOSYS, errno.EPERM):
                 raise SandboxUnavailable(f"cannot give the sandbox a session keyring of its own ({os.strerror(-joined)})")
             box["value"] = run()
-        except BaseException as exc:  # handed to the caller's thread below
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
             box["error"] = exc
 
     thread = threading.Thread(target=target, name="chatloom-sandbox-start", daemon=True)
@@ -594,7 +594,7 @@ def _execute(
         # bwrap reports a child killed by signal N as exit status 128+N
         exit_code = -(exit_code - 128)
     notes: list[str] = []
-    if exit_code == -signal.SIGXCPU or exit_code == -signal.SIGKILL and not timed_out:
+    if exit_code == -signal.SIGXCPU or (exit_code == -signal.SIGKILL and not timed_out):
         notes.append(f"(CPU time limit is {limits.cpu_s} s; memory limit {limits.memory_mb} MiB)")
     return ExecResult(
         stdout=buffers["stdout"].decode("utf-8", errors="replace"),
