@@ -8,7 +8,7 @@ import re
 import threading
 import uuid
 from dataclasses import replace
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -389,7 +389,7 @@ class Agent:
     def _stream_turn(self, graph: Any, state_in: Any, config: dict, context: Any, thread_id: str) -> Iterator[Event]:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
-        visible = _VisibleText(context.tools if context.offered is None else context.offered)
+        visible = _VisibleText(frozenset(context.tools) if context.offered is None else context.offered)
         modes = ["updates", "messages"]
         for mode, payload in graph.stream(state_in, config, context=context, stream_mode=modes, durability=_DURABILITY):
             if mode == "messages":
@@ -656,7 +656,7 @@ class _VisibleText:
     final answer always arrives whole in the AnswerEvent.
     """
 
-    def __init__(self, tool_names: Collection[str] = ()) -> None:
+    def __init__(self, tool_names: frozenset[str] = frozenset()) -> None:
         self._tool_names = tool_names
         self.reset()
 
