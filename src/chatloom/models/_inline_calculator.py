@@ -16,7 +16,7 @@ model would go on believing its 102.25.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import dataclass, replace
 
 from chatloom.models._engine import Piece, Prepared
@@ -150,7 +150,7 @@ def decode_calculating(
     generate: Callable[[Prepared], Iterator[Piece]],
     prepared: Prepared,
     tool_names: Collection[str],
-) -> Iterator[Piece]:
+) -> Generator[Piece, None, None]:
     """The engine's text (``generate``), with each equation's result checked by the calculator.
 
     Where the model's result after an equation's "=" departs from the calculator's
@@ -190,7 +190,8 @@ def decode_calculating(
                     correction, after_result = step.correction, step.ends_in_result
                     break
         finally:
-            stream.close()  # stops the engine mid-reply and releases its lock
+            if isinstance(stream, Generator):  # engines are generators: this stops one mid-reply
+                stream.close()  # and releases its lock
         if correction is None:
             # The last segment's prompt held the text written so far: count that as output
             # (approximately: one token per piece, one per corrected number).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -239,6 +239,7 @@ class LocalChatModel(BaseChatModel):
     def _decode(self, prepared: Prepared) -> Iterator[Piece]:
         """The engine's text, stopped where it starts repeating itself (see :func:`_loops`)."""
         text, produced = "", 0
+        stream: Iterator[Piece]
         if self._calculates_inline(prepared):
             from chatloom.models._inline_calculator import decode_calculating
 
@@ -258,7 +259,8 @@ class LocalChatModel(BaseChatModel):
                     yield Piece("", done=True, output_tokens=produced, finish_reason="repetition")
                     return
         finally:
-            stream.close()
+            if isinstance(stream, Generator):  # engines are generators: this stops one mid-reply
+                stream.close()
 
     # ------------------------------------------------------------------ inline calculator
 

@@ -33,8 +33,8 @@ import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
-__all__ = ["parse_tool_calls", "new_call_id", "looks_like_tool_call", "CallHoldBack", "opens_tool_call",
-           "TOOL_CALL_TAG"]
+__all__ = ["TOOL_CALL_TAG", "CallHoldBack", "looks_like_tool_call", "new_call_id", "opens_tool_call",
+           "parse_tool_calls"]
 
 log = logging.getLogger("chatloom.models.toolcalls")
 
