@@ -250,6 +250,18 @@ def test_tool_json_is_not_streamed_as_answer_text():
     assert "".join(tokens) == "fine"
 
 
+def test_a_call_after_prose_is_not_streamed_but_citations_are():
+    # A custom backend that leaves the call text in its content: the agent holds it back from
+    # where the call starts (the prose before it streams), with the backends' own filter.
+    for content in ('Let me compute. {"tool": "calculator", "input": "1+1"}',
+                    "Let me compute. calculator(expression='1+1')"):
+        call = tool_call("calculator", expression="1+1")
+        call.content = content
+        agent, _ = make_agent(call, "[1] Paris is the capital.")
+        tokens = "".join(e.text for e in agent.stream("x") if isinstance(e, Token))
+        assert tokens == "Let me compute. [1] Paris is the capital."
+
+
 def test_async_twins():
     agent, _ = make_agent("first", "second")
 

@@ -13,7 +13,8 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from stub_tools import calculator, search
 
-from chatloom.models._local_chat import LocalChatModel, Piece, Prepared, _hold_from
+from chatloom.models._local_chat import LocalChatModel, Piece, Prepared
+from chatloom.models.toolcalls import CallHoldBack
 
 QWEN_LIKE = "{% if tools %}tools{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}"
 PLAIN = "{% for m in messages %}{{ m.content }}{% endfor %}"
@@ -141,7 +142,7 @@ def test_tool_choice_required_and_named_and_none():
     [("Hello", 5), ("Hi <tool_call>{", 3), ("Hi <tool", 3), ("```json", 0), ("a {b", 2), ("x `", 2)],
 )
 def test_hold_back_points(text, cut):
-    assert _hold_from(text) == cut
+    assert len(CallHoldBack().feed(text)) == cut
 
 
 def test_engine_choice(monkeypatch):

@@ -131,12 +131,12 @@ def test_tool_call_in_streamed_text_is_recovered_and_never_shown(srv):
 
 
 def test_prose_with_brackets_keeps_streaming(srv):
-    from chatloom.models.openai_backend import _Holder
+    from chatloom.models.toolcalls import CallHoldBack
 
-    holder = _Holder(["calculator"])
+    holder = CallHoldBack(["calculator"])
     shown = [holder.feed(p) for p in ["Paris [1", "] is the capital [2].", " Done."]]
     assert shown == ["Paris [1", "] is the capital [2].", " Done."]
-    holder = _Holder(["calculator"])
+    holder = CallHoldBack(["calculator"])
     shown = [holder.feed(p) for p in ["Calling:", " [", "{\"name\": \"calculator\"}]"]]
     assert shown == ["Calling:", " ", ""] and holder.rest().startswith("[{")
 

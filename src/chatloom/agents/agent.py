@@ -437,7 +437,7 @@ class Agent:
     ) -> EventStream:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
-        visible = _VisibleText()
+        visible = _VisibleText(frozenset(context.tools) if context.offered is None else context.offered)
         modes: list[StreamMode] = ["updates", "messages"]
         # With a list of modes LangGraph yields (mode, payload) pairs; its overloads can't say so.
         events = cast(Iterator[tuple[str, Any]], graph.stream(state_in, config, context=context, stream_mode=modes, durability=_DURABILITY))
@@ -696,36 +696,39 @@ def _sum_usage(messages: Any) -> Usage:
 class _VisibleText:
     """Filters a token stream down to what the user should see while it is being written.
 
-    Chain-of-thought blocks are hidden; text that starts like a tool call (JSON, a code fence,
-    ``<tool_call>``) is held back, because it may turn out to be a call rather than an answer.
-    The final answer always arrives whole in the AnswerEvent.
+    Chain-of-thought blocks are hidden here; what is left goes through the backends' tool-call
+    filter (:class:`~chatloom.models.toolcalls.CallHoldBack`), which holds back text that may
+    turn out to be a call rather than an answer (for any backend, custom ones included). The
+    final answer always arrives whole in the AnswerEvent.
     """
 
-    _HOLD = ("{", "[", "```", "<tool_call>", "<think>")
-
-    def __init__(self) -> None:
+    def __init__(self, tool_names: frozenset[str] = frozenset()) -> None:
+        self._tool_names = tool_names
         self.reset()
 
     def reset(self) -> None:
+        """Start on a new model reply."""
+        from chatloom.models.toolcalls import CallHoldBack
+
         self._raw = ""
-        self._sent = 0
+        self._sent = 0  # characters of the reasoning-free text passed on to the call filter
+        self._calls = CallHoldBack(self._tool_names)
 
     def feed(self, piece: str) -> str:
+        """Add ``piece`` of the reply; return the text the user may see now."""
         self._raw += piece
         text = self._raw.lstrip()
         if not text:
             return ""
-        if any(text.startswith(p) or p.startswith(text) for p in self._HOLD if p != "<think>"):
-            return ""
         from chatloom.prompts.template import split_reasoning
 
         shown, _ = split_reasoning(text) if "<think>" in text or text.startswith("<") else (text, "")
-        if "<" in shown[-12:]:  # maybe the start of a tag; wait for more
+        if "<" in shown[-12:]:  # maybe the start of a <think> tag; wait for more
             shown = shown[: shown.rfind("<")]
         if len(shown) <= self._sent:
             return ""
-        out, self._sent = shown[self._sent :], len(shown)
-        return out
+        new, self._sent = shown[self._sent :], len(shown)
+        return self._calls.feed(new)
 
 
 def check_question(text: Any, max_chars: int) -> str:

@@ -10,14 +10,20 @@ and the engine restarts from there, so the model builds on the right number.
 After a written result the model sometimes goes on with its own digits ("= 102" then ".25"):
 those are dropped too, and the engine restarts once more from the text without them, or the
 model would go on believing its 102.25.
+
+:func:`decode_calculating` runs an engine that way; :class:`EquationReader` reads its text.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable, Collection, Generator, Iterator
+from dataclasses import dataclass, replace
 
+from chatloom.models._engine import Piece, Prepared
+from chatloom.models.toolcalls import opens_tool_call
 from chatloom.tools.calculator import finish_equation
+
+MAX_CALCULATIONS = 32  # numbers the inline calculator may correct in one reply
 
 NUMBER_LEAD_IN = " \t$€£\\"
 """What may stand between "=" and the number in a model's text."""
@@ -138,3 +144,66 @@ class EquationReader:
         if "." not in self._result:
             return extra[0] == "." and set(extra[1:]) <= {"0"}
         return set(extra) <= {"0"}
+
+
+def decode_calculating(
+    generate: Callable[[Prepared], Iterator[Piece]],
+    prepared: Prepared,
+    tool_names: Collection[str],
+) -> Generator[Piece, None, None]:
+    """The engine's text (``generate``), with each equation's result checked by the calculator.
+
+    Where the model's result after an equation's "=" departs from the calculator's
+    ("so she has 16 - 3 - 4 = 8"), generation stops, the calculator's result is written
+    and the engine continues from there, so the model builds on the right number. A reply
+    whose arithmetic is right is left exactly as the model wrote it (see EquationReader).
+    An "=" inside a tool call or code (a call to one of ``tool_names`` included) is no
+    arithmetic prose and is left alone.
+    """
+    text, produced, calculations = "", 0, 0
+    after_result = False  # the reply so far ends in a result the calculator corrected
+
+    def can_calculate(text_so_far: str) -> bool:
+        return calculations < MAX_CALCULATIONS and not opens_tool_call(text_so_far, tool_names)
+
+    while True:
+        segment = replace(prepared, prefix=text, max_tokens=max(prepared.max_tokens - produced, 1))
+        stream = generate(segment)
+        reader = EquationReader(text, after_result=after_result, can_calculate=can_calculate)
+        correction: str | None = None
+        last = Piece("", done=True)
+        try:
+            for piece in stream:
+                if piece.done:
+                    last = piece
+                    owed = reader.end()
+                    if owed:
+                        text += owed
+                        yield Piece(owed)
+                    break
+                produced += 1
+                step = reader.feed(piece.text)
+                if step.passed:
+                    text += step.passed
+                    yield Piece(step.passed)
+                if step.correction is not None:
+                    correction, after_result = step.correction, step.ends_in_result
+                    break
+        finally:
+            if isinstance(stream, Generator):  # engines are generators: this stops one mid-reply
+                stream.close()  # and releases its lock
+        if correction is None:
+            # The last segment's prompt held the text written so far: count that as output
+            # (approximately: one token per piece, one per corrected number).
+            earlier = produced - last.output_tokens + calculations
+            yield replace(last, input_tokens=max(last.input_tokens - earlier, 0),
+                          output_tokens=produced + calculations, calculations=calculations)
+            return
+        if after_result:
+            calculations += 1
+        if correction:
+            text += correction
+            yield Piece(correction)
+        if produced >= prepared.max_tokens:
+            yield Piece("", done=True, output_tokens=produced, finish_reason="length", calculations=calculations)
+            return

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -27,16 +26,10 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-# Text that may start a tool call: while streaming, text from here on is held back until the
-# reply is complete and parsed, so a call never flashes up as prose.
-_CALL_OPENERS = ("<tool_call>", "```", "{", "[TOOL_CALLS]", "<|python_tag|>")
+from chatloom.models._engine import Piece, Prepared
+from chatloom.models.toolcalls import CallHoldBack, parse_tool_calls
 
-MAX_CALCULATIONS = 32  # numbers the inline calculator may correct in one reply
-
-
-def _holds_call(text: str) -> bool:
-    """Whether ``text`` has begun a tool call or code, where "=" is not arithmetic prose."""
-    return any(opener in text for opener in _CALL_OPENERS)
+__all__ = ["LocalChatModel", "Piece", "Prepared"]
 
 
 _TOOL_SYSTEM_PROMPT = """\
@@ -46,18 +39,6 @@ You can call these tools:
 To call a tool, reply with only a JSON object of the form
 {{"name": "<tool name>", "arguments": {{<arguments>}}}}
 and nothing else. Otherwise answer the user directly."""
-
-
-@dataclass
-class Piece:
-    """A piece of generated text from an engine; the last one carries the totals."""
-
-    text: str
-    done: bool = False
-    input_tokens: int = 0
-    output_tokens: int = 0
-    finish_reason: str | None = None
-    calculations: int = 0  # the model's numbers the calculator corrected (inline_calculator)
 
 
 _LOOP_MIN_CHARS = 48
@@ -85,24 +66,6 @@ def _loops(text: str) -> bool:
     return False
 
 
-@dataclass
-class Prepared:
-    """Everything an engine needs for one call."""
-
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]]
-    """Tools for the chat template (empty when the template can't render tools)."""
-    bound: list[dict[str, Any]]
-    """Every bound tool (OpenAI format)."""
-    tool_choice: Any
-    grammar: Any  # chatloom.models.constrained.ToolGrammar | None
-    stop: list[str]
-    max_tokens: int
-    extra: dict[str, Any] = field(default_factory=dict)
-    prefix: str = ""
-    """Reply text already written; the engine continues it (used by the inline calculator)."""
-
-
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -124,22 +87,6 @@ def _param_names(tools: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
         t["function"]["name"]: list((t["function"].get("parameters") or {}).get("properties", {}))
         for t in tools
     }
-
-
-def _hold_from(text: str, openers: Sequence[str] = _CALL_OPENERS) -> int:
-    """Index from which ``text`` must be held back while streaming (len(text) if none)."""
-    cut = len(text)
-    for opener in openers:
-        i = text.find(opener)
-        if i != -1:
-            cut = min(cut, i)
-    # A partial opener at the very end ("<tool_ca") might still become one.
-    for opener in openers:
-        for k in range(min(len(opener) - 1, len(text)), 0, -1):
-            if text.endswith(opener[:k]):
-                cut = min(cut, len(text) - k)
-                break
-    return cut
 
 
 class LocalChatModel(BaseChatModel):
@@ -184,7 +131,7 @@ class LocalChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "engine": self.engine_name, "max_tokens": self.max_tokens}
 
-    def bind_tools(  # type: ignore[override]
+    def bind_tools(
         self,
         tools: Sequence[Any],
         *,
@@ -247,8 +194,7 @@ class LocalChatModel(BaseChatModel):
         prepared = self._prepare(messages, stop, kwargs)
         started = time.perf_counter()
         first: float | None = None
-        text = ""
-        sent = 0  # characters of `text` already yielded as content
+        holdback = CallHoldBack(_tool_names(prepared.bound), constrained=prepared.grammar is not None)
         last = Piece("")
         for piece in self._decode(prepared):
             if piece.done:
@@ -257,25 +203,19 @@ class LocalChatModel(BaseChatModel):
                 continue
             if first is None:
                 first = time.perf_counter()
-            text += piece.text
-            if prepared.grammar is not None and prepared.grammar.is_text(text):
-                # In the answer branch only a tagged call can follow; nothing else is held.
-                cut = _hold_from(text, ("<tool_call>",)) if prepared.grammar.tags else len(text)
-            else:
-                cut = _hold_from(text)
-            if cut > sent:
-                delta = text[sent:cut]
-                sent = cut
+            delta = holdback.feed(piece.text)
+            if delta:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
                 if run_manager:
                     run_manager.on_llm_new_token(delta, chunk=chunk)
                 yield chunk
+        text = holdback.text
         content, calls = self._finish(text, prepared)
-        streamed = text[:sent].strip()
-        if not sent:
+        streamed = holdback.released.strip()
+        if not holdback.released:
             rest = content
         elif not calls:
-            rest = text[sent:].rstrip()  # held back but no call after all: show it as it was
+            rest = holdback.rest().rstrip()  # held back but no call after all: show it as it was
         else:
             # What was shown stays shown; add whatever visible text the parser kept beyond it.
             rest = content[len(streamed):] if content.startswith(streamed) else ""
@@ -299,7 +239,13 @@ class LocalChatModel(BaseChatModel):
     def _decode(self, prepared: Prepared) -> Iterator[Piece]:
         """The engine's text, stopped where it starts repeating itself (see :func:`_loops`)."""
         text, produced = "", 0
-        stream = self._decode_calculating(prepared)
+        stream: Iterator[Piece]
+        if self._calculates_inline(prepared):
+            from chatloom.models._inline_calculator import decode_calculating
+
+            stream = decode_calculating(self._generate_text, prepared, _tool_names(prepared.bound))
+        else:
+            stream = self._generate_text(prepared)
         try:
             for piece in stream:
                 yield piece
@@ -313,69 +259,10 @@ class LocalChatModel(BaseChatModel):
                     yield Piece("", done=True, output_tokens=produced, finish_reason="repetition")
                     return
         finally:
-            stream.close()
+            if isinstance(stream, Generator):  # engines are generators: this stops one mid-reply
+                stream.close()
 
     # ------------------------------------------------------------------ inline calculator
-
-    def _decode_calculating(self, prepared: Prepared) -> Iterator[Piece]:
-        """The engine's text; with the inline calculator on, each equation's result is checked.
-
-        Where the model's result after an equation's "=" departs from the calculator's
-        ("so she has 16 - 3 - 4 = 8"), generation stops, the calculator's result is written
-        and the engine continues from there, so the model builds on the right number. A reply
-        whose arithmetic is right is left exactly as the model wrote it (see EquationReader).
-        """
-        if not self._calculates_inline(prepared):
-            yield from self._generate_text(prepared)
-            return
-        from chatloom.models._inline_calculator import EquationReader
-
-        text, produced, calculations = "", 0, 0
-        after_result = False  # the reply so far ends in a result the calculator corrected
-
-        def can_calculate(text_so_far: str) -> bool:
-            return calculations < MAX_CALCULATIONS and not _holds_call(text_so_far)
-
-        while True:
-            segment = replace(prepared, prefix=text, max_tokens=max(prepared.max_tokens - produced, 1))
-            stream = self._generate_text(segment)
-            reader = EquationReader(text, after_result=after_result, can_calculate=can_calculate)
-            correction: str | None = None
-            last = Piece("", done=True)
-            try:
-                for piece in stream:
-                    if piece.done:
-                        last = piece
-                        owed = reader.end()
-                        if owed:
-                            text += owed
-                            yield Piece(owed)
-                        break
-                    produced += 1
-                    step = reader.feed(piece.text)
-                    if step.passed:
-                        text += step.passed
-                        yield Piece(step.passed)
-                    if step.correction is not None:
-                        correction, after_result = step.correction, step.ends_in_result
-                        break
-            finally:
-                stream.close()  # stops the engine mid-reply and releases its lock
-            if correction is None:
-                # The last segment's prompt held the text written so far: count that as output
-                # (approximately: one token per piece, one per corrected number).
-                earlier = produced - last.output_tokens + calculations
-                yield replace(last, input_tokens=max(last.input_tokens - earlier, 0),
-                              output_tokens=produced + calculations, calculations=calculations)
-                return
-            if after_result:
-                calculations += 1
-            if correction:
-                text += correction
-                yield Piece(correction)
-            if produced >= prepared.max_tokens:
-                yield Piece("", done=True, output_tokens=produced, finish_reason="length", calculations=calculations)
-                return
 
     def _calculates_inline(self, prepared: Prepared) -> bool:
         if prepared.grammar is not None:  # a forced call: JSON, not prose
@@ -498,8 +385,6 @@ class LocalChatModel(BaseChatModel):
             return text.strip(), []
         if prepared.grammar is not None:
             return prepared.grammar.parse(text)
-        from chatloom.models.toolcalls import parse_tool_calls
-
         return parse_tool_calls(text, _tool_names(prepared.bound), _param_names(prepared.bound))
 
     def _usage(self, last: Piece) -> dict[str, int]:

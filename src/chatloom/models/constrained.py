@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatloom.errors import ChatloomError, install_hint
+from chatloom.models.toolcalls import TOOL_CALL_TAG, new_call_id
 
-TAG_OPEN = "<tool_call>\n"
-TAG_CLOSE = "\n</tool_call>"
-# First character of a plain answer: anything but what could start a call or hide one.
-_TEXT_FIRST_EXCLUDED = "{<`"
+TAG_OPEN = TOOL_CALL_TAG + "\n"
+TAG_CLOSE = "\n</" + TOOL_CALL_TAG[1:]
+# A plain answer's first character is anything but what could start a call or hide one
+# ("{", "<", a backtick, whitespace), so an output starting with "{" or "<" is a call: the
+# streaming hold-back (toolcalls.CallHoldBack, constrained=True) relies on that.
 _TEXT_EBNF = r'root ::= [^{<` \t\n\r] [^]*'
 # With tag-style calls an answer may end in one call ("Let me compute. <tool_call>..."):
 # the answer text can never contain "<t", so "<tool_call>" can only open a checked call.
@@ -71,11 +73,6 @@ class ToolGrammar:
 
     def key(self) -> str:
         return json.dumps([self.call_schema, self.allow_text, self.tags], sort_keys=True)
-
-    def is_text(self, text: str) -> bool:
-        """Whether the output so far has committed to the plain-answer branch (which, with
-        tags, may still end in one ``<tool_call>``)."""
-        return self.allow_text and bool(text) and text[0] not in _TEXT_FIRST_EXCLUDED
 
     # -- engines --------------------------------------------------------------------------
 
@@ -147,19 +144,20 @@ class ToolGrammar:
     def parse(self, text: str) -> tuple[str, list[dict[str, Any]]]:
         """Constrained output -> (content, tool calls). A call is returned only if it parses
         and names a declared tool (true for every complete constrained output)."""
-        from chatloom.models.toolcalls import new_call_id
-
+        # Not looks_like_tool_call or CallHoldBack: this reads which branch of this grammar the
+        # output took, and the grammar allows a call in exactly these two shapes.
         body = text.strip()
         prefix = ""
-        if self.tags and self.allow_text and not body.startswith(("{", "<tool_call>")) and "<tool_call>" in body:
-            prefix, _, rest = body.partition("<tool_call>")
-            prefix, body = prefix.strip(), "<tool_call>" + rest
-        if not body.startswith(("{", "<tool_call>")):
+        close = TAG_CLOSE.strip()
+        if self.tags and self.allow_text and not body.startswith(("{", TOOL_CALL_TAG)) and TOOL_CALL_TAG in body:
+            prefix, _, rest = body.partition(TOOL_CALL_TAG)
+            prefix, body = prefix.strip(), TOOL_CALL_TAG + rest
+        if not body.startswith(("{", TOOL_CALL_TAG)):
             return body, []
-        if body.startswith("<tool_call>"):
-            body = body[len("<tool_call>"):]
-            if body.rstrip().endswith("</tool_call>"):
-                body = body.rstrip()[: -len("</tool_call>")]
+        if body.startswith(TOOL_CALL_TAG):
+            body = body[len(TOOL_CALL_TAG):]
+            if body.rstrip().endswith(close):
+                body = body.rstrip()[: -len(close)]
         try:
             obj = json.loads(body)
         except ValueError:
@@ -225,7 +223,7 @@ def validate_call(call: dict[str, Any], tools: list[dict[str, Any]]) -> bool:
     return True
 
 
-_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
+_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
 
 
 def _basic_valid(args: dict[str, Any], schema: dict[str, Any]) -> bool:

@@ -35,10 +35,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from chatloom.errors import BackendError, ConfigError, ModelNotFound
 from chatloom.models.pricing import cost_usd
-from chatloom.models.toolcalls import parse_tool_calls
+from chatloom.models.toolcalls import CallHoldBack, parse_tool_calls
 
 __all__ = ["ChatloomOpenAI", "create_openai_model"]
 
@@ -243,7 +244,7 @@ class _StreamFixer:
         self.model = model
         names, params = _bound_tools(kwargs) if model.recover_tool_calls else ([], {})
         self.names, self.params = names, params
-        self.holder = _Holder(names) if names else None
+        self.holder = CallHoldBack(names) if names else None
         self.native = False
         self.started = False
         self.finish_reason: str | None = None
@@ -304,50 +305,6 @@ class _StreamFixer:
                                   index=i) for i, c in enumerate(calls)]
         return ChatGenerationChunk(message=AIMessageChunk(content=content,
                                                           tool_call_chunks=chunks))
-
-
-class _Holder:
-    """Streams text through until something that may start a tool call appears.
-
-    ``{`` and ``[`` only count when what follows looks like JSON (``{"``, ``[{``), so prose
-    with braces or citation marks like ``[1]`` keeps streaming.
-    """
-
-    _JSONISH = re.compile(r"\{\s*[\"'A-Za-z_]|\[\s*[\[{]|\[TOOL_CALLS\]")
-    _JSONISH_TAIL = re.compile(r"(?:\{|\[)\s*$|\[T?O?O?L?_?C?A?L?L?S?$")
-
-    def __init__(self, names: list[str]) -> None:
-        self.triggers = ["```", "<tool", "<function", "<|", "functions.",
-                         *(f"{n}(" for n in names)]
-        self.text = ""
-        self.sent = 0
-        self.holding = False
-
-    def feed(self, piece: str) -> str:
-        self.text += piece
-        if self.holding:
-            return ""
-        pending = self.text[self.sent:]
-        hits = [i for i in (pending.find(t) for t in self.triggers) if i >= 0]
-        jsonish = self._JSONISH.search(pending)
-        if jsonish:
-            hits.append(jsonish.start())
-        if hits:
-            self.holding = True
-            out = pending[:min(hits)]
-        else:
-            # Keep back a tail that could still grow into a trigger ("``" before "`").
-            keep = max((k for t in self.triggers for k in range(1, len(t))
-                        if pending.endswith(t[:k])), default=0)
-            tail = self._JSONISH_TAIL.search(pending)
-            if tail and tail.end() > tail.start():
-                keep = max(keep, len(pending) - tail.start())
-            out = pending[:len(pending) - keep]
-        self.sent += len(out)
-        return out
-
-    def rest(self) -> str:
-        return self.text[self.sent:]
 
 
 def _bound_tools(kwargs: dict[str, Any]) -> tuple[list[str], dict[str, list[str]]]:
@@ -484,7 +441,7 @@ def _one_line(value: Any) -> str:
 def _redact(model: ChatloomOpenAI, text: str) -> str:
     """Remove the API key (and anything shaped like one) from a server's message."""
     secret = model.openai_api_key
-    key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else ""
+    key = secret.get_secret_value() if isinstance(secret, SecretStr) else ""
     if key and key != _DUMMY_KEY:
         text = text.replace(key, "***")
     return re.sub(r"\bsk-[A-Za-z0-9_*.-]{4,}", "sk-***", text)

@@ -17,6 +17,10 @@ visible content.
 Only names in ``tool_names`` count; every other piece of text, JSON or not, stays content.
 The parser never raises: on any input it returns ``(text, [])`` at worst, and a parser bug
 that got there is logged (``chatloom.models.toolcalls``, with the traceback), never hidden.
+
+While a reply streams, :class:`CallHoldBack` decides what may be shown: text from where a call
+may start is held back until the reply is complete and parsed, so a call never flashes up as
+prose. Every backend and the agent use it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
-__all__ = ["parse_tool_calls", "new_call_id", "looks_like_tool_call"]
+__all__ = ["TOOL_CALL_TAG", "CallHoldBack", "looks_like_tool_call", "new_call_id", "opens_tool_call",
+           "parse_tool_calls"]
 
 log = logging.getLogger("chatloom.models.toolcalls")
 
@@ -462,3 +467,121 @@ def looks_like_tool_call(text: str) -> bool:
     if match.group(0).lstrip().startswith(("{", ",")):
         return _ARGS_SHAPE.search(head, match.start()) is not None
     return True
+
+
+TOOL_CALL_TAG = "<tool_call>"
+"""The tag Qwen/Hermes chat templates (and chatloom's tool grammar) put around a call."""
+
+# Literal text that opens a tool call, or code, wherever it appears while streaming: call tags
+# (<tool_call>, <tool_use>, <function_call>, ...), chat-template markers (<|python_tag|>,
+# <|tool_call|>, [TOOL_CALLS]) and code fences. Each call form _Parser reads starts with one of
+# these, with JSON or ``functions.NAME`` (_OPENER_RE), or with a bound tool's ``NAME(``.
+_CALL_OPENERS = ("```", "<tool", "<function", "<|", "[TOOL_CALLS]")
+# `{` and `[` open a call only when JSON follows (`{"`, `{'`, an unquoted key `{name:`, `[{`,
+# `[[`), so citation marks ("[1]") and prose braces ("{name} placeholders") keep streaming.
+_OPENER_RE = re.compile(r"\{\s*[\"']|\{\s*[A-Za-z_][\w-]*\s*:|\[\s*[\[{]|\bfunctions\.[A-Za-z_]")
+# The end of the text might still grow into such an opener: `{`, `{ name`, `[`, `func`.
+_OPENER_TAIL_RE = re.compile(r"\{\s*(?:[A-Za-z_][\w-]*\s*)?$|\[\s*$|\b(?:"
+                             + "|".join(re.escape("functions."[:k]) for k in range(10, 0, -1)) + ")$")
+# A reply from chatloom's tool grammar (models.constrained) that starts with one of these took
+# the grammar's call branch: all of it is the call.
+_GRAMMAR_CALL_FIRST = ("{", "<")
+
+
+def _call_start(text: str, literals: Collection[str], jsonish: bool) -> int | None:
+    """Where the first call opener in ``text`` begins, or None."""
+    starts = [i for i in (text.find(opener) for opener in literals) if i >= 0]
+    if jsonish:
+        match = _OPENER_RE.search(text)
+        if match:
+            starts.append(match.start())
+    return min(starts, default=None)
+
+
+def _open_tail(text: str, literals: Collection[str], jsonish: bool) -> int:
+    """How many characters at the end of ``text`` might still become a call opener."""
+    keep = max((k for opener in literals for k in range(1, min(len(opener), len(text) + 1))
+                if text.endswith(opener[:k])), default=0)
+    if jsonish:
+        tail = _OPENER_TAIL_RE.search(text)
+        if tail:
+            keep = max(keep, len(text) - tail.start())
+    return keep
+
+
+class CallHoldBack:
+    """Streams model text through, holding it back from where a tool call may start.
+
+    ``feed`` each streamed piece; it returns the text that may be shown now. Once a call opener
+    appears (a call tag or marker, a code fence, JSON, ``functions.NAME``, or ``NAME(`` for a
+    bound tool in ``tool_names``) nothing more is released: the caller parses the whole reply
+    when it ends and shows :meth:`rest` only if it held no call after all. A partial opener at
+    the end ("<tool_ca", "{") waits for the next piece.
+
+    ``constrained``: the text comes from chatloom's tool grammar (``models.constrained``), where a
+    call is either the whole reply (it starts with ``{`` or ``<``) or one ``<tool_call>`` after
+    the answer, so nothing else in an answer needs holding.
+
+    >>> hold = CallHoldBack(["calculator"])
+    >>> [hold.feed(p) for p in ["Paris [1] is big. ", 'Now: {"name": ', '"calculator"}']]
+    ['Paris [1] is big. ', 'Now: ', '']
+    >>> hold.rest()
+    '{"name": "calculator"}'
+    """
+
+    def __init__(self, tool_names: Collection[str] = (), *, constrained: bool = False) -> None:
+        self.text = ""
+        """Everything fed so far."""
+        self._sent = 0
+        self._holding = False
+        self._constrained = constrained
+        if constrained:
+            self._literals: tuple[str, ...] = (TOOL_CALL_TAG,)
+        else:
+            self._literals = (*_CALL_OPENERS, *(f"{name}(" for name in tool_names if name))
+
+    @property
+    def holding(self) -> bool:
+        """Whether a call opener has appeared: from there on nothing is released."""
+        return self._holding
+
+    @property
+    def released(self) -> str:
+        """The text released so far (a prefix of :attr:`text`)."""
+        return self.text[:self._sent]
+
+    def feed(self, piece: str) -> str:
+        """Add ``piece``; return the text that may be shown now."""
+        self.text += piece
+        if self._holding or not self.text:
+            return ""
+        if self._constrained and self.text.startswith(_GRAMMAR_CALL_FIRST):
+            self._holding = True
+            return ""
+        jsonish = not self._constrained
+        # Released text holds no opener and ends in none that is partial, so only the rest
+        # needs reading.
+        pending = self.text[self._sent:]
+        start = _call_start(pending, self._literals, jsonish)
+        if start is not None:
+            self._holding = True
+            out = pending[:start]
+        else:
+            out = pending[:len(pending) - _open_tail(pending, self._literals, jsonish)]
+        self._sent += len(out)
+        return out
+
+    def rest(self) -> str:
+        """The text held back so far: a call, or (if the reply holds none) text still to show."""
+        return self.text[self._sent:]
+
+
+def opens_tool_call(text: str, tool_names: Collection[str] = ()) -> bool:
+    """Whether ``text`` has begun a tool call or code (by :class:`CallHoldBack`'s openers).
+
+    >>> opens_tool_call("So 3 + 4 ="), opens_tool_call("```python\\nx = 3 + 4 =")
+    (False, True)
+    """
+    hold = CallHoldBack(tool_names)
+    hold.feed(text)
+    return hold.holding
