@@ -204,7 +204,7 @@ def test_tool_exception_goes_back_to_the_model():
 
 
 def test_unknown_tool_and_bad_arguments_are_reported_to_the_model():
-    agent, model = make_agent(tool_call("nope", a=1), tool_call("calculator", wrong=1), "ok")
+    agent, _ = make_agent(tool_call("nope", a=1), tool_call("calculator", wrong=1), "ok")
     reply = agent.chat("go")
     assert reply.answer == "ok"
     assert "no tool named 'nope'" in reply.tool_steps[0].result
@@ -429,7 +429,7 @@ def test_identical_calls_in_one_message_run_once_and_all_get_the_result():
 
     count.metadata = {"effect": "read", "trusted_output": True}
     twice = AIMessage(content="", tool_calls=[{"name": "count", "args": {"x": 1}, "id": "", "type": "tool_call"}] * 3)
-    agent, model = make_agent(twice, "done", tools=[count])
+    agent, _ = make_agent(twice, "done", tools=[count])
     reply = agent.chat("go")
     assert runs == [1] and reply.stop_reason == "answer" and reply.answer == "done"
     assert [s.result for s in reply.tool_steps] == ["ran 1"] * 3
@@ -463,7 +463,7 @@ def test_a_small_model_whose_calls_keep_failing_answers_without_tools():
 
 
 def test_a_failed_step_followed_by_one_that_works_keeps_going():
-    agent, model = make_agent(tool_call("lookup", query="x"), tool_call("calculator", expression="2+2"),
+    agent, _ = make_agent(tool_call("lookup", query="x"), tool_call("calculator", expression="2+2"),
                               tool_call("lookup", query="y"), "It is 4.", tools=[lookup, calculator])
     agent._ready = replace(agent.load()._ready, profile=replace(profile_for(None), failed_steps_allowed=2))
     reply = agent.chat("What is 2+2 according to the docs?")

@@ -65,7 +65,7 @@ def test_nothing_relevant_abstains_in_english_for_an_english_question():
 def test_korean_question_over_english_documents_gets_no_invented_answer():
     # The REPL case from issue 10: nothing about leave in Korean, the reference bot's tools bound.
     memory = ListMemory("chatloom ingest memory/ adds documents to the knowledge base.")
-    agent, model = agent_with(memory, "회사 연차 신청은 웹사이트를 통해 이루어집니다.", tools=[calculator])
+    agent, _ = agent_with(memory, "회사 연차 신청은 웹사이트를 통해 이루어집니다.", tools=[calculator])
     reply = agent.chat("회사 연차 신청은 어떻게 하나요?")
     assert reply.answer == "지식 베이스에서 관련 내용을 찾지 못했습니다."
     assert reply.unsupported == ("회사 연차 신청은 웹사이트를 통해 이루어집니다.",)

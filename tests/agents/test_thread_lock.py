@@ -92,7 +92,7 @@ def test_five_threads_twenty_turns_each_lose_no_turn(home, shared_agent):
             start.wait()
             for i in range(20):
                 agents[k].chat(f"t{k}-{i}", thread_id="shared")
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     workers = [threading.Thread(target=work, args=(k,)) for k in range(5)]

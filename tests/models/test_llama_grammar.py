@@ -12,10 +12,9 @@ import importlib.util
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from test_local_constrained import PROMPTS, TOOLS, _smollm2_path
 
 from chatloom.models.constrained import build_tool_grammar, validate_call
-
-from test_local_constrained import PROMPTS, TOOLS, _smollm2_path
 
 SPECS = [convert_to_openai_tool(t) for t in TOOLS]
 

@@ -14,9 +14,9 @@ import importlib.util
 from typing import Annotated, Literal
 
 import pytest
-from pydantic import Field
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field
 
 from chatloom.errors import ChatloomError
 from chatloom.models.constrained import build_tool_grammar, validate_call

@@ -133,7 +133,7 @@ def test_both_engines_share_one_bounded_cache(tmp_path, monkeypatch):
     LlamaCppChatModel(model_path=str(tmp_path / "a.gguf")).load()  # shared, not loaded again
     LlamaCppChatModel(model_path=str(tmp_path / "b.gguf")).load()
     TransformersChatModel(model_path=str(tmp_path / "hf-dir")).load()  # the third model: a.gguf goes
-    assert [key[0] for key in model_cache.LOADED_MODELS.keys()] == ["llama.cpp", "transformers"]
+    assert [key[0] for key in model_cache.LOADED_MODELS.keys()] == ["llama.cpp", "transformers"]  # noqa: SIM118 - a ModelCache, not a dict
     assert first._llm is not None  # a model in use keeps its weights when the cache drops them
     LlamaCppChatModel(model_path=str(tmp_path / "a.gguf")).load()
     assert FakeLlama.made == [str(tmp_path / "a.gguf"), str(tmp_path / "b.gguf"), str(tmp_path / "a.gguf")]

@@ -16,8 +16,7 @@ import pytest
 from chatloom import plugins
 from chatloom.config import Settings
 from chatloom.errors import ChatloomError, ConfigError, ModelError, ModelNotFound, PluginError
-from chatloom.models import known_schemes, resolve_model
-from chatloom.models import registry
+from chatloom.models import known_schemes, registry, resolve_model
 
 
 @pytest.fixture(autouse=True)

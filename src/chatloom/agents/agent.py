@@ -160,7 +160,7 @@ class Agent:
         self._ready: _Services | None = None
 
     @classmethod
-    def from_spec(cls, path: str | Path, **overrides: Any) -> "Agent":
+    def from_spec(cls, path: str | Path, **overrides: Any) -> Agent:
         """Build an agent from an ``agents/*.yaml`` spec; keyword arguments override it."""
         from chatloom.agents.spec import load_spec
 
@@ -188,7 +188,7 @@ class Agent:
 
     # -- set-up, done once and lazily so a REPL can show its prompt first ----------------------
 
-    def load(self) -> "Agent":
+    def load(self) -> Agent:
         """Resolve the model, prompt, tools, memory and store now instead of on the first turn."""
         self._services()
         return self
@@ -363,7 +363,7 @@ class Agent:
         if self._mcp is not None:
             self._mcp.close()
 
-    def __enter__(self) -> "Agent":
+    def __enter__(self) -> Agent:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -576,7 +576,7 @@ async def _in_thread(make_events: Callable[[], Iterator[Event]]) -> AsyncIterato
         try:
             for event in make_events():
                 loop.call_soon_threadsafe(queue.put_nowait, event)
-        except BaseException as exc:  # re-raised in the consumer
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, done)

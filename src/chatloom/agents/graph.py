@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+)
 from langchain_core.messages.ai import add_usage
 from langchain_core.messages.utils import trim_messages
 from langchain_core.tools import BaseTool
@@ -26,11 +34,11 @@ from langgraph.runtime import Runtime
 
 from chatloom.agents import grounding
 from chatloom.agents.reply import StopReason
+from chatloom.agents.taint import is_tainted, taint_update
 from chatloom.memory.base import Memory
 from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
 from chatloom.models.toolcalls import looks_like_tool_call, new_call_id
 from chatloom.prompts.template import split_reasoning
-from chatloom.agents.taint import is_tainted, taint_update
 from chatloom.tools.calculator import expression_asked
 from chatloom.tools.policy import contains_untrusted, output_is_trusted, unwrap_untrusted, wrap_untrusted
 
@@ -598,7 +606,7 @@ def _run_tool(ctx: TurnContext, call: ToolCall, untrusted: bool, answer: bool | 
             return _tool_message(call, f"error: tool call refused by policy: {decision.reason}", False)
     try:
         output = tool.invoke(call["args"])
-    except Exception as exc:  # a tool's failure is information for the model, not a crash
+    except Exception as exc:  # noqa: BLE001 - a tool's failure is information for the model, not a crash
         return _tool_message(call, f"error: {type(exc).__name__}: {exc}", False)
     text = output if isinstance(output, str) else json.dumps(output, default=str)
     # Tools report a failure by raising or by answering "error: ..." (the calculator, the

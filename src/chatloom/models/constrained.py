@@ -182,7 +182,7 @@ def build_tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, *, tags: b
     """
     if not tools or tool_choice == "none":
         return None
-    funcs = [t["function"] if "function" in t else t for t in tools]
+    funcs = [t.get("function", t) for t in tools]
     allow_text = tool_choice in (None, "auto")
     if isinstance(tool_choice, str) and tool_choice not in ("auto", "required", "any"):
         funcs = [f for f in funcs if f["name"] == tool_choice]
@@ -207,7 +207,7 @@ def validate_call(call: dict[str, Any], tools: list[dict[str, Any]]) -> bool:
 
     Uses ``jsonschema`` when installed, else checks required keys and basic types.
     """
-    funcs = {(t["function"] if "function" in t else t)["name"]: (t["function"] if "function" in t else t) for t in tools}
+    funcs = {f["name"]: f for f in (t.get("function", t) for t in tools)}
     func = funcs.get(call.get("name"))
     if func is None or not isinstance(call.get("args"), dict):
         return False
