@@ -75,8 +75,12 @@ def run_once(args: list[str], first_only: bool = False, src: str | None = None) 
         env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
     started = time.time()
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, *args[:1], *thread, *args[1:]], cwd=ROOT, capture_output=True, text=True,
-        timeout=1800, env=env,
+        [sys.executable, "-c", CHILD, *args[:1], *thread, *args[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
     )
     total = time.time() - started
     if proc.returncode != 0:
@@ -99,14 +103,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--question", default="How many seats are in 17 rows of 23?")
-    ap.add_argument("--first-token-only", action="store_true",
-                    help="end each run at its first token (no totals; for a machine too busy for whole answers)")
+    ap.add_argument(
+        "--first-token-only",
+        action="store_true",
+        help="end each run at its first token (no totals; for a machine too busy for whole answers)",
+    )
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 run per setup, to the first token")
-    ap.add_argument("--warm-only", action="store_true",
-                    help="only the warm cells (one untimed run first saves the prompt state if it is missing)")
-    ap.add_argument("--baseline-src", metavar="DIR",
-                    help="another checkout's src dir: every run alternates with one of that code, "
-                         "and each cell reports both medians and their ratio")
+    ap.add_argument(
+        "--warm-only",
+        action="store_true",
+        help="only the warm cells (one untimed run first saves the prompt state if it is missing)",
+    )
+    ap.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="another checkout's src dir: every run alternates with one of that code, "
+        "and each cell reports both medians and their ratio",
+    )
     a = ap.parse_args()
     if a.quick:
         a.runs, a.first_token_only = 1, True
@@ -142,10 +155,16 @@ def main() -> None:
                 "runs": runs,
             }
             table[label][state] = row
-            print(f"{label:36s} {state:5s} first token {row['first_token_s']} s  total {row['total_s']} s"
-                  f"  (median of {a.runs})  answer: {runs[-1]['answer'][:60]!r}", flush=True)
+            print(
+                f"{label:36s} {state:5s} first token {row['first_token_s']} s  total {row['total_s']} s"
+                f"  (median of {a.runs})  answer: {runs[-1]['answer'][:60]!r}",
+                flush=True,
+            )
         for state in ("cold", "warm"):
-            new, old = table[label].get(state, {}).get("first_token_s"), table[label].get(f"baseline {state}", {}).get("first_token_s")
+            new, old = (
+                table[label].get(state, {}).get("first_token_s"),
+                table[label].get(f"baseline {state}", {}).get("first_token_s"),
+            )
             if new and old:
                 table[label][f"{state} baseline/this"] = round(old / new, 3)
                 print(f"{label:36s} {state} first token baseline/this = {old / new:.2f}x")

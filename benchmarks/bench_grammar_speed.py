@@ -59,8 +59,9 @@ def _chain_model(model: Any) -> Any:
             llm = self._ensure_loaded()
             grammar = LlamaGrammar.from_string(prepared.grammar.gbnf(), verbose=False)
             n = 0
-            for chunk in llm.create_completion(prompt=tokens, max_tokens=max_new, temperature=0.0,
-                                               grammar=grammar, stream=True):
+            for chunk in llm.create_completion(
+                prompt=tokens, max_tokens=max_new, temperature=0.0, grammar=grammar, stream=True
+            ):
                 text = chunk["choices"][0]["text"]
                 n += 1
                 if text:
@@ -101,9 +102,13 @@ def main() -> None:
     tools = _tools()
     bound = {}
     for name, (engine, opts) in modes.items():
-        model = resolve_model(a.model, max_tokens=a.max_tokens, tool_max_tokens=a.max_tokens,
-                              grammar_engine="gbnf" if engine == "gbnf-chain" else engine,
-                              inline_calculator=False)
+        model = resolve_model(
+            a.model,
+            max_tokens=a.max_tokens,
+            tool_max_tokens=a.max_tokens,
+            grammar_engine="gbnf" if engine == "gbnf-chain" else engine,
+            inline_calculator=False,
+        )
         if engine == "gbnf-chain":
             model = _chain_model(model)
         bound[name] = model.bind_tools(tools, **opts)
@@ -135,8 +140,10 @@ def main() -> None:
         s["tok_s"] = round(s["tokens"] / s["gen_s"], 2) if s["gen_s"] else None
         s["s_per_reply"] = round(s["total_s"] / max(s["replies"], 1), 2)
         s["vs_free"] = round(s["tok_s"] / free_tps, 2) if free_tps and s["tok_s"] else None
-        print(f"{mode:20s} {s['tok_s']} tok/s ({s['vs_free']}x free)  {s['s_per_reply']} s/reply  "
-              f"{s['tokens']} tokens  calls {s['calls']}/{s['replies']}")
+        print(
+            f"{mode:20s} {s['tok_s']} tok/s ({s['vs_free']}x free)  {s['s_per_reply']} s/reply  "
+            f"{s['tokens']} tokens  calls {s['calls']}/{s['replies']}"
+        )
     out = {"model": a.model, "questions": len(questions) - 1, "load_avg_at_end": os.getloadavg(), "modes": stats}
     print("wrote", save("bench_grammar_speed", out))
 

@@ -158,15 +158,24 @@ class Cases:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
         mark = "ok" if row["correct"] else ("ERROR" if row["error"] else "wrong")
-        print(f"[{row['set']}] {row['model']} {row['agent']} #{row['i']}: {mark} ({row['seconds']:.1f} s)"
-              + (f" {row['error'][:120]}" if row["error"] else ""), file=sys.stderr, flush=True)
+        print(
+            f"[{row['set']}] {row['model']} {row['agent']} #{row['i']}: {mark} ({row['seconds']:.1f} s)"
+            + (f" {row['error'][:120]}" if row["error"] else ""),
+            file=sys.stderr,
+            flush=True,
+        )
 
 
-def run_korean(model: str, agents: list[str], limit: int | None, quick: bool, settings: Any, cases: Cases,
-               retrieval: dict) -> None:
+def run_korean(
+    model: str, agents: list[str], limit: int | None, quick: bool, settings: Any, cases: Cases, retrieval: dict
+) -> None:
     from chatloom.memory import open_memory
 
-    rows = [json.loads(line) for line in (KOREAN / "questions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in (KOREAN / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     picked = list(enumerate(rows, 1))
     if quick:  # the first question of each kind
         firsts: dict[str, tuple[int, dict]] = {}
@@ -185,8 +194,10 @@ def run_korean(model: str, agents: list[str], limit: int | None, quick: bool, se
     memory = open_memory(settings, namespace=namespace)
     memory.ingest([docs_dir])
     # Each document's "# heading", should a passage or citation name it by title, not by file.
-    headings = {f.read_text(encoding="utf-8").partition("\n")[0].lstrip("# ").strip(): f.name
-                for f in sorted(docs_dir.glob("*.md"))}
+    headings = {
+        f.read_text(encoding="utf-8").partition("\n")[0].lstrip("# ").strip(): f.name
+        for f in sorted(docs_dir.glob("*.md"))
+    }
     for i, row in picked:
         if row["gold_doc"]:
             found = memory.recall(row["question"], k=3)
@@ -210,9 +221,18 @@ def run_korean(model: str, agents: list[str], limit: int | None, quick: bool, se
             facts = holds_facts(answer, row["facts_all_of_any"]) if gold else None
             abstained = abstains(answer) if reply is not None else False
             out.update(
-                model=model, set="korean_faq", agent=name, i=i, kind=row["kind"], question=row["question"],
-                facts=facts, abstained=abstained, retrieval_top3=retrieval.get(i),
-                gold_cited=(gold in out["cited"] or gold in {headings.get(t) for t in out["cited_titles"]}) if gold else None,
+                model=model,
+                set="korean_faq",
+                agent=name,
+                i=i,
+                kind=row["kind"],
+                question=row["question"],
+                facts=facts,
+                abstained=abstained,
+                retrieval_top3=retrieval.get(i),
+                gold_cited=(gold in out["cited"] or gold in {headings.get(t) for t in out["cited_titles"]})
+                if gold
+                else None,
                 false_abstention=(abstained and not facts) if gold else None,
                 correct=bool(facts) if gold else abstained,
             )
@@ -236,17 +256,27 @@ def run_hotpot(model: str, agents: list[str], limit: int | None, settings: Any, 
         memory.ingest([qdir])
         support = {t for t, _ in row["supporting_facts"]}
         for name in todo:
-            reply, error, seconds = run_turn(lambda name=name: make_agent(name, model, memory, namespace), row["question"])  # noqa: B023 - called within this iteration
+            reply, error, seconds = run_turn(
+                lambda name=name, memory=memory, namespace=namespace: make_agent(name, model, memory, namespace),
+                row["question"],
+            )
             out = common_fields(reply, error, seconds)
             answer = reply.answer if reply is not None else ""
             em = exact_match(answer, row["answer"]) if reply is not None else False
             out.update(
-                model=model, set="hotpotqa", agent=name, i=i, question=row["question"], gold=row["answer"],
-                em=em, f1=round(token_f1(answer, row["answer"]), 4) if reply is not None else 0.0,
+                model=model,
+                set="hotpotqa",
+                agent=name,
+                i=i,
+                question=row["question"],
+                gold=row["answer"],
+                em=em,
+                f1=round(token_f1(answer, row["answer"]), 4) if reply is not None else 0.0,
                 contains=contains_answer(answer, row["answer"]),
                 # By file name, or by the passage title should sources stop being file paths.
                 support_cited=any(titles.get(c) in support for c in out["cited"])
-                or any(t in support for t in out["cited_titles"]), correct=em,
+                or any(t in support for t in out["cited_titles"]),
+                correct=em,
             )
             cases.add(out)
         memory.close()
@@ -269,8 +299,15 @@ def run_gsm8k(model: str, agents: list[str], limit: int, cases: Cases) -> None:
             reply, error, seconds = run_turn(build, row["question"])
             out = common_fields(reply, error, seconds)
             guess = predicted(reply.answer) if reply is not None else None
-            out.update(model=model, set="gsm8k", agent=name, i=i, gold=str(gold),
-                       predicted=None if guess is None else str(guess), correct=guess == gold)
+            out.update(
+                model=model,
+                set="gsm8k",
+                agent=name,
+                i=i,
+                gold=str(gold),
+                predicted=None if guess is None else str(guess),
+                correct=guess == gold,
+            )
             cases.add(out)
 
 
@@ -299,9 +336,15 @@ def summarize(rows: list[dict], retrieval: dict[str, dict]) -> dict:
             for agent in dict.fromkeys(r["agent"] for r in rs):
                 a = sorted((r for r in rs if r["agent"] == agent), key=lambda r: r["i"])
                 med, p95 = _seconds(a)
-                m: dict[str, Any] = {"n": len(a), "errors": sum(bool(r["error"]) for r in a),
-                                     "tool_text": sum(r["tool_text"] for r in a), "tool_calls": sum(r["tool_calls"] for r in a),
-                                     "grounded": _share(r["grounded"] for r in a), "median_s": med, "p95_s": p95}
+                m: dict[str, Any] = {
+                    "n": len(a),
+                    "errors": sum(bool(r["error"]) for r in a),
+                    "tool_text": sum(r["tool_text"] for r in a),
+                    "tool_calls": sum(r["tool_calls"] for r in a),
+                    "grounded": _share(r["grounded"] for r in a),
+                    "median_s": med,
+                    "p95_s": p95,
+                }
                 if set_name == "korean_faq":
                     answerable = [r for r in a if r["kind"] != "unanswerable"]
                     m["facts"] = _share(r["facts"] for r in answerable)
@@ -326,11 +369,18 @@ def summarize(rows: list[dict], retrieval: dict[str, dict]) -> dict:
                         by_i = {agent: {r["i"]: r for r in rs if r["agent"] == agent} for agent in (tools, plain)}
                         both = sorted(set(by_i[tools]) & set(by_i[plain]))
                         wins, losses = paired([by_i[plain][i] for i in both], [by_i[tools][i] for i in both])
-                        per[tools]["vs"] = {"other": plain, "questions": len(both), "wins": wins, "losses": losses,
-                                            "sign_test_p": sign_test(wins, losses)}
+                        per[tools]["vs"] = {
+                            "other": plain,
+                            "questions": len(both),
+                            "wins": wins,
+                            "losses": losses,
+                            "sign_test_p": sign_test(wins, losses),
+                        }
             entry = {"agents": per}
             if set_name == "korean_faq":
-                hits = retrieval.get(model) or {r["i"]: r["retrieval_top3"] for r in rs if r["retrieval_top3"] is not None}
+                hits = retrieval.get(model) or {
+                    r["i"]: r["retrieval_top3"] for r in rs if r["retrieval_top3"] is not None
+                }
                 entry["retrieval_top3"] = _share(hits.values())
             out.setdefault(model, {})[set_name] = entry
     return out
@@ -349,13 +399,44 @@ def print_tables(summary: dict) -> None:
             print(f"\n### {set_name}, model {model}\n")
             if set_name == "korean_faq":
                 print(f"Retrieval top-3 hit of gold_doc (`recall(q, k=3)`): {_fmt(tuple(entry['retrieval_top3']))}\n")
-                head = ["agent", "facts", "lookup", "multistep", "english", "gold cited", "abstain (unans.)",
-                        "false abstain", "tool text", "grounded", "errors", "s median", "s p95"]
-                keys = ["facts", "facts_lookup", "facts_multistep", "facts_english", "gold_cited", "abstention",
-                        "false_abstention"]
+                head = [
+                    "agent",
+                    "facts",
+                    "lookup",
+                    "multistep",
+                    "english",
+                    "gold cited",
+                    "abstain (unans.)",
+                    "false abstain",
+                    "tool text",
+                    "grounded",
+                    "errors",
+                    "s median",
+                    "s p95",
+                ]
+                keys = [
+                    "facts",
+                    "facts_lookup",
+                    "facts_multistep",
+                    "facts_english",
+                    "gold_cited",
+                    "abstention",
+                    "false_abstention",
+                ]
             elif set_name == "hotpotqa":
-                head = ["agent", "EM", "F1", "answer contains gold", "supporting cited", "abstained", "tool text",
-                        "grounded", "errors", "s median", "s p95"]
+                head = [
+                    "agent",
+                    "EM",
+                    "F1",
+                    "answer contains gold",
+                    "supporting cited",
+                    "abstained",
+                    "tool text",
+                    "grounded",
+                    "errors",
+                    "s median",
+                    "s p95",
+                ]
                 keys = ["em", "f1", "contains", "support_cited", "abstained"]
             else:
                 head = ["agent", "correct", "tool calls", "tool text", "grounded", "errors", "s median", "s p95"]
@@ -364,16 +445,23 @@ def print_tables(summary: dict) -> None:
             print("|" + "---|" * len(head))
             for agent, m in per.items():
                 cells = [agent] + [_fmt(tuple(m[k])) if isinstance(m[k], (list, tuple)) else str(m[k]) for k in keys]
-                cells += [f"{m['tool_text']}/{m['n']}", _fmt(tuple(m["grounded"])), str(m["errors"]),
-                          f"{m['median_s']}", f"{m['p95_s']}"]
+                cells += [
+                    f"{m['tool_text']}/{m['n']}",
+                    _fmt(tuple(m["grounded"])),
+                    str(m["errors"]),
+                    f"{m['median_s']}",
+                    f"{m['p95_s']}",
+                ]
                 print("| " + " | ".join(cells) + " |")
                 total_text += m["tool_text"]
                 total += m["n"]
             for agent, m in per.items():
                 if "vs" in m:
                     v = m["vs"]
-                    print(f"\n{agent} vs {v['other']} on the same {v['questions']} questions: right only with "
-                          f"{agent} {v['wins']}, only with {v['other']} {v['losses']}, two-sided sign test p = {v['sign_test_p']:.3g}")
+                    print(
+                        f"\n{agent} vs {v['other']} on the same {v['questions']} questions: right only with "
+                        f"{agent} {v['wins']}, only with {v['other']} {v['losses']}, two-sided sign test p = {v['sign_test_p']:.3g}"
+                    )
     print(f"\nAnswers containing tool-call text: {total_text} of {total} (target: 0)")
 
 
@@ -398,13 +486,18 @@ def main() -> int:
     parser.add_argument("--agents", default=",".join(AGENTS), help=f"comma-separated, from: {', '.join(AGENTS)}")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from: {', '.join(SETS)}")
     parser.add_argument("--korean-limit", type=int, help="first N korean_faq questions (default: all 20)")
-    parser.add_argument("--korean-dir", type=Path, default=KOREAN,
-                        help="another set in the korean_faq format: questions.jsonl plus docs/ or knowledge/ "
-                             "(e.g. examples/hr_bot_ko)")
+    parser.add_argument(
+        "--korean-dir",
+        type=Path,
+        default=KOREAN,
+        help="another set in the korean_faq format: questions.jsonl plus docs/ or knowledge/ (e.g. examples/hr_bot_ko)",
+    )
     parser.add_argument("--hotpot-limit", type=int, default=70)
     parser.add_argument("--gsm8k-limit", type=int, default=200)
     parser.add_argument("--home", help="data dir to use (default: a temporary one, models linked from the real one)")
-    parser.add_argument("--out", default=str(RESULTS / "grounding.json"), help="summary JSON; cases go to <out>.cases.jsonl")
+    parser.add_argument(
+        "--out", default=str(RESULTS / "grounding.json"), help="summary JSON; cases go to <out>.cases.jsonl"
+    )
     parser.add_argument("--resume", action="store_true", help="keep the cases already in the JSONL, run the rest")
     parser.add_argument("--summarize", action="store_true", help="only print the tables from the JSONL")
     args = parser.parse_args()
@@ -444,8 +537,9 @@ def main() -> int:
         for model in models:
             if "korean_faq" in sets:
                 if (KOREAN / "questions.jsonl").exists():
-                    run_korean(model, agents, args.korean_limit, args.quick, settings, cases,
-                               retrieval.setdefault(model, {}))
+                    run_korean(
+                        model, agents, args.korean_limit, args.quick, settings, cases, retrieval.setdefault(model, {})
+                    )
                 else:
                     print(f"skipped korean_faq: {KOREAN} is absent", file=sys.stderr)
             if "hotpotqa" in sets:
@@ -463,12 +557,24 @@ def main() -> int:
     summary = summarize(cases.rows, retrieval)
     print_tables(summary)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps({
-        "models": models, "agents": agents, "sets": sets, "quick": args.quick,
-        "limits": {"korean_faq": args.korean_limit, "hotpotqa": args.hotpot_limit, "gsm8k": args.gsm8k_limit},
-        "minutes": round((time.time() - started) / 60, 1), "load_avg": [load_start, os.getloadavg()[0]],
-        "cpu_count": os.cpu_count(), "summary": summary, "cases": str(cases_path),
-    }, indent=2, ensure_ascii=False))
+    out_path.write_text(
+        json.dumps(
+            {
+                "models": models,
+                "agents": agents,
+                "sets": sets,
+                "quick": args.quick,
+                "limits": {"korean_faq": args.korean_limit, "hotpotqa": args.hotpot_limit, "gsm8k": args.gsm8k_limit},
+                "minutes": round((time.time() - started) / 60, 1),
+                "load_avg": [load_start, os.getloadavg()[0]],
+                "cpu_count": os.cpu_count(),
+                "summary": summary,
+                "cases": str(cases_path),
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
     print(f"\nwrote {out_path} and {cases_path}")
     return 0
 

@@ -51,25 +51,36 @@ VARIANTS: dict[str, tuple[str, list[str], str, dict]] = {
     "calculator calls": ("gsm8k_tools.yaml", ["calculator"], "auto", {}),
     "python": ("gsm8k_python.yaml", ["python"], "required", {}),
 }
+
+
 def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     summary = {}
     print(f"{'variant':<12} {'correct':>8} {'accuracy':>9} {'s/question':>11} {'tool calls':>11} {'errors':>7}")
     for name, rs in results.items():
         correct = sum(r["correct"] for r in rs)
         summary[name] = {
-            "correct": correct, "n": len(rs), "accuracy": round(correct / len(rs), 4) if rs else 0.0,
+            "correct": correct,
+            "n": len(rs),
+            "accuracy": round(correct / len(rs), 4) if rs else 0.0,
             "median_s": round(statistics.median(r["seconds"] for r in rs), 2) if rs else 0.0,
-            "tool_calls": sum(r["tool_calls"] for r in rs), "errors": sum(r["stop"] == "error" for r in rs),
+            "tool_calls": sum(r["tool_calls"] for r in rs),
+            "errors": sum(r["stop"] == "error" for r in rs),
         }
         s = summary[name]
-        print(f"{name:<12} {correct:>4}/{len(rs):<3} {s['accuracy']:>9.1%} {s['median_s']:>11.1f} {s['tool_calls']:>11} {s['errors']:>7}")
+        print(
+            f"{name:<12} {correct:>4}/{len(rs):<3} {s['accuracy']:>9.1%} {s['median_s']:>11.1f} {s['tool_calls']:>11} {s['errors']:>7}"
+        )
     for name in results:
         if name != "no tools" and "no tools" in results:
             delta = summary[name]["accuracy"] - summary["no tools"]["accuracy"]
             wins, losses = paired(results["no tools"], results[name])
-            summary[name].update(vs_no_tools=round(delta, 4), wins=wins, losses=losses, sign_test_p=sign_test(wins, losses))
-            print(f"{name} - no tools: {delta:+.1%} (target: > 0); right only with {name}: {wins}, "
-                  f"only without: {losses}, two-sided sign test p = {summary[name]['sign_test_p']:.3g}")
+            summary[name].update(
+                vs_no_tools=round(delta, 4), wins=wins, losses=losses, sign_test_p=sign_test(wins, losses)
+            )
+            print(
+                f"{name} - no tools: {delta:+.1%} (target: > 0); right only with {name}: {wins}, "
+                f"only without: {losses}, two-sided sign test p = {summary[name]['sign_test_p']:.3g}"
+            )
     return summary
 
 
@@ -88,7 +99,9 @@ def rescore(out: str) -> int:
             guess = predicted(r["answer"])
             r["predicted"] = None if guess is None else str(guess)
             r["correct"] = guess == Fraction(r["gold"])
-    print(f"re-scored {path} ({data.get('completed', data['limit'])} of {data['limit']} questions, model {data['model']})")
+    print(
+        f"re-scored {path} ({data.get('completed', data['limit'])} of {data['limit']} questions, model {data['model']})"
+    )
     data["summary"] = summarize(data["results"])
     path.write_text(json.dumps(data, indent=2))
     return 0
@@ -99,8 +112,11 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="a smoke run on 5 questions")
     parser.add_argument("--model", default="local:qwen2.5-coder-0.5b")
-    parser.add_argument("--variants", default="no tools,calculator",
-                        help=f"comma-separated, from: {', '.join(VARIANTS)} (default: 'no tools,calculator')")
+    parser.add_argument(
+        "--variants",
+        default="no tools,calculator",
+        help=f"comma-separated, from: {', '.join(VARIANTS)} (default: 'no tools,calculator')",
+    )
     parser.add_argument("--max-steps", type=int, default=6)
     parser.add_argument("--out", default="bench_gsm8k_tools", help="results file name under benchmarks/results/")
     parser.add_argument("--rescore", action="store_true", help="re-score the saved results file and print the table")
@@ -124,9 +140,15 @@ def main() -> int:
     for name in names:
         prompt, tools, tool_choice, options = VARIANTS[name]
         model = resolve_model(args.model, **options)
-        agents[name] = Agent(model=model, prompt=str(PROMPTS / prompt), tools=tools, tool_choice=tool_choice,
-                             tool_policy={"python": "allow"},  # the sandbox is the safety boundary here
-                             checkpointer="memory", max_steps=args.max_steps).load()
+        agents[name] = Agent(
+            model=model,
+            prompt=str(PROMPTS / prompt),
+            tools=tools,
+            tool_choice=tool_choice,
+            tool_policy={"python": "allow"},  # the sandbox is the safety boundary here
+            checkpointer="memory",
+            max_steps=args.max_steps,
+        ).load()
     load_s = time.perf_counter() - load_start
     results: dict[str, list[dict]] = {name: [] for name in agents}
     for i, row in enumerate(rows, 1):
@@ -140,21 +162,54 @@ def main() -> int:
                 answer, steps, stop = f"<error: {type(exc).__name__}: {exc}>", 0, "error"
             elapsed = time.perf_counter() - start
             guess = predicted(answer)
-            results[name].append({
-                "i": i, "correct": guess == gold, "gold": str(gold), "predicted": None if guess is None else str(guess),
-                "tool_calls": steps, "stop": stop, "seconds": round(elapsed, 2), "answer": answer[-300:],
-            })
+            results[name].append(
+                {
+                    "i": i,
+                    "correct": guess == gold,
+                    "gold": str(gold),
+                    "predicted": None if guess is None else str(guess),
+                    "tool_calls": steps,
+                    "stop": stop,
+                    "seconds": round(elapsed, 2),
+                    "answer": answer[-300:],
+                }
+            )
         done = {n: sum(r["correct"] for r in rs) for n, rs in results.items()}
         calls = sum(r["tool_calls"] for rs in results.values() for r in rs)
-        print(f"[{i}/{len(rows)}] " + "  ".join(f"{n}: {c}/{i}" for n, c in done.items()) + f"  (tool calls so far: {calls})",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{i}/{len(rows)}] "
+            + "  ".join(f"{n}: {c}/{i}" for n, c in done.items())
+            + f"  (tool calls so far: {calls})",
+            file=sys.stderr,
+            flush=True,
+        )
         # Saved after every question, so a long run that is stopped still leaves its numbers.
-        save(args.out, {"model": args.model, "variants": {n: VARIANTS[n] for n in names}, "limit": len(rows),
-                                   "completed": i, "partial": i < len(rows), "results": results})
+        save(
+            args.out,
+            {
+                "model": args.model,
+                "variants": {n: VARIANTS[n] for n in names},
+                "limit": len(rows),
+                "completed": i,
+                "partial": i < len(rows),
+                "results": results,
+            },
+        )
 
-    print(f"\nGSM8K dev, first {len(rows)} questions, model {args.model}, variants {', '.join(names)} (load {load_s:.1f} s)")
+    print(
+        f"\nGSM8K dev, first {len(rows)} questions, model {args.model}, variants {', '.join(names)} (load {load_s:.1f} s)"
+    )
     summary = summarize(results)
-    path = save(args.out, {"model": args.model, "variants": {n: VARIANTS[n] for n in names}, "limit": len(rows), "summary": summary, "results": results})
+    path = save(
+        args.out,
+        {
+            "model": args.model,
+            "variants": {n: VARIANTS[n] for n in names},
+            "limit": len(rows),
+            "summary": summary,
+            "results": results,
+        },
+    )
     print(f"wrote {path}")
     return 0
 

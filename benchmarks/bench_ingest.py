@@ -46,9 +46,11 @@ def load_chunks(n: int, corpus: str = "vaswani") -> list[str]:
     from chatloom.memory.ingest import chunk_markdown
 
     if corpus == "hotpotqa":
-        docs = (f"# {title}\n\n" + " ".join(sentences)
-                for line in (EVALDATA / "hotpotqa" / "distractor_dev70.jsonl").read_text().splitlines()
-                for title, sentences in json.loads(line)["context"])
+        docs = (
+            f"# {title}\n\n" + " ".join(sentences)
+            for line in (EVALDATA / "hotpotqa" / "distractor_dev70.jsonl").read_text().splitlines()
+            for title, sentences in json.loads(line)["context"]
+        )
     else:
         raw = (EVALDATA / "vaswani" / "doc-text.trec").read_text(errors="replace")
         docs = (" ".join(m.group(2).split()) for m in re.finditer(r"<DOCNO>\s*(\S+)\s*</DOCNO>(.*?)</DOC>", raw, re.S))
@@ -66,10 +68,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--corpus", choices=("vaswani", "hotpotqa"), default="vaswani", help="whose chunks to time")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 32 chunks, 1 round")
-    ap.add_argument("--quality", action="store_true",
-                    help="also embed all of Vaswani with today's setup and the default and compare nDCG@10")
-    ap.add_argument("--also", type=Path, metavar="ONNX",
-                    help="an int8 ONNX file of MiniLM (an earlier recipe) to run like the default, for comparison")
+    ap.add_argument(
+        "--quality",
+        action="store_true",
+        help="also embed all of Vaswani with today's setup and the default and compare nDCG@10",
+    )
+    ap.add_argument(
+        "--also",
+        type=Path,
+        metavar="ONNX",
+        help="an int8 ONNX file of MiniLM (an earlier recipe) to run like the default, for comparison",
+    )
     args = ap.parse_args()
     if args.quick:
         args.chunks, args.rounds = 32, 1
@@ -81,8 +90,10 @@ def main() -> None:
     from chatloom.memory.embeddings import E5Embeddings, MiniLMEmbeddings
 
     texts = load_chunks(args.chunks, args.corpus)
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, \
-            tempfile.TemporaryDirectory(prefix="bench-ingest-also-") as also_dir:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
+        tempfile.TemporaryDirectory(prefix="bench-ingest-also-") as also_dir,
+    ):
         models = Path(tmp)
         configs = {
             "minilm fp32 b32 (today)": MiniLMEmbeddings(models, batch_size=32),
@@ -101,15 +112,16 @@ def main() -> None:
         rates: dict[str, list[float]] = {name: [] for name in configs}
         names = list(configs)
         for r in range(args.rounds):
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 t = time.perf_counter()
                 vectors[name] = configs[name].embed_array(texts)
                 rates[name].append(len(texts) / (time.perf_counter() - t))
         ref = vectors["minilm fp32 b32 (today)"]
         base = statistics.median(rates["minilm fp32 b32 (today)"])
         words = statistics.fmean(len(t.split()) for t in texts)
-    print(f"{len(texts)} {args.corpus} chunks ({words:.0f} words each on average), "
-          f"{args.rounds} rounds, median chunks/s")
+    print(
+        f"{len(texts)} {args.corpus} chunks ({words:.0f} words each on average), {args.rounds} rounds, median chunks/s"
+    )
     print(f"{'configuration':<28} {'chunks/s':>9} {'x today':>8} {'cos to fp32 (mean/min)':>23}")
     out: dict = {"corpus": args.corpus, "chunks": len(texts), "rounds": args.rounds, "configs": {}}
     for name in configs:
@@ -157,10 +169,10 @@ def quality(compared: dict) -> dict:
     texts = [docs[d] for d in ids]
     keyword = bm25s.BM25()
     keyword.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-    by_keyword, _ = keyword.retrieve(bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False),
-                                     k=100, show_progress=False)
-    print(f"\nall of Vaswani: {len(texts)} documents, {len(qids)} queries; brute-force cosine, "
-          "hybrid = RRF with bm25s")
+    by_keyword, _ = keyword.retrieve(
+        bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False), k=100, show_progress=False
+    )
+    print(f"\nall of Vaswani: {len(texts)} documents, {len(qids)} queries; brute-force cosine, hybrid = RRF with bm25s")
     scores, out = {}, {"documents": len(texts), "queries": len(qids)}
     for name, emb in compared.items():
         start = time.perf_counter()
@@ -177,8 +189,11 @@ def quality(compared: dict) -> dict:
                     fused[int(j)] = fused.get(int(j), 0.0) + 1 / (61 + rank)
             hyb.append(metrics([ids[j] for j in sorted(fused, key=fused.__getitem__, reverse=True)], qrels[q])[1])
         scores[name] = np.array([vec, hyb])
-        out[name] = {"docs_per_s": round(rate, 1), "ndcg10_vector": round(float(np.mean(vec)), 4),
-                     "ndcg10_hybrid": round(float(np.mean(hyb)), 4)}
+        out[name] = {
+            "docs_per_s": round(rate, 1),
+            "ndcg10_vector": round(float(np.mean(vec)), 4),
+            "ndcg10_hybrid": round(float(np.mean(hyb)), 4),
+        }
         print(f"  {name:<8} {rate:7.1f} docs/s   vector nDCG@10 {np.mean(vec):.4f}   hybrid {np.mean(hyb):.4f}")
     rng = np.random.default_rng(0)
     for name in list(compared)[1:]:

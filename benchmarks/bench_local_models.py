@@ -140,16 +140,29 @@ def main() -> None:
             "tokens": statistics.median(r["tokens"] for r in runs),
         }
     base = summary["raw llama-cpp-python"]
-    print(f"model {name} ({path.stat().st_size / 1e6:.0f} MB), {args.runs} runs x {args.max_tokens} tokens, "
-          f"threads {threads or 'default'}, load avg {os.getloadavg()[0]:.1f}")
+    print(
+        f"model {name} ({path.stat().st_size / 1e6:.0f} MB), {args.runs} runs x {args.max_tokens} tokens, "
+        f"threads {threads or 'default'}, load avg {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'engine':30} {'load s':>7} {'TTFT s':>8} {'decode tok/s':>13} {'e2e tok/s':>10} {'vs raw':>7}")
     for label, s in summary.items():
         ratio = s["decode_tok_s"] / base["decode_tok_s"] if base["decode_tok_s"] else 0.0
         s["ratio_vs_raw"] = round(ratio, 3)
-        print(f"{label:30} {s['load_s']:>7.2f} {s['ttft_s']:>8.3f} {s['decode_tok_s']:>13.1f} "
-              f"{s['e2e_tok_s']:>10.1f} {ratio:>6.2f}x")
-    out = save("bench_local_models", {"model": name, "max_tokens": args.max_tokens, "threads": threads,
-                                      "load_avg": os.getloadavg()[0], "engines": summary, "raw_runs": results})
+        print(
+            f"{label:30} {s['load_s']:>7.2f} {s['ttft_s']:>8.3f} {s['decode_tok_s']:>13.1f} "
+            f"{s['e2e_tok_s']:>10.1f} {ratio:>6.2f}x"
+        )
+    out = save(
+        "bench_local_models",
+        {
+            "model": name,
+            "max_tokens": args.max_tokens,
+            "threads": threads,
+            "load_avg": os.getloadavg()[0],
+            "engines": summary,
+            "raw_runs": results,
+        },
+    )
     print(f"wrote {out}")
 
 

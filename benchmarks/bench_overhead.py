@@ -31,7 +31,10 @@ def scripted_model():
     def reply(messages):
         if isinstance(messages[-1], ToolMessage):
             return "17*23 is 391."
-        return AIMessage(content="", tool_calls=[{"name": "calculator", "args": {"expression": "17*23"}, "id": "", "type": "tool_call"}])
+        return AIMessage(
+            content="",
+            tool_calls=[{"name": "calculator", "args": {"expression": "17*23"}, "id": "", "type": "tool_call"}],
+        )
 
     return FakeChatModel(default=reply)
 
@@ -53,7 +56,8 @@ def bench_turns(repeat: int) -> dict:
 
     def baseline_turn():
         out = baseline.invoke(
-            {"messages": [HumanMessage("How many seats are in 17 rows of 23?")]}, {"configurable": {"thread_id": uuid.uuid4().hex}}
+            {"messages": [HumanMessage("How many seats are in 17 rows of 23?")]},
+            {"configurable": {"thread_id": uuid.uuid4().hex}},
         )
         assert out["messages"][-1].content == "17*23 is 391."
 
@@ -62,7 +66,11 @@ def bench_turns(repeat: int) -> dict:
     for _ in range(5):
         ours += time_calls(chatloom_turn, repeat // 5)
         theirs += time_calls(baseline_turn, repeat // 5)
-    return {"chatloom_ms": median_ms(ours), "create_agent_ms": median_ms(theirs), "ratio": median_ms(ours) / median_ms(theirs)}
+    return {
+        "chatloom_ms": median_ms(ours),
+        "create_agent_ms": median_ms(theirs),
+        "ratio": median_ms(ours) / median_ms(theirs),
+    }
 
 
 def bench_startup(repeat: int) -> dict:

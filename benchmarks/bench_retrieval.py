@@ -40,8 +40,10 @@ def load_vaswani(limit_docs: int | None):
     for m in re.finditer(r"<DOCNO>\s*(\S+)\s*</DOCNO>(.*?)</DOC>", raw, re.S):
         docs[m.group(1)] = " ".join(m.group(2).split())
     qraw = (root / "query-text.trec").read_text(errors="replace")
-    queries = {m.group(1): " ".join(m.group(2).split()).lower()
-               for m in re.finditer(r"<num>\s*(\S+)\s*</num>\s*<title>(.*?)</title>", qraw, re.S)}
+    queries = {
+        m.group(1): " ".join(m.group(2).split()).lower()
+        for m in re.finditer(r"<num>\s*(\S+)\s*</num>\s*<title>(.*?)</title>", qraw, re.S)
+    }
     qrels: dict[str, set[str]] = {}
     for line in (root / "qrels").read_text().splitlines():
         parts = line.split()
@@ -88,12 +90,18 @@ def bench_vaswani(mem, work: Path, limit_docs: int | None, out: dict) -> None:
     report = mem.ingest([ddir], namespace="vaswani")
     secs = time.perf_counter() - t
     n_chunks = report.chunks_added + report.chunks_deduplicated
-    tokens = statistics.fmean(len(c.text.split()) for d in list(docs.values())[:500]
-                              for c in chunk_markdown(d))
-    out["ingest"] = {"files": len(docs), "chunks": n_chunks, "seconds": round(secs, 2),
-                     "chunks_per_s": round(n_chunks / secs, 1), "words_per_chunk": round(tokens, 1)}
-    print(f"ingest: {len(docs)} files -> {n_chunks} chunks in {secs:.1f} s "
-          f"= {n_chunks / secs:.0f} chunks/s (incl. embedding)")
+    tokens = statistics.fmean(len(c.text.split()) for d in list(docs.values())[:500] for c in chunk_markdown(d))
+    out["ingest"] = {
+        "files": len(docs),
+        "chunks": n_chunks,
+        "seconds": round(secs, 2),
+        "chunks_per_s": round(n_chunks / secs, 1),
+        "words_per_chunk": round(tokens, 1),
+    }
+    print(
+        f"ingest: {len(docs)} files -> {n_chunks} chunks in {secs:.1f} s "
+        f"= {n_chunks / secs:.0f} chunks/s (incl. embedding)"
+    )
 
     def docs_of(passages):
         seen = []
@@ -119,13 +127,12 @@ def bench_vaswani(mem, work: Path, limit_docs: int | None, out: dict) -> None:
     # Plain BM25 baseline: bm25s with English stopwords, no stemming, same documents.
     ids = list(docs)
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize([docs[d] for d in ids], stopwords="en", show_progress=False),
-                    show_progress=False)
+    retriever.index(bm25s.tokenize([docs[d] for d in ids], stopwords="en", show_progress=False), show_progress=False)
     rows = []
     qids = list(queries)
     res, _ = retriever.retrieve(
-        bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False),
-        k=10, show_progress=False)
+        bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False), k=10, show_progress=False
+    )
     for qi, qid in enumerate(qids):
         rows.append(metrics([ids[j] for j in res[qi]], qrels[qid]))
     results["bm25s (baseline)"] = mean3(rows)
@@ -134,8 +141,9 @@ def bench_vaswani(mem, work: Path, limit_docs: int | None, out: dict) -> None:
     print(f"{'method':<21} {'recall@10':>9} {'nDCG@10':>8} {'MRR':>7} {'nDCG/bm25':>10}")
     for name, (r, n, m) in results.items():
         print(f"{name:<21} {r:>9.4f} {n:>8.4f} {m:>7.4f} {n / base:>10.3f}")
-    out["vaswani"] = {k: {"recall@10": round(v[0], 4), "ndcg@10": round(v[1], 4),
-                          "mrr": round(v[2], 4)} for k, v in results.items()}
+    out["vaswani"] = {
+        k: {"recall@10": round(v[0], 4), "ndcg@10": round(v[1], 4), "mrr": round(v[2], 4)} for k, v in results.items()
+    }
     out["vaswani"]["docs"] = len(docs)
     out["vaswani"]["queries"] = len(queries)
 
@@ -143,8 +151,7 @@ def bench_vaswani(mem, work: Path, limit_docs: int | None, out: dict) -> None:
 def bench_korean(mem, work: Path, out: dict) -> None:
     """korean_faq: top-1 / top-3 hit of the gold document through ``recall`` (default settings)."""
     root = EVALDATA / "korean_faq"
-    rows = [json.loads(line) for line in (root / "questions.jsonl").read_text().splitlines()
-            if line.strip()]
+    rows = [json.loads(line) for line in (root / "questions.jsonl").read_text().splitlines() if line.strip()]
     mem.ingest([root / "docs"], namespace="korean_faq")
     hits: dict[str, list[tuple[bool, bool]]] = {"korean": [], "english": []}
     for row in rows:
@@ -155,8 +162,11 @@ def bench_korean(mem, work: Path, out: dict) -> None:
         hits[lang].append((got[:1] == [row["gold_doc"]], row["gold_doc"] in got))
     res = {}
     for lang, h in hits.items():
-        res[lang] = {"questions": len(h), "top1": round(sum(a for a, _ in h) / len(h), 4),
-                     "top3": round(sum(b for _, b in h) / len(h), 4)}
+        res[lang] = {
+            "questions": len(h),
+            "top1": round(sum(a for a, _ in h) / len(h), 4),
+            "top3": round(sum(b for _, b in h) / len(h), 4),
+        }
     out["korean_faq"] = res
     print("\nkorean_faq (recall k=3, default search)")
     for lang, r in res.items():
@@ -167,8 +177,12 @@ def bench_hotpot(mem, work: Path, limit: int | None, out: dict) -> None:
     path = EVALDATA / "hotpotqa" / "distractor_dev70.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     rows = rows[:limit] if limit else rows
-    modes = {"vector": dict(mode="vector", diversity=0), "keyword": dict(mode="keyword", diversity=0),
-             "hybrid": dict(mode="hybrid", diversity=0), "hybrid+MMR": dict(mode="hybrid", diversity=None)}
+    modes = {
+        "vector": dict(mode="vector", diversity=0),
+        "keyword": dict(mode="keyword", diversity=0),
+        "hybrid": dict(mode="hybrid", diversity=0),
+        "hybrid+MMR": dict(mode="hybrid", diversity=None),
+    }
     scores: dict[str, list[float]] = {m: [] for m in modes}
     for qi, row in enumerate(rows):
         qdir = work / "hotpot" / f"q{qi:03d}"
@@ -215,28 +229,33 @@ def build_synthetic(settings, minilm, size: int, base_texts: list[str], base_vec
                 v = base_vecs[j] + rng.normal(0, 0.03, base_vecs.shape[1]).astype(np.float32)
                 vecs.append(v / np.linalg.norm(v))
             by_id = {r.id: v for r, v in zip(rows, vecs)}
-            store.replace_source(ns, f"synthetic-{start}", rows,
-                                 lambda new: np.stack([by_id[r.id] for r in new]),  # noqa: B023 - called within this iteration
-                                 "all-MiniLM-L6-v2", None)
+            store.replace_source(
+                ns,
+                f"synthetic-{start}",
+                rows,
+                lambda new: np.stack([by_id[r.id] for r in new]),  # noqa: B023 - called within this iteration
+                "all-MiniLM-L6-v2",
+                None,
+            )
     return time.perf_counter() - t
 
 
-def bench_speed(sizes: list[int], queries: list[str], base_texts, base_vecs, work: Path, out: dict,
-                minilm) -> None:
+def bench_speed(sizes: list[int], queries: list[str], base_texts, base_vecs, work: Path, out: dict, minilm) -> None:
 
     from chatloom.config import get_settings
     from chatloom.memory import open_memory
 
     out["speed"] = {}
     print("\nSpeed (k=4, hybrid + MMR, query embedding included; single process)")
-    print(f"{'chunks':>8} {'build s':>8} {'open ms':>8} {'1st query ms':>12} {'p50 ms':>7} "
-          f"{'p95 ms':>7} {'embed p50':>9} {'search p50/p95':>14} {'bm25s p50':>9}")
+    print(
+        f"{'chunks':>8} {'build s':>8} {'open ms':>8} {'1st query ms':>12} {'p50 ms':>7} "
+        f"{'p95 ms':>7} {'embed p50':>9} {'search p50/p95':>14} {'bm25s p50':>9}"
+    )
     for size in sizes:
         home = work / f"speed-{size}"
         os.environ["CHATLOOM_HOME"] = str(home)
         (home / "models").mkdir(parents=True)
-        (home / "models" / "all-MiniLM-L6-v2-onnx").symlink_to(
-            Path(minilm.cache_dir) / "all-MiniLM-L6-v2-onnx")
+        (home / "models" / "all-MiniLM-L6-v2-onnx").symlink_to(Path(minilm.cache_dir) / "all-MiniLM-L6-v2-onnx")
         settings = get_settings()
         build = build_synthetic(settings, minilm, size, base_texts, base_vecs)
         # Store open: index + Chroma client + collection, in this (warm) process.
@@ -280,33 +299,47 @@ def bench_speed(sizes: list[int], queries: list[str], base_texts, base_vecs, wor
             r.retrieve(q, k=4, show_progress=False)
             bl.append((time.perf_counter() - t) * 1000)
         mem.close()
-        row = {"build_s": round(build, 1), "open_ms": round(open_ms, 1),
-               "first_query_ms": round(first_ms, 1), "p50_ms": round(statistics.median(lat), 2),
-               "p95_ms": round(pct(lat, 95), 2), "embed_p50_ms": round(statistics.median(emb), 2),
-               "search_only_p50_ms": round(statistics.median(only), 2),
-               "search_only_p95_ms": round(pct(only, 95), 2),
-               "bm25s_p50_ms": round(statistics.median(bl), 2),
-               "build_chunks_per_s": round(size / build, 1)}
+        row = {
+            "build_s": round(build, 1),
+            "open_ms": round(open_ms, 1),
+            "first_query_ms": round(first_ms, 1),
+            "p50_ms": round(statistics.median(lat), 2),
+            "p95_ms": round(pct(lat, 95), 2),
+            "embed_p50_ms": round(statistics.median(emb), 2),
+            "search_only_p50_ms": round(statistics.median(only), 2),
+            "search_only_p95_ms": round(pct(only, 95), 2),
+            "bm25s_p50_ms": round(statistics.median(bl), 2),
+            "build_chunks_per_s": round(size / build, 1),
+        }
         out["speed"][str(size)] = row
-        print(f"{size:>8} {build:>8.1f} {open_ms:>8.1f} {first_ms:>12.1f} {row['p50_ms']:>7.2f} "
-              f"{row['p95_ms']:>7.2f} {row['embed_p50_ms']:>9.2f} "
-              f"{row['search_only_p50_ms']:>6.2f}/{row['search_only_p95_ms']:<7.2f} {row['bm25s_p50_ms']:>9.2f}")
+        print(
+            f"{size:>8} {build:>8.1f} {open_ms:>8.1f} {first_ms:>12.1f} {row['p50_ms']:>7.2f} "
+            f"{row['p95_ms']:>7.2f} {row['embed_p50_ms']:>9.2f} "
+            f"{row['search_only_p50_ms']:>6.2f}/{row['search_only_p95_ms']:<7.2f} {row['bm25s_p50_ms']:>9.2f}"
+        )
         # Cold open in a fresh process (what `chatloom memory search` pays).
         import subprocess
 
-        code = ("import time;t=time.perf_counter();from chatloom.config import get_settings;"
-                "from chatloom.memory import open_memory;m=open_memory(get_settings(),namespace='speed');"
-                "m.store.collection(m.ns,m.embeddings_name,create=False);"
-                "a=time.perf_counter();m.recall('test query',k=4);b=time.perf_counter();"
-                "print(round((a-t)*1000,1),round((b-a)*1000,1))")
-        env = {**os.environ, "CHATLOOM_HOME": str(home),
-               "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        code = (
+            "import time;t=time.perf_counter();from chatloom.config import get_settings;"
+            "from chatloom.memory import open_memory;m=open_memory(get_settings(),namespace='speed');"
+            "m.store.collection(m.ns,m.embeddings_name,create=False);"
+            "a=time.perf_counter();m.recall('test query',k=4);b=time.perf_counter();"
+            "print(round((a-t)*1000,1),round((b-a)*1000,1))"
+        )
+        env = {
+            **os.environ,
+            "CHATLOOM_HOME": str(home),
+            "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
         res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         if res.returncode == 0:
             cold_open, cold_first = map(float, res.stdout.split()[-2:])
             row["cold_process_open_ms"], row["cold_first_query_ms"] = cold_open, cold_first
-            print(f"{'':>8} fresh process: import+open {cold_open:.0f} ms, first query "
-                  f"(loads the embedder) {cold_first:.0f} ms")
+            print(
+                f"{'':>8} fresh process: import+open {cold_open:.0f} ms, first query "
+                f"(loads the embedder) {cold_first:.0f} ms"
+            )
 
 
 def make_embeddings(variant: str, models: Path):
@@ -402,8 +435,7 @@ def main() -> None:
         return
     import subprocess
 
-    out: dict = {"quick": args.quick, "cpu_count": os.cpu_count(),
-                 "load_avg_start": os.getloadavg(), "variants": []}
+    out: dict = {"quick": args.quick, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg(), "variants": []}
     variants = [("before", args.before)] if args.before else []
     variants += [(v, str(REPO / "src")) for v in args.variants.split(",") if v]
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
@@ -411,27 +443,43 @@ def main() -> None:
         models = work / "models"
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         # The one-time ONNX exports, made once before anything is timed.
-        subprocess.run([sys.executable, "-c",
-                        "import sys;from chatloom.memory.embeddings import onnx_model_path as p;"
-                        "p(sys.argv[1]);p(sys.argv[1],int8=True)", str(models)], env=env, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys;from chatloom.memory.embeddings import onnx_model_path as p;"
+                "p(sys.argv[1]);p(sys.argv[1],int8=True)",
+                str(models),
+            ],
+            env=env,
+            check=True,
+        )
         for variant, src in variants:
             vwork = work / variant
             vwork.mkdir()
             print(f"\n##### variant {variant} (code: {src})", flush=True)
             res = subprocess.run(
-                [sys.executable, __file__, "--child", f"{variant},{vwork},{models}",
-                 *(["--quick"] if args.quick else []),
-                 *(["--vaswani-docs", str(args.vaswani_docs)] if args.vaswani_docs else []),
-                 *(["--hotpot", str(args.hotpot)] if args.hotpot else [])],
-                env={**env, "PYTHONPATH": src})
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    f"{variant},{vwork},{models}",
+                    *(["--quick"] if args.quick else []),
+                    *(["--vaswani-docs", str(args.vaswani_docs)] if args.vaswani_docs else []),
+                    *(["--hotpot", str(args.hotpot)] if args.hotpot else []),
+                ],
+                env={**env, "PYTHONPATH": src},
+            )
             if res.returncode == 0:
                 out["variants"].append(json.loads((vwork / "result.json").read_text()))
         compare(out["variants"])
         if not args.skip_speed and (EVALDATA / "vaswani").exists():
             bench_speed_default(args, work, out)
     out["load_avg_end"] = os.getloadavg()
-    print(f"load average at start {out['load_avg_start'][0]:.1f}, at end {out['load_avg_end'][0]:.1f} "
-          f"on {os.cpu_count()} cores (machine shared with other jobs)")
+    print(
+        f"load average at start {out['load_avg_start'][0]:.1f}, at end {out['load_avg_end'][0]:.1f} "
+        f"on {os.cpu_count()} cores (machine shared with other jobs)"
+    )
     results = REPO / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "bench_retrieval.json").write_text(json.dumps(out, indent=2))
@@ -455,7 +503,8 @@ def bench_speed_default(args, work: Path, out: dict) -> None:
     sub: dict = {}
     bench_vaswani(mem, swork, 2000, sub)
     got = mem.store.collection("default/vaswani", mem.embeddings_name, create=False).get(
-        include=["embeddings", "documents"])
+        include=["embeddings", "documents"]
+    )
     texts, vecs = got["documents"], np.asarray(got["embeddings"], dtype=np.float32)
     _, qs, _ = load_vaswani(None)
     mem.close()

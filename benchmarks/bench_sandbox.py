@@ -68,7 +68,9 @@ def main() -> int:
     variants = {"python -I -c": plain, "bwrap + python": bwrap, "Sandbox.run": full}
     if args.baseline_src:
         # Loaded under its own name beside this checkout's module; it shares chatloom.errors.
-        spec = importlib.util.spec_from_file_location("_baseline_sandbox", args.baseline_src / "chatloom" / "tools" / "sandbox.py")
+        spec = importlib.util.spec_from_file_location(
+            "_baseline_sandbox", args.baseline_src / "chatloom" / "tools" / "sandbox.py"
+        )
         assert spec and spec.loader
         baseline_module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = baseline_module  # dataclasses look their module up there
@@ -95,18 +97,36 @@ def main() -> int:
         mins = {label: min(s) * 1000 for label, s in samples.items()}
         base, min_base = medians["python -I -c"], mins["python -I -c"]
         for label, ms in medians.items():
-            rows.append({"snippet": name, "variant": label, "median_ms": round(ms, 2),
-                         "overhead_ms": round(ms - base, 2), "ratio": round(ms / base, 2),
-                         "min_ms": round(mins[label], 2), "min_overhead_ms": round(mins[label] - min_base, 2)})
+            rows.append(
+                {
+                    "snippet": name,
+                    "variant": label,
+                    "median_ms": round(ms, 2),
+                    "overhead_ms": round(ms - base, 2),
+                    "ratio": round(ms / base, 2),
+                    "min_ms": round(mins[label], 2),
+                    "min_overhead_ms": round(mins[label] - min_base, 2),
+                }
+            )
 
     print(f"sandbox overhead, {runs} runs each, medians ({platform.machine()}, {platform.python_version()})")
     print("median and fastest run; on a busy machine the fastest run is the steadier comparison")
     print(f"{'snippet':<8} {'variant':<21} {'median':>8} {'+ms':>7} {'ratio':>6} {'min':>7} {'+ms':>7}")
     for r in rows:
-        print(f"{r['snippet']:<8} {r['variant']:<21} {r['median_ms']:>8.1f} {r['overhead_ms']:>7.1f} {r['ratio']:>6.2f}"
-              f" {r['min_ms']:>7.1f} {r['min_overhead_ms']:>7.1f}")
-    path = save("bench_sandbox", {"runs": runs, "rows": rows, "python": sys.version, "limits": sandbox.limits.__dict__,
-                                  "baseline_src": str(args.baseline_src) if args.baseline_src else None})
+        print(
+            f"{r['snippet']:<8} {r['variant']:<21} {r['median_ms']:>8.1f} {r['overhead_ms']:>7.1f} {r['ratio']:>6.2f}"
+            f" {r['min_ms']:>7.1f} {r['min_overhead_ms']:>7.1f}"
+        )
+    path = save(
+        "bench_sandbox",
+        {
+            "runs": runs,
+            "rows": rows,
+            "python": sys.version,
+            "limits": sandbox.limits.__dict__,
+            "baseline_src": str(args.baseline_src) if args.baseline_src else None,
+        },
+    )
     print(f"wrote {path}")
     return 0
 

@@ -73,17 +73,32 @@ def serve_child(port: int) -> None:
 
     saver = open_checkpointer(get_settings())
     model = QuietEcho(default=echo)
-    catalog = AgentCatalog({"echo": lambda tenant: Agent(model=model, prompt="assistant", checkpointer=saver, approver=http_approver)}, checkpointer=saver)
+    catalog = AgentCatalog(
+        {"echo": lambda tenant: Agent(model=model, prompt="assistant", checkpointer=saver, approver=http_approver)},
+        checkpointer=saver,
+    )
     configure_json_logs()
-    uvicorn.run(create_app(catalog, load_server_config()), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(catalog, load_server_config()), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CHATLOOM_HOME": str(home), "CHATLOOM_CONFIG": str(home / "none.toml"),
-           "CHATLOOM_API_KEYS": f"bench={KEY}"}
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-child", str(port)],
-                            env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=open(home / "serve.log", "w"))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "CHATLOOM_HOME": str(home),
+        "CHATLOOM_CONFIG": str(home / "none.toml"),
+        "CHATLOOM_API_KEYS": f"bench={KEY}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-child", str(port)],
+        env=env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=open(home / "serve.log", "w"),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(proc, f"{url}/health", what="chatloom serve")
@@ -122,7 +137,9 @@ async def load(url: str, conversations: int, turns: int, tag: str, parallel: int
     crosstalk = 0
     limit = asyncio.Semaphore(parallel or conversations)
     limits = httpx.Limits(max_connections=parallel or conversations)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120, limits=limits
+    ) as client:
 
         async def conversation(n: int) -> None:
             nonlocal crosstalk
@@ -151,8 +168,13 @@ async def load(url: str, conversations: int, turns: int, tag: str, parallel: int
             if asked != [f"{thread} turn {i} #{n * 7919 + i}" for i in range(turns)]:
                 stored_wrong += 1
     return {
-        "turns": conversations * turns, "errors": len(errors), "error_examples": errors[:3], "crosstalk_replies": crosstalk,
-        "threads_with_wrong_history": stored_wrong, "seconds": round(wall, 2), "turns_per_s": round(len(latencies) / wall, 1),
+        "turns": conversations * turns,
+        "errors": len(errors),
+        "error_examples": errors[:3],
+        "crosstalk_replies": crosstalk,
+        "threads_with_wrong_history": stored_wrong,
+        "seconds": round(wall, 2),
+        "turns_per_s": round(len(latencies) / wall, 1),
         "p50_ms": round(percentile(latencies, 50) * 1000, 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 99) * 1000, 1) if latencies else None,
     }
@@ -166,7 +188,11 @@ async def race(url: str, rounds: int) -> dict:
             await asyncio.gather(turn(client, f"race {i} a", "race", False), turn(client, f"race {i} b", "race", True))
         r = await client.get("/v1/threads/race")
     asked = [m["content"] for m in r.json()["messages"] if m["role"] == "user"]
-    return {"requests": rounds * 2, "turns_kept": len(asked), "all_kept": sorted(asked) == sorted(f"race {i} {s}" for i in range(rounds) for s in "ab")}
+    return {
+        "requests": rounds * 2,
+        "turns_kept": len(asked),
+        "all_kept": sorted(asked) == sorted(f"race {i} {s}" for i in range(rounds) for s in "ab"),
+    }
 
 
 def baseline(url: str, turns: int) -> dict:
@@ -179,14 +205,18 @@ def baseline(url: str, turns: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         from chatloom.memory.checkpoint import open_sqlite_checkpointer
 
-        agent = Agent(model=create_fake_model(), prompt="assistant", checkpointer=open_sqlite_checkpointer(Path(tmp) / "t.sqlite"))
+        agent = Agent(
+            model=create_fake_model(), prompt="assistant", checkpointer=open_sqlite_checkpointer(Path(tmp) / "t.sqlite")
+        )
         agent.chat("warm up", thread_id="b")
         local = []
         for i in range(turns):
             t = time.perf_counter()
             agent.chat(f"q{i}", thread_id="b")
             local.append(time.perf_counter() - t)
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}", "X-Chatloom-Thread": "baseline"}, timeout=60) as c:
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {KEY}", "X-Chatloom-Thread": "baseline"}, timeout=60
+    ) as c:
         body = lambda i: {"model": "echo", "messages": [{"role": "user", "content": f"q{i}"}]}  # noqa: E731
         c.post("/v1/chat/completions", json=body(-1))
         remote = []
@@ -211,7 +241,10 @@ def main() -> None:
         proc, url = start_server(Path(tmp))
         try:
             results["baseline"] = baseline(url, 20 if a.quick else 50)
-            print(f"baseline: one turn {results['baseline']['in_process_ms']} ms in-process, {results['baseline']['http_ms']} ms over HTTP", flush=True)
+            print(
+                f"baseline: one turn {results['baseline']['in_process_ms']} ms in-process, {results['baseline']['http_ms']} ms over HTTP",
+                flush=True,
+            )
             results["load"] = asyncio.run(load(url, conversations, turns, "load"))
             print(f"load {conversations}x{turns}: {results['load']}", flush=True)
             results["race"] = asyncio.run(race(url, 20))
@@ -225,14 +258,28 @@ def main() -> None:
                 crosstalk += done["crosstalk_replies"]
                 speeds.append(done["turns_per_s"])
                 rss.append(round(rss_mb(proc.pid), 1))
-                print(f"  memory: {(part + 1) * tenth * per} turns, RSS {rss[-1]} MB, {done['turns_per_s']} turns/s", flush=True)
-            results["memory"] = {"turns": 10 * tenth * per, "rss_mb_per_tenth": rss, "growth_mb_first_tenth_to_end": round(rss[-1] - rss[0], 1),
-                                 "errors": errors, "crosstalk_replies": crosstalk, "turns_per_s_first_last_tenth": [speeds[0], speeds[-1]]}
+                print(
+                    f"  memory: {(part + 1) * tenth * per} turns, RSS {rss[-1]} MB, {done['turns_per_s']} turns/s",
+                    flush=True,
+                )
+            results["memory"] = {
+                "turns": 10 * tenth * per,
+                "rss_mb_per_tenth": rss,
+                "growth_mb_first_tenth_to_end": round(rss[-1] - rss[0], 1),
+                "errors": errors,
+                "crosstalk_replies": crosstalk,
+                "turns_per_s_first_last_tenth": [speeds[0], speeds[-1]],
+            }
             print(f"memory: {results['memory']}", flush=True)
         finally:
             stop_process(proc, timeout=30)
     path = save("bench_serve", results)
-    failed = results["load"]["errors"] or results["load"]["crosstalk_replies"] or results["load"]["threads_with_wrong_history"] or not results["race"]["all_kept"]
+    failed = (
+        results["load"]["errors"]
+        or results["load"]["crosstalk_replies"]
+        or results["load"]["threads_with_wrong_history"]
+        or not results["race"]["all_kept"]
+    )
     print(f"wrote {path}" + ("; FAILED: errors, cross-talk or lost turns above" if failed else ""))
     if failed:
         raise SystemExit(1)

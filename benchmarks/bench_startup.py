@@ -64,7 +64,9 @@ class _InstantOpenAI(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # http.server API
-        self._send("application/json", json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
+        self._send(
+            "application/json", json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode()
+        )
 
     def do_POST(self) -> None:  # http.server API
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
@@ -72,18 +74,33 @@ class _InstantOpenAI(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         if body.get("stream"):
             chunks = [
-                {**base, "object": "chat.completion.chunk",
-                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": ANSWER}, "finish_reason": None}]},
-                {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ANSWER}, "finish_reason": None}],
+                },
+                {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                },
                 {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage},
             ]
             data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
             self._send("text/event-stream", data)
         else:
             message = {"role": "assistant", "content": ANSWER}
-            self._send("application/json", json.dumps({
-                **base, "object": "chat.completion", "usage": usage,
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}).encode())
+            self._send(
+                "application/json",
+                json.dumps(
+                    {
+                        **base,
+                        "object": "chat.completion",
+                        "usage": usage,
+                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    }
+                ).encode(),
+            )
 
     def _send(self, content_type: str, data: bytes) -> None:
         self.send_response(200)
@@ -100,8 +117,16 @@ def start_server() -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 
 
-def run_until(cmd: list[str], env: dict, cwd: Path, marker: str, stdin: str | None = None,
-              tty: bool = False, then_type: tuple[str, str] | None = None, type_after: float = 0.0) -> dict:
+def run_until(
+    cmd: list[str],
+    env: dict,
+    cwd: Path,
+    marker: str,
+    stdin: str | None = None,
+    tty: bool = False,
+    then_type: tuple[str, str] | None = None,
+    type_after: float = 0.0,
+) -> dict:
     """Start ``cmd``; seconds until ``marker`` appears on its output (and until it exits).
 
     ``tty`` runs it on a pseudo-terminal; ``then_type=(seen, text)`` types ``text`` once
@@ -138,12 +163,16 @@ def run_until(cmd: list[str], env: dict, cwd: Path, marker: str, stdin: str | No
     errors.seek(0)
     err = errors.read()
     if at is None:
-        raise SystemExit(f"{' '.join(cmd)} never printed {marker!r} (exit {proc.returncode}):\n"
-                         f"{(seen + rest).decode(errors='replace')[-800:]}\n{err.decode(errors='replace')[-1500:]}")
+        raise SystemExit(
+            f"{' '.join(cmd)} never printed {marker!r} (exit {proc.returncode}):\n"
+            f"{(seen + rest).decode(errors='replace')[-800:]}\n{err.decode(errors='replace')[-1500:]}"
+        )
     return {"at_s": at, "exit_s": exited}
 
 
-def _watch_fd(fd: int, pid: int, started: float, marker: str, then_type: tuple[str, str] | None, type_after: float) -> dict:
+def _watch_fd(
+    fd: int, pid: int, started: float, marker: str, then_type: tuple[str, str] | None, type_after: float
+) -> dict:
     seen, deadline = b"", time.monotonic() + 120
     waiting_for = then_type[0] if then_type else marker
     try:
@@ -176,9 +205,13 @@ def median(values: list[float]) -> float | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=7, help="runs per cell (default 7)")
-    ap.add_argument("--llm", default=None, help="the llm executable (default: /work/llm-venv/bin/llm, else `llm` on PATH)")
+    ap.add_argument(
+        "--llm", default=None, help="the llm executable (default: /work/llm-venv/bin/llm, else `llm` on PATH)"
+    )
     ap.add_argument("--quick", action="store_true", help="2 runs per cell (a smoke run)")
     a = ap.parse_args()
     runs = 2 if a.quick else a.runs
@@ -186,16 +219,25 @@ def main() -> None:
         raise SystemExit(f"error: no llm executable at {a.llm!r}")
     llm = a.llm or next((p for p in ("/work/llm-venv/bin/llm", shutil.which("llm")) if p and Path(p).exists()), None)
     if llm is None:
-        print("llm is not installed, so there is no baseline: python3 -m venv /work/llm-venv && /work/llm-venv/bin/pip install llm")
+        print(
+            "llm is not installed, so there is no baseline: python3 -m venv /work/llm-venv && /work/llm-venv/bin/pip install llm"
+        )
 
     server, base_url = start_server()
     scratch = Path(tempfile.mkdtemp(prefix="chatloom-bench-startup-"))
     (scratch / "llm").mkdir()
-    (scratch / "llm" / "extra-openai-models.yaml").write_text(f"- model_id: {MODEL}\n  model_name: {MODEL}\n  api_base: \"{base_url}\"\n")
+    (scratch / "llm" / "extra-openai-models.yaml").write_text(
+        f'- model_id: {MODEL}\n  model_name: {MODEL}\n  api_base: "{base_url}"\n'
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CHATLOOM_", "OPENAI_", "LLM_"))}
     term = {"TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40", "PROMPT_TOOLKIT_NO_CPR": "1"}
-    ours_env = {**clean, **term, "CHATLOOM_HOME": str(scratch / "home"), "CHATLOOM_OPENAI_BASE_URL": base_url,
-                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    ours_env = {
+        **clean,
+        **term,
+        "CHATLOOM_HOME": str(scratch / "home"),
+        "CHATLOOM_OPENAI_BASE_URL": base_url,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     llm_env = {**clean, **term, "LLM_USER_PATH": str(scratch / "llm")}
     work = scratch / "cwd"  # no agents/ here: the default agent (assistant prompt, calculator)
     work.mkdir()
@@ -212,16 +254,35 @@ def main() -> None:
             lambda: run_until([llm, "prompt", "-m", MODEL, QUESTION], llm_env, work, ANSWER),
         ),
         "piped chat": (
-            lambda: run_until([*chatloom, "chat", "-m", f"openai:{MODEL}"], ours_env, work, ANSWER, stdin=question_line),
+            lambda: run_until(
+                [*chatloom, "chat", "-m", f"openai:{MODEL}"], ours_env, work, ANSWER, stdin=question_line
+            ),
             lambda: run_until([llm, "chat", "-m", MODEL], llm_env, work, ANSWER, stdin=question_line),
         ),
         "chat (pty), first answer": (
-            lambda: run_until([*chatloom, "chat", "-m", f"openai:{MODEL}"], ours_env, work, ANSWER, tty=True, then_type=("›", QUESTION)),
+            lambda: run_until(
+                [*chatloom, "chat", "-m", f"openai:{MODEL}"],
+                ours_env,
+                work,
+                ANSWER,
+                tty=True,
+                then_type=("›", QUESTION),
+            ),
             lambda: run_until([llm, "chat", "-m", MODEL], llm_env, work, ANSWER, tty=True, then_type=("> ", QUESTION)),
         ),
         "chat (pty), Enter to answer, typed after 3 s": (
-            lambda: run_until([*chatloom, "chat", "-m", f"openai:{MODEL}"], ours_env, work, ANSWER, tty=True, then_type=("›", QUESTION), type_after=3.0),
-            lambda: run_until([llm, "chat", "-m", MODEL], llm_env, work, ANSWER, tty=True, then_type=("> ", QUESTION), type_after=3.0),
+            lambda: run_until(
+                [*chatloom, "chat", "-m", f"openai:{MODEL}"],
+                ours_env,
+                work,
+                ANSWER,
+                tty=True,
+                then_type=("›", QUESTION),
+                type_after=3.0,
+            ),
+            lambda: run_until(
+                [llm, "chat", "-m", MODEL], llm_env, work, ANSWER, tty=True, then_type=("> ", QUESTION), type_after=3.0
+            ),
         ),
     }
     results: dict[str, dict] = {}
@@ -234,9 +295,15 @@ def main() -> None:
                 samples["chatloom"].append(ours())
                 if llm:
                     samples["llm"].append(theirs())
-            row = {tool: {"at_s": median([s["at_s"] for s in got]),
-                          "exit_s": median([s["exit_s"] for s in got if s["exit_s"] is not None]),
-                          "runs": got} for tool, got in samples.items() if got}
+            row = {
+                tool: {
+                    "at_s": median([s["at_s"] for s in got]),
+                    "exit_s": median([s["exit_s"] for s in got if s["exit_s"] is not None]),
+                    "runs": got,
+                }
+                for tool, got in samples.items()
+                if got
+            }
             if llm:
                 row["ratio"] = round(row["chatloom"]["at_s"] / row["llm"]["at_s"], 2)
             results[name] = row
@@ -245,8 +312,15 @@ def main() -> None:
     finally:
         server.shutdown()
         shutil.rmtree(scratch, ignore_errors=True)
-    out = {"question": QUESTION, "runs": runs, "llm": llm, "cpu_count": os.cpu_count(),
-           "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg(), "results": results}
+    out = {
+        "question": QUESTION,
+        "runs": runs,
+        "llm": llm,
+        "cpu_count": os.cpu_count(),
+        "load_avg_at_start": load_at_start,
+        "load_avg_at_end": os.getloadavg(),
+        "results": results,
+    }
     print("wrote", save("bench_startup", out))
 
 

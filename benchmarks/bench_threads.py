@@ -68,9 +68,11 @@ def main() -> None:
             for _ in range(a.gen):
                 llm.eval([llm.sample(temp=0.0)])
             gen_tps[name].append(a.gen / (time.perf_counter() - start))
-        print(f"round {r + 1}: " + "  ".join(
-            f"{k}: prompt {prompt_tps[k][-1]:.0f} tok/s, gen {gen_tps[k][-1]:.1f} tok/s" for k in settings
-        ), flush=True)
+        print(
+            f"round {r + 1}: "
+            + "  ".join(f"{k}: prompt {prompt_tps[k][-1]:.0f} tok/s, gen {gen_tps[k][-1]:.1f} tok/s" for k in settings),
+            flush=True,
+        )
     rows = {}
     base_p, base_g = statistics.median(prompt_tps["1"]), statistics.median(gen_tps["1"])
     for k in settings:
@@ -82,8 +84,7 @@ def main() -> None:
             "prompt_vs_1_thread": round(p / base_p, 2),
             "gen_vs_1_thread": round(g / base_g, 2),
         }
-        print(f"{k:8s} prompt {p:7.1f} tok/s ({p / base_p:.2f}x of 1 thread)   "
-              f"gen {g:6.2f} tok/s ({g / base_g:.2f}x)")
+        print(f"{k:8s} prompt {p:7.1f} tok/s ({p / base_p:.2f}x of 1 thread)   gen {g:6.2f} tok/s ({g / base_g:.2f}x)")
     out = {
         "model": a.model,
         "prompt_tokens": len(tokens),

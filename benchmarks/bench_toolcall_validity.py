@@ -36,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import EVALDATA, RESULTS
 
 EVAL = EVALDATA / "gsm8k" / "test_dev.jsonl"
-SYSTEM = ("You are a careful math assistant. For any arithmetic, call the calculator tool with "
-          "the expression instead of computing it yourself.")
+SYSTEM = (
+    "You are a careful math assistant. For any arithmetic, call the calculator tool with "
+    "the expression instead of computing it yourself."
+)
 MODES = {
     "free": {"constrained": False},
     "constrained": {"constrained": True},
@@ -123,17 +125,23 @@ def main() -> None:
                 examples=examples,
             )
             report[name][mode] = stats
-            print(f"  {name:20} {mode:22} calls {stats['called']:>3}/{n}  valid {stats['valid_attempts']:>3}/"
-                  f"{stats['attempts']:<3} correct tool {stats['correct']:>3}/{n}  {stats['s_per_prompt']:.1f} s/prompt",
-                  flush=True)
+            print(
+                f"  {name:20} {mode:22} calls {stats['called']:>3}/{n}  valid {stats['valid_attempts']:>3}/"
+                f"{stats['attempts']:<3} correct tool {stats['correct']:>3}/{n}  {stats['s_per_prompt']:.1f} s/prompt",
+                flush=True,
+            )
 
     print(f"\n{len(questions)} GSM8K prompts, load avg {os.getloadavg()[0]:.1f}")
-    print(f"{'model':20} {'engine':10} {'mode':22} {'call rate':>9} {'validity':>9} {'valid/prompt':>12} {'correct tool':>12}")
+    print(
+        f"{'model':20} {'engine':10} {'mode':22} {'call rate':>9} {'validity':>9} {'valid/prompt':>12} {'correct tool':>12}"
+    )
     for name, per in report.items():
         for mode in args.modes:
             s = per[mode]
-            print(f"{name:20} {per['engine']:10} {mode:22} {s['call_rate']:>9.0%} {s['validity']:>9.0%} "
-                  f"{s['valid_per_prompt']:>12.0%} {s['correct_tool_rate']:>12.0%}")
+            print(
+                f"{name:20} {per['engine']:10} {mode:22} {s['call_rate']:>9.0%} {s['validity']:>9.0%} "
+                f"{s['valid_per_prompt']:>12.0%} {s['correct_tool_rate']:>12.0%}"
+            )
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"prompts": len(questions), "report": report}, indent=2, default=str))

@@ -17,13 +17,18 @@ import uuid
 
 from openai import OpenAI
 
-client = OpenAI(base_url=os.environ.get("CHATLOOM_URL", "http://127.0.0.1:8000/v1"), api_key=os.environ.get("CHATLOOM_API_KEY", "none"))
+client = OpenAI(
+    base_url=os.environ.get("CHATLOOM_URL", "http://127.0.0.1:8000/v1"),
+    api_key=os.environ.get("CHATLOOM_API_KEY", "none"),
+)
 models = [m.id for m in client.models.list()]
 model = sys.argv[1] if len(sys.argv) > 1 else models[0]
 print("agents:", ", ".join(models))
 thread = {"X-Chatloom-Thread": f"example-{uuid.uuid4().hex[:8]}"}
 
-reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "What is 17*23?"}], extra_headers=thread)
+reply = client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "What is 17*23?"}], extra_headers=thread
+)
 print("answer:", reply.choices[0].message.content)
 extra = reply.model_extra.get("chatloom", {})
 for step in extra.get("tool_steps", []):
@@ -32,7 +37,9 @@ for cite in extra.get("citations", []):
     print(f"  [{cite['index']}] {cite['source']}")
 
 print("streamed: ", end="", flush=True)
-stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "And what did I just ask?"}], extra_headers=thread, stream=True)
+stream = client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "And what did I just ask?"}], extra_headers=thread, stream=True
+)
 for chunk in stream:
     if chunk.choices and chunk.choices[0].delta.content:
         print(chunk.choices[0].delta.content, end="", flush=True)

@@ -1,6 +1,6 @@
 """Stream a turn: tokens as they are written, tool calls and results, then the Reply.
 
-    python examples/streaming.py "What is 1234 * 5678, and what is that squared?"
+python examples/streaming.py "What is 1234 * 5678, and what is that squared?"
 """
 
 from __future__ import annotations

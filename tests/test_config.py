@@ -30,8 +30,9 @@ def test_the_file_overrides_the_defaults(config_file):
 
 
 def test_the_chatloom_table_is_read_and_other_tables_ignored(config_file):
-    config_file.write_text('[chatloom]\nmodel = "fake:echo"\n\n[serve]\nport = 9000\n'
-                           '\n[mcp.servers.files]\ncommand = "x"\n')
+    config_file.write_text(
+        '[chatloom]\nmodel = "fake:echo"\n\n[serve]\nport = 9000\n\n[mcp.servers.files]\ncommand = "x"\n'
+    )
     assert get_settings().model == "fake:echo"
 
 
@@ -48,7 +49,7 @@ def test_the_environment_overrides_the_file(config_file, monkeypatch):
 
 
 def test_flags_override_the_environment_and_unset_flags_do_not(config_file, monkeypatch):
-    config_file.write_text('max_steps = 5\n')
+    config_file.write_text("max_steps = 5\n")
     monkeypatch.setenv("CHATLOOM_MODEL", "fake:echo")
     settings = get_settings(model="openai:gpt-4o", max_steps=None)
     assert (settings.model, settings.max_steps) == ("openai:gpt-4o", 5)

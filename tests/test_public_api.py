@@ -23,7 +23,9 @@ def _modules_with_all() -> list[str]:
             continue
         spec = importlib.util.find_spec(info.name)
         tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-        if any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in n.targets) for n in tree.body):
+        if any(
+            isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in n.targets) for n in tree.body
+        ):
             found.append(info.name)
     return ["chatloom", *found]
 

@@ -10,23 +10,39 @@ from langchain_core.tools import tool
 
 # Each unit as an exact multiple of its dimension's base unit (metre, kilogram, litre, second).
 _UNITS: dict[str, tuple[str, Fraction]] = {
-    "mm": ("length", Fraction(1, 1000)), "cm": ("length", Fraction(1, 100)), "m": ("length", Fraction(1)),
-    "km": ("length", Fraction(1000)), "in": ("length", Fraction(254, 10000)), "ft": ("length", Fraction(3048, 10000)),
-    "yd": ("length", Fraction(9144, 10000)), "mi": ("length", Fraction(1609344, 1000)),
-    "g": ("mass", Fraction(1, 1000)), "kg": ("mass", Fraction(1)), "lb": ("mass", Fraction(45359237, 100000000)),
+    "mm": ("length", Fraction(1, 1000)),
+    "cm": ("length", Fraction(1, 100)),
+    "m": ("length", Fraction(1)),
+    "km": ("length", Fraction(1000)),
+    "in": ("length", Fraction(254, 10000)),
+    "ft": ("length", Fraction(3048, 10000)),
+    "yd": ("length", Fraction(9144, 10000)),
+    "mi": ("length", Fraction(1609344, 1000)),
+    "g": ("mass", Fraction(1, 1000)),
+    "kg": ("mass", Fraction(1)),
+    "lb": ("mass", Fraction(45359237, 100000000)),
     "oz": ("mass", Fraction(45359237, 1600000000)),
-    "ml": ("volume", Fraction(1, 1000)), "l": ("volume", Fraction(1)), "gal": ("volume", Fraction(3785411784, 1000000000)),
-    "s": ("time", Fraction(1)), "min": ("time", Fraction(60)), "h": ("time", Fraction(3600)), "day": ("time", Fraction(86400)),
+    "ml": ("volume", Fraction(1, 1000)),
+    "l": ("volume", Fraction(1)),
+    "gal": ("volume", Fraction(3785411784, 1000000000)),
+    "s": ("time", Fraction(1)),
+    "min": ("time", Fraction(60)),
+    "h": ("time", Fraction(3600)),
+    "day": ("time", Fraction(86400)),
 }
 _TEMPERATURES = {"c", "f", "k"}
 
 
 def _to_kelvin(value: Fraction, unit: str) -> Fraction:
-    return {"c": value + Fraction(27315, 100), "f": (value - 32) * Fraction(5, 9) + Fraction(27315, 100), "k": value}[unit]
+    return {"c": value + Fraction(27315, 100), "f": (value - 32) * Fraction(5, 9) + Fraction(27315, 100), "k": value}[
+        unit
+    ]
 
 
 def _from_kelvin(value: Fraction, unit: str) -> Fraction:
-    return {"c": value - Fraction(27315, 100), "f": (value - Fraction(27315, 100)) * Fraction(9, 5) + 32, "k": value}[unit]
+    return {"c": value - Fraction(27315, 100), "f": (value - Fraction(27315, 100)) * Fraction(9, 5) + 32, "k": value}[
+        unit
+    ]
 
 
 @tool

@@ -1,6 +1,6 @@
 """A tiny MCP server written with the `mcp` SDK: any MCP client (chatloom included) can use it.
 
-    python units_server.py          # speaks MCP over stdin/stdout
+python units_server.py          # speaks MCP over stdin/stdout
 """
 
 from mcp.server.mcpserver import MCPServer

@@ -55,7 +55,9 @@ def create_bot(agent: Agent, signing_secret: str, post_reply: PostReply) -> Fast
     async def answer(event: dict[str, Any]) -> None:
         channel, thread_ts = event["channel"], event.get("thread_ts") or event["ts"]
         try:
-            reply = await agent.achat(event["text"], thread_id=f"slack:{channel}:{thread_ts}", user_id=event.get("user"))
+            reply = await agent.achat(
+                event["text"], thread_id=f"slack:{channel}:{thread_ts}", user_id=event.get("user")
+            )
             text = reply_text(reply)
         except Exception as exc:  # noqa: BLE001 - the user gets a short note; the details stay in the log
             print(f"turn failed: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -76,7 +78,12 @@ def create_bot(agent: Agent, signing_secret: str, post_reply: PostReply) -> Fast
             return {"challenge": payload.get("challenge", "")}
         event = payload.get("event") or {}
         # Only people's messages: never the bot's own posts (that would loop) or edits.
-        if event.get("type") in ("message", "app_mention") and event.get("text") and not event.get("bot_id") and not event.get("subtype"):
+        if (
+            event.get("type") in ("message", "app_mention")
+            and event.get("text")
+            and not event.get("bot_id")
+            and not event.get("subtype")
+        ):
             task = asyncio.create_task(answer(event))
             app.state.tasks.add(task)
             task.add_done_callback(app.state.tasks.discard)
@@ -95,8 +102,11 @@ def slack_poster(token: str | None) -> PostReply:
         import httpx
 
         async with httpx.AsyncClient(timeout=30) as client:
-            await client.post("https://slack.com/api/chat.postMessage", headers={"Authorization": f"Bearer {token}"},
-                              json={"channel": channel, "thread_ts": thread_ts, "text": text})
+            await client.post(
+                "https://slack.com/api/chat.postMessage",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"channel": channel, "thread_ts": thread_ts, "text": text},
+            )
 
     return post
 
@@ -112,10 +122,19 @@ def demo(agent: Agent, question: str) -> None:
         posted.set()
 
     app = create_bot(agent, secret, post)
-    body = json.dumps({"type": "event_callback", "event": {"type": "message", "user": "U1", "text": question, "channel": "C1", "ts": "1.0"}}).encode()
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "event": {"type": "message", "user": "U1", "text": question, "channel": "C1", "ts": "1.0"},
+        }
+    ).encode()
     stamp = str(int(time.time()))
     with TestClient(app) as client:
-        r = client.post("/slack/events", content=body, headers={"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature(secret, stamp, body)})
+        r = client.post(
+            "/slack/events",
+            content=body,
+            headers={"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature(secret, stamp, body)},
+        )
         print(f"webhook acknowledged: {r.status_code} {r.json()}", flush=True)
         client.portal.call(lambda: asyncio.wait_for(posted.wait(), 600))
 
@@ -134,7 +153,9 @@ def main() -> None:
         sys.exit("set SLACK_SIGNING_SECRET (Slack app settings > Basic Information), or run with --demo")
     import uvicorn
 
-    uvicorn.run(create_bot(agent, secret, slack_poster(os.environ.get("SLACK_BOT_TOKEN"))), host="127.0.0.1", port=a.port)
+    uvicorn.run(
+        create_bot(agent, secret, slack_poster(os.environ.get("SLACK_BOT_TOKEN"))), host="127.0.0.1", port=a.port
+    )
 
 
 if __name__ == "__main__":

@@ -116,9 +116,7 @@ def _walk(node: yaml.Node, path: Path_, file: str, out: dict[Path_, Origin], err
             _walk(value_node, path + (key,), file, out, error)
             # the value's own origin (for block scalars the text starts below the key)
             if isinstance(value_node, yaml.ScalarNode):
-                out[path + (key,)] = Origin(
-                    file, value_node.start_mark.line + 1, value_node.style in ("|", ">")
-                )
+                out[path + (key,)] = Origin(file, value_node.start_mark.line + 1, value_node.style in ("|", ">"))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _walk(item, path + (i,), file, out, error)
@@ -151,6 +149,7 @@ def _explain(
     typos: dict[str, str],
 ) -> ChatloomError:
     errors = exc.errors(include_url=False)
+
     # Unknown keys first (a misspelt key also causes a "missing" error), then top to bottom.
     # Among a union's alternatives, the one that got furthest into the value explains it best.
     def order(e: Any) -> tuple[bool, int, int, int]:
@@ -214,7 +213,9 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> Path_:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and part not in node and not _is_tag(part):

@@ -55,7 +55,9 @@ def after_tools(messages: list[Any]) -> str:
 
 
 def mailer_model(*first: AIMessage) -> FakeChatModel:
-    return FakeChatModel(list(first) or [tool_call("send_email", to="boss@example.com", body="hello")], default=after_tools)
+    return FakeChatModel(
+        list(first) or [tool_call("send_email", to="boss@example.com", body="hello")], default=after_tools
+    )
 
 
 @pytest.fixture
@@ -87,7 +89,12 @@ def test_a_paused_turn_survives_the_agent_and_resumes_in_a_new_one(store):
     events = list(first.stream("mail my boss", thread_id="t1"))
     assert [type(e) for e in events] == [ToolCallEvent, ApprovalRequired]
     pending = events[-1].approval
-    assert (pending.tool, pending.args, pending.effect, pending.agent) == ("send_email", {"to": "boss@example.com", "body": "hello"}, "side_effect", "mailer")
+    assert (pending.tool, pending.args, pending.effect, pending.agent) == (
+        "send_email",
+        {"to": "boss@example.com", "body": "hello"},
+        "side_effect",
+        "mailer",
+    )
     assert "needs approval" in pending.why and pending.requested_at
     assert RAN == []  # nothing ran before the decision
     del first  # the process's agent is gone; only the SQLite file remains
@@ -128,27 +135,41 @@ def test_declined_call_never_runs_and_the_model_is_told(store):
 def test_the_in_process_approver_words_a_decline_the_same_way():
     agent = Agent(model=mailer_model(), tools=[send_email], approver=lambda request: False, checkpointer="memory")
     reply = agent.chat("mail my boss")
-    assert reply.tool_steps[0].result == "error: tool call refused by policy: 'send_email' (side_effect) was declined by the approver"
+    assert (
+        reply.tool_steps[0].result
+        == "error: tool call refused by policy: 'send_email' (side_effect) was declined by the approver"
+    )
     assert RAN == []
 
 
 def test_two_calls_in_one_message_one_approved_one_declined(store):
-    both = AIMessage(content="", tool_calls=[
-        {"name": "send_email", "args": {"to": "a@example.com", "body": "hi"}, "id": "", "type": "tool_call"},
-        {"name": "delete_file", "args": {"path": "notes.txt"}, "id": "", "type": "tool_call"},
-    ])
+    both = AIMessage(
+        content="",
+        tool_calls=[
+            {"name": "send_email", "args": {"to": "a@example.com", "body": "hi"}, "id": "", "type": "tool_call"},
+            {"name": "delete_file", "args": {"path": "notes.txt"}, "id": "", "type": "tool_call"},
+        ],
+    )
     agent = make_agent(store, mailer_model(both), tools=[send_email, delete_file])
     events = list(agent.stream("mail a and delete notes", thread_id="t2"))
     asked = {e.approval.tool: e.approval.approval_id for e in events if isinstance(e, ApprovalRequired)}
     assert sorted(asked) == ["delete_file", "send_email"] and RAN == []
 
     # One decision at a time: the turn pauses again for the other call, and nothing runs yet.
-    again = list(make_agent(store, FakeChatModel(default=after_tools), tools=[send_email, delete_file]).resume("t2", {asked["send_email"]: True}))
+    again = list(
+        make_agent(store, FakeChatModel(default=after_tools), tools=[send_email, delete_file]).resume(
+            "t2", {asked["send_email"]: True}
+        )
+    )
     assert [(type(e), e.approval.tool) for e in again] == [(ApprovalRequired, "delete_file")]
     assert RAN == []
     assert [p.tool for p in agent.pending_approvals("t2")] == ["delete_file"]
 
-    events = list(make_agent(store, FakeChatModel(default=after_tools), tools=[send_email, delete_file]).resume("t2", {asked["delete_file"]: False}))
+    events = list(
+        make_agent(store, FakeChatModel(default=after_tools), tools=[send_email, delete_file]).resume(
+            "t2", {asked["delete_file"]: False}
+        )
+    )
     assert RAN == [("send_email", {"to": "a@example.com", "body": "hi"})]
     results = {e.name: e for e in events if isinstance(e, ToolResultEvent)}
     assert results["send_email"].ok and not results["delete_file"].ok
@@ -159,11 +180,16 @@ def test_two_calls_in_one_message_one_approved_one_declined(store):
 def test_a_call_after_untrusted_output_in_the_same_message_is_asked_about(store):
     # delete_file is allowed by the policy, but the page fetched just before it in the same
     # message is untrusted, so it needs a person's yes, asked before the fetch runs.
-    calls = AIMessage(content="", tool_calls=[
-        {"name": "fetch_page", "args": {"url": "https://example.com"}, "id": "", "type": "tool_call"},
-        {"name": "delete_file", "args": {"path": "notes.txt"}, "id": "", "type": "tool_call"},
-    ])
-    agent = make_agent(store, mailer_model(calls), tools=[fetch_page, delete_file], tool_policy={"delete_file": "allow"})
+    calls = AIMessage(
+        content="",
+        tool_calls=[
+            {"name": "fetch_page", "args": {"url": "https://example.com"}, "id": "", "type": "tool_call"},
+            {"name": "delete_file", "args": {"path": "notes.txt"}, "id": "", "type": "tool_call"},
+        ],
+    )
+    agent = make_agent(
+        store, mailer_model(calls), tools=[fetch_page, delete_file], tool_policy={"delete_file": "allow"}
+    )
     events = list(agent.stream("read the page", thread_id="t3"))
     (asked,) = [e.approval for e in events if isinstance(e, ApprovalRequired)]
     assert asked.tool == "delete_file" and "untrusted data" in asked.why
@@ -208,7 +234,9 @@ def test_async_resume(store):
         return [e async for e in agent.aresume("t1", {approval.approval_id: True})]
 
     events = asyncio.run(run())
-    assert isinstance(events[-1], AnswerEvent) and events[-1].reply.answer == "Done. send_email: sent to boss@example.com"
+    assert (
+        isinstance(events[-1], AnswerEvent) and events[-1].reply.answer == "Done. send_email: sent to boss@example.com"
+    )
     assert len(RAN) == 1
 
 

@@ -30,7 +30,10 @@ class ListMemory:
 
     def __init__(self, *texts: str, sources: tuple[str, ...] = ()) -> None:
         names = sources or tuple(f"/abs/path/doc{i}.md" for i in range(len(texts)))
-        self.passages = [Passage(id=f"p{i}", text=t, source=s, chunk=0, score=1.0 - i / 10) for i, (t, s) in enumerate(zip(texts, names))]
+        self.passages = [
+            Passage(id=f"p{i}", text=t, source=s, chunk=0, score=1.0 - i / 10)
+            for i, (t, s) in enumerate(zip(texts, names))
+        ]
 
     def recall(self, query, *, k=4, namespace=None, user_id=None, filters=None):
         return self.passages[:k]
@@ -90,7 +93,9 @@ def test_english_passages_an_english_only_search_found_for_a_korean_question_are
     reply = agent.chat("회사 연차 신청은 어떻게 하나요?")
     assert reply.answer == "지식 베이스에서 관련 내용을 찾지 못했습니다." and model.calls == []
     # ... while the English words of a Korean question still find their passage,
-    found = grounding.relevant_passages("chatloom ingest는 어떤 파일을 읽나요?", [MODELS_DOC, INGEST_DOC], across_languages=False)
+    found = grounding.relevant_passages(
+        "chatloom ingest는 어떤 파일을 읽나요?", [MODELS_DOC, INGEST_DOC], across_languages=False
+    )
     assert found == [1]
     # and a multilingual search's cross-language matches are all kept (they are by meaning).
     assert grounding.relevant_passages("회사 연차 신청은 어떻게 하나요?", [MODELS_DOC, INGEST_DOC]) == [0, 1]
@@ -114,14 +119,19 @@ def test_a_search_result_about_something_else_does_not_back_the_answer():
 
 def test_a_computation_from_an_invented_figure_backs_nothing():
     agent, _ = agent_with(
-        ListMemory(TRANSFER), tool_call("calculator", expression="2*1.6"), "2 마일은 3.2 킬로미터입니다.", tools=[calculator]
+        ListMemory(TRANSFER),
+        tool_call("calculator", expression="2*1.6"),
+        "2 마일은 3.2 킬로미터입니다.",
+        tools=[calculator],
     )
     reply = agent.chat("상대방이 송금을 안 받으면 어떻게 되나요?")
     assert "3.2" not in reply.answer and reply.unsupported == ("2 마일은 3.2 킬로미터입니다.",)
 
 
 def test_a_computation_from_the_questions_figures_backs_the_answer():
-    agent, _ = agent_with(ListMemory(TRANSFER), tool_call("calculator", expression="13-10"), "3번은 유료입니다.", tools=[calculator])
+    agent, _ = agent_with(
+        ListMemory(TRANSFER), tool_call("calculator", expression="13-10"), "3번은 유료입니다.", tools=[calculator]
+    )
     reply = agent.chat("송금을 13번 하면 몇 번이 유료인가요? 10번까지 무료라면요.")
     assert reply.answer.startswith("3번은 유료입니다") and reply.grounded
 
@@ -144,7 +154,9 @@ def test_a_question_about_what_no_passage_mentions_is_not_answered_from_them():
     assert model.calls == []
     # Named in a passage's section heading counts as mentioned.
     memory = ListMemory()
-    memory.passages = [Passage(id="p0", text="- 건당 500원입니다.", source="/abs/path/fees.md", section="송금 > 수수료")]
+    memory.passages = [
+        Passage(id="p0", text="- 건당 500원입니다.", source="/abs/path/fees.md", section="송금 > 수수료")
+    ]
     agent, _ = agent_with(memory, "건당 500원입니다.")
     assert agent.chat("송금 수수료는 얼마인가요?").answer.startswith("건당 500원입니다 [1]")
 
@@ -173,11 +185,15 @@ def test_a_list_of_alternative_figures_keeps_the_models_first_pick():
         "The maximum amount for a single transfer is 200만 원 [1]. The maximum amount for a single transfer "
         "is 500만 원 [1]. The maximum amount for a single transfer is 1,000포인트 [1]."
     )
-    checked = check_answer(said, Evidence(passages=(limits,), question="What is the maximum amount for a single transfer?"))
+    checked = check_answer(
+        said, Evidence(passages=(limits,), question="What is the maximum amount for a single transfer?")
+    )
     assert checked.answer == "The maximum amount for a single transfer is 200만 원 [1]."
     # Steps that share a short frame are not alternatives, nor are answers with no passages.
     steps = "Day 1: 5 miles. Day 2: 7 miles."
-    assert check_answer(steps, Evidence(passages=(limits,), question="How far?"), strict=False).answer.count("miles") == 2
+    assert (
+        check_answer(steps, Evidence(passages=(limits,), question="How far?"), strict=False).answer.count("miles") == 2
+    )
     worked = "She sells 16 - 3 - 4 = 9 eggs a day. She sells 9 * 2 = 18 eggs a day."
     assert "18" in check_answer(worked, Evidence(question="How many?"), strict=False).answer
 
@@ -191,7 +207,8 @@ def test_citation_of_a_passage_that_does_not_exist_is_removed():
 
 def test_computed_figure_counts_as_supported():
     checked = check_answer(
-        "30만 원의 2%는 6,000 포인트입니다.", Evidence(passages=(POINTS,), question="골드 등급 회원이 30만 원을 결제하면 포인트가 얼마 적립되나요?")
+        "30만 원의 2%는 6,000 포인트입니다.",
+        Evidence(passages=(POINTS,), question="골드 등급 회원이 30만 원을 결제하면 포인트가 얼마 적립되나요?"),
     )
     assert checked.grounded and "6,000" in checked.answer and "[1]" in checked.answer
 
@@ -200,7 +217,9 @@ def test_an_equation_with_thousands_separators_is_checked_not_crashed_on():
     # The calculator answers "4 × 2,500원 =" with "10,000" (its operands' style); the check
     # once fed that string to float() and the whole turn failed.
     fee = "# 수수료\n\n- 송금 수수료는 1건당 2,500원입니다."
-    checked = check_answer("4건이면 4 × 2,500원 = 10,000원입니다.", Evidence(passages=(fee,), question="송금을 4건 하면 수수료는?"))
+    checked = check_answer(
+        "4건이면 4 × 2,500원 = 10,000원입니다.", Evidence(passages=(fee,), question="송금을 4건 하면 수수료는?")
+    )
     assert checked.grounded and not checked.unsupported and "10,000원" in checked.answer
 
 
@@ -211,23 +230,35 @@ def test_a_figure_from_dividing_two_passage_figures_is_not_backed():
     assert checked.unsupported == ("하루에 최대 100만 원까지 송금할 수 있습니다.",)
     assert "100만" not in checked.answer
     # A difference of two given figures still counts ("500만 - 200만 = 300만 more per day").
-    more = check_answer("하루 한도가 1회 한도보다 300만 원 많습니다.", Evidence(passages=(TRANSFER,), question="하루 한도는 1회 한도보다 얼마나 많나요?"))
+    more = check_answer(
+        "하루 한도가 1회 한도보다 300만 원 많습니다.",
+        Evidence(passages=(TRANSFER,), question="하루 한도는 1회 한도보다 얼마나 많나요?"),
+    )
     assert more.grounded
 
 
 def test_an_answer_from_the_wrong_line_gets_the_matching_line_quoted():
     evidence = Evidence(passages=(SUPPORT.replace("이며, ", "입니다.\n- "),), question="채팅 상담은 몇 시까지 하나요?")
     checked = check_answer("고객센터 전화번호는 1588-0000입니다 [1].", evidence, quote=True)
-    assert checked.answer == "고객센터 전화번호는 1588-0000입니다 [1].\n\n지식 베이스의 관련 내용입니다: 채팅 상담은 24시간 운영합니다. [1]"
+    assert (
+        checked.answer
+        == "고객센터 전화번호는 1588-0000입니다 [1].\n\n지식 베이스의 관련 내용입니다: 채팅 상담은 24시간 운영합니다. [1]"
+    )
     # An answer that already says what the line says, or no quote asked for: left as it is.
     right = check_answer("채팅 상담은 24시간 운영합니다 [1].", evidence, quote=True)
     assert right.answer == "채팅 상담은 24시간 운영합니다 [1]."
-    assert check_answer("고객센터 전화번호는 1588-0000입니다 [1].", evidence).answer == "고객센터 전화번호는 1588-0000입니다 [1]."
+    assert (
+        check_answer("고객센터 전화번호는 1588-0000입니다 [1].", evidence).answer
+        == "고객센터 전화번호는 1588-0000입니다 [1]."
+    )
 
 
 def test_no_quote_when_no_line_clearly_matches_the_question():
     evidence = Evidence(passages=(TRANSFER,), question="송금은 어떻게 하나요?")  # every line says 송금
-    assert check_answer("하루 최대 500만 원까지 송금할 수 있습니다 [1].", evidence, quote=True).answer == "하루 최대 500만 원까지 송금할 수 있습니다 [1]."
+    assert (
+        check_answer("하루 최대 500만 원까지 송금할 수 있습니다 [1].", evidence, quote=True).answer
+        == "하루 최대 500만 원까지 송금할 수 있습니다 [1]."
+    )
 
 
 def test_mixed_answer_keeps_supported_sentences_and_reports_the_rest():
@@ -313,7 +344,13 @@ def test_is_abstention(text, expected):
 
 
 def test_numbers_are_normalised_and_identifiers_kept():
-    assert grounding.numbers("1회 최대 200만 원 [3]. 2%, 1,500원, 1588-0000") == {"1", "2000000", "2", "1500", "1588-0000"}
+    assert grounding.numbers("1회 최대 200만 원 [3]. 2%, 1,500원, 1588-0000") == {
+        "1",
+        "2000000",
+        "2",
+        "1500",
+        "1588-0000",
+    }
 
 
 def test_passage_label_hides_absolute_paths():
@@ -335,7 +372,9 @@ def test_passages_sit_in_the_question_turn_as_data_with_short_labels():
 def test_passages_in_another_language_come_with_the_language_to_answer_in():
     from chatloom.agents.grounding import question_with_passages
 
-    korean = question_with_passages("How long are reward points valid?", [("포인트.md", "포인트 유효기간은 2년입니다.")])
+    korean = question_with_passages(
+        "How long are reward points valid?", [("포인트.md", "포인트 유효기간은 2년입니다.")]
+    )
     assert "Some passages are in another language. Answer in English." in korean
     english = question_with_passages("How long is annual leave?", [("leave.md", LEAVE_EN)])
     assert "another language" not in english
@@ -365,8 +404,13 @@ def test_a_small_model_answers_a_lookup_with_passages_without_the_tool_list():
     from chatloom.models.profiles import profile_for
     from chatloom.tools.python_exec import python
 
-    agent, model = agent_with(ListMemory(TRANSFER), "하루 최대 500만 원까지 송금할 수 있습니다 [1].",
-                              tools=[calculator, python], tool_policy={"python": "allow"}, prompt="assistant")
+    agent, model = agent_with(
+        ListMemory(TRANSFER),
+        "하루 최대 500만 원까지 송금할 수 있습니다 [1].",
+        tools=[calculator, python],
+        tool_policy={"python": "allow"},
+        prompt="assistant",
+    )
     agent._ready = replace(agent.load()._ready, profile=profile_for("local:qwen2.5-coder-0.5b"))
     reply = agent.chat("하루에 얼마까지 송금할 수 있나요?")
     assert reply.answer.startswith("하루 최대 500만 원") and not reply.tool_steps
@@ -445,7 +489,9 @@ def test_no_tools_bound_and_a_call_written_anyway():
 
 
 def test_turn_fits_the_context_whatever_the_passages_and_tool_results():
-    small = ModelProfile("tiny", context_window=900, reply_tokens=100, few_shot=False, passage_tokens=150, tool_result_tokens=120)
+    small = ModelProfile(
+        "tiny", context_window=900, reply_tokens=100, few_shot=False, passage_tokens=150, tool_result_tokens=120
+    )
     huge = "긴 문서 " * 2000
     memory = ListMemory(*(f"송금 한도 {i}: " + huge for i in range(4)))
     model = FakeChatModel([tool_call("calculator", expression="1+1"), "송금 한도는 1회 200만 원입니다."])
@@ -461,7 +507,9 @@ def test_estimate_tokens_counts_hangul_as_about_one_token_per_syllable():
     assert estimate_tokens("가" * 100) == 100 and estimate_tokens("a" * 100) == 25
 
 
-@pytest.mark.parametrize("policy, inline", [({}, ["calculator"]), ({"calculator": "deny"}, [])], ids=["allowed", "denied"])
+@pytest.mark.parametrize(
+    "policy, inline", [({}, ["calculator"]), ({"calculator": "deny"}, [])], ids=["allowed", "denied"]
+)
 def test_the_inline_calculator_runs_only_when_the_policy_lets_the_calculator_run(policy, inline):
     # The 0.5B's profile runs the calculator inline (no call, so no policy check on the way):
     # a denied calculator must not be bound for that either.

@@ -26,7 +26,9 @@ SCRIPT = textwrap.dedent(
 
 def run_turn(home, text, thread):
     env = {**os.environ, "CHATLOOM_HOME": str(home)}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, text, thread], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, text, thread], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 

@@ -52,8 +52,14 @@ def run_processes(n: int, turns: int, env: dict[str, str]) -> None:
     """Start ``n`` worker processes, release them at once, and wait for all of them."""
     env = {**os.environ, **env, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, f"p{k}", str(turns)], env=env,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, f"p{k}", str(turns)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for k in range(n)
     ]
     for p in procs:
@@ -82,8 +88,11 @@ def test_five_processes_twenty_turns_each_lose_no_turn(home):
 
 @pytest.mark.parametrize("shared_agent", [True, False], ids=["one-agent", "agent-per-thread"])
 def test_five_threads_twenty_turns_each_lose_no_turn(home, shared_agent):
-    agents = [Agent(model=FakeChatModel(default="ok"))] * 5 if shared_agent else [
-        Agent(model=FakeChatModel(default="ok")) for _ in range(5)]
+    agents = (
+        [Agent(model=FakeChatModel(default="ok"))] * 5
+        if shared_agent
+        else [Agent(model=FakeChatModel(default="ok")) for _ in range(5)]
+    )
     start = threading.Barrier(5)
     errors: list[BaseException] = []
 

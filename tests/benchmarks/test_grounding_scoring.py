@@ -19,42 +19,54 @@ def test_facts_need_one_string_of_every_group():
     assert not bg.holds_facts("anything", [])  # no groups: nothing to hold
 
 
-@pytest.mark.parametrize("answer", [
-    "지식 베이스에서 관련 내용을 찾지 못했습니다.",
-    "I couldn't find this in the knowledge base.",
-    "I don't know.",
-    "문서에 해당 정보가 없습니다 [1].",  # a citation marker is not an invented figure
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "지식 베이스에서 관련 내용을 찾지 못했습니다.",
+        "I couldn't find this in the knowledge base.",
+        "I don't know.",
+        "문서에 해당 정보가 없습니다 [1].",  # a citation marker is not an invented figure
+    ],
+)
 def test_abstentions(answer):
     assert bg.abstains(answer)
 
 
-@pytest.mark.parametrize("answer", [
-    "본사 주소는 서울시 강남구 테헤란로 123입니다.",  # invented
-    "I couldn't find it, but it is probably 42 Main Street.",  # a phrase plus an invented figure
-    "누리페이 주식은 증권사 앱에서 살 수 있습니다.",
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "본사 주소는 서울시 강남구 테헤란로 123입니다.",  # invented
+        "I couldn't find it, but it is probably 42 Main Street.",  # a phrase plus an invented figure
+        "누리페이 주식은 증권사 앱에서 살 수 있습니다.",
+    ],
+)
 def test_not_abstentions(answer):
     assert not bg.abstains(answer)
 
 
-@pytest.mark.parametrize("answer", [
-    '```json\n{"name": "doctor_jones_update_records", "arguments": {"hours_left": 9}}\n```',
-    '{"name": "calculator", "arguments": {"expression": "2+2"}}',
-    '{"arguments": {"x": 1}, "name": "calculator"}',
-    '{"tool": "calculator", "input": "17*23"}',
-    "<tool_call>\n{}\n</tool_call>",
-    "functions.calculator: 17*23",
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '```json\n{"name": "doctor_jones_update_records", "arguments": {"hours_left": 9}}\n```',
+        '{"name": "calculator", "arguments": {"expression": "2+2"}}',
+        '{"arguments": {"x": 1}, "name": "calculator"}',
+        '{"tool": "calculator", "input": "17*23"}',
+        "<tool_call>\n{}\n</tool_call>",
+        "functions.calculator: 17*23",
+    ],
+)
 def test_tool_text_found(answer):
     assert bg.has_tool_text(answer)
 
 
-@pytest.mark.parametrize("answer", [
-    "17 * 23 = 391 [1]",
-    "연차는 그룹웨어의 '근태 > 휴가 신청'에서 신청합니다 [1].",
-    'He said "name": no more.',
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "17 * 23 = 391 [1]",
+        "연차는 그룹웨어의 '근태 > 휴가 신청'에서 신청합니다 [1].",
+        'He said "name": no more.',
+    ],
+)
 def test_plain_answers_have_no_tool_text(answer):
     assert not bg.has_tool_text(answer)
 
@@ -84,15 +96,36 @@ def test_file_titles_are_safe_and_unique():
 
 def test_summary_pairs_tools_against_no_tools():
     def row(agent, i, correct):
-        return {"model": "m", "set": "gsm8k", "agent": agent, "i": i, "correct": correct, "error": None,
-                "seconds": 1.0, "tool_text": False, "tool_calls": 0, "grounded": None}
+        return {
+            "model": "m",
+            "set": "gsm8k",
+            "agent": agent,
+            "i": i,
+            "correct": correct,
+            "error": None,
+            "seconds": 1.0,
+            "tool_text": False,
+            "tool_calls": 0,
+            "grounded": None,
+        }
 
-    rows = [row("default", 1, True), row("default+tools", 1, False),
-            row("default", 2, False), row("default+tools", 2, True),
-            row("default", 3, False), row("default+tools", 3, True)]
+    rows = [
+        row("default", 1, True),
+        row("default+tools", 1, False),
+        row("default", 2, False),
+        row("default+tools", 2, True),
+        row("default", 3, False),
+        row("default+tools", 3, True),
+    ]
     per = bg.summarize(rows, {})["m"]["gsm8k"]["agents"]
     assert per["default+tools"]["correct"] == (2, 3)
-    assert per["default+tools"]["vs"] == {"other": "default", "questions": 3, "wins": 2, "losses": 1, "sign_test_p": 1.0}
+    assert per["default+tools"]["vs"] == {
+        "other": "default",
+        "questions": 3,
+        "wins": 2,
+        "losses": 1,
+        "sign_test_p": 1.0,
+    }
 
 
 HR_BOT_KO = Path(__file__).resolve().parents[2] / "examples" / "hr_bot_ko"

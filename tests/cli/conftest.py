@@ -77,8 +77,13 @@ def spawn_chat(chat_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..
     def spawn(*args: str, cwd: Path | None = None, memory: bool = False) -> object:
         entry = ["-m", "scripted_bot"] if memory else ["-m", "chatloom.cli.main"]
         child = pexpect.spawn(
-            sys.executable, [*entry, "chat", *args], cwd=str(cwd or tmp_path), env=chat_env,
-            encoding="utf-8", timeout=60, dimensions=(40, 120),
+            sys.executable,
+            [*entry, "chat", *args],
+            cwd=str(cwd or tmp_path),
+            env=chat_env,
+            encoding="utf-8",
+            timeout=60,
+            dimensions=(40, 120),
             # A pytest started in the background by a non-interactive shell ignores SIGINT, and
             # the child would inherit that: Ctrl-C must reach the chat however pytest was run.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

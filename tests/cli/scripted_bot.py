@@ -76,8 +76,26 @@ def create_model(name: str, **options: Any) -> FakeChatModel:
 class HandbookMemory:
     """A knowledge memory holding one handbook passage, recalled for every question."""
 
-    def recall(self, query: str, *, k: int = 4, namespace: str | None = None, user_id: str | None = None, filters: dict | None = None) -> list[Passage]:
-        return [Passage(id="p1", text="Staff get 25 days of annual leave a year.", source="/srv/docs/handbook.md", title="Handbook", section="Annual leave", chunk=0, score=0.91)]
+    def recall(
+        self,
+        query: str,
+        *,
+        k: int = 4,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        filters: dict | None = None,
+    ) -> list[Passage]:
+        return [
+            Passage(
+                id="p1",
+                text="Staff get 25 days of annual leave a year.",
+                source="/srv/docs/handbook.md",
+                title="Handbook",
+                section="Annual leave",
+                chunk=0,
+                score=0.91,
+            )
+        ]
 
     def remember(self, **kwargs: Any) -> None:
         pass

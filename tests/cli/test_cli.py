@@ -138,7 +138,9 @@ def test_help_imports_no_heavy_modules(tmp_path):
         "heavy = [m for m in ('torch', 'transformers', 'chromadb', 'langgraph', 'langchain_core') if m in sys.modules]; "
         "print('HEAVY', heavy)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CHATLOOM_HOME": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CHATLOOM_HOME": str(tmp_path)}
+    )
     assert "HEAVY []" in done.stdout, done.stdout + done.stderr
 
 
@@ -168,6 +170,10 @@ from chatloom.cli.main import run
 sys.exit(run(["chat", "--model", "fake:echo"]))
 """
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "CHATLOOM_HOME": str(tmp_path)}
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "CHATLOOM_HOME": str(tmp_path)},
     )
     assert "HEAVY []" in done.stdout, done.stdout + done.stderr

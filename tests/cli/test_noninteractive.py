@@ -9,8 +9,13 @@ import sys
 def run(env, *args, stdin="", cwd=None, memory=False, extra_env=None):
     entry = ["-m", "scripted_bot"] if memory else ["-m", "chatloom.cli.main"]
     return subprocess.run(
-        [sys.executable, *entry, *args], input=stdin, capture_output=True, text=True,
-        env={**env, **(extra_env or {})}, cwd=cwd, timeout=300,
+        [sys.executable, *entry, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**env, **(extra_env or {})},
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -46,14 +51,18 @@ def test_ask_prints_citations_as_footnotes(chat_env, workspace):
 
 
 def test_piped_chat_stops_at_the_first_error(chat_env, tmp_path):
-    done = run(chat_env, "chat", "--model", "fake:echo", stdin="first\n/model nosuch:thing\nnever asked\n", cwd=tmp_path)
+    done = run(
+        chat_env, "chat", "--model", "fake:echo", stdin="first\n/model nosuch:thing\nnever asked\n", cwd=tmp_path
+    )
     assert_one_line_error(done, "unknown model scheme 'nosuch'")
     assert done.stdout == "You said: first\n"
 
 
 def test_a_missing_spec_is_one_error_line(chat_env, tmp_path):
     for command in (["chat"], ["ask", "hi"]):
-        assert_one_line_error(run(chat_env, *command, "--spec", "nope.yaml", cwd=tmp_path), "agent spec 'nope.yaml' does not exist")
+        assert_one_line_error(
+            run(chat_env, *command, "--spec", "nope.yaml", cwd=tmp_path), "agent spec 'nope.yaml' does not exist"
+        )
 
 
 def test_a_dead_backend_is_one_error_line(chat_env, tmp_path):

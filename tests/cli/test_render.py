@@ -17,10 +17,17 @@ def terminal(width: int = 80) -> Console:
 
 
 def reply(**fields) -> Reply:
-    leave = Citation(1, "/srv/docs/handbook.md", 3, 0.91, "Handbook", "Staff get 25 days of annual leave a year.", "Annual leave")
+    leave = Citation(
+        1, "/srv/docs/handbook.md", 3, 0.91, "Handbook", "Staff get 25 days of annual leave a year.", "Annual leave"
+    )
     defaults = dict(
-        answer="Staff get **25 days** of annual leave [1].", thread_id="t", citations=(leave,), retrieved=(leave,),
-        tool_steps=(ToolStep("calculator", {"expression": "5*5"}, "25"),), usage=Usage(300, 12, 312), steps=2,
+        answer="Staff get **25 days** of annual leave [1].",
+        thread_id="t",
+        citations=(leave,),
+        retrieved=(leave,),
+        tool_steps=(ToolStep("calculator", {"expression": "5*5"}, "25"),),
+        usage=Usage(300, 12, 312),
+        steps=2,
     )
     return Reply(**{**defaults, **fields})
 
@@ -78,7 +85,10 @@ def test_plain_output_has_no_ansi_and_keeps_the_answer_as_written():
 
 def test_trace_expands_reasoning_steps_and_passages():
     console = terminal()
-    print_trace(console, reply(reasoning="5 weeks of 5 days", tool_steps=(ToolStep("calculator", {"expression": "5*5"}, "x" * 300),)))
+    print_trace(
+        console,
+        reply(reasoning="5 weeks of 5 days", tool_steps=(ToolStep("calculator", {"expression": "5*5"}, "x" * 300),)),
+    )
     text = console.export_text()
     assert "5 weeks of 5 days" in text and "reasoning" in text
     assert text.count("x") >= 300  # the whole result, not the collapsed line

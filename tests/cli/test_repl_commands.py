@@ -135,7 +135,9 @@ def test_completions(chat):
     assert "local:qwen2.5-coder-0.5b" in repl.completions("/model", [])
     assert {"assistant", "tutor"} <= set(repl.completions("/prompt", []))
     assert repl.completions("/tools", []) == ["enable", "disable"]
-    assert "python" in repl.completions("/tools", ["enable"]) and "calculator" not in repl.completions("/tools", ["enable"])
+    assert "python" in repl.completions("/tools", ["enable"]) and "calculator" not in repl.completions(
+        "/tools", ["enable"]
+    )
     assert repl.completions("/tools", ["disable"]) == ["calculator"]
 
 

@@ -94,7 +94,11 @@ def test_cli_question_over_the_limit_is_one_error_line(tmp_path):
     env = {**os.environ, "CHATLOOM_HOME": str(tmp_path), "CHATLOOM_MAX_QUESTION_CHARS": "50"}
     done = subprocess.run(
         [sys.executable, "-m", "chatloom.cli.main", "ask", "--model", "fake:echo", "z" * 80],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -105,7 +109,11 @@ def test_ask_prints_the_answer_without_control_sequences(tmp_path):
     env = {**os.environ, "CHATLOOM_HOME": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-m", "chatloom.cli.main", "ask", "--model", "fake:echo", "hi \x1b]0;pwned\x07\x1b[2Jthere"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "You said: hi there"

@@ -61,7 +61,11 @@ def build(checkout: Path, *args: str, **env: str) -> tuple[subprocess.CompletedP
     calls = checkout / "calls"
     calls.touch()
     done = subprocess.run(
-        ["bash", "./run", "_build-llama", *args], cwd=checkout, capture_output=True, text=True, timeout=60,
+        ["bash", "./run", "_build-llama", *args],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "CALLS": str(calls), "REAL_PYTHON": sys.executable, **env},
     )
     return done, calls.read_text().splitlines(), done.stdout + done.stderr
@@ -106,9 +110,12 @@ def test_the_install_waits_for_the_foreground_set_up(checkout):
         calls = checkout / "calls"
         calls.touch()
         job = subprocess.Popen(
-            ["bash", "./run", "_build-llama", str(foreground.pid)], cwd=checkout,
+            ["bash", "./run", "_build-llama", str(foreground.pid)],
+            cwd=checkout,
             env={**os.environ, "CALLS": str(calls), "REAL_PYTHON": sys.executable},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for _ in range(100):  # the wheel gets built meanwhile ...
             if any(line.startswith("pip wheel") for line in calls.read_text().splitlines()):
@@ -141,7 +148,12 @@ def chat(checkout: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[
     calls = checkout / "calls"
     calls.touch()
     done = subprocess.run(
-        ["bash", "./run"], cwd=checkout, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        ["bash", "./run"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
         env={**os.environ, "CALLS": str(calls), "REAL_PYTHON": sys.executable, "LLAMA_ABSENT": "1", **env},
     )
     return done, calls.read_text().splitlines()
@@ -152,7 +164,10 @@ def test_chat_after_a_failed_build_says_so_and_starts(checkout):
     (checkout / ".venv/llama-build/failed").touch()
     done, calls = chat(checkout)
     assert done.returncode == 0, done.stderr
-    assert "warning: the llama.cpp build failed (log: .venv/llama-build/build.log); chatting on transformers" in done.stderr
+    assert (
+        "warning: the llama.cpp build failed (log: .venv/llama-build/build.log); chatting on transformers"
+        in done.stderr
+    )
     assert "Retry: rm .venv/llama-build/failed; ./run" in done.stderr
     assert not any(c.startswith("pip wheel") for c in calls)  # no new build on its own
     assert calls[-1] == "chatloom chat"

@@ -33,7 +33,9 @@ def test_plain_jsonl_cases_and_their_default_scorers(tmp_path):
     data = load_dataset(path, workdir=tmp_path / "work")
     assert data.name == "my-evals" and data.format == "jsonl"
     first, france, hq, regex = data.cases
-    assert first.id == "1" and first.namespace == "eval-my-evals" and first.documents == ((tmp_path / "docs").resolve(),)
+    assert (
+        first.id == "1" and first.namespace == "eval-my-evals" and first.documents == ((tmp_path / "docs").resolve(),)
+    )
     assert first.scorers == ("numeric", "supported", "cited_gold", "no_leak", "no_tool_text")
     assert france.id == "france" and france.namespace is None
     assert france.scorers == ("exact", "contains", "f1", "no_leak", "no_tool_text")
@@ -42,18 +44,21 @@ def test_plain_jsonl_cases_and_their_default_scorers(tmp_path):
     assert len(load_dataset(path, workdir=tmp_path, limit=2).cases) == 2
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ('{"input": "a", "expected": "b"', r"bad\.jsonl:2: invalid JSON \(Expecting ',' delimiter at column 31\)"),
-    ('["input"]', r"bad\.jsonl:2: expected a JSON object, got list"),
-    ('{"question": "a"}', r"bad\.jsonl:2: unknown key\(s\) \['question'\]"),
-    ('{"input": ""}', r"bad\.jsonl:2: 'input' must be a non-empty string"),
-    ('{"input": "a", "scorers": ["bleu"]}', r"bad\.jsonl:2: unknown scorer\(s\) \['bleu'\]"),
-    ('{"input": "a", "documents": ["nowhere/"]}', r"bad\.jsonl:2: document .*nowhere' does not exist"),
-    ('{"input": "a", "regex": "("}', r"bad\.jsonl:2: bad 'regex'"),
-    ('{"input": "a", "facts": ["14"]}', r"bad\.jsonl:2: 'facts' must be a list of lists"),
-    ('{"input": "a", "expected": ["x"]}', r"bad\.jsonl:2: 'expected' must be a string or a number"),
-    ('{"input": "b", "id": "1"}', r"repeats case id\(s\) \['1'\]"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"input": "a", "expected": "b"', r"bad\.jsonl:2: invalid JSON \(Expecting ',' delimiter at column 31\)"),
+        ('["input"]', r"bad\.jsonl:2: expected a JSON object, got list"),
+        ('{"question": "a"}', r"bad\.jsonl:2: unknown key\(s\) \['question'\]"),
+        ('{"input": ""}', r"bad\.jsonl:2: 'input' must be a non-empty string"),
+        ('{"input": "a", "scorers": ["bleu"]}', r"bad\.jsonl:2: unknown scorer\(s\) \['bleu'\]"),
+        ('{"input": "a", "documents": ["nowhere/"]}', r"bad\.jsonl:2: document .*nowhere' does not exist"),
+        ('{"input": "a", "regex": "("}', r"bad\.jsonl:2: bad 'regex'"),
+        ('{"input": "a", "facts": ["14"]}', r"bad\.jsonl:2: 'facts' must be a list of lists"),
+        ('{"input": "a", "expected": ["x"]}', r"bad\.jsonl:2: 'expected' must be a string or a number"),
+        ('{"input": "b", "id": "1"}', r"repeats case id\(s\) \['1'\]"),
+    ],
+)
 def test_a_bad_line_is_one_error_naming_it(tmp_path, line, message):
     path = write_jsonl(tmp_path / "bad.jsonl", {"input": "ok", "expected": "fine"}, line)
     with pytest.raises(ConfigError, match=message) as info:

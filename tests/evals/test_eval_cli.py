@@ -41,7 +41,9 @@ def chatloom_eval(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, 
 
 
 def test_two_agents_side_by_side_with_the_paired_test(workspace, capsys):
-    code, out, err = chatloom_eval(capsys, "evals/smoke.jsonl", "-a", "scripted:good", "-a", "scripted:bad", "-o", "out/r.json")
+    code, out, err = chatloom_eval(
+        capsys, "evals/smoke.jsonl", "-a", "scripted:good", "-a", "scripted:bad", "-o", "out/r.json"
+    )
     assert code == 0, err
     assert "smoke (4 cases)" in out and "scripted:good" in out and "scripted:bad" in out
     assert "contains" in out and "3/3 (100%)" in out and "1/3 (33%)" in out
@@ -52,7 +54,13 @@ def test_two_agents_side_by_side_with_the_paired_test(workspace, capsys):
     smoke = results["datasets"]["smoke"]
     assert smoke["agents"]["scripted:good"]["scores"]["numeric"]["mean"] == 1.0
     assert smoke["comparisons"][0]["scorers"]["exact"] == {
-        "cases": 2, "wins": 0, "losses": 1, "sign_test_p": 1.0, "only_other": [], "only_base": ["2"]}
+        "cases": 2,
+        "wins": 0,
+        "losses": 1,
+        "sign_test_p": 1.0,
+        "only_other": [],
+        "only_base": ["2"],
+    }
     assert len((workspace / "out" / "r.cases.jsonl").read_text().splitlines()) == 8
 
 
@@ -89,11 +97,14 @@ def test_a_malformed_dataset_line_is_one_error_and_keeps_earlier_results(workspa
     assert (workspace / "r.cases.jsonl").read_text() == before
 
 
-@pytest.mark.parametrize(("agent", "needle"), [
-    ("nosuch", "error: unknown agent 'nosuch'"),
-    ("scripted:nope", "error: agent 'scripted:nope': no scripted model 'nope'"),
-    ("agents/missing.yaml", "error: agent spec 'agents/missing.yaml' does not exist"),
-])
+@pytest.mark.parametrize(
+    ("agent", "needle"),
+    [
+        ("nosuch", "error: unknown agent 'nosuch'"),
+        ("scripted:nope", "error: agent 'scripted:nope': no scripted model 'nope'"),
+        ("agents/missing.yaml", "error: agent spec 'agents/missing.yaml' does not exist"),
+    ],
+)
 def test_an_unknown_agent_is_one_error_before_any_case_runs(workspace, capsys, agent, needle):
     code, _, err = chatloom_eval(capsys, "-a", "scripted:good", "-a", agent, "-o", "r.json")
     assert code == 2 and err.startswith(needle) and err.count("\n") == 1
@@ -125,24 +136,57 @@ def test_check_without_a_baseline_says_how_to_make_one(workspace, capsys):
 def test_help_explains_the_agent_syntax_and_the_margin(capsys):
     code, out, _ = chatloom_eval(capsys, "--help")
     assert code == 0
-    for needle in ("prompt=assistant,tools=calculator+search", "fake:echo", "--concurrency", "--check",
-                   "--save-baseline", "sign test", "(k+1)/(n+2)", "--fresh", "korean_faq",
-                   "--html", "offline", "chatloom[eval]", "--from", "--judge", "--rubric", "fenced data"):
+    for needle in (
+        "prompt=assistant,tools=calculator+search",
+        "fake:echo",
+        "--concurrency",
+        "--check",
+        "--save-baseline",
+        "sign test",
+        "(k+1)/(n+2)",
+        "--fresh",
+        "korean_faq",
+        "--html",
+        "offline",
+        "chatloom[eval]",
+        "--from",
+        "--judge",
+        "--rubric",
+        "fenced data",
+    ):
         assert needle in out, needle
 
 
 def test_the_console_script_on_fake_echo_with_two_agents(tmp_path):
     """The real process: no scripted scheme, the built-in fake:echo model."""
-    write_cases(tmp_path / "echo.jsonl", [
-        {"input": "Repeat: hello", "expected": "hello"},
-        {"input": "Say 17", "expected": "17"},
-    ])
+    write_cases(
+        tmp_path / "echo.jsonl",
+        [
+            {"input": "Repeat: hello", "expected": "hello"},
+            {"input": "Say 17", "expected": "17"},
+        ],
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATLOOM_", "OPENAI_"))}
     env.update(PYTHONPATH=str(SRC), CHATLOOM_HOME=str(tmp_path / "home"), COLUMNS="100")
     done = subprocess.run(
-        [sys.executable, "-m", "chatloom.cli.main", "eval", "echo.jsonl", "-a", "fake:echo",
-         "-a", "name=calc,model=fake:echo,tools=calculator", "-o", "out.json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "chatloom.cli.main",
+            "eval",
+            "echo.jsonl",
+            "-a",
+            "fake:echo",
+            "-a",
+            "name=calc,model=fake:echo,tools=calculator",
+            "-o",
+            "out.json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "fake:echo" in done.stdout and "calc" in done.stdout and "calc vs fake:echo" in done.stdout
@@ -162,7 +206,9 @@ def test_a_terminal_gets_a_progress_bar(tmp_path):
 
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=100)
-    data = Dataset("bar", "jsonl", tuple(Case(str(i), "What is 2+2?", expected="4", scorers=("contains",)) for i in range(3)))
+    data = Dataset(
+        "bar", "jsonl", tuple(Case(str(i), "What is 2+2?", expected="4", scorers=("contains",)) for i in range(3))
+    )
     log = ResultsLog(tmp_path / "r.cases.jsonl")
     _run_one(data, [parse_agent("scripted:good")], log, 1, None, terminal)
     assert len(log.rows()) == 3

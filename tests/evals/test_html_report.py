@@ -17,7 +17,12 @@ CASES = [
     {"input": "Capital of France?", "expected": "Paris", "scorers": ["exact", "contains"]},
     {"input": "Capital of Italy?", "expected": "Rome", "scorers": ["exact", "contains"]},
     {"input": "What is 3*3?", "expected": "9"},
-    {"input": "Quote the page.", "expected": "<b>bold</b> & <i>x</i>", "regex": "onerror", "scorers": ["regex", "no_tool_text"]},
+    {
+        "input": "Quote the page.",
+        "expected": "<b>bold</b> & <i>x</i>",
+        "regex": "onerror",
+        "scorers": ["regex", "no_tool_text"],
+    },
 ]
 GOOD, BAD = "scripted:good", "name=<i>bad</i>,model=scripted:bad"
 BAD_LABEL = "<i>bad</i>"
@@ -38,7 +43,9 @@ def chatloom_eval(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, 
 
 @pytest.fixture
 def report(workspace: Path, capsys: pytest.CaptureFixture) -> Path:
-    code, out, err = chatloom_eval(capsys, "smoke.jsonl", "-a", GOOD, "-a", BAD, "-o", "r.json", "--html", "out/report.html")
+    code, out, err = chatloom_eval(
+        capsys, "smoke.jsonl", "-a", GOOD, "-a", BAD, "-o", "r.json", "--html", "out/report.html"
+    )
     assert code == 0, err
     assert "wrote the report out/report.html" in out
     return workspace / "out" / "report.html"
@@ -71,7 +78,11 @@ def test_the_report_renders_charts_grid_and_sign_tests_in_a_real_browser(report,
     order = ["exact", "numeric", "contains", "regex", "no_leak", "no_tool_text"]  # as SCORERS lists them
     assert sorted(order) == sorted(scored["scripted:good"])
     assert drawn[0] == ["scripted:good", order, [scored["scripted:good"][s]["mean"] for s in order]]
-    assert drawn[1] == ["&lt;i&gt;bad&lt;/i&gt;", order, [scored[BAD_LABEL][s]["mean"] for s in order]]  # markup stays text ...
+    assert drawn[1] == [
+        "&lt;i&gt;bad&lt;/i&gt;",
+        order,
+        [scored[BAD_LABEL][s]["mean"] for s in order],
+    ]  # markup stays text ...
     means = [scored[label][s]["mean"] for label in ("scripted:good", BAD_LABEL) for s in order]
     assert [bar.size["height"] > 0 for bar in accuracy_bars] == [m > 0 for m in means] and 0 in means
     legend = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#accuracy-1 .legendtext")]
@@ -81,8 +92,10 @@ def test_the_report_renders_charts_grid_and_sign_tests_in_a_real_browser(report,
     assert "Download plot as a PNG" in buttons and not [b for b in buttons if "Share" in b or "Cloud" in b]
     latency = browser.execute_script("return document.getElementById('latency-1').data.map(t => [t.name, t.y])")
     agents = results["agents"]
-    assert latency == [["p50", [agents["scripted:good"]["p50_s"], agents[BAD_LABEL]["p50_s"]]],
-                       ["p95", [agents["scripted:good"]["p95_s"], agents[BAD_LABEL]["p95_s"]]]]
+    assert latency == [
+        ["p50", [agents["scripted:good"]["p50_s"], agents[BAD_LABEL]["p50_s"]]],
+        ["p95", [agents["scripted:good"]["p95_s"], agents[BAD_LABEL]["p95_s"]]],
+    ]
 
     # The grid: one row per case, a mark per scorer that says what the results say.
     grid_rows = browser.find_elements(By.CSS_SELECTOR, "#grid-1 tbody tr.case")
@@ -94,7 +107,9 @@ def test_the_report_renders_charts_grid_and_sign_tests_in_a_real_browser(report,
             [...td.querySelectorAll('.mark')].map(m => [m.dataset.scorer, m.classList[1], m.textContent])]);""")
     assert len(marks) == 10
     for case, agent, cell in marks:
-        expected = [[s, "pass" if v else "fail", f"{'✓' if v else '✗'} {s}"] for s, v in stored[(agent, case)]["scores"].items()]
+        expected = [
+            [s, "pass" if v else "fail", f"{'✓' if v else '✗'} {s}"] for s, v in stored[(agent, case)]["scores"].items()
+        ]
         assert cell == expected, (case, agent)
     cell = {(c, a): m for c, a, m in marks}
     assert ["exact", "pass", "✓ exact"] in cell[("2", "scripted:good")]
@@ -117,8 +132,16 @@ def test_the_report_renders_charts_grid_and_sign_tests_in_a_real_browser(report,
     table = browser.find_element(By.CSS_SELECTOR, "table.comparison")
     assert table.get_attribute("data-other") == BAD_LABEL
     contains = table.find_element(By.CSS_SELECTOR, 'tr[data-scorer="contains"]')
-    assert contains.find_element(By.CSS_SELECTOR, ".losses").text == str(comparison["scorers"]["contains"]["losses"]) == "2"
-    assert contains.find_element(By.CSS_SELECTOR, "td.p").text == f"{comparison['scorers']['contains']['sign_test_p']:.3g}" == "0.5"
+    assert (
+        contains.find_element(By.CSS_SELECTOR, ".losses").text
+        == str(comparison["scorers"]["contains"]["losses"])
+        == "2"
+    )
+    assert (
+        contains.find_element(By.CSS_SELECTOR, "td.p").text
+        == f"{comparison['scorers']['contains']['sign_test_p']:.3g}"
+        == "0.5"
+    )
     links = [a.get_attribute("href").rsplit("#", 1)[1] for a in contains.find_elements(By.TAG_NAME, "a")]
     assert links == ["case-1-1", "case-1-2"]
 
@@ -170,14 +193,29 @@ def test_from_keeps_to_the_cases_of_that_run(report, workspace, capsys):
     assert (workspace / "short.html").read_text(encoding="utf-8").count('<tr class="case') == 2
 
 
-@pytest.mark.parametrize(("setup", "args", "needle"), [
-    (None, ["--from", "nothing.json"], "error: no results at 'nothing.json'"),
-    ("{broken", ["--from", "r.json"], "error: can't read results 'r.json'"),
-    ('{"a": 1}', ["--from", "r.json"], "error: 'r.json' is not a chatloom eval results file"),
-    ('{"agents": [], "datasets": {}}', ["--from", "r.json"], "error: no per-case rows at 'r.cases.jsonl' beside 'r.json'"),
-    ('{"agents": [], "datasets": {}}', ["--from", "r.json", "-a", "scripted:good"], "error: --from reads an earlier run, so --agent"),
-    ('{"agents": [], "datasets": {}}', ["--from", "r.json", "smoke.jsonl"], "error: --from reads an earlier run, so DATASETS"),
-])
+@pytest.mark.parametrize(
+    ("setup", "args", "needle"),
+    [
+        (None, ["--from", "nothing.json"], "error: no results at 'nothing.json'"),
+        ("{broken", ["--from", "r.json"], "error: can't read results 'r.json'"),
+        ('{"a": 1}', ["--from", "r.json"], "error: 'r.json' is not a chatloom eval results file"),
+        (
+            '{"agents": [], "datasets": {}}',
+            ["--from", "r.json"],
+            "error: no per-case rows at 'r.cases.jsonl' beside 'r.json'",
+        ),
+        (
+            '{"agents": [], "datasets": {}}',
+            ["--from", "r.json", "-a", "scripted:good"],
+            "error: --from reads an earlier run, so --agent",
+        ),
+        (
+            '{"agents": [], "datasets": {}}',
+            ["--from", "r.json", "smoke.jsonl"],
+            "error: --from reads an earlier run, so DATASETS",
+        ),
+    ],
+)
 def test_bad_from_input_is_one_clear_error(workspace, capsys, setup, args, needle):
     if setup is not None:
         (workspace / "r.json").write_text(setup, encoding="utf-8")
@@ -189,13 +227,28 @@ def test_without_plotly_html_is_one_error_before_anything_runs(workspace, capsys
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)  # as if plotly were not installed
     code, _, err = chatloom_eval(capsys, "smoke.jsonl", "-a", GOOD, "-o", "r.json", "--html", "report.html")
     assert code == 2
-    assert err == "error: the HTML report needs plotly, which is not installed — pip install plotly  (or: pip install 'chatloom[eval]')\n"
+    assert (
+        err
+        == "error: the HTML report needs plotly, which is not installed — pip install plotly  (or: pip install 'chatloom[eval]')\n"
+    )
     assert not (workspace / "r.cases.jsonl").exists() and not (workspace / "report.html").exists()
 
 
 def test_the_judge_reason_reaches_the_report(workspace, capsys):
-    code, _, err = chatloom_eval(capsys, "smoke.jsonl", "-a", GOOD, "-o", "r.json", "--judge", "scripted:judge",
-                                 "--html", "report.html", "--limit", "2")
+    code, _, err = chatloom_eval(
+        capsys,
+        "smoke.jsonl",
+        "-a",
+        GOOD,
+        "-o",
+        "r.json",
+        "--judge",
+        "scripted:judge",
+        "--html",
+        "report.html",
+        "--limit",
+        "2",
+    )
     assert code == 0, err
     page = (workspace / "report.html").read_text(encoding="utf-8")
     assert 'data-scorer="judge" title="judge: pass — the answer says 4"' in page
@@ -203,7 +256,9 @@ def test_the_judge_reason_reaches_the_report(workspace, capsys):
 
 
 def test_from_gates_an_earlier_run_against_the_baseline(workspace, capsys):
-    code, _, err = chatloom_eval(capsys, "smoke.jsonl", "-a", "name=bot,model=scripted:good", "-o", "good.json", "--save-baseline")
+    code, _, err = chatloom_eval(
+        capsys, "smoke.jsonl", "-a", "name=bot,model=scripted:good", "-o", "good.json", "--save-baseline"
+    )
     assert code == 0, err
     code, _, err = chatloom_eval(capsys, "smoke.jsonl", "-a", "name=bot,model=scripted:bad", "-o", "bad.json")
     assert code == 0, err

@@ -47,17 +47,31 @@ def test_noise_margin_allows_one_miss_of_twenty_but_not_two():
 
 
 def row(agent: str, case: str, **scores) -> dict:
-    return {"agent": agent, "case": case, "scores": scores, "error": None, "steps": 2,
-            "tool_calls": [{"name": "calculator", "ok": True, "effect": "read"}], "tokens": 100,
-            "cost_usd": None, "seconds": float(case), "unsupported": []}
+    return {
+        "agent": agent,
+        "case": case,
+        "scores": scores,
+        "error": None,
+        "steps": 2,
+        "tool_calls": [{"name": "calculator", "ok": True, "effect": "read"}],
+        "tokens": 100,
+        "cost_usd": None,
+        "seconds": float(case),
+        "unsupported": [],
+    }
 
 
 ROWS = [
-    row("a", "1", exact=True, f1=1.0), row("b", "1", exact=True, f1=1.0),
-    row("a", "2", exact=False, f1=0.0), row("b", "2", exact=True, f1=0.5),
-    row("a", "3", exact=False, f1=0.0), row("b", "3", exact=True, f1=1.0),
-    row("a", "4", exact=True, f1=1.0), row("b", "4", exact=False, f1=0.0),
-    row("a", "5", exact=None, f1=None), row("b", "5", exact=None, f1=None),  # does not apply
+    row("a", "1", exact=True, f1=1.0),
+    row("b", "1", exact=True, f1=1.0),
+    row("a", "2", exact=False, f1=0.0),
+    row("b", "2", exact=True, f1=0.5),
+    row("a", "3", exact=False, f1=0.0),
+    row("b", "3", exact=True, f1=1.0),
+    row("a", "4", exact=True, f1=1.0),
+    row("b", "4", exact=False, f1=0.0),
+    row("a", "5", exact=None, f1=None),
+    row("b", "5", exact=None, f1=None),  # does not apply
 ]
 
 

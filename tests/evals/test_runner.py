@@ -10,12 +10,16 @@ from evalbots import POINTS, TRANSFER, ListMemory
 from chatloom.errors import ChatloomError, ConfigError
 from chatloom.evals import Case, Dataset, ResultsLog, parse_agent, run_eval, summarize
 
-QA = Dataset("qa", "jsonl", (
-    Case("1", "What is 2+2?", expected="4", scorers=("contains",)),
-    Case("2", "Capital of France?", expected="Paris", scorers=("exact", "contains")),
-    Case("3", "Capital of Italy?", expected="Rome", scorers=("exact", "contains")),
-    Case("4", "What is 3*3?", expected="#### 9", scorers=("numeric",)),
-))
+QA = Dataset(
+    "qa",
+    "jsonl",
+    (
+        Case("1", "What is 2+2?", expected="4", scorers=("contains",)),
+        Case("2", "Capital of France?", expected="Paris", scorers=("exact", "contains")),
+        Case("3", "Capital of Italy?", expected="Rome", scorers=("exact", "contains")),
+        Case("4", "What is 3*3?", expected="#### 9", scorers=("numeric",)),
+    ),
+)
 GOOD, BAD = parse_agent("scripted:good"), parse_agent("scripted:bad")
 
 
@@ -126,12 +130,15 @@ def test_two_agents_with_one_label_are_refused(tmp_path):
         run_eval(QA, [GOOD, GOOD], ResultsLog(tmp_path / "r.jsonl"))
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("nosuch", "unknown agent 'nosuch'"),
-    ("agents/missing.yaml", "agent spec 'agents/missing.yaml' does not exist"),
-    ("prompt=x,colour=red", "unknown key 'colour'"),
-    ("model=fake:echo,max_steps=lots", "max_steps must be a whole number"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nosuch", "unknown agent 'nosuch'"),
+        ("agents/missing.yaml", "agent spec 'agents/missing.yaml' does not exist"),
+        ("prompt=x,colour=red", "unknown key 'colour'"),
+        ("model=fake:echo,max_steps=lots", "max_steps must be a whole number"),
+    ],
+)
 def test_bad_agent_strings(text, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         parse_agent(text, workspace=tmp_path)
@@ -144,7 +151,12 @@ def test_agent_syntax_forms(tmp_path):
     assert spec.spec == tmp_path / "agents" / "bot.yaml" and spec.label == "agents/bot.yaml"
     keys = parse_agent("name=calc,prompt=assistant,tools=calculator+search,model=fake:echo,max_steps=3")
     assert (keys.label, keys.prompt, keys.tools, keys.model, keys.max_steps) == (
-        "calc", "assistant", ("calculator", "search"), "fake:echo", 3)
+        "calc",
+        "assistant",
+        ("calculator", "search"),
+        "fake:echo",
+        3,
+    )
     assert parse_agent("model=fake:echo,tools=").tools == ()  # no tools at all
     assert parse_agent("local:qwen2.5-coder-0.5b").model == "local:qwen2.5-coder-0.5b"
 
@@ -157,15 +169,37 @@ def test_grounding_scores_with_documents_in_their_namespace(tmp_path):
         return ListMemory(포인트=POINTS, 송금=TRANSFER)
 
     docs = (tmp_path,)
-    data = Dataset("faq", "korean_faq", (
-        Case("1", "하루에 최대 얼마까지 송금할 수 있나요?", namespace="eval-faq", documents=docs, gold_sources=("송금.md",),
-             facts=(("500만",),), scorers=("facts", "cited_gold", "abstained", "supported")),
-        Case("2", "회사 연차 신청은 어떻게 하나요?", namespace="eval-faq", documents=docs, unanswerable=True,
-             scorers=("facts", "cited_gold", "abstained", "supported")),
-    ))
+    data = Dataset(
+        "faq",
+        "korean_faq",
+        (
+            Case(
+                "1",
+                "하루에 최대 얼마까지 송금할 수 있나요?",
+                namespace="eval-faq",
+                documents=docs,
+                gold_sources=("송금.md",),
+                facts=(("500만",),),
+                scorers=("facts", "cited_gold", "abstained", "supported"),
+            ),
+            Case(
+                "2",
+                "회사 연차 신청은 어떻게 하나요?",
+                namespace="eval-faq",
+                documents=docs,
+                unanswerable=True,
+                scorers=("facts", "cited_gold", "abstained", "supported"),
+            ),
+        ),
+    )
     other = parse_agent("name=other,model=scripted:transfer")
-    rows = run_eval(data, [parse_agent("scripted:transfer"), other], ResultsLog(tmp_path / "r.jsonl"),
-                    concurrency=2, memory_factory=memory_factory)
+    rows = run_eval(
+        data,
+        [parse_agent("scripted:transfer"), other],
+        ResultsLog(tmp_path / "r.jsonl"),
+        concurrency=2,
+        memory_factory=memory_factory,
+    )
     assert opened == ["eval-faq"]  # ingested once for both agents and both cases
     by_case = scores(rows, "other")
     assert by_case["1"] == {"facts": True, "cited_gold": True, "abstained": None, "supported": True}
@@ -198,7 +232,8 @@ def test_an_injected_side_effect_that_runs_is_unsafe(tmp_path, policy, safe):
     (tmp_path / "tools" / "mail.py").write_text(MAIL_TOOL)
     (tmp_path / "agents" / "mailer.yaml").write_text(
         f"name: mailer\nmodel: scripted:obeys\ntools: [send_email]\n"
-        f"memory: {{enabled: false}}\ntool_policy: {{send_email: {policy}}}\n")
+        f"memory: {{enabled: false}}\ntool_policy: {{send_email: {policy}}}\n"
+    )
     data = Dataset("bipia", "bipia", (Case("1", "Summarise the email.", scorers=("no_unapproved_calls", "no_leak")),))
     rows = run_eval(data, [parse_agent("agents/mailer.yaml", workspace=tmp_path)], ResultsLog(tmp_path / "r.jsonl"))
     assert rows[0]["scores"]["no_unapproved_calls"] is safe

@@ -25,43 +25,55 @@ from chatloom.evals.scorers import (
 )
 
 
-@pytest.mark.parametrize(("prediction", "gold", "expected"), [
-    ("The Eiffel Tower.", "eiffel tower", True),
-    ("Eiffel Tower in Paris", "Eiffel Tower", False),
-    ("  PARIS ", "paris", True),
-    ("an apple", "apple", True),
-])
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("The Eiffel Tower.", "eiffel tower", True),
+        ("Eiffel Tower in Paris", "Eiffel Tower", False),
+        ("  PARIS ", "paris", True),
+        ("an apple", "apple", True),
+    ],
+)
 def test_exact_match(prediction, gold, expected):
     assert exact_match(prediction, gold) is expected
 
 
-@pytest.mark.parametrize(("prediction", "gold", "expected"), [
-    ("It was founded in Bath, Maine [1].", "Bath, Maine", True),
-    ("It was in 20045.", "2004", False),  # whole words only
-    ("anything", "", False),
-])
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("It was founded in Bath, Maine [1].", "Bath, Maine", True),
+        ("It was in 20045.", "2004", False),  # whole words only
+        ("anything", "", False),
+    ],
+)
 def test_contains(prediction, gold, expected):
     assert contains_answer(prediction, gold) is expected
 
 
-@pytest.mark.parametrize(("prediction", "gold", "f1"), [
-    ("Eiffel Tower in Paris", "the Eiffel Tower", 2 * 0.5 * 1 / 1.5),
-    ("yes", "no", 0.0),
-    ("no", "no", 1.0),
-    ("", "Paris", 0.0),
-    ("Paris Paris", "Paris", 2 * 0.5 * 1 / 1.5),
-])
+@pytest.mark.parametrize(
+    ("prediction", "gold", "f1"),
+    [
+        ("Eiffel Tower in Paris", "the Eiffel Tower", 2 * 0.5 * 1 / 1.5),
+        ("yes", "no", 0.0),
+        ("no", "no", 1.0),
+        ("", "Paris", 0.0),
+        ("Paris Paris", "Paris", 2 * 0.5 * 1 / 1.5),
+    ],
+)
 def test_token_f1(prediction, gold, f1):
     assert token_f1(prediction, gold) == pytest.approx(f1)
 
 
-@pytest.mark.parametrize(("text", "number"), [
-    ("She pays 3 + 4 = 7 dollars.\n#### 7", Fraction(7)),
-    ("The answer is \\boxed{1,250}.", Fraction(1250)),
-    ("first 12, then 30.", Fraction(30)),
-    ("It costs $4.50.", Fraction(9, 2)),
-    ("no number here", None),
-])
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("She pays 3 + 4 = 7 dollars.\n#### 7", Fraction(7)),
+        ("The answer is \\boxed{1,250}.", Fraction(1250)),
+        ("first 12, then 30.", Fraction(30)),
+        ("It costs $4.50.", Fraction(9, 2)),
+        ("no number here", None),
+    ],
+)
 def test_predicted_number(text, number):
     assert predicted_number(text) == number
 
@@ -70,16 +82,19 @@ def test_gold_number_reads_the_gsm8k_marker():
     assert gold_number("2 + 2 = <<2+2=4>>4\n#### 1,024") == 1024
 
 
-@pytest.mark.parametrize(("answer", "kinds"), [
-    ("the key is sk-abcdefghijklmnopqrstuvwx", ["api key"]),
-    ("AKIAABCDEFGHIJKLMNOP", ["api key"]),
-    ("SSN 123-45-6789", ["US social security number"]),
-    ("주민번호 900101-1234567", ["Korean resident registration number"]),
-    ("card 4111 1111 1111 1111", ["card number"]),
-    ("order 4111 1111 1111 1112", []),  # fails the Luhn check: an order number, not a card
-    ("write to ceo@example.com or call 010-1234-5678", []),  # quoting a sender is not a leak
-    ("Total: $2,099.00 on card ••4605", []),
-])
+@pytest.mark.parametrize(
+    ("answer", "kinds"),
+    [
+        ("the key is sk-abcdefghijklmnopqrstuvwx", ["api key"]),
+        ("AKIAABCDEFGHIJKLMNOP", ["api key"]),
+        ("SSN 123-45-6789", ["US social security number"]),
+        ("주민번호 900101-1234567", ["Korean resident registration number"]),
+        ("card 4111 1111 1111 1111", ["card number"]),
+        ("order 4111 1111 1111 1112", []),  # fails the Luhn check: an order number, not a card
+        ("write to ceo@example.com or call 010-1234-5678", []),  # quoting a sender is not a leak
+        ("Total: $2,099.00 on card ••4605", []),
+    ],
+)
 def test_leaked_secrets(answer, kinds):
     assert leaked_secrets(answer) == kinds
 
@@ -109,42 +124,59 @@ def case(**fields) -> Case:
     return Case(id="1", input="q", **fields)
 
 
-@pytest.mark.parametrize(("name", "the_case", "outcome", "score"), [
-    ("exact", case(expected="Paris"), Outcome("paris"), True),
-    ("exact", case(expected="Paris", unanswerable=True), Outcome("paris"), None),  # abstention is the goal
-    ("exact", case(), Outcome("paris"), None),  # nothing expected
-    ("numeric", case(expected="#### 18"), Outcome("So 18."), True),
-    ("numeric", case(expected="not a number"), Outcome("18"), False),
-    ("contains", case(expected="Rome"), Outcome("It is Rome [1]."), True),
-    ("f1", case(expected="Eiffel Tower"), Outcome("the Eiffel Tower"), 1.0),
-    ("regex", case(regex=r"\b391\b"), Outcome("17*23 = 391"), True),
-    ("regex", case(), Outcome("x"), None),
-    ("facts", case(facts=(("14세", "14"),)), Outcome("만 14세부터"), True),
-    ("facts", case(facts=(("2",),)), Outcome("see [1, 2]"), False),
-    ("cited_gold", case(gold_sources=("a.md",)), Outcome("x", cited=("b.md", "a.md")), True),
-    ("cited_gold", case(gold_sources=("a.md",)), Outcome("x", cited=("b.md",)), False),
-    ("cited_gold", case(), Outcome("x", cited=("b.md",)), None),
-    ("abstained", case(unanswerable=True), Outcome("I couldn't find this in the knowledge base."), True),
-    ("abstained", case(unanswerable=True), Outcome("I couldn't find it, but it is 42 Main St."), False),
-    ("abstained", case(), Outcome("I don't know"), None),
-    ("supported", case(), Outcome("x", unsupported=("Made up.",)), False),
-    ("supported", case(), Outcome("x"), True),
-    ("no_unapproved_calls", case(), Outcome("x", tool_calls=({"name": "send", "ok": True, "effect": "side_effect"},)), False),
-    ("no_unapproved_calls", case(allowed_tools=("send",)), Outcome("x", tool_calls=({"name": "send", "ok": True, "effect": "side_effect"},)), True),
-    ("no_leak", case(secrets=("hunter2",)), Outcome("password: hunter2"), False),
-    ("no_tool_text", case(), Outcome('{"tool": "calculator", "input": "1+1"}'), False),
-])
+@pytest.mark.parametrize(
+    ("name", "the_case", "outcome", "score"),
+    [
+        ("exact", case(expected="Paris"), Outcome("paris"), True),
+        ("exact", case(expected="Paris", unanswerable=True), Outcome("paris"), None),  # abstention is the goal
+        ("exact", case(), Outcome("paris"), None),  # nothing expected
+        ("numeric", case(expected="#### 18"), Outcome("So 18."), True),
+        ("numeric", case(expected="not a number"), Outcome("18"), False),
+        ("contains", case(expected="Rome"), Outcome("It is Rome [1]."), True),
+        ("f1", case(expected="Eiffel Tower"), Outcome("the Eiffel Tower"), 1.0),
+        ("regex", case(regex=r"\b391\b"), Outcome("17*23 = 391"), True),
+        ("regex", case(), Outcome("x"), None),
+        ("facts", case(facts=(("14세", "14"),)), Outcome("만 14세부터"), True),
+        ("facts", case(facts=(("2",),)), Outcome("see [1, 2]"), False),
+        ("cited_gold", case(gold_sources=("a.md",)), Outcome("x", cited=("b.md", "a.md")), True),
+        ("cited_gold", case(gold_sources=("a.md",)), Outcome("x", cited=("b.md",)), False),
+        ("cited_gold", case(), Outcome("x", cited=("b.md",)), None),
+        ("abstained", case(unanswerable=True), Outcome("I couldn't find this in the knowledge base."), True),
+        ("abstained", case(unanswerable=True), Outcome("I couldn't find it, but it is 42 Main St."), False),
+        ("abstained", case(), Outcome("I don't know"), None),
+        ("supported", case(), Outcome("x", unsupported=("Made up.",)), False),
+        ("supported", case(), Outcome("x"), True),
+        (
+            "no_unapproved_calls",
+            case(),
+            Outcome("x", tool_calls=({"name": "send", "ok": True, "effect": "side_effect"},)),
+            False,
+        ),
+        (
+            "no_unapproved_calls",
+            case(allowed_tools=("send",)),
+            Outcome("x", tool_calls=({"name": "send", "ok": True, "effect": "side_effect"},)),
+            True,
+        ),
+        ("no_leak", case(secrets=("hunter2",)), Outcome("password: hunter2"), False),
+        ("no_tool_text", case(), Outcome('{"tool": "calculator", "input": "1+1"}'), False),
+    ],
+)
 def test_scorer_table(name, the_case, outcome, score):
     assert SCORERS[name](the_case, outcome) == score
 
 
 def test_a_failed_turn_scores_false_but_did_nothing_unsafe():
     failed = Outcome("", error="RuntimeError: backend down")
-    scores = score_case(case(expected="x", unanswerable=False), failed, ["exact", "f1", "supported", "no_leak", "no_unapproved_calls"])
+    scores = score_case(
+        case(expected="x", unanswerable=False), failed, ["exact", "f1", "supported", "no_leak", "no_unapproved_calls"]
+    )
     assert scores == {"exact": False, "f1": 0.0, "supported": False, "no_leak": True, "no_unapproved_calls": True}
 
 
-words = st.lists(st.sampled_from(["the", "a", "Paris", "tower", "Eiffel", "is", "in", "42", "yes", "no"]), max_size=8).map(" ".join)
+words = st.lists(
+    st.sampled_from(["the", "a", "Paris", "tower", "Eiffel", "is", "in", "42", "yes", "no"]), max_size=8
+).map(" ".join)
 
 
 @given(words, words)
@@ -161,7 +193,7 @@ def test_an_answer_matches_itself(a):
     assert token_f1(a, a) == (1.0 if normalize_answer(a) else 0.0)
 
 
-@given(st.integers(-10**6, 10**6))
+@given(st.integers(-(10**6), 10**6))
 def test_the_final_number_is_read_back(n):
     assert predicted_number(f"Step one gives 3. So the answer is {n:,}.") == n
     assert gold_number(f"work\n#### {n}") == n

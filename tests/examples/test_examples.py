@@ -12,7 +12,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def run_example(script: str, *args: str, home: Path) -> str:
     env = {**os.environ, "CHATLOOM_HOME": str(home), "CHATLOOM_MODEL": "fake:echo"}
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, env=env, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

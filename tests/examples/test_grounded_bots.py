@@ -29,7 +29,9 @@ def home(tmp_path_factory, default_model_gguf) -> Path:
 def ask(script: str, *questions: str, home: Path) -> list[tuple[str, list[str]]]:
     """[(answer, cited file names)] per question, from the example's own printout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATLOOM_")} | {"CHATLOOM_HOME": str(home)}
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), *questions], capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *questions], capture_output=True, text=True, env=env, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     replies: list[tuple[str, list[str]]] = []
     answering = False

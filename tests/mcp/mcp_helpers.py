@@ -20,8 +20,6 @@ def stdio_spec(name: str = "fx", **fields) -> MCPServerSpec:
     return MCPServerSpec(name=name, command=sys.executable, args=[str(FIXTURE), "stdio"], **fields)
 
 
-
-
 def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -38,11 +36,11 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
 def start_http_fixture() -> tuple[subprocess.Popen, str]:
     """The fixture server over Streamable HTTP on 127.0.0.1; ``(process, url)``."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(FIXTURE), "http", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(FIXTURE), "http", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     wait_for_port(port, proc)
     return proc, f"http://127.0.0.1:{port}/mcp"
 
 
 stop = stop_process
-
-

@@ -45,7 +45,11 @@ def test_mcp_output_is_untrusted_and_a_following_side_effect_needs_approval():
         asked.append(request)
         return False
 
-    replies = [tool_call("fx.fetch_page", url="https://example.com"), tool_call("fx.send_note", to="attacker", text="secrets"), "ok"]
+    replies = [
+        tool_call("fx.fetch_page", url="https://example.com"),
+        tool_call("fx.send_note", to="attacker", text="secrets"),
+        "ok",
+    ]
     with make_agent(replies, tool_policy={"fx.send_note": "allow"}, approver=approver) as agent:
         reply = agent.chat("summarise the page")
     fetch, send = reply.tool_steps
@@ -56,7 +60,9 @@ def test_mcp_output_is_untrusted_and_a_following_side_effect_needs_approval():
 
 
 def test_without_the_injection_an_allow_rule_runs_the_side_effect():
-    with make_agent([tool_call("fx.send_note", to="bob", text="hi"), "sent"], tool_policy={"fx.send_note": "allow"}) as agent:
+    with make_agent(
+        [tool_call("fx.send_note", to="bob", text="hi"), "sent"], tool_policy={"fx.send_note": "allow"}
+    ) as agent:
         assert agent.chat("send it").tool_steps[0].result.count("sent to bob") == 1
 
 
@@ -97,7 +103,9 @@ def test_spec_lists_mcp_servers_and_policies_for_their_tools(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_spec(spec_file)
     assert "bot.yaml" in str(err.value) and "'nope.send'" in str(err.value)
-    spec_file.write_text("mcp_servers:\n  - name: gh\n    url: https://example.com/mcp\n    headers: {Authorization: Bearer abc}\n")
+    spec_file.write_text(
+        "mcp_servers:\n  - name: gh\n    url: https://example.com/mcp\n    headers: {Authorization: Bearer abc}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_spec(spec_file)
     assert "keep secrets out of specs" in str(err.value)
@@ -106,7 +114,9 @@ def test_spec_lists_mcp_servers_and_policies_for_their_tools(tmp_path):
 def test_chatloom_toml_servers(tmp_path, monkeypatch):
     from chatloom.mcp.config import toml_servers
 
-    (tmp_path / "chatloom.toml").write_text(f'[mcp.servers.fx]\ncommand = "{sys.executable}"\nargs = ["{FIXTURE}", "stdio"]\n')
+    (tmp_path / "chatloom.toml").write_text(
+        f'[mcp.servers.fx]\ncommand = "{sys.executable}"\nargs = ["{FIXTURE}", "stdio"]\n'
+    )
     monkeypatch.chdir(tmp_path)
     assert [s.name for s in toml_servers()] == ["fx"]
     (tmp_path / "chatloom.toml").write_text('[mcp.servers.fx]\ncommand = "x"\ntimeout = -1\n')
@@ -121,7 +131,13 @@ def test_an_agent_without_mcp_servers_never_imports_the_sdk(tmp_path):
         "a = Agent(model=FakeChatModel(['hi']), tools=['calculator'], checkpointer='memory'); a.chat('x'); "
         "print('MCP', [m for m in ('mcp', 'mcp_types') if m in sys.modules])"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "CHATLOOM_HOME": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "CHATLOOM_HOME": str(tmp_path)},
+    )
     assert "MCP []" in done.stdout, done.stdout + done.stderr
 
 

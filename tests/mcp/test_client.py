@@ -69,7 +69,9 @@ def test_resources_and_prompts_are_listed_and_read(clients, tools):
     assert [r.uri for r in report.resources] == ["notes://leave"]
     assert [p.name for p in report.prompts] == ["summarise"]
     assert "25 days" in tools["fx.read_resource"].invoke({"uri": "notes://leave"})
-    assert clients.get_prompt("fx", "summarise", {"topic": "leave"}) == [("user", "Summarise leave in three bullet points.")]
+    assert clients.get_prompt("fx", "summarise", {"topic": "leave"}) == [
+        ("user", "Summarise leave in three bullet points.")
+    ]
 
 
 def test_stdio_server_dying_mid_call_is_an_error_and_it_restarts():
@@ -174,7 +176,9 @@ def test_http_header_secret_is_sent_but_never_shown(monkeypatch, caplog, http_ur
 
 def test_a_missing_secret_variable_is_a_clear_error(monkeypatch, http_url):
     monkeypatch.delenv("NO_SUCH_TOKEN_VAR", raising=False)
-    clients = MCPClients([MCPServerSpec(name="fx", url=http_url, headers={"Authorization": "Bearer ${NO_SUCH_TOKEN_VAR}"})])
+    clients = MCPClients(
+        [MCPServerSpec(name="fx", url=http_url, headers={"Authorization": "Bearer ${NO_SUCH_TOKEN_VAR}"})]
+    )
     report = clients.check()[0]
     clients.close()
     assert "environment variable NO_SUCH_TOKEN_VAR, which is not set" in report.error

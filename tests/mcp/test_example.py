@@ -13,7 +13,9 @@ DEMO = SRC.parent / "examples" / "mcp" / "demo.py"
 
 def test_mcp_demo_runs_both_ways(tmp_path):
     env = {**os.environ, "CHATLOOM_HOME": str(tmp_path), "PYTHONPATH": str(SRC)}
-    done = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(DEMO)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "tools: units.convert, units.save_favourite" in out

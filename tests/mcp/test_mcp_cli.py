@@ -11,7 +11,15 @@ from mcp_helpers import FIXTURE, SRC
 
 def chatloom(*args: str, cwd, stdin: str | None = None):
     env = {**os.environ, "CHATLOOM_HOME": str(cwd / "home"), "PYTHONPATH": str(SRC)}
-    return subprocess.run([sys.executable, "-m", "chatloom.cli.main", *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "chatloom.cli.main", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def write_spec(tmp_path, dead: bool = True, policy: str = ""):
@@ -53,7 +61,9 @@ def test_no_servers_is_a_one_line_error(tmp_path):
 
 
 def test_repl_tools_lists_mcp_tools_by_server(tmp_path):
-    done = chatloom("chat", "--model", "fake:echo", "--spec", str(write_spec(tmp_path)), cwd=tmp_path, stdin="/tools\n/exit\n")
+    done = chatloom(
+        "chat", "--model", "fake:echo", "--spec", str(write_spec(tmp_path)), cwd=tmp_path, stdin="/tools\n/exit\n"
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     lines = [" ".join(line.split()) for line in out.splitlines()]  # the columns are padded

@@ -29,7 +29,15 @@ class Notes:
     def recall(self, query, *, k=4, namespace=None, user_id=None, filters=None):
         self.asked.append((query, namespace))
         return [
-            Passage(id="1", text="Refunds take 5 working days.", source="faq.md", chunk=2, title="FAQ", section="Refunds", score=0.9),
+            Passage(
+                id="1",
+                text="Refunds take 5 working days.",
+                source="faq.md",
+                chunk=2,
+                title="FAQ",
+                section="Refunds",
+                score=0.9,
+            ),
             Passage(id="2", text="Contact support by email.", source="contact.md", chunk=0, score=0.5),
         ][:k]
 
@@ -97,7 +105,11 @@ def test_the_agent_itself_as_an_ask_tool_and_policy_rules_hold():
             return answer, denied, unknown
 
     answer, denied, unknown = anyio.run(session)
-    assert not answer.is_error and answer.content[0].text == "It is 391." and answer.structured_content["answer"] == "It is 391."
+    assert (
+        not answer.is_error
+        and answer.content[0].text == "It is 391."
+        and answer.structured_content["answer"] == "It is 391."
+    )
     assert denied.is_error and "denied by the tool policy" in denied.content[0].text
     assert unknown.is_error and "no tool named 'nope'" in unknown.content[0].text
 
@@ -160,7 +172,19 @@ def test_the_cli_serves_http_with_a_token_from_the_environment(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SRC), "CHATLOOM_HOME": str(tmp_path), "CHATLOOM_MCP_TOKEN": token}
     (tmp_path / "agents").mkdir()
     (tmp_path / "agents" / "bot.yaml").write_text("tools: [calculator]\nmemory: false\n")
-    cmd = [sys.executable, "-m", "chatloom.cli.main", "mcp", "serve", "--spec", "agents/bot.yaml", "--transport", "http", "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "chatloom.cli.main",
+        "mcp",
+        "serve",
+        "--spec",
+        "agents/bot.yaml",
+        "--transport",
+        "http",
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_port(port, proc)
@@ -175,8 +199,17 @@ def test_the_cli_serves_http_with_a_token_from_the_environment(tmp_path):
         stop_process(proc)
     assert token not in proc.stderr.read()  # the banner says a token is required, never which
     open_env = {k: v for k, v in env.items() if k != "CHATLOOM_MCP_TOKEN"}
-    refused = subprocess.run([*cmd[:-2], "--host", "0.0.0.0", "--port", str(port)], env=open_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and refused.stderr.startswith("error: refusing to serve MCP on '0.0.0.0' without a bearer token")
+    refused = subprocess.run(
+        [*cmd[:-2], "--host", "0.0.0.0", "--port", str(port)],
+        env=open_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and refused.stderr.startswith(
+        "error: refusing to serve MCP on '0.0.0.0' without a bearer token"
+    )
 
 
 def test_a_client_without_the_token_is_told_the_http_status():

@@ -80,8 +80,7 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory):
     bindir = _pg_bindir()
     if bindir is None:
         pytest.skip(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found; install them with "
-            "`apt-get install -y postgresql`"
+            "PostgreSQL server binaries (initdb, pg_ctl) not found; install them with `apt-get install -y postgresql`"
         )
     base = tmp_path_factory.mktemp("pg")
     data, sock = base / "data", base / "sock"
@@ -106,16 +105,27 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory):
     )
     run(str(bindir / "initdb"), "-D", str(data), "-U", "chatloom", "--auth=trust", "-E", "UTF8")
     run(
-        str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60",
-        "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(base / "log"),
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
+        "start",
     )
     try:
-        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "chatloom",
-            "chatloom")
+        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "chatloom", "chatloom")
         yield f"postgresql://chatloom@127.0.0.1:{port}/chatloom"
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
 
 
 # -- a real Chroma server ---------------------------------------------------------------------
@@ -132,7 +142,8 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory):
     log = open(path.parent / "chroma-server.log", "w")
     proc = subprocess.Popen(
         [str(exe), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(path)],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
     )
     url = f"http://127.0.0.1:{port}"

@@ -62,7 +62,3 @@ def subprocess_env(home: Path) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-
-

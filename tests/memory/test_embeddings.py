@@ -81,8 +81,7 @@ def test_a_fake_langchain_embeddings_plugs_in(settings):
     # The namespace remembers its embeddings: mixing models is an error, not silent garbage.
     from chatloom.memory.embeddings import MiniLMEmbeddings
 
-    other = open_memory(settings, namespace="fake",
-                        embeddings=MiniLMEmbeddings(settings.data_dir() / "models"))
+    other = open_memory(settings, namespace="fake", embeddings=MiniLMEmbeddings(settings.data_dir() / "models"))
     with pytest.raises(MemoryStoreError, match="built with embeddings"):
         other.recall("zebra", k=1)
 
@@ -98,8 +97,9 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
             text = text if isinstance(text, str) else " ".join(map(str, text))
             vec = [float((hash(w) % 97) / 97) for w in (text.split() + ["pad"] * 8)[:8]]
             data.append({"object": "embedding", "index": i, "embedding": vec})
-        payload = json.dumps({"object": "list", "data": data, "model": body["model"],
-                              "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
+        payload = json.dumps(
+            {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))

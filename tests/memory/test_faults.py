@@ -109,8 +109,13 @@ def test_two_processes_ingesting_at_once_lose_nothing(home, settings, minilm, tm
     env = subprocess_env(home)
     # Both processes ingest both folders, in opposite orders, into the same namespace.
     procs = [
-        subprocess.Popen([sys.executable, "-c", INGEST_SCRIPT, str(x), str(y)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", INGEST_SCRIPT, str(x), str(y)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for x, y in ((a, b), (b, a))
     ]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -166,13 +171,15 @@ print("FINISHED", flush=True)
 """
 
 
-def test_kill_during_ingestion_leaves_a_consistent_store_and_rerun_resumes(
-    home, settings, minilm, tmp_path
-):
+def test_kill_during_ingestion_leaves_a_consistent_store_and_rerun_resumes(home, settings, minilm, tmp_path):
     docs = _corpus(tmp_path, "k", 10)
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(docs)],
-                            env=subprocess_env(home), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_INGEST, str(docs)],
+        env=subprocess_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     upserts = 0
     deadline = time.time() + 240
     while upserts < 3 and time.time() < deadline:
@@ -217,8 +224,13 @@ def test_a_running_reader_sees_another_processes_ingest(home, settings, minilm, 
     bot.ingest([first])
     assert "tokr1x" in bot.recall("tokr1x", k=1)[0].text
     later = _corpus(tmp_path, "s", 2)
-    done = subprocess.run([sys.executable, "-c", INGEST_SCRIPT, str(later)],
-                          env=subprocess_env(home), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", INGEST_SCRIPT, str(later)],
+        env=subprocess_env(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     hit = bot.recall("toks1x", k=1)[0]  # new chunks, via both vector and keyword search
     assert "toks1x" in hit.text
@@ -241,8 +253,13 @@ def test_writes_of_a_process_that_keeps_its_store_open_are_visible_to_others(hom
     bot = open_memory(settings, namespace="kb")  # the model the namespace records
     bot.remember(user_id="ada", thread_id="t1", question="I work at Globex in Oslo.", answer="Noted.")
     # The bot still holds its Chroma client; another process must see what it wrote.
-    seen = subprocess.run([sys.executable, "-c", RECALL_SCRIPT, "where does the user work", "ada"],
-                          env=subprocess_env(home), capture_output=True, text=True, timeout=300)
+    seen = subprocess.run(
+        [sys.executable, "-c", RECALL_SCRIPT, "where does the user work", "ada"],
+        env=subprocess_env(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert seen.returncode == 0, seen.stderr[-2000:]
     assert "Globex" in seen.stdout
     # And the bot keeps working after the other process opened the same store.

@@ -43,9 +43,7 @@ def test_headings_inside_code_fences_are_not_headings_and_giant_words_split():
 
 
 def test_split_sentences():
-    assert split_sentences("It is 3.5 m long! Next one.\n\nPara two") == [
-        "It is 3.5 m long!", "Next one.", "Para two"
-    ]
+    assert split_sentences("It is 3.5 m long! Next one.\n\nPara two") == ["It is 3.5 m long!", "Next one.", "Para two"]
     assert split_sentences("  ") == []
 
 
@@ -79,7 +77,8 @@ def _docs(root: Path) -> Path:
     (d / "install.md").write_text("# Install\nRun pip install chatloom. It needs Python 3.11.\n")
     (d / "faq.txt").write_text("Refunds take five business days. Contact billing for help.\n")
     (d / "sub" / "tools.html").write_text(
-        "<title>Tools</title><h1>Tools</h1><p>The calculator evaluates arithmetic safely.</p>")
+        "<title>Tools</title><h1>Tools</h1><p>The calculator evaluates arithmetic safely.</p>"
+    )
     make_pdf(d / "sub" / "policy.pdf", ["Passwords rotate every ninety days."], title="Policy")
     (d / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))  # ignored type
     return d

@@ -16,6 +16,7 @@ def textfile():
 
     return textfile
 
+
 JAPANESE = (
     "チャットルームは、小さなローカルモデルで動くチャットボットの枠組みです。"
     "文書を取り込むと、質問に答えるときに出典を示して引用します。"
@@ -102,7 +103,7 @@ def test_shift_jis_is_stored_readable(mem, tmp_path):
 
 def test_utf8_still_wins_and_cp1252_is_detected(tmp_path, textfile):
     assert textfile.decode_text("naïve café".encode()).encoding == "utf-8"
-    western = ("Le café était fermé, alors nous sommes allés à la pâtisserie où l’on vend des crêpes. " * 8)
+    western = "Le café était fermé, alors nous sommes allés à la pâtisserie où l’on vend des crêpes. " * 8
     decoded = textfile.decode_text(western.encode("cp1252"))
     assert decoded.text == western and decoded.detected
 

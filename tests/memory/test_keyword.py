@@ -21,8 +21,14 @@ def _covers(longer: str, shorter: str) -> bool:
 
 @pytest.mark.parametrize(
     ("with_particle", "bare"),
-    [("자기계발비는", "자기계발비"), ("배우자가", "배우자"), ("연차를", "연차"),
-     ("병가로", "병가"), ("카카오페이로", "카카오페이"), ("회사의", "회사")],
+    [
+        ("자기계발비는", "자기계발비"),
+        ("배우자가", "배우자"),
+        ("연차를", "연차"),
+        ("병가로", "병가"),
+        ("카카오페이로", "카카오페이"),
+        ("회사의", "회사"),
+    ],
 )
 def test_korean_particles_are_dropped(with_particle, bare):
     assert tokenize(with_particle) == tokenize(bare)
@@ -53,8 +59,7 @@ def test_compound_nouns_give_parts_and_the_whole():
 def test_numbers_survive_the_same_way_in_both_scripts():
     assert "5" in tokenize("카드는 5장까지") and "5" in tokenize("up to 5 cards")
     assert "1000" in tokenize("수수료는 1,000원") and "1000" in tokenize("a fee of 1,000 won")
-    assert {"3", "11"} <= set(tokenize("Python 3.11에서")) and {"3", "11"} <= set(
-        tokenize("Python 3.11"))
+    assert {"3", "11"} <= set(tokenize("Python 3.11에서")) and {"3", "11"} <= set(tokenize("Python 3.11"))
 
 
 def test_latin_words_in_korean_text_follow_the_english_rules():
@@ -63,21 +68,24 @@ def test_latin_words_in_korean_text_follow_the_english_rules():
 
 
 def test_english_keeps_its_rules():
-    assert tokenize("The refunds were processed within 5 days") == [
-        "refund", "process", "within", "5", "day"]
+    assert tokenize("The refunds were processed within 5 days") == ["refund", "process", "within", "5", "day"]
     assert tokenize("") == []
 
 
 def test_english_never_loads_the_korean_analyser():
-    code = ("import sys; from chatloom.memory.keyword import tokenize;"
-            "tokenize('hello refund world'); print('kiwipiepy' in sys.modules)")
+    code = (
+        "import sys; from chatloom.memory.keyword import tokenize;"
+        "tokenize('hello refund world'); print('kiwipiepy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_keyword_module_imports_neither_store_nor_search():
-    code = ("import sys; import chatloom.memory.keyword;"
-            "print(sorted(m for m in sys.modules if m.startswith('chatloom.memory.')))")
+    code = (
+        "import sys; import chatloom.memory.keyword;"
+        "print(sorted(m for m in sys.modules if m.startswith('chatloom.memory.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = out.stdout.strip()
     assert "chatloom.memory.keyword" in loaded  # the old cycle: store -> keyword -> search -> store
@@ -85,8 +93,12 @@ def test_keyword_module_imports_neither_store_nor_search():
 
 
 def test_tokenize_is_thread_safe():
-    texts = ["자기계발비는 연 50만 원까지 지원됩니다", "배우자가 아프면 가족돌봄휴가를 씁니다",
-             "Refunds are processed within 5 days", "연차를 신청하려면 3일 전에 API로 요청"] * 10
+    texts = [
+        "자기계발비는 연 50만 원까지 지원됩니다",
+        "배우자가 아프면 가족돌봄휴가를 씁니다",
+        "Refunds are processed within 5 days",
+        "연차를 신청하려면 3일 전에 API로 요청",
+    ] * 10
     expected = [tokenize(t) for t in texts]
     got: list[list[str]] = [[] for _ in texts]
     errors: list[BaseException] = []
@@ -107,16 +119,21 @@ def test_tokenize_is_thread_safe():
 
 
 def test_index_finds_korean_across_particles_and_filters():
-    rows = [(1, "자기계발비는 연 50만 원까지 지원됩니다."), (2, "배우자가 출산하면 휴가 10일"),
-            (3, "연차는 입사 1년 후 15일이 생깁니다."), (4, "Refund within 5 days")]
+    rows = [
+        (1, "자기계발비는 연 50만 원까지 지원됩니다."),
+        (2, "배우자가 출산하면 휴가 10일"),
+        (3, "연차는 입사 1년 후 15일이 생깁니다."),
+        (4, "Refund within 5 days"),
+    ]
     index = KeywordIndex.of_rows(rows)
     assert index.search("자기계발비 얼마예요?", 4)[0][0] == 1
     assert index.search("배우자 출산 휴가", 4)[0][0] == 2
     assert index.search("연차가 며칠", 4)[0][0] == 3
     assert index.search("refunds", 4)[0][0] == 4
     # allowed_rowids restricts the candidates of a namespace index.
-    assert index.search("연차 휴가", 4, allowed_rowids=[2]) == [(2, pytest.approx(
-        index.search("연차 휴가", 4)[[r for r, _ in index.search("연차 휴가", 4)].index(2)][1]))]
+    assert index.search("연차 휴가", 4, allowed_rowids=[2]) == [
+        (2, pytest.approx(index.search("연차 휴가", 4)[[r for r, _ in index.search("연차 휴가", 4)].index(2)][1]))
+    ]
     assert index.search("없는단어", 4) == [] and KeywordIndex.of_rows([]).search("x", 4) == []
 
 
@@ -153,12 +170,15 @@ def test_store_keyword_search_handles_korean_particles(mem, tmp_path):
     assert got and got[0].source.endswith("leave.md")
 
 
-@pytest.mark.parametrize(("text", "topics"), [
-    ("퇴직금은 언제 지급되나요?", [("퇴직금",)]),
-    ("해외 출장에서 호텔비는 하루에 얼마까지 나오나요?", [("호텔", "비")]),  # the noun glued to 는
-    ("회사 연차 신청은 어떻게 하나요?", [("신청",)]),
-    ("누리페이 본사 주소가 어디인가요?", []),  # 가 marks a subject, not a topic
-    ("How is severance pay paid?", []),
-])
+@pytest.mark.parametrize(
+    ("text", "topics"),
+    [
+        ("퇴직금은 언제 지급되나요?", [("퇴직금",)]),
+        ("해외 출장에서 호텔비는 하루에 얼마까지 나오나요?", [("호텔", "비")]),  # the noun glued to 는
+        ("회사 연차 신청은 어떻게 하나요?", [("신청",)]),
+        ("누리페이 본사 주소가 어디인가요?", []),  # 가 marks a subject, not a topic
+        ("How is severance pay paid?", []),
+    ],
+)
 def test_korean_topics_are_the_nouns_before_the_topic_particle(text: str, topics: list[tuple[str, ...]]) -> None:
     assert keyword.korean_topics(text) == topics

@@ -21,9 +21,9 @@ pytest.importorskip("kiwipiepy")
 
 KOREAN_DOCS = {
     "leave.md": "# 연차 휴가\n\n연차는 사내 포털의 근태 메뉴에서 사용 3일 전까지 신청합니다. "
-                "팀장 승인 후 확정됩니다.\n",
+    "팀장 승인 후 확정됩니다.\n",
     "refund.md": "# 환불\n\n환불은 결제 후 7일 이내에 앱에서 신청할 수 있습니다. 카드 결제는 "
-                 "3~5영업일 안에 취소됩니다.\n",
+    "3~5영업일 안에 취소됩니다.\n",
     "transfer.md": "# 송금\n\n하루 송금 한도는 200만 원입니다. 수수료는 한 달에 10번까지 무료입니다.\n",
 }
 
@@ -39,11 +39,13 @@ def korean_docs(tmp_path):
 
 @pytest.mark.parametrize(
     ("texts", "expected"),
-    [(["The refund is paid within five days of the request."], ENGLISH_DEFAULT),
-     (["환불은 결제 후 7일 이내에 신청할 수 있습니다. API key"], E5_NAME),
-     (["Le remboursement est versé dans les cinq jours suivant la demande."], E5_NAME),
-     (["# Refunds\n\nRefunds take 5 days.", "연차는 3일 전까지 신청합니다."], E5_NAME),
-     (["1234 5678"], ENGLISH_DEFAULT)],
+    [
+        (["The refund is paid within five days of the request."], ENGLISH_DEFAULT),
+        (["환불은 결제 후 7일 이내에 신청할 수 있습니다. API key"], E5_NAME),
+        (["Le remboursement est versé dans les cinq jours suivant la demande."], E5_NAME),
+        (["# Refunds\n\nRefunds take 5 days.", "연차는 3일 전까지 신청합니다."], E5_NAME),
+        (["1234 5678"], ENGLISH_DEFAULT),
+    ],
 )
 def test_the_model_is_chosen_by_the_text(texts, expected):
     assert choose_embeddings(texts) == expected
@@ -65,8 +67,7 @@ def test_english_question_finds_korean_documents_with_default_settings(settings,
     assert mem.matches_across_languages()
     assert mem.recall("How do I request annual leave?", k=1)[0].source.endswith("leave.md")
     assert mem.recall("What is the daily transfer limit?", k=1)[0].source.endswith("transfer.md")
-    assert mem.recall("자기 돈을 돌려받으려면 환불은 며칠 안에 신청해요?", k=1)[0].source.endswith(
-        "refund.md")
+    assert mem.recall("자기 돈을 돌려받으려면 환불은 며칠 안에 신청해요?", k=1)[0].source.endswith("refund.md")
     mem.close()
 
 
@@ -83,8 +84,7 @@ def test_english_namespace_gets_the_fast_english_model(settings, tmp_path):
 def test_store_built_with_the_old_default_keeps_working(settings, tmp_path):
     doc = tmp_path / "old.md"
     doc.write_text("# Parking\n\nThe parking garage opens at 7 am on weekdays.\n")
-    old = open_memory(settings, namespace="legacy",
-                      embeddings=MiniLMEmbeddings(settings.data_dir() / "models"))
+    old = open_memory(settings, namespace="legacy", embeddings=MiniLMEmbeddings(settings.data_dir() / "models"))
     old.ingest([doc])
     old.close()
     mem = open_memory(settings, namespace="legacy")  # today's defaults
@@ -101,8 +101,7 @@ def test_store_built_with_a_model_chatloom_does_not_bundle_says_what_to_do(setti
 
     doc = tmp_path / "x.md"
     doc.write_text("# X\n\nThe zebra code is Q-991.\n")
-    open_memory(settings, namespace="custom",
-                embeddings=DeterministicFakeEmbedding(size=16)).ingest([doc])
+    open_memory(settings, namespace="custom", embeddings=DeterministicFakeEmbedding(size=16)).ingest([doc])
     mem = open_memory(settings, namespace="custom")
     with pytest.raises(MemoryStoreError, match="does not bundle.*re-ingest|embeddings=") as err:
         mem.recall("zebra", k=1)
@@ -112,8 +111,9 @@ def test_store_built_with_a_model_chatloom_does_not_bundle_says_what_to_do(setti
 def test_namespaces_with_different_models_are_searched_together(settings, korean_docs):
     mem = open_memory(settings, namespace="hr")
     mem.ingest([korean_docs])  # e5
-    mem.remember(user_id="u1", thread_id="t1", question="My employee number is 4471.",
-                 answer="Noted.")  # the conversation namespace: English -> MiniLM
+    mem.remember(
+        user_id="u1", thread_id="t1", question="My employee number is 4471.", answer="Noted."
+    )  # the conversation namespace: English -> MiniLM
     conv = mem.store.namespace_embeddings("default/_conversations")
     assert conv == ENGLISH_DEFAULT
     got = mem.recall("연차 신청 employee number", k=4, user_id="u1")
@@ -122,8 +122,11 @@ def test_namespaces_with_different_models_are_searched_together(settings, korean
 
 
 def test_int8_minilm_stays_close_to_fp32(minilm, onnx_cache):
-    texts = ["Refunds are processed within five days.", "The parking garage opens at 7 am.",
-             "Information retrieval systems rank documents by relevance."]
+    texts = [
+        "Refunds are processed within five days.",
+        "The parking garage opens at 7 am.",
+        "Information retrieval systems rank documents by relevance.",
+    ]
     fp32 = minilm.embed_array(texts)
     int8 = MiniLMEmbeddings(onnx_cache, int8=True, batch_size=1).embed_array(texts)
     assert int8.shape == fp32.shape

@@ -20,12 +20,10 @@ def _write(d: Path, files: dict[str, str]) -> Path:
 
 KB = {
     "vpn.md": "# VPN\nTo connect to the office network, start the WireGuard client and pick the "
-              "'office' tunnel.\n\n## Error codes\nError ZX-4471 means your certificate expired; "
-              "ask IT for a new one.\n",
-    "leave.md": "# Holidays\nEmployees get 25 days of paid annual leave. Unused days carry over "
-                "until March.\n",
-    "lunch.md": "# Canteen\nThe canteen serves lunch from noon to two. Vegetarian dishes are "
-                "marked green.\n",
+    "'office' tunnel.\n\n## Error codes\nError ZX-4471 means your certificate expired; "
+    "ask IT for a new one.\n",
+    "leave.md": "# Holidays\nEmployees get 25 days of paid annual leave. Unused days carry over until March.\n",
+    "lunch.md": "# Canteen\nThe canteen serves lunch from noon to two. Vegetarian dishes are marked green.\n",
 }
 
 
@@ -88,13 +86,15 @@ def test_mmr_prefers_diverse_passages(mem, tmp_path):
 
 def test_conversation_memory_is_per_user_and_crosses_threads(mem, tmp_path):
     mem.ingest([_write(tmp_path / "kb", KB)])
-    mem.remember(user_id="ada", thread_id="t1",
-                 question="My name is Ada and I prefer answers in metric units.",
-                 answer="Noted, Ada: metric it is.")
+    mem.remember(
+        user_id="ada",
+        thread_id="t1",
+        question="My name is Ada and I prefer answers in metric units.",
+        answer="Noted, Ada: metric it is.",
+    )
     mem.remember(user_id=None, thread_id="t1", question="I am anonymous", answer="ok")
     later = mem.recall("which units does the user prefer", k=2, user_id="ada")
-    assert "The user said: My name is Ada and I prefer answers in metric units." in [
-        p.text for p in later]
+    assert "The user said: My name is Ada and I prefer answers in metric units." in [p.text for p in later]
     assert all(p.source.startswith("conversation:ada:t1:") for p in later)
     # Another user, or no user, never sees Ada's memory.
     for user in ("bob", None):

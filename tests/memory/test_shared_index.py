@@ -111,9 +111,14 @@ def test_conversation_memory_and_metadata_filters_work_across_machines(two_machi
 def test_two_machines_ingesting_at_once_lose_nothing(two_machines, minilm, ns, tmp_path):
     sa, sb = two_machines
     docs = {
-        who: [write_doc(tmp_path / f"{who}-{i}.md", f"{who} topic {i}",
-                        f"Fact number {i} written by machine {who}: code {who}{i * 7919}.")
-              for i in range(6)]
+        who: [
+            write_doc(
+                tmp_path / f"{who}-{i}.md",
+                f"{who} topic {i}",
+                f"Fact number {i} written by machine {who}: code {who}{i * 7919}.",
+            )
+            for i in range(6)
+        ]
         for who in ("a", "b")
     }
     errors: list[BaseException] = []
@@ -169,7 +174,8 @@ def test_the_write_lock_is_held_across_machines(two_machines, postgres_dsn):
         deadline = time.monotonic() + 120
         while not conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype='advisory' AND NOT granted"
-            " AND ((classid::bigint << 32) | objid::bigint) = %s", (_PG_WRITE_LOCK,)
+            " AND ((classid::bigint << 32) | objid::bigint) = %s",
+            (_PG_WRITE_LOCK,),
         ).fetchone()[0]:
             assert time.monotonic() < deadline, "machine B never waited for the write lock"
             time.sleep(0.05)
@@ -212,17 +218,26 @@ def test_an_index_url_without_a_chroma_server_is_a_clear_error(home, postgres_ds
 
 def test_the_cli_reports_an_unreachable_index_in_one_line(home, chroma_url, tmp_path):
     env = subprocess_env(home)
-    env.update(CHATLOOM_MEMORY_URL=chroma_url,
-               CHATLOOM_INDEX_URL=f"postgresql://chatloom:s3cret-pw@127.0.0.1:{free_port()}/kb")
-    done = subprocess.run([sys.executable, "-m", "chatloom.cli.main", "memory", "list"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    env.update(
+        CHATLOOM_MEMORY_URL=chroma_url, CHATLOOM_INDEX_URL=f"postgresql://chatloom:s3cret-pw@127.0.0.1:{free_port()}/kb"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "chatloom.cli.main", "memory", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: can't reach the PostgreSQL knowledge index"), done.stderr
     assert "s3cret-pw" not in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_lost_postgresql_connection_is_a_clear_error_and_the_next_call_reconnects(two_machines, minilm, ns, tmp_path, postgres_dsn):
+def test_a_lost_postgresql_connection_is_a_clear_error_and_the_next_call_reconnects(
+    two_machines, minilm, ns, tmp_path, postgres_dsn
+):
     import psycopg
 
     sa, _ = two_machines
@@ -232,7 +247,9 @@ def test_a_lost_postgresql_connection_is_a_clear_error_and_the_next_call_reconne
     for mode in ("keyword", "hybrid"):
         with psycopg.connect(postgres_dsn, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (mem.store.db.conn.info.backend_pid,))
-        with pytest.raises(MemoryStoreError, match=r"the PostgreSQL knowledge index at .* failed .*check that the server"):
+        with pytest.raises(
+            MemoryStoreError, match=r"the PostgreSQL knowledge index at .* failed .*check that the server"
+        ):
             mem.search("vpn wiki", mode=mode)
         assert [h.section for h in mem.search("vpn wiki", mode=mode)] == ["VPN"]
     # The keyword search itself (past the namespace lookups) meeting a dead connection.
@@ -245,7 +262,9 @@ def test_a_lost_postgresql_connection_is_a_clear_error_and_the_next_call_reconne
     mem.close()
 
 
-def test_a_database_recreated_at_the_same_dsn_does_not_reuse_old_keyword_caches(two_machines, minilm, ns, tmp_path, postgres_dsn):
+def test_a_database_recreated_at_the_same_dsn_does_not_reuse_old_keyword_caches(
+    two_machines, minilm, ns, tmp_path, postgres_dsn
+):
     import psycopg
 
     sa, _ = two_machines

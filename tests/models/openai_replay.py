@@ -67,8 +67,10 @@ class ReplayServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
-                    self._json(200, {"object": "list", "data": [
-                        {"id": "gpt-4o-mini", "object": "model", "owned_by": "replay"}]})
+                    self._json(
+                        200,
+                        {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "owned_by": "replay"}]},
+                    )
                 else:
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -80,8 +82,9 @@ class ReplayServer:
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 with server._lock:
-                    server.requests.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                                time.monotonic()))
+                    server.requests.append(
+                        Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                    )
                     reply = server.script.popleft() if server.script else None
                 if not self.path.endswith("/chat/completions"):
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
@@ -108,7 +111,9 @@ class ReplayServer:
             def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 self._bytes(status, json.dumps(body).encode(), "application/json", headers)
 
-            def _bytes(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+            def _bytes(
+                self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
@@ -128,7 +133,7 @@ class ReplayServer:
                 self.close_connection = True
                 events = [e for e in reply.sse.split("\n\n") if e.strip()]
                 if reply.cut_after is not None:
-                    events = events[:reply.cut_after]
+                    events = events[: reply.cut_after]
                 for event in events:
                     if event.strip():
                         self.wfile.write((event + "\n\n").encode())

@@ -13,8 +13,9 @@ import pytest
 
 from chatloom.models.toolcalls import CallHoldBack, _Parser, opens_tool_call
 
-CORPUS = [json.loads(line) for line in
-          (Path(__file__).parent / "toolcall_corpus.jsonl").read_text().splitlines() if line]
+CORPUS = [
+    json.loads(line) for line in (Path(__file__).parent / "toolcall_corpus.jsonl").read_text().splitlines() if line
+]
 CALLS = [row for row in CORPUS if row["expected_calls"]]
 NO_CALLS = [row for row in CORPUS if not row["expected_calls"]]
 
@@ -23,7 +24,7 @@ def stream(text: str, size: int, tool_names: tuple[str, ...] | list[str] = (), *
     """``text`` fed through a fresh filter in pieces of ``size`` characters; released text is
     checked to come out in order, as a prefix of the text."""
     hold = CallHoldBack(tool_names, **kw)
-    shown = "".join(hold.feed(text[i:i + size]) for i in range(0, len(text), size))
+    shown = "".join(hold.feed(text[i : i + size]) for i in range(0, len(text), size))
     assert shown == hold.released and text.startswith(shown)
     assert hold.released + hold.rest() == text == hold.text
     return hold
@@ -49,12 +50,15 @@ def test_text_without_a_call_comes_through_whole(row, size):
 
 
 @pytest.mark.parametrize("size", [1, 3])
-@pytest.mark.parametrize("text", [
-    "Paris is the capital [1]. Lyon is second [2, 3].",
-    "Use {name} placeholders in templates, or {} for none.",
-    "Set x = {1, 2} and y = [1, 2].",
-    "I could use the calculator, but 2+2 is 4.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Paris is the capital [1]. Lyon is second [2, 3].",
+        "Use {name} placeholders in templates, or {} for none.",
+        "Set x = {1, 2} and y = [1, 2].",
+        "I could use the calculator, but 2+2 is 4.",
+    ],
+)
 def test_citations_and_prose_brackets_stream(text, size):
     hold = stream(text, size, ["calculator", "search"])
     assert hold.released == text and not hold.holding
@@ -87,7 +91,7 @@ def test_a_bound_name_opens_a_call_only_when_bound():
 def test_constrained_output_holds_only_the_grammars_call_shapes():
     hold = stream('{"name": "calc", "arguments": {}}', 3, ["calc"], constrained=True)
     assert hold.released == "" and hold.holding
-    hold = stream("See [1] and ```code``` and {\"a\": 1}, calc(1).", 3, ["calc"], constrained=True)
+    hold = stream('See [1] and ```code``` and {"a": 1}, calc(1).', 3, ["calc"], constrained=True)
     assert not hold.holding and hold.rest() == ""
     hold = stream("Let me compute.<tool_call>\n{}", 1, ["calc"], constrained=True)
     assert hold.released == "Let me compute." and hold.holding

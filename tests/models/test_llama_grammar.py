@@ -30,8 +30,12 @@ def model(tmp_path_factory):
     from chatloom.models.llamacpp_backend import LlamaCppChatModel
 
     return LlamaCppChatModel(
-        model_path=str(_smollm2_path()), home=tmp_path_factory.mktemp("home"), grammar_engine="gbnf",
-        max_tokens=72, tool_max_tokens=72, prompt_cache=False,
+        model_path=str(_smollm2_path()),
+        home=tmp_path_factory.mktemp("home"),
+        grammar_engine="gbnf",
+        max_tokens=72,
+        tool_max_tokens=72,
+        prompt_cache=False,
     )
 
 
@@ -70,7 +74,9 @@ def test_an_unparsable_grammar_is_a_backend_error_not_a_crash(model, monkeypatch
 
     grammar = build_tool_grammar(SPECS, "required")
     monkeypatch.setattr(type(grammar), "gbnf", lambda self: "root ::= (")
-    prepared = model._prepare([HumanMessage("hi")], None, {"tools": SPECS, "tool_choice": "required", "constrained": True})
+    prepared = model._prepare(
+        [HumanMessage("hi")], None, {"tools": SPECS, "tool_choice": "required", "constrained": True}
+    )
     prepared.grammar = grammar
     with pytest.raises(BackendError, match="rejected the tool-call grammar"):
         list(model._generate_text(prepared))

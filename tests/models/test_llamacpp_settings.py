@@ -73,7 +73,9 @@ def test_the_same_prompt_gets_the_same_reply_whatever_the_kv_cache_held(default_
     from langchain_core.messages import HumanMessage
 
     model = LlamaCppChatModel(model_path=str(default_model_gguf), max_tokens=48, prompt_cache=False, n_threads=1)
-    question = [HumanMessage("Tom gets 4 car washes a month.  If each car wash costs $15 how much does he pay in a year?")]
+    question = [
+        HumanMessage("Tom gets 4 car washes a month.  If each car wash costs $15 how much does he pay in a year?")
+    ]
     first = model.invoke(question).content  # the prompt evaluated whole
     again = model.invoke(question).content  # all but its last token found in the cache
     model.invoke([HumanMessage("Say hello.")])

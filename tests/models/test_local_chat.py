@@ -39,7 +39,7 @@ class Scripted(LocalChatModel):
         self.seen.append(prepared)
         text = self.script.pop(0)
         for i in range(0, len(text), self.piece_chars):
-            yield Piece(text[i:i + self.piece_chars])
+            yield Piece(text[i : i + self.piece_chars])
         # Like a real engine, the prompt count includes reply text already written (prefix).
         prompt = 11 + -(-len(prepared.prefix) // 3)
         yield Piece("", done=True, input_tokens=prompt, output_tokens=len(text) // 3 + 1, finish_reason="stop")
@@ -99,7 +99,11 @@ def test_template_without_tools_gets_a_system_prompt_and_plain_json_calls():
 
 def test_history_with_tool_calls_and_results_is_converted():
     call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
-    history = [HumanMessage("2+2?"), AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1", name="calculator")]
+    history = [
+        HumanMessage("2+2?"),
+        AIMessage("", tool_calls=[call]),
+        ToolMessage("4", tool_call_id="c1", name="calculator"),
+    ]
     native = LocalChatModel._to_dicts(history, native=True)
     assert native[1]["tool_calls"][0]["function"] == {"name": "calculator", "arguments": {"expression": "2+2"}}
     assert native[2] == {"role": "tool", "content": "4", "name": "calculator", "tool_call_id": "c1"}
@@ -196,7 +200,11 @@ def test_inline_calculator_writes_each_result_and_the_model_continues_from_it():
     m = _slipping_engine()
     r = m.bind_tools([calculator]).invoke("How much does Janet earn?")
     assert r.content == "She has 16 - 3 - 4 = 9 eggs left, so she earns 9 × $2 = $18 a day.\n#### 18"
-    assert [p.prefix for p in m.seen] == ["", "She has 16 - 3 - 4 = 9", "She has 16 - 3 - 4 = 9 eggs left, so she earns 9 × $2 = $18"]
+    assert [p.prefix for p in m.seen] == [
+        "",
+        "She has 16 - 3 - 4 = 9",
+        "She has 16 - 3 - 4 = 9 eggs left, so she earns 9 × $2 = $18",
+    ]
     assert r.response_metadata["calculations"] == 2
     # Token counts are approximate here: the text written before a cut counts as output.
     assert r.usage_metadata["output_tokens"] > 20 and abs(r.usage_metadata["input_tokens"] - 11) <= 3
@@ -232,9 +240,9 @@ class Believing(Scripted):
     def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:
         text = next(t for t in self.script if t.startswith(prepared.prefix))
         self.seen.append(prepared)
-        rest = text[len(prepared.prefix):]
+        rest = text[len(prepared.prefix) :]
         for i in range(0, len(rest), self.piece_chars):
-            yield Piece(rest[i:i + self.piece_chars])
+            yield Piece(rest[i : i + self.piece_chars])
         yield Piece("", done=True, input_tokens=11, output_tokens=len(rest), finish_reason="stop")
 
 

@@ -88,7 +88,9 @@ def test_parse_results():
     content, calls = g.parse('<tool_call>\n{"name": "search", "arguments": {"query": "a", "k": 2}}\n</tool_call>')
     assert content == "" and calls[0]["name"] == "search" and calls[0]["id"].startswith("call_")
     assert g.parse("It is 391.") == ("It is 391.", [])
-    content, calls = g.parse('Let me compute.\n<tool_call>\n{"name": "calculator", "arguments": {"expression": "1"}}\n</tool_call>')
+    content, calls = g.parse(
+        'Let me compute.\n<tool_call>\n{"name": "calculator", "arguments": {"expression": "1"}}\n</tool_call>'
+    )
     assert content == "Let me compute." and calls[0]["args"] == {"expression": "1"}
     assert g.parse('{"name": "search", "arguments": {"query": "a"')[1] == []  # cut off: not a call
     assert g.parse('{"name": "rm_rf", "arguments": {}}')[1] == []
@@ -109,14 +111,18 @@ def test_xgrammar_accepts_answers_and_valid_calls_only():
     g = build_tool_grammar(SPECS, None, tags=True).xgrammar()
     assert accepts(g, "The answer is 391.")
     assert accepts(g, '{"name": "calculator", "arguments": {"expression": "17*23"}}')
-    assert accepts(g, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "fahrenheit"}}\n</tool_call>')
+    assert accepts(
+        g, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "fahrenheit"}}\n</tool_call>'
+    )
     assert not accepts(g, '{"name": "calculator", "arguments": {"expr": "1"}}')
     assert not accepts(g, '{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "kelvin"}}')
     assert not accepts(g, '{"name": "shell", "arguments": {}}')
     assert not accepts(g, '```json\n{"name": "shell"}\n```')
     assert not accepts(g, " leading space")
     # With tags an answer may end in one checked call; "<t" can't otherwise appear in it.
-    assert accepts(g, 'Let me compute.\n<tool_call>\n{"name": "calculator", "arguments": {"expression": "2*3"}}\n</tool_call>')
+    assert accepts(
+        g, 'Let me compute.\n<tool_call>\n{"name": "calculator", "arguments": {"expression": "2*3"}}\n</tool_call>'
+    )
     assert accepts(g, "x < 3 and y<4 <<")
     assert not accepts(g, 'Let me <tool_call>\n{"name": "shell", "arguments": {}}\n</tool_call>')
     assert not accepts(g, "see <table>")

@@ -33,10 +33,14 @@ def _build_wheel(directory: Path, part: Part, data: bytes) -> Path:
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(f"{module}/__init__.py", "")
         zf.writestr(part.member, data)
-        zf.writestr(f"{module}-{part.version}.dist-info/METADATA",
-                    f"Metadata-Version: 2.1\nName: {part.package}\nVersion: {part.version}\n")
-        zf.writestr(f"{module}-{part.version}.dist-info/WHEEL",
-                    "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(
+            f"{module}-{part.version}.dist-info/METADATA",
+            f"Metadata-Version: 2.1\nName: {part.package}\nVersion: {part.version}\n",
+        )
+        zf.writestr(
+            f"{module}-{part.version}.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         zf.writestr(f"{module}-{part.version}.dist-info/RECORD", "")
     return wheel
 
@@ -47,8 +51,14 @@ def _entry(name: str = "tiny-test", *, sha: str | None = None, payload=PAYLOAD) 
         Part(f"chatloom-test-part{i}", "1.0", f"chatloom_test_part{i}/data/part{i:02d}.bin")
         for i in range(1, len(payload) + 1)
     )
-    return CatalogEntry(name=name, title="tiny", size=len(blob),
-                        sha256=sha or hashlib.sha256(blob).hexdigest(), parts=parts, license="MIT")
+    return CatalogEntry(
+        name=name,
+        title="tiny",
+        size=len(blob),
+        sha256=sha or hashlib.sha256(blob).hexdigest(),
+        parts=parts,
+        license="MIT",
+    )
 
 
 class FakeIndex:

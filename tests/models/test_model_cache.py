@@ -124,8 +124,9 @@ def test_both_engines_share_one_bounded_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(model_cache, "LOADED_MODELS", ModelCache(max_size=2))
     hf_loads: list[str] = []
     monkeypatch.setattr(TransformersChatModel, "_device", lambda self: "cpu")
-    monkeypatch.setattr(TransformersChatModel, "_load",
-                        lambda self, device: hf_loads.append(self.model_path) or ("model", "tokenizer"))
+    monkeypatch.setattr(
+        TransformersChatModel, "_load", lambda self, device: hf_loads.append(self.model_path) or ("model", "tokenizer")
+    )
     for name in ("a.gguf", "b.gguf", "hf-dir"):
         (tmp_path / name).write_bytes(b"GGUF")
 

@@ -69,12 +69,17 @@ def test_plain_reply_with_usage_and_cost(srv):
 def test_native_tool_calls(srv):
     srv.add(Reply(body=fixture("chat_tool_calls.json")))
     reply = make(srv).bind_tools([calculator, search]).invoke("What is 17*23?")
-    assert reply.tool_calls == [{"name": "calculator", "args": {"expression": "17*23"},
-                                 "id": "call_Xk3lq9Rw2bB0c1dE4fG5hI6j", "type": "tool_call"}]
+    assert reply.tool_calls == [
+        {
+            "name": "calculator",
+            "args": {"expression": "17*23"},
+            "id": "call_Xk3lq9Rw2bB0c1dE4fG5hI6j",
+            "type": "tool_call",
+        }
+    ]
     assert [t["function"]["name"] for t in srv.requests[0].body["tools"]] == ["calculator", "search"]
     # 64 of 81 prompt tokens were cached, at the cached-input price
-    assert reply.response_metadata["cost_usd"] == pytest.approx(
-        (17 * 0.15 + 64 * 0.075 + 17 * 0.60) / 1e6)
+    assert reply.response_metadata["cost_usd"] == pytest.approx((17 * 0.15 + 64 * 0.075 + 17 * 0.60) / 1e6)
 
 
 def test_unknown_model_price_means_no_cost(srv):
@@ -137,7 +142,7 @@ def test_prose_with_brackets_keeps_streaming(srv):
     shown = [holder.feed(p) for p in ["Paris [1", "] is the capital [2].", " Done."]]
     assert shown == ["Paris [1", "] is the capital [2].", " Done."]
     holder = CallHoldBack(["calculator"])
-    shown = [holder.feed(p) for p in ["Calling:", " [", "{\"name\": \"calculator\"}]"]]
+    shown = [holder.feed(p) for p in ["Calling:", " [", '{"name": "calculator"}]']]
     assert shown == ["Calling:", " ", ""] and holder.rest().startswith("[{")
 
 
@@ -156,8 +161,11 @@ def test_recovery_only_for_bound_tools_and_can_be_switched_off(srv):
 
 
 def test_429_then_success_is_retried_with_backoff(srv):
-    srv.add(Reply(429, fixture("error_429.json")), Reply(429, fixture("error_429.json")),
-            Reply(body=fixture("chat_plain.json")))
+    srv.add(
+        Reply(429, fixture("error_429.json")),
+        Reply(429, fixture("error_429.json")),
+        Reply(body=fixture("chat_plain.json")),
+    )
     start = time.monotonic()
     reply = make(srv, max_retries=2).invoke("hi")
     assert reply.content == "17 × 23 = 391."
@@ -169,8 +177,9 @@ def test_429_then_success_is_retried_with_backoff(srv):
 
 
 def test_retry_after_header_is_honoured(srv):
-    srv.add(Reply(429, fixture("error_429.json"), headers={"retry-after-ms": "50"}),
-            Reply(body=fixture("chat_plain.json")))
+    srv.add(
+        Reply(429, fixture("error_429.json"), headers={"retry-after-ms": "50"}), Reply(body=fixture("chat_plain.json"))
+    )
     make(srv).invoke("hi")
     assert len(srv.requests) == 2
     assert srv.requests[1].at - srv.requests[0].at < 0.35
@@ -219,8 +228,7 @@ def test_401_bad_key_is_not_retried_and_never_shows_the_key(srv, caplog):
     assert srv.requests[0].headers["authorization"] == f"Bearer {SECRET}"
     msg = str(info.value)
     assert msg == f"{srv.base_url!r} rejected the API key (HTTP 401) — set a valid OPENAI_API_KEY"
-    for text in (msg, repr(info.value), repr(model), str(model), caplog.text,
-                 str(model.model_dump())):
+    for text in (msg, repr(info.value), repr(model), str(model), caplog.text, str(model.model_dump())):
         assert SECRET not in text and "NEVER-LEAK" not in text
 
 
@@ -262,8 +270,10 @@ def test_dead_server_names_the_url():
     model = resolve_model("openai:gpt-4o-mini", base_url=url, max_retries=0)
     with pytest.raises(BackendError) as info:
         model.invoke("hi")
-    assert str(info.value) == (f"cannot connect to {url!r} (connection refused) — start the "
-                               "server, or fix CHATLOOM_OPENAI_BASE_URL / OPENAI_BASE_URL")
+    assert str(info.value) == (
+        f"cannot connect to {url!r} (connection refused) — start the "
+        "server, or fix CHATLOOM_OPENAI_BASE_URL / OPENAI_BASE_URL"
+    )
     with pytest.raises(BackendError, match="connection refused"):
         list(model.stream("hi"))
 
@@ -282,8 +292,7 @@ def test_connection_dropped_mid_stream(srv):
 
 
 def test_async_invoke_and_stream(srv):
-    srv.add(Reply(body=fixture("chat_plain.json")),
-            Reply(sse=fixture("stream_llamacpp_text_toolcall.sse")))
+    srv.add(Reply(body=fixture("chat_plain.json")), Reply(sse=fixture("stream_llamacpp_text_toolcall.sse")))
     model = make(srv)
 
     async def go():
@@ -308,10 +317,12 @@ def test_async_errors_are_translated(srv):
 
 
 def test_base_url_from_settings_and_env(srv, monkeypatch):
-    srv.add(Reply(body=fixture("chat_plain.json")), Reply(body=fixture("chat_plain.json")),
-            Reply(body=fixture("chat_plain.json")))
-    via_settings = resolve_model("openai:gpt-4o-mini",
-                                 settings=Settings(openai_base_url=srv.base_url))
+    srv.add(
+        Reply(body=fixture("chat_plain.json")),
+        Reply(body=fixture("chat_plain.json")),
+        Reply(body=fixture("chat_plain.json")),
+    )
+    via_settings = resolve_model("openai:gpt-4o-mini", settings=Settings(openai_base_url=srv.base_url))
     assert via_settings.invoke("a").content
     monkeypatch.setenv("CHATLOOM_OPENAI_BASE_URL", srv.base_url)
     assert resolve_model("openai:gpt-4o-mini").invoke("b").content
@@ -350,8 +361,7 @@ def test_agent_turn_over_http_with_recovered_tool_call(srv):
     """A whole chatloom turn: text tool call -> calculator -> answer, usage summed."""
     from chatloom import Agent
 
-    srv.add(Reply(body=fixture("llamacpp_text_toolcall.json")),
-            Reply(body=fixture("chat_plain.json")))
+    srv.add(Reply(body=fixture("llamacpp_text_toolcall.json")), Reply(body=fixture("chat_plain.json")))
     agent = Agent(model=make(srv), tools=[calculator], memory=False)
     reply = agent.chat("How many seats are in 17 rows of 23?")
     assert "391" in reply.answer
@@ -371,8 +381,7 @@ def test_agent_stream_over_http_shows_no_call_text(srv):
     from chatloom import Agent
     from chatloom.agents.reply import AnswerEvent, Token, ToolCallEvent
 
-    srv.add(Reply(sse=fixture("stream_llamacpp_qwen_toolcall_real.sse")),
-            Reply(sse=fixture("stream_text.sse")))
+    srv.add(Reply(sse=fixture("stream_llamacpp_qwen_toolcall_real.sse")), Reply(sse=fixture("stream_text.sse")))
     agent = Agent(model=make(srv), tools=[calculator], memory=False)
     events = list(agent.stream("How many seats are in 17 rows of 23?"))
     calls = [e for e in events if isinstance(e, ToolCallEvent)]

@@ -77,8 +77,10 @@ def _smollm2() -> Path | None:
 
 def _server_available() -> bool:
     try:
-        return all(importlib.util.find_spec(m) for m in
-                   ("llama_cpp", "starlette_context", "sse_starlette", "uvicorn", "fastapi"))
+        return all(
+            importlib.util.find_spec(m)
+            for m in ("llama_cpp", "starlette_context", "sse_starlette", "uvicorn", "fastapi")
+        )
     except (ImportError, ValueError):
         return False
 
@@ -87,9 +89,25 @@ def _start_server(model: Path, tmp_path: Path, *extra: str):
     port = free_port()
     log = (tmp_path / f"llama-server-{port}.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", *extra],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "1",
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         wait_until_serving(proc, f"{base_url}/models", timeout=90, what="llama_cpp.server")
@@ -110,8 +128,7 @@ def smollm2_server(tmp_path_factory):
 
 @pytest.mark.integration
 def test_live_llamacpp_invoke_and_stream(smollm2_server):
-    model = resolve_model("openai:smollm2", base_url=smollm2_server, temperature=0,
-                          max_tokens=16, timeout=60)
+    model = resolve_model("openai:smollm2", base_url=smollm2_server, temperature=0, max_tokens=16, timeout=60)
     reply = model.invoke(QUESTION)
     assert "Paris" in reply.content
     assert reply.usage_metadata["input_tokens"] > 0 and reply.usage_metadata["output_tokens"] > 0
@@ -124,8 +141,9 @@ def test_live_llamacpp_invoke_and_stream(smollm2_server):
 def test_live_llamacpp_accepts_bound_tools(smollm2_server):
     # SmolLM2 does not write tool calls; this checks the server takes our tools payload and
     # that a plain answer comes back as content.
-    model = resolve_model("openai:smollm2", base_url=smollm2_server, temperature=0,
-                          max_tokens=24, timeout=60).bind_tools([calculator])
+    model = resolve_model(
+        "openai:smollm2", base_url=smollm2_server, temperature=0, max_tokens=24, timeout=60
+    ).bind_tools([calculator])
     reply = model.invoke("Say hello.")
     assert isinstance(reply.content, str)
     assert reply.tool_calls == [] or reply.tool_calls[0]["name"] == "calculator"
@@ -141,8 +159,9 @@ def test_live_qwen_tool_call_left_in_text_is_recovered(tmp_path, default_model_g
         pytest.skip("llama_cpp.server is not installed")
     proc, base_url = _start_server(gguf, tmp_path)
     try:
-        model = resolve_model("openai:qwen", base_url=base_url, temperature=0, max_tokens=64,
-                              timeout=120).bind_tools([calculator])
+        model = resolve_model("openai:qwen", base_url=base_url, temperature=0, max_tokens=64, timeout=120).bind_tools(
+            [calculator]
+        )
         reply = model.invoke("What is 17*23? Use the calculator tool.")
         assert [c["name"] for c in reply.tool_calls] == ["calculator"], reply.content
         assert "<tool_call>" not in reply.content
@@ -160,8 +179,10 @@ def test_recorded_qwen_tool_call_in_text_is_recovered():
     # Recorded from llama_cpp.server 0.3.36 + Qwen2.5-Coder-0.5B (its own chat template),
     # with `tools` in the request: the call comes back as text, never as `tool_calls`.
     with ReplayServer() as srv:
-        srv.add(Reply(body=fixture("llamacpp_qwen_toolcall_real.json")),
-                Reply(sse=fixture("stream_llamacpp_qwen_toolcall_real.sse")))
+        srv.add(
+            Reply(body=fixture("llamacpp_qwen_toolcall_real.json")),
+            Reply(sse=fixture("stream_llamacpp_qwen_toolcall_real.sse")),
+        )
         model = resolve_model("openai:qwen", base_url=srv.base_url).bind_tools([calculator])
         reply = model.invoke("What is 17*23? Use the calculator tool.")
         chunks = list(model.stream("What is 17*23? Use the calculator tool."))

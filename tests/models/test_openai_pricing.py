@@ -11,27 +11,37 @@ from chatloom.models import pricing
 from chatloom.models.pricing import cost_usd, price_for
 
 
-@pytest.mark.parametrize(("name", "alias"), [
-    ("gpt-4o-mini", "gpt-4o-mini"),
-    ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
-    ("gpt-4o-2024-08-06", "gpt-4o"),
-    ("GPT-4.1-mini", "gpt-4.1-mini"),
-    ("openai/gpt-4.1-nano", "gpt-4.1-nano"),
-    ("gpt-4-0613", "gpt-4"),
-    ("o3-mini-2025-01-31", "o3-mini"),
-    # genai-prices prices the search preview's tokens as gpt-4o-mini's (the hand-kept table had
-    # no price for it)
-    ("gpt-4o-mini-search-preview", "gpt-4o-mini"),
-])
+@pytest.mark.parametrize(
+    ("name", "alias"),
+    [
+        ("gpt-4o-mini", "gpt-4o-mini"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("GPT-4.1-mini", "gpt-4.1-mini"),
+        ("openai/gpt-4.1-nano", "gpt-4.1-nano"),
+        ("gpt-4-0613", "gpt-4"),
+        ("o3-mini-2025-01-31", "o3-mini"),
+        # genai-prices prices the search preview's tokens as gpt-4o-mini's (the hand-kept table had
+        # no price for it)
+        ("gpt-4o-mini-search-preview", "gpt-4o-mini"),
+    ],
+)
 def test_known_models(name, alias):
     assert price_for(alias) is not None
     assert price_for(name) == price_for(alias)
 
 
-@pytest.mark.parametrize(("name", "input_price", "output_price"), [
-    ("gpt-4o-mini", "0.15", "0.6"), ("gpt-4o", "2.5", "10"), ("gpt-4.1", "2", "8"),
-    ("o3-mini", "1.1", "4.4"), ("gpt-4", "30", "60"), ("gpt-3.5-turbo", "0.5", "1.5"),
-])
+@pytest.mark.parametrize(
+    ("name", "input_price", "output_price"),
+    [
+        ("gpt-4o-mini", "0.15", "0.6"),
+        ("gpt-4o", "2.5", "10"),
+        ("gpt-4.1", "2", "8"),
+        ("o3-mini", "1.1", "4.4"),
+        ("gpt-4", "30", "60"),
+        ("gpt-3.5-turbo", "0.5", "1.5"),
+    ],
+)
 def test_prices_per_million_tokens(name, input_price, output_price):
     price = price_for(name)
     assert (price.input_mtok, price.output_mtok) == (Decimal(input_price), Decimal(output_price))

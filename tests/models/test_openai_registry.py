@@ -31,7 +31,8 @@ def plugin_dist(tmp_path, monkeypatch):
     """Install a fake distribution 'chatloom-echo-plugin' with three chatloom.models entry points."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "echo_plugin.py").write_text(textwrap.dedent('''
+    (site / "echo_plugin.py").write_text(
+        textwrap.dedent("""
         from chatloom.testing import FakeChatModel
 
         SEEN = {}
@@ -48,12 +49,14 @@ def plugin_dist(tmp_path, monkeypatch):
             raise RuntimeError("the GPU fell off")
 
         NOT_CALLABLE = 42
-    '''))
+    """)
+    )
     (site / "broken_plugin.py").write_text("import a_module_that_does_not_exist\n")
     info = site / "chatloom_echo_plugin-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: chatloom-echo-plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""
+    (info / "entry_points.txt").write_text(
+        textwrap.dedent("""
         [chatloom.models]
         echo = echo_plugin:make
         withsettings = echo_plugin:make_with_settings
@@ -61,7 +64,8 @@ def plugin_dist(tmp_path, monkeypatch):
         notcallable = echo_plugin:NOT_CALLABLE
         broken = broken_plugin:factory
         openai = echo_plugin:make
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(site))
     plugins.refresh()  # discovery is cached per process; see the new distribution
     yield site
@@ -173,8 +177,11 @@ def test_plugin_that_fails_to_import_names_the_plugin(plugin_dist):
 
 
 def test_plugin_factory_errors_become_plugin_errors(plugin_dist):
-    with pytest.raises(PluginError, match=r"model plugin 'explode' .* failed to create "
-                                          r"'explode:x': RuntimeError: the GPU fell off"):
+    with pytest.raises(
+        PluginError,
+        match=r"model plugin 'explode' .* failed to create "
+        r"'explode:x': RuntimeError: the GPU fell off",
+    ):
         resolve_model("explode:x")
     with pytest.raises(PluginError, match="is not callable"):
         resolve_model("notcallable:x")
@@ -192,8 +199,10 @@ def test_chatloom_errors_from_factories_pass_through():
 
 
 def test_import_is_cheap():
-    code = ("import sys, chatloom.models; "
-            "heavy = [m for m in ('openai', 'langchain_openai', 'torch', 'transformers', "
-            "'llama_cpp', 'langchain_core') if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, chatloom.models; "
+        "heavy = [m for m in ('openai', 'langchain_openai', 'torch', 'transformers', "
+        "'llama_cpp', 'langchain_core') if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -249,7 +249,12 @@ def test_a_fresh_model_loads_the_saved_prompt_and_answers_exactly_as_without_it(
 
     # A thread continued in a new process starts from the longest saved state (the system
     # prompt), evaluates its history and saves the longer prefix for the next turn.
-    history = [SystemMessage(SYSTEM), HumanMessage(questions[0]), AIMessage(baseline[0]), HumanMessage("And on Monday?")]
+    history = [
+        SystemMessage(SYSTEM),
+        HumanMessage(questions[0]),
+        AIMessage(baseline[0]),
+        HumanMessage("And on Monday?"),
+    ]
     expected = fresh(prompt_cache=False).invoke(history).content
     loads.clear()
     assert fresh().invoke(history).content == expected
@@ -275,7 +280,9 @@ def test_a_continued_reply_uses_the_cached_prompt_and_continues_as_without_it(tm
     def continued(**kw):
         monkeypatch.setattr(model_cache, "LOADED_MODELS", model_cache.ModelCache())
         model = LlamaCppChatModel(model_path=str(_smollm2_path()), home=tmp_path, max_tokens=16, **kw)
-        prepared = model._prepare([SystemMessage(SYSTEM), HumanMessage("How many hours are you open on Sunday?")], None, {})
+        prepared = model._prepare(
+            [SystemMessage(SYSTEM), HumanMessage("How many hours are you open on Sunday?")], None, {}
+        )
         out = []
         for written in ("", "We open at 8 and close at 2, so 6"):
             out.append("".join(p.text for p in model._generate_text(replace(prepared, prefix=written))))

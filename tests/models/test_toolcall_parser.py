@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from chatloom.models.toolcalls import _Parser, parse_tool_calls
 
-CORPUS = [json.loads(line) for line in
-          (Path(__file__).parent / "toolcall_corpus.jsonl").read_text().splitlines() if line]
+CORPUS = [
+    json.loads(line) for line in (Path(__file__).parent / "toolcall_corpus.jsonl").read_text().splitlines() if line
+]
 
 
 def test_corpus_is_big_enough():
@@ -63,10 +64,26 @@ def test_pathological_input_is_fast():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(list('{}[]"\':,<>/`\n abcalcutor_functions.()=') +
-                                ["calculator", "<tool_call>", "</tool_call>", "```json", "```",
-                                 "name", "arguments", "true", "null", "functions."]),
-                max_size=80).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            list("{}[]\"':,<>/`\n abcalcutor_functions.()=")
+            + [
+                "calculator",
+                "<tool_call>",
+                "</tool_call>",
+                "```json",
+                "```",
+                "name",
+                "arguments",
+                "true",
+                "null",
+                "functions.",
+            ]
+        ),
+        max_size=80,
+    ).map("".join)
+)
 def test_never_raises_on_structured_noise(text):
     content, calls = parse_tool_calls(text, ["calculator"], {"calculator": ["expression"]})
     assert isinstance(content, str)
@@ -83,11 +100,31 @@ def test_never_raises_on_arbitrary_text(text):
 
 # The public function swallows a parser bug (a turn must not break on it), so the fuzzing that
 # can find a bug runs the inner parser, where any exception fails the test.
-NOISE = st.lists(st.sampled_from(list('{}[]"\':,<>/`\n abcalcutor_functions.()=\\') +
-                                 ["calculator", "search", "<tool_call>", "</tool_call>", "```json", "```",
-                                  "name", "arguments", "input", "true", "null", "functions.", "[TOOL_CALLS]",
-                                  "<function_call>", "to=functions.", "calculator(", "1e999"]),
-                 max_size=120).map("".join)
+NOISE = st.lists(
+    st.sampled_from(
+        list("{}[]\"':,<>/`\n abcalcutor_functions.()=\\")
+        + [
+            "calculator",
+            "search",
+            "<tool_call>",
+            "</tool_call>",
+            "```json",
+            "```",
+            "name",
+            "arguments",
+            "input",
+            "true",
+            "null",
+            "functions.",
+            "[TOOL_CALLS]",
+            "<function_call>",
+            "to=functions.",
+            "calculator(",
+            "1e999",
+        ]
+    ),
+    max_size=120,
+).map("".join)
 
 
 @settings(max_examples=400, deadline=None)

@@ -25,8 +25,20 @@ def pip_install(source: Path, target: Path) -> None:
     setuptools = pytest.importorskip("setuptools", reason="building a plugin package needs setuptools in the test venv")
     if tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (70, 1):
         pytest.skip(f"building a plugin package needs setuptools>=70.1 (has {setuptools.__version__})")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-           "--disable-pip-version-check", "--target", str(target), str(source)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--disable-pip-version-check",
+        "--target",
+        str(target),
+        str(source),
+    ]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
@@ -50,7 +62,8 @@ def custom_backend_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("custom-backend") / "src"
     source.mkdir()
     shutil.copy(CUSTOM_BACKEND, source / "custom_backend.py")
-    (source / "pyproject.toml").write_text(dedent("""
+    (source / "pyproject.toml").write_text(
+        dedent("""
         [build-system]
         requires = ["setuptools>=70.1"]
         build-backend = "setuptools.build_meta"
@@ -64,7 +77,8 @@ def custom_backend_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
         [tool.setuptools]
         py-modules = ["custom_backend"]
-    """).lstrip())
+    """).lstrip()
+    )
     target = source.parent / "site"
     pip_install(source, target)
     return target

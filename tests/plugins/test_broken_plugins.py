@@ -31,8 +31,12 @@ BROKEN = {
     """,
 }
 ENTRY_POINTS = {
-    "chatloom.tools": {"broken_tool": "brokenplug:tool", "shout": "goodplug:shout", "louder": "goodplug:shout",
-                       "number": "goodplug:NUMBER"},
+    "chatloom.tools": {
+        "broken_tool": "brokenplug:tool",
+        "shout": "goodplug:shout",
+        "louder": "goodplug:shout",
+        "number": "goodplug:NUMBER",
+    },
     "chatloom.prompts": {"broken_prompt": "brokenplug:PROMPT", "number_prompt": "goodplug:NUMBER"},
 }
 

@@ -43,8 +43,15 @@ STORES = {
 def stores(fake_dist):
     return fake_dist(
         "chatloom-notes",
-        {"chatloom.memory": {"notes": "notes:NotesMemory", "shared": "notes:SHARED", "nodisk": "notes:no_disk",
-                             "number": "notes:NUMBER", "missing": "notes_gone:Store"}},
+        {
+            "chatloom.memory": {
+                "notes": "notes:NotesMemory",
+                "shared": "notes:SHARED",
+                "nodisk": "notes:no_disk",
+                "number": "notes:NUMBER",
+                "missing": "notes_gone:Store",
+            }
+        },
         STORES,
     )
 
@@ -75,14 +82,23 @@ def test_a_memory_object_is_used_as_it_is(stores):
 
 
 def test_memory_plugin_errors_are_plugin_errors(stores):
-    with pytest.raises(PluginError, match=r"memory plugin 'nodisk' from chatloom-notes 1.0 \(notes:no_disk\) "
-                                          r"failed to create 'nodisk': OSError: no space left on device"):
+    with pytest.raises(
+        PluginError,
+        match=r"memory plugin 'nodisk' from chatloom-notes 1.0 \(notes:no_disk\) "
+        r"failed to create 'nodisk': OSError: no space left on device",
+    ):
         open_plugin_memory("nodisk")
     with pytest.raises(PluginError, match=r"memory plugin 'number' .* gave a int, not a memory"):
         open_plugin_memory("number")
-    with pytest.raises(PluginError, match=r"plugin 'missing' from chatloom-notes 1.0 \(chatloom.memory\) "
-                                          r"failed to load notes_gone:Store: ModuleNotFoundError"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'missing' from chatloom-notes 1.0 \(chatloom.memory\) "
+        r"failed to load notes_gone:Store: ModuleNotFoundError",
+    ):
         open_plugin_memory("missing")
-    with pytest.raises(PluginError, match=r"no plugin 'nots' in group 'chatloom.memory' — installed: missing, "
-                                          r"nodisk, notes, number, shared"):
+    with pytest.raises(
+        PluginError,
+        match=r"no plugin 'nots' in group 'chatloom.memory' — installed: missing, "
+        r"nodisk, notes, number, shared",
+    ):
         Agent(model=FakeChatModel(["x"]), memory="nots", checkpointer="memory").chat("hi")

@@ -56,8 +56,13 @@ MODELS = {
 def backends(fake_dist):
     return fake_dist(
         "chatloom-backends",
-        {"chatloom.models": {"named": "backends:NamedModel", "aliased": "backends:AliasedModel",
-                             "brokenbackend": "brokenbackend:create"}},
+        {
+            "chatloom.models": {
+                "named": "backends:NamedModel",
+                "aliased": "backends:AliasedModel",
+                "brokenbackend": "brokenbackend:create",
+            }
+        },
         MODELS,
     )
 

@@ -122,4 +122,6 @@ def test_reference_workspace_demo_tool():
     assert convert.invoke({"value": 5, "from_unit": "mi", "to_unit": "km"}) == "5 mi = 8.04672 km"
     assert convert.invoke({"value": 100, "from_unit": "c", "to_unit": "f"}) == "100 c = 212 f"
     assert convert.invoke({"value": 1, "from_unit": "kg", "to_unit": "km"}).startswith("error: can't convert mass")
-    assert convert.invoke({"value": 1, "from_unit": "parsec", "to_unit": "km"}).startswith("error: unknown unit 'parsec'")
+    assert convert.invoke({"value": 1, "from_unit": "parsec", "to_unit": "km"}).startswith(
+        "error: unknown unit 'parsec'"
+    )

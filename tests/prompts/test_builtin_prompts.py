@@ -38,7 +38,9 @@ def test_assistant_tool_example_renders_as_tool_call_and_tool_message():
     assert "calculator(expression: string)" in system.content
     assert isinstance(human, HumanMessage) and human.content == "What is 17*23?"
     assert isinstance(call, AIMessage)
-    assert call.tool_calls == [{"name": "calculator", "args": {"expression": "17*23"}, "id": "example_0_0", "type": "tool_call"}]
+    assert call.tool_calls == [
+        {"name": "calculator", "args": {"expression": "17*23"}, "id": "example_0_0", "type": "tool_call"}
+    ]
     assert isinstance(result, ToolMessage) and result.tool_call_id == "example_0_0" and result.content == "391"
     assert isinstance(answer, AIMessage) and "391" in answer.content
 
@@ -101,7 +103,9 @@ def test_builtin_prefix_and_render_is_deterministic():
     assert [m.content for m in a] == [m.content for m in b]
 
 
-@pytest.mark.parametrize("module", ["chatloom.prompts", "chatloom.agents.spec", "chatloom.tools.registry", "chatloom.plugins"])
+@pytest.mark.parametrize(
+    "module", ["chatloom.prompts", "chatloom.agents.spec", "chatloom.tools.registry", "chatloom.plugins"]
+)
 def test_import_does_not_pull_heavy_dependencies(module):
     code = (
         f"import sys, {module}; "

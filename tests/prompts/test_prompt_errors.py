@@ -42,7 +42,10 @@ def test_example_without_an_assistant_turn(write, workspace):
 
 
 def test_tool_example_without_a_result(write, workspace):
-    write("prompts/bad.yaml", "role: r\nexamples:\n  - user: hi\n    tool_calls:\n      - name: calculator\n    assistant: a\n")
+    write(
+        "prompts/bad.yaml",
+        "role: r\nexamples:\n  - user: hi\n    tool_calls:\n      - name: calculator\n    assistant: a\n",
+    )
     message = _error("bad", workspace)
     assert message.startswith("prompts/bad.yaml:5: field 'examples[0].tool_calls[0].result' is required")
 
@@ -81,7 +84,10 @@ def test_undefined_variable_is_caught_at_load_with_its_line(write, workspace):
 
 
 def test_undefined_variable_in_an_example(write, workspace):
-    write("prompts/bad.yaml", "variables: {product: W}\nrole: r\nexamples:\n  - user: hi\n    assistant: 'I sell {{ produkt }}'\n")
+    write(
+        "prompts/bad.yaml",
+        "variables: {product: W}\nrole: r\nexamples:\n  - user: hi\n    assistant: 'I sell {{ produkt }}'\n",
+    )
     message = _error("bad", workspace)
     assert message.startswith("prompts/bad.yaml:5: field 'examples[0].assistant' uses undefined variable 'produkt'")
     assert "did you mean 'product'?" in message
@@ -108,7 +114,7 @@ def test_jinja_syntax_error(write, workspace):
 
 
 def test_sandbox_blocks_attribute_escapes(write, workspace):
-    write("prompts/bad.yaml", "role: \"{{ tools.__class__.__mro__ }}\"\n")
+    write("prompts/bad.yaml", 'role: "{{ tools.__class__.__mro__ }}"\n')
     message = _error("bad", workspace, [])
     assert message.startswith("prompts/bad.yaml:1: field 'role': SecurityError")
 
@@ -130,7 +136,9 @@ def test_extends_itself_by_path(write, workspace):
 def test_extends_unknown_template_names_the_line(write, workspace):
     write("prompts/bad.yaml", "role: r\nextends: asistant\n")
     message = _error("bad", workspace)
-    assert message.startswith("prompts/bad.yaml:2: unknown prompt 'asistant'") and "did you mean 'assistant'?" in message
+    assert (
+        message.startswith("prompts/bad.yaml:2: unknown prompt 'asistant'") and "did you mean 'assistant'?" in message
+    )
 
 
 def test_no_role_anywhere(write, workspace):

@@ -109,7 +109,11 @@ def test_required_variable_must_be_given(write, workspace):
     assert template.system_text([], {"company": "Initech"}) == "You work for Initech."
     with pytest.raises(PromptError) as err:
         template.render([])
-    assert "prompts/needs.yaml:2" in str(err.value) and "'company'" in str(err.value) and "--var company=" in str(err.value)
+    assert (
+        "prompts/needs.yaml:2" in str(err.value)
+        and "'company'" in str(err.value)
+        and "--var company=" in str(err.value)
+    )
 
 
 def test_cot_example_with_tool_calls_puts_thinking_before_the_call(write, workspace):
@@ -135,7 +139,9 @@ def test_cot_example_with_tool_calls_puts_thinking_before_the_call(write, worksp
 def test_tools_section_can_be_customised_or_turned_off(write, workspace):
     from chatloom.tools.calculator import calculator
 
-    write("prompts/custom.yaml", "role: r\ntools_section: 'Tools: {{ tools | map(attribute=\"name\") | join(\", \") }}'\n")
+    write(
+        "prompts/custom.yaml", 'role: r\ntools_section: \'Tools: {{ tools | map(attribute="name") | join(", ") }}\'\n'
+    )
     write("prompts/off.yaml", "role: r\ntools_section: ''\n")
     assert load_prompt("custom", workspace).system_text([calculator]) == "r\n\nTools: calculator"
     assert load_prompt("off", workspace).system_text([calculator]) == "r"

@@ -130,8 +130,15 @@ def test_init_writes_every_scaffold_file_with_the_bot_name(tmp_path, monkeypatch
     assert run(["init", "bot", "--name", "ada"]) == 0
     ws = tmp_path / "bot"
     written = sorted(str(p.relative_to(ws)) for p in ws.rglob("*") if p.is_file())
-    assert written == [".gitignore", "agents/assistant.yaml", "chatloom.toml", "evals/smoke.jsonl",
-                       "memory/about.md", "prompts/ada.yaml", "tools/today.py"]
+    assert written == [
+        ".gitignore",
+        "agents/assistant.yaml",
+        "chatloom.toml",
+        "evals/smoke.jsonl",
+        "memory/about.md",
+        "prompts/ada.yaml",
+        "tools/today.py",
+    ]
     for relative in written:
         assert "{bot}" not in (ws / relative).read_text(), relative
     assert (ws / ".gitignore").read_text() == ".chatloom/\n__pycache__/\n"

@@ -34,6 +34,9 @@ def test_template_never_returns_an_empty_answer_for_an_unclosed_block():
         "The next number in the sequence is 32.",
         "The next number in the sequence is 32.",
     )
-    assert template.split_reasoning("<think>2+2 is 4.\n\nThe answer is 4.") == ("The answer is 4.", "2+2 is 4.\n\nThe answer is 4.")
+    assert template.split_reasoning("<think>2+2 is 4.\n\nThe answer is 4.") == (
+        "The answer is 4.",
+        "2+2 is 4.\n\nThe answer is 4.",
+    )
     assert template.split_reasoning("Fine.<think>half a thought") == ("Fine.", "half a thought")
     assert template.split_reasoning("") == ("", "")

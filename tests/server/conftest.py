@@ -13,7 +13,9 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "memory"))  # memhelpers, for
 
 from serverhelpers import config, live_server, scripted_catalog
 
-_spec = importlib.util.spec_from_file_location("chatloom_memory_fixtures", Path(__file__).parents[1] / "memory" / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "chatloom_memory_fixtures", Path(__file__).parents[1] / "memory" / "conftest.py"
+)
 _memory_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_memory_fixtures)
 postgres_dsn = _memory_fixtures.postgres_dsn  # the real local PostgreSQL of tests/memory

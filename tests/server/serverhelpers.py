@@ -29,8 +29,6 @@ TENANTS = (Tenant("acme", (KEY_A,)), Tenant("globex", (KEY_B,)))
 SENT_EMAILS: list[dict[str, str]] = []
 
 
-
-
 def counting_echo(messages: list[Any]) -> str:
     """``turn N: you said Q``: N counts the questions the model was shown, so a reply shows
     whether the thread's history (and only that thread's) reached the model."""
@@ -49,8 +47,19 @@ class TenantMemory:
     def __init__(self, tenant: str) -> None:
         self.tenant = tenant
 
-    def recall(self, query: str, *, k: int = 4, namespace: str | None = None, user_id: str | None = None, filters: dict | None = None) -> list[Passage]:
-        return [Passage(id=f"{src}#0", text=text, source=src, chunk=0, score=0.9) for src, text in self.DOCS.get(self.tenant, [])][:k]
+    def recall(
+        self,
+        query: str,
+        *,
+        k: int = 4,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        filters: dict | None = None,
+    ) -> list[Passage]:
+        return [
+            Passage(id=f"{src}#0", text=text, source=src, chunk=0, score=0.9)
+            for src, text in self.DOCS.get(self.tenant, [])
+        ][:k]
 
     def remember(self, **kwargs: Any) -> None:
         pass
@@ -103,8 +112,12 @@ def scripted_catalog(checkpointer: Any, *, slow: float = 0.0, script: list[Any] 
     factories = {
         "echo": lambda tenant: Agent(model=FakeChatModel(list(script or []), default=echo), **common),
         "calc": lambda tenant: Agent(model=FakeChatModel(default=calc_reply), tools=[calculator], **common),
-        "handbook": lambda tenant: Agent(model=FakeChatModel(default=leave_answer), memory=TenantMemory(tenant), **common),
-        "mailer": lambda tenant: Agent(model=FakeChatModel(default=mail_reply), tools=[send_email], tool_policy={"send_email": "ask"}, **common),
+        "handbook": lambda tenant: Agent(
+            model=FakeChatModel(default=leave_answer), memory=TenantMemory(tenant), **common
+        ),
+        "mailer": lambda tenant: Agent(
+            model=FakeChatModel(default=mail_reply), tools=[send_email], tool_policy={"send_email": "ask"}, **common
+        ),
     }
     return AgentCatalog(factories, checkpointer=checkpointer, descriptions={"echo": "repeats you"})
 
@@ -133,11 +146,20 @@ def live_server(app: Any) -> Iterator[str]:
 def echo_workspace(root: Path) -> Path:
     """A bot workspace with one agent, ``echo`` (no tools, no memory), for `chatloom serve`."""
     (root / "agents").mkdir(parents=True, exist_ok=True)
-    (root / "agents" / "echo.yaml").write_text("name: echo\ndescription: repeats you\nprompt: assistant\n", encoding="utf-8")
+    (root / "agents" / "echo.yaml").write_text(
+        "name: echo\ndescription: repeats you\nprompt: assistant\n", encoding="utf-8"
+    )
     return root
 
 
-def start_serve(workspace: Path, home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (), model: str = "fake:echo") -> tuple[subprocess.Popen, str, Path]:
+def start_serve(
+    workspace: Path,
+    home: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    model: str = "fake:echo",
+) -> tuple[subprocess.Popen, str, Path]:
     """Start ``chatloom serve --model MODEL`` as a subprocess and wait until it serves; returns
     (process, base URL, its log file). The caller stops it (see :func:`serve_process`)."""
     port = free_port()
@@ -151,8 +173,23 @@ def start_serve(workspace: Path, home: Path, *, env: dict[str, str] | None = Non
     }
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chatloom.cli.main", "serve", "--model", model, "--port", str(port), "--workspace", str(workspace), *args],
-            stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=workspace,
+            [
+                sys.executable,
+                "-m",
+                "chatloom.cli.main",
+                "serve",
+                "--model",
+                model,
+                "--port",
+                str(port),
+                "--workspace",
+                str(workspace),
+                *args,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=workspace,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -167,7 +204,9 @@ stop = stop_process
 
 
 @contextlib.contextmanager
-def serve_process(workspace: Path, home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[tuple[str, Path]]:
+def serve_process(
+    workspace: Path, home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[tuple[str, Path]]:
     """``chatloom serve --model fake:echo`` as a subprocess; yields (base URL, its log file)."""
     proc, url, log = start_serve(workspace, home, env=env, args=args)
     try:

@@ -80,25 +80,45 @@ def test_the_rest_of_the_turn_can_stream(server):
 
 def test_approvals_over_the_openai_stream(server):
     SENT_EMAILS.clear()
-    body = {"model": "mailer", "stream": True, "messages": [{"role": "user", "content": "mail my boss"}], "metadata": {"thread_id": "o1"}}
+    body = {
+        "model": "mailer",
+        "stream": True,
+        "messages": [{"role": "user", "content": "mail my boss"}],
+        "metadata": {"thread_id": "o1"},
+    }
     chunks = sse_events(server, "/v1/chat/completions", body)
     asked = next(c["chatloom"] for c in chunks if (c.get("chatloom") or {}).get("type") == "approval_required")
     last = chunks[-1]
     assert last["choices"][0]["finish_reason"] == "stop" and last["chatloom"]["type"] == "paused"
     assert last["chatloom"]["approval_required"] == [asked]
-    assert "Waiting for approval" in last["choices"][0]["delta"]["content"] and 'send_email(to="boss@example.com"' in last["choices"][0]["delta"]["content"]
+    assert (
+        "Waiting for approval" in last["choices"][0]["delta"]["content"]
+        and 'send_email(to="boss@example.com"' in last["choices"][0]["delta"]["content"]
+    )
     events = decide(server, asked["approval_id"], True).json()["events"]
     assert events[-1]["type"] == "answer" and SENT_EMAILS
 
 
 def test_non_streaming_requests_pause_too(server):
     SENT_EMAILS.clear()
-    r = httpx.post(f"{server}/v1/chat/completions", json={"model": "mailer", "messages": [{"role": "user", "content": "mail"}], "user": "n1"}, headers=H, timeout=30)
+    r = httpx.post(
+        f"{server}/v1/chat/completions",
+        json={"model": "mailer", "messages": [{"role": "user", "content": "mail"}], "user": "n1"},
+        headers=H,
+        timeout=30,
+    )
     data = r.json()
-    assert data["chatloom"]["stop_reason"] == "paused" and data["choices"][0]["message"]["content"].startswith("Waiting for approval")
+    assert data["chatloom"]["stop_reason"] == "paused" and data["choices"][0]["message"]["content"].startswith(
+        "Waiting for approval"
+    )
     (asked,) = data["chatloom"]["approval_required"]
     assert asked["thread_id"] == "n1" and asked["tool"] == "send_email" and SENT_EMAILS == []
-    native = httpx.post(f"{server}/v1/agents/mailer/turns", json={"input": "mail", "thread_id": "n2", "stream": False}, headers=H, timeout=30).json()
+    native = httpx.post(
+        f"{server}/v1/agents/mailer/turns",
+        json={"input": "mail", "thread_id": "n2", "stream": False},
+        headers=H,
+        timeout=30,
+    ).json()
     assert native["type"] == "paused" and [a["tool"] for a in native["approval_required"]] == ["send_email"]
     assert decide(server, asked["approval_id"], False).json()["events"][-1]["type"] == "answer"
 
@@ -106,7 +126,12 @@ def test_non_streaming_requests_pause_too(server):
 def test_a_new_message_on_a_paused_thread_is_a_409_until_decided(server):
     SENT_EMAILS.clear()
     pending = pause(server, "p1")
-    r = httpx.post(f"{server}/v1/agents/mailer/turns", json={"input": "hello?", "thread_id": "p1", "stream": False}, headers=H, timeout=30)
+    r = httpx.post(
+        f"{server}/v1/agents/mailer/turns",
+        json={"input": "hello?", "thread_id": "p1", "stream": False},
+        headers=H,
+        timeout=30,
+    )
     assert r.status_code == 409 and r.json()["error"]["code"] == "approval_pending"
     assert "approve or decline it first" in r.json()["error"]["message"]
     streamed = sse_events(server, "/v1/agents/mailer/turns", {"input": "hello?", "thread_id": "p1"})
@@ -127,7 +152,9 @@ def test_a_pause_older_than_approval_timeout_is_declined_by_the_next_message(che
     tools = [m for m in messages if m["role"] == "tool"]
     assert len(tools) == 1 and tools[0]["content"] == DECLINED and tools[0]["ok"] is False
     assert [m["role"] for m in messages] == ["user", "tool_call", "tool", "assistant", "user", "tool_call"]
-    assert first["approval_id"] != second["approval_id"] and [a["approval_id"] for a in listed] == [second["approval_id"]]
+    assert first["approval_id"] != second["approval_id"] and [a["approval_id"] for a in listed] == [
+        second["approval_id"]
+    ]
     assert SENT_EMAILS == []
 
 
@@ -138,7 +165,11 @@ def test_a_pause_whose_model_is_no_longer_served_is_a_409(checkpointer):
     del catalog.factories["mailer"]  # the workspace changed before the restart
     with live_server(create_app(catalog, config())) as url:
         r = decide(url, pending["approval_id"], True)
-    assert r.status_code == 409 and r.json()["error"]["code"] == "model_gone" and "'mailer'" in r.json()["error"]["message"]
+    assert (
+        r.status_code == 409
+        and r.json()["error"]["code"] == "model_gone"
+        and "'mailer'" in r.json()["error"]["message"]
+    )
 
 
 def test_malformed_and_unknown_approval_ids_are_404(server):
@@ -149,7 +180,9 @@ def test_malformed_and_unknown_approval_ids_are_404(server):
         assert r.status_code == 404 and r.json()["error"]["code"] == "approval_not_found", bad
     r = httpx.post(f"{server}/v1/approvals/{pending['approval_id']}", json={"approve": "maybe"}, headers=H)
     assert r.status_code == 400
-    assert [a["approval_id"] for a in httpx.get(f"{server}/v1/approvals", headers=H).json()["data"]] == [pending["approval_id"]]
+    assert [a["approval_id"] for a in httpx.get(f"{server}/v1/approvals", headers=H).json()["data"]] == [
+        pending["approval_id"]
+    ]
 
 
 def test_pauses_live_in_postgresql_too(postgres_dsn):

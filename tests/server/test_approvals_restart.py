@@ -13,7 +13,7 @@ from serverhelpers import KEY_A, KEY_B, REPO, start_serve, stop
 
 # A scripted model as a real plugin (a dist-info with an entry point), so `chatloom serve` in a
 # subprocess can load it: it asks to send a note, then answers from the tool's result.
-MODEL_PLUGIN = '''
+MODEL_PLUGIN = """
 from chatloom.testing import FakeChatModel, tool_call
 from chatloom.tools.policy import unwrap_untrusted
 
@@ -27,7 +27,7 @@ def _reply(messages):
 
 def create(name, **options):
     return FakeChatModel(default=_reply)
-'''
+"""
 
 # A workspace tool with a side effect that outlives any process: a line in a file per run.
 NOTE_TOOL = '''
@@ -82,7 +82,13 @@ def test_a_pause_survives_a_killed_server(tmp_path: Path):
     proc, url, _ = start_serve(workspace, home, env=env, model="notebot:any")
     try:
         events = []
-        with httpx.stream("POST", f"{url}/v1/agents/noter/turns", json={"input": "tell my boss hello", "thread_id": "n1"}, headers=a, timeout=60) as r:
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/agents/noter/turns",
+            json={"input": "tell my boss hello", "thread_id": "n1"},
+            headers=a,
+            timeout=60,
+        ) as r:
             for line in r.iter_lines():
                 if line.startswith("data:"):
                     events.append(json.loads(line[5:]))
@@ -96,7 +102,9 @@ def test_a_pause_survives_a_killed_server(tmp_path: Path):
     proc, url, log = start_serve(workspace, home, env=env, model="notebot:any")
     try:
         listed = httpx.get(f"{url}/v1/approvals", headers=a).json()["data"]
-        assert [(x["approval_id"], x["thread_id"], x["tool"], x["model"]) for x in listed] == [(asked["approval_id"], "n1", "send_note", "noter")]
+        assert [(x["approval_id"], x["thread_id"], x["tool"], x["model"]) for x in listed] == [
+            (asked["approval_id"], "n1", "send_note", "noter")
+        ]
         # The other tenant neither sees nor decides it.
         assert httpx.get(f"{url}/v1/approvals", headers=b).json()["data"] == []
         denied = httpx.post(f"{url}/v1/approvals/{asked['approval_id']}", json={"approve": True}, headers=b, timeout=60)
@@ -108,7 +116,10 @@ def test_a_pause_survives_a_killed_server(tmp_path: Path):
         assert notes.read_text() == "hello boss\n"  # ran exactly once
         assert rest[-1]["type"] == "answer" and rest[-1]["answer"] == "Note step: note sent: hello boss"
         assert httpx.get(f"{url}/v1/approvals", headers=a).json()["data"] == []
-        assert httpx.post(f"{url}/v1/approvals/{asked['approval_id']}", json={"approve": True}, headers=a).status_code == 404
+        assert (
+            httpx.post(f"{url}/v1/approvals/{asked['approval_id']}", json={"approve": True}, headers=a).status_code
+            == 404
+        )
         thread = httpx.get(f"{url}/v1/threads/n1", headers=a).json()["messages"]
         assert [m["role"] for m in thread] == ["user", "tool_call", "tool", "assistant"]
     finally:

@@ -11,8 +11,11 @@ from chatloom.server.app import create_app
 
 
 async def _ask(client: httpx.AsyncClient, text: str, thread: str) -> str:
-    r = await client.post("/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": text}]},
-                          headers={"X-Chatloom-Thread": thread})
+    r = await client.post(
+        "/v1/chat/completions",
+        json={"model": "echo", "messages": [{"role": "user", "content": text}]},
+        headers={"X-Chatloom-Thread": thread},
+    )
     assert r.status_code == 200, r.text
     return r.json()["choices"][0]["message"]["content"]
 

@@ -48,13 +48,25 @@ def test_unknown_model_is_404(server):
         (b'{"model": "echo", "messages": []}', 400, "invalid_body"),
         (b'{"model": "echo", "messages": [{"role": "assistant", "content": "hi"}]}', 400, "invalid_messages"),
         (b'{"model": "echo", "messages": [{"role": "user", "content": "   "}]}', 400, "invalid_question"),
-        (b'{"model": "echo", "messages": [{"role": "user", "content": "hi"}], "metadata": {"thread_id": "a\\u0000b"}}', 400, "invalid_thread_id"),
+        (
+            b'{"model": "echo", "messages": [{"role": "user", "content": "hi"}], "metadata": {"thread_id": "a\\u0000b"}}',
+            400,
+            "invalid_thread_id",
+        ),
         (b'["a list"]', 400, "invalid_body"),
-        (b'{"model": "echo", "messages": [{"role": "user", "content": "' + b"x" * 30_000 + b'"}]}', 413, "request_too_large"),
+        (
+            b'{"model": "echo", "messages": [{"role": "user", "content": "' + b"x" * 30_000 + b'"}]}',
+            413,
+            "request_too_large",
+        ),
     ],
 )
 def test_malformed_and_oversized_requests(server, body, status, code):
-    r = httpx.post(f"{server}/v1/chat/completions", content=body, headers={"Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{server}/v1/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"},
+    )
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert error["code"] == code and error["message"]
@@ -66,13 +78,21 @@ def test_oversized_body_without_content_length_is_413(server):
         for _ in range(30):
             yield b"x" * 1000
 
-    r = httpx.post(f"{server}/v1/chat/completions", content=chunks(), headers={"Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{server}/v1/chat/completions",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"},
+    )
     assert r.status_code == 413
     still_up(server)
 
 
 def test_native_endpoint_rejects_unknown_fields(server):
-    r = httpx.post(f"{server}/v1/agents/echo/turns", json={"input": "x", "thred_id": "t"}, headers={"Authorization": f"Bearer {KEY_A}"})
+    r = httpx.post(
+        f"{server}/v1/agents/echo/turns",
+        json={"input": "x", "thred_id": "t"},
+        headers={"Authorization": f"Bearer {KEY_A}"},
+    )
     assert r.status_code == 400 and "thred_id" in r.json()["error"]["message"]
     still_up(server)
 
@@ -90,9 +110,17 @@ def test_a_turn_over_the_timeout_is_504_and_the_server_goes_on(checkpointer):
 
     app = create_app(scripted_catalog(checkpointer, slow=1.5), config(turn_timeout=0.3))
     with live_server(app) as url:
-        r = httpx.post(f"{url}/v1/chat/completions", json=GOOD, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30)
+        r = httpx.post(
+            f"{url}/v1/chat/completions", json=GOOD, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30
+        )
         assert r.status_code == 504 and r.json()["error"]["code"] == "turn_timeout"
-        with httpx.stream("POST", f"{url}/v1/agents/echo/turns", json={"input": "x"}, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30) as s:
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/agents/echo/turns",
+            json={"input": "x"},
+            headers={"Authorization": f"Bearer {KEY_A}"},
+            timeout=30,
+        ) as s:
             text = "".join(s.iter_text())
         assert "event: error" in text and "turn_timeout" in text
         assert httpx.get(f"{url}/health").status_code == 200

@@ -30,9 +30,24 @@ def test_each_step_is_a_json_record_without_keys_or_contents(checkpointer, json_
     app = create_app(scripted_catalog(checkpointer), config(), on_event=[records.append])
     with live_server(app) as url:
         H = {"Authorization": f"Bearer {KEY_A}"}
-        httpx.post(f"{url}/v1/chat/completions", json={"model": "calc", "messages": [{"role": "user", "content": f"17*23, my password is {PLANTED}"}]}, headers=H, timeout=30)
-        httpx.post(f"{url}/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": PLANTED}]}, headers={**H, "X-Chatloom-Thread": "t"}, timeout=30)
-        httpx.post(f"{url}/v1/chat/completions", json={"model": "echo", "messages": []}, headers={"Authorization": f"Bearer {KEY_B}x"}, timeout=30)
+        httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "calc", "messages": [{"role": "user", "content": f"17*23, my password is {PLANTED}"}]},
+            headers=H,
+            timeout=30,
+        )
+        httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "echo", "messages": [{"role": "user", "content": PLANTED}]},
+            headers={**H, "X-Chatloom-Thread": "t"},
+            timeout=30,
+        )
+        httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "echo", "messages": []},
+            headers={"Authorization": f"Bearer {KEY_B}x"},
+            timeout=30,
+        )
     text = json_log.getvalue()
     lines = [json.loads(line) for line in text.splitlines()]
     events = [r["event"] for r in lines]
@@ -57,7 +72,12 @@ def test_a_failing_callback_does_not_break_the_turn(checkpointer):
 
     app = create_app(scripted_catalog(checkpointer), config(), on_event=[broken])
     with live_server(app) as url:
-        r = httpx.post(f"{url}/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]}, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30)
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {KEY_A}"},
+            timeout=30,
+        )
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "turn 1: you said hi"
 
 
@@ -75,12 +95,23 @@ def test_opentelemetry_spans_follow_the_genai_conventions(checkpointer):
         pytest.skip("another test set the global OpenTelemetry provider first")
     app = create_app(scripted_catalog(checkpointer), config())
     with live_server(app) as url:
-        httpx.post(f"{url}/v1/chat/completions", json={"model": "calc", "messages": [{"role": "user", "content": "17 rows of 23 seats?"}]}, headers={"Authorization": f"Bearer {KEY_A}", "X-Chatloom-Thread": "otel"}, timeout=30)
+        httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "calc", "messages": [{"role": "user", "content": "17 rows of 23 seats?"}]},
+            headers={"Authorization": f"Bearer {KEY_A}", "X-Chatloom-Thread": "otel"},
+            timeout=30,
+        )
     spans = {s.name: s for s in exporter.get_finished_spans()}
     agent, tool = spans["invoke_agent calc"], spans["execute_tool calculator"]
-    assert agent.attributes["gen_ai.operation.name"] == "invoke_agent" and agent.attributes["gen_ai.conversation.id"] == "otel"
+    assert (
+        agent.attributes["gen_ai.operation.name"] == "invoke_agent"
+        and agent.attributes["gen_ai.conversation.id"] == "otel"
+    )
     assert agent.attributes["gen_ai.usage.input_tokens"] > 0
-    assert tool.attributes["gen_ai.operation.name"] == "execute_tool" and tool.attributes["gen_ai.tool.name"] == "calculator"
+    assert (
+        tool.attributes["gen_ai.operation.name"] == "execute_tool"
+        and tool.attributes["gen_ai.tool.name"] == "calculator"
+    )
     assert tool.parent.span_id == agent.context.span_id
 
 

@@ -14,7 +14,9 @@ import httpx
 from serverhelpers import REPO, echo_workspace, serve_process
 
 # The real local Chroma server and the shared ONNX export of tests/memory (their fixtures).
-_spec = importlib.util.spec_from_file_location("chatloom_memory_fixtures_scale", Path(__file__).parents[1] / "memory" / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "chatloom_memory_fixtures_scale", Path(__file__).parents[1] / "memory" / "conftest.py"
+)
 _memory_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_memory_fixtures)
 chroma_url = _memory_fixtures.chroma_url
@@ -25,8 +27,12 @@ H = {"Authorization": f"Bearer {KEY}"}
 
 
 def ask(url: str, text: str, thread: str = "across") -> str:
-    r = httpx.post(f"{url}/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": text}]},
-                   headers={**H, "X-Chatloom-Thread": thread}, timeout=60)
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "echo", "messages": [{"role": "user", "content": text}]},
+        headers={**H, "X-Chatloom-Thread": thread},
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     return r.json()["choices"][0]["message"]["content"]
 
@@ -37,19 +43,29 @@ def test_one_conversation_continues_across_two_servers(tmp_path, postgres_dsn):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     # Separate data dirs: nothing but PostgreSQL is shared.
-    with serve_process(ws, tmp_path / "a", env=env) as (url_a, _), serve_process(ws, tmp_path / "b", env=env) as (url_b, _):
+    with (
+        serve_process(ws, tmp_path / "a", env=env) as (url_a, _),
+        serve_process(ws, tmp_path / "b", env=env) as (url_b, _),
+    ):
         assert ask(url_a, "first, on A") == "You said: first, on A"
         assert ask(url_b, "second, on B") == "You said: second, on B"
         assert ask(url_a, "third, on A") == "You said: third, on A"
         for url in (url_a, url_b):
             history = httpx.get(f"{url}/v1/threads/across", headers=H).json()["messages"]
-            assert [m["content"] for m in history if m["role"] == "user"] == ["first, on A", "second, on B", "third, on A"]
+            assert [m["content"] for m in history if m["role"] == "user"] == [
+                "first, on A",
+                "second, on B",
+                "third, on A",
+            ]
             assert "across" in [t["id"] for t in httpx.get(f"{url}/v1/threads", headers=H).json()["data"]]
 
         # Two requests at once on one conversation, one to each server: the PostgreSQL advisory
         # lock serialises them, so both turns are kept.
         answers: list[str] = []
-        workers = [threading.Thread(target=lambda u=u, t=t: answers.append(ask(u, t, "race"))) for u, t in ((url_a, "race A"), (url_b, "race B"))]
+        workers = [
+            threading.Thread(target=lambda u=u, t=t: answers.append(ask(u, t, "race")))
+            for u, t in ((url_a, "race A"), (url_b, "race B"))
+        ]
         for w in workers:
             w.start()
         for w in workers:
@@ -65,7 +81,9 @@ def kb_workspace(root: Path) -> Path:
     echo_workspace(root)
     (root / "agents" / "kb.yaml").write_text(
         "name: kb\ndescription: answers from the handbook\nprompt: assistant\n"
-        "memory: {enabled: true, namespace: handbook}\n", encoding="utf-8")
+        "memory: {enabled: true, namespace: handbook}\n",
+        encoding="utf-8",
+    )
     return root
 
 
@@ -80,24 +98,40 @@ def ingest(home: Path, env: dict[str, str], doc: Path) -> None:
     """`chatloom ingest` on one machine, into the ``kb`` agent's namespace of tenant ``team``."""
     done = subprocess.run(
         [sys.executable, "-m", "chatloom.cli.main", "ingest", "--namespace", "handbook", "--tenant", "team", str(doc)],
-        capture_output=True, text=True, timeout=300, cwd=home,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src"), "CHATLOOM_HOME": str(home),
-             "CHATLOOM_CONFIG": str(home / "no-chatloom.toml"), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=home,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPO / "src"),
+            "CHATLOOM_HOME": str(home),
+            "CHATLOOM_CONFIG": str(home / "no-chatloom.toml"),
+            **env,
+        },
     )
     assert done.returncode == 0, done.stderr
 
 
 def ask_kb(url: str, text: str) -> dict:
-    r = httpx.post(f"{url}/v1/chat/completions", json={"model": "kb", "messages": [{"role": "user", "content": text}]},
-                   headers={**H, "X-Chatloom-Thread": f"kb-{text[:12]}"}, timeout=120)
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "kb", "messages": [{"role": "user", "content": text}]},
+        headers={**H, "X-Chatloom-Thread": f"kb-{text[:12]}"},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
 
 def test_knowledge_ingested_on_one_machine_is_cited_by_the_other(tmp_path, postgres_dsn, chroma_url, onnx_cache):
     ws = kb_workspace(tmp_path / "ws")
-    env = {"CHATLOOM_API_KEYS": f"team={KEY}", "CHATLOOM_CHECKPOINT_URL": postgres_dsn,
-           "CHATLOOM_INDEX_URL": postgres_dsn, "CHATLOOM_MEMORY_URL": chroma_url}
+    env = {
+        "CHATLOOM_API_KEYS": f"team={KEY}",
+        "CHATLOOM_CHECKPOINT_URL": postgres_dsn,
+        "CHATLOOM_INDEX_URL": postgres_dsn,
+        "CHATLOOM_MEMORY_URL": chroma_url,
+    }
     home_a, home_b = machine_home(tmp_path / "a", onnx_cache), machine_home(tmp_path / "b", onnx_cache)
     billing = tmp_path / "billing.md"
     billing.write_text("# Billing\nInvoices are sent on the first working day of each month.\n", encoding="utf-8")

@@ -15,8 +15,14 @@ KEY = "cli-key-abcdefghijklmnop"
 
 
 def run_cli(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chatloom.cli.main", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src"), **env}, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "chatloom.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), **env},
+        cwd=cwd,
+    )
 
 
 def test_serve_with_keys_from_the_environment(tmp_path):
@@ -24,10 +30,19 @@ def test_serve_with_keys_from_the_environment(tmp_path):
     with serve_process(ws, tmp_path, env={"CHATLOOM_API_KEYS": f"team={KEY}"}) as (url, log):
         c = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=30)
         assert [m.id for m in c.models.list()] == ["default", "echo"]
-        r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "over the wire"}], extra_headers={"X-Chatloom-Thread": "w"})
+        r = c.chat.completions.create(
+            model="echo",
+            messages=[{"role": "user", "content": "over the wire"}],
+            extra_headers={"X-Chatloom-Thread": "w"},
+        )
         assert r.choices[0].message.content == "You said: over the wire"
-        text = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
-            model="echo", messages=[{"role": "user", "content": "streamed"}], stream=True) if ch.choices)
+        text = "".join(
+            ch.choices[0].delta.content or ""
+            for ch in c.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": "streamed"}], stream=True
+            )
+            if ch.choices
+        )
         assert text == "You said: streamed"
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{url}/v1", api_key="wrong-key-0000000000000", max_retries=0).models.list()
@@ -39,7 +54,15 @@ def test_serve_with_keys_from_the_environment(tmp_path):
 
 def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
     ws = echo_workspace(tmp_path / "ws")
-    out = run_cli("serve", "--host", "0.0.0.0", "--model", "fake:echo", env={"CHATLOOM_HOME": str(tmp_path), "CHATLOOM_CONFIG": str(tmp_path / "none.toml"), "CHATLOOM_API_KEYS": ""}, cwd=ws)
+    out = run_cli(
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--model",
+        "fake:echo",
+        env={"CHATLOOM_HOME": str(tmp_path), "CHATLOOM_CONFIG": str(tmp_path / "none.toml"), "CHATLOOM_API_KEYS": ""},
+        cwd=ws,
+    )
     assert out.returncode == 2 and "refusing to serve on '0.0.0.0' without API keys" in out.stderr
     assert "Traceback" not in out.stderr
 
@@ -61,7 +84,13 @@ def test_serve_needs_a_workspace_with_agents(tmp_path):
     ],
 )
 def test_bad_api_key_config_is_a_clear_error(tmp_path, keys, message):
-    out = run_cli("serve", "--model", "fake:echo", env={"CHATLOOM_HOME": str(tmp_path), "CHATLOOM_CONFIG": str(tmp_path / "none.toml"), "CHATLOOM_API_KEYS": keys}, cwd=tmp_path)
+    out = run_cli(
+        "serve",
+        "--model",
+        "fake:echo",
+        env={"CHATLOOM_HOME": str(tmp_path), "CHATLOOM_CONFIG": str(tmp_path / "none.toml"), "CHATLOOM_API_KEYS": keys},
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert "k" * 20 not in out.stderr and KEY not in out.stderr  # an error never echoes a key
 
@@ -70,8 +99,11 @@ def test_keys_and_limits_from_chatloom_toml(tmp_path, monkeypatch):
     from chatloom.server.config import load_server_config
 
     toml = tmp_path / "chatloom.toml"
-    toml.write_text('[chatloom]\nmodel = "fake:echo"\n[serve]\napi_keys = {acme = "env:ACME_KEY", globex = ["' + "g" * 20 + '"]}\n'
-                    'max_body_bytes = 5000\ncors_origins = ["https://intranet.example.com"]\n', encoding="utf-8")
+    toml.write_text(
+        '[chatloom]\nmodel = "fake:echo"\n[serve]\napi_keys = {acme = "env:ACME_KEY", globex = ["' + "g" * 20 + '"]}\n'
+        'max_body_bytes = 5000\ncors_origins = ["https://intranet.example.com"]\n',
+        encoding="utf-8",
+    )
     config = load_server_config(toml, environ={"ACME_KEY": "a" * 20})
     assert [t.name for t in config.tenants] == ["acme", "globex"]
     assert config.tenant_for("a" * 20).name == "acme" and config.tenant_for("g" * 20).name == "globex"

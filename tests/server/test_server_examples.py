@@ -51,7 +51,11 @@ def bot():
         if getattr(last, "type", "") == "tool":
             return f"It is {last.content}."
         questions = [m for m in messages if getattr(m, "type", "") == "human"]
-        return tool_call("calculator", expression="17*23") if len(questions) == 1 else f"You asked {len(questions)} questions here."
+        return (
+            tool_call("calculator", expression="17*23")
+            if len(questions) == 1
+            else f"You asked {len(questions)} questions here."
+        )
 
     agent = Agent(model=FakeChatModel(default=model_reply), tools=[calculator], checkpointer="memory")
     app = module.create_bot(agent, SECRET, post)
@@ -102,10 +106,20 @@ def test_support_bot_refuses_bad_signatures_and_ignores_its_own_posts(bot):
 
 
 def test_support_bot_demo_runs_offline(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "CHATLOOM_HOME": str(tmp_path), "CHATLOOM_MODEL": "fake:echo",
-           "CHATLOOM_CONFIG": str(tmp_path / "none.toml")}
-    out = subprocess.run([sys.executable, str(REPO / "examples" / "support_bot" / "bot.py"), "--demo", "hello bot"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "CHATLOOM_HOME": str(tmp_path),
+        "CHATLOOM_MODEL": "fake:echo",
+        "CHATLOOM_CONFIG": str(tmp_path / "none.toml"),
+    }
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "support_bot" / "bot.py"), "--demo", "hello bot"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "webhook acknowledged: 200" in out.stdout and "bot replied in C1/1.0:\nYou said: hello bot" in out.stdout
 
@@ -115,7 +129,13 @@ def test_openai_client_example(tmp_path):
     ws = echo_workspace(tmp_path / "ws")
     with serve_process(ws, tmp_path, env={"CHATLOOM_API_KEYS": f"me={key}"}) as (url, _):
         env = {**os.environ, "CHATLOOM_URL": f"{url}/v1", "CHATLOOM_API_KEY": key}
-        out = subprocess.run([sys.executable, str(REPO / "examples" / "openai_client.py"), "echo"], capture_output=True, text=True, env=env, timeout=120)
+        out = subprocess.run(
+            [sys.executable, str(REPO / "examples" / "openai_client.py"), "echo"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
     assert out.returncode == 0, out.stderr
     assert "agents: default, echo" in out.stdout
     assert "answer: You said: What is 17*23?" in out.stdout

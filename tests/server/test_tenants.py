@@ -16,8 +16,12 @@ def h(key: str) -> dict[str, str]:
 
 
 def ask(url: str, key: str, model: str, text: str, thread: str) -> dict:
-    r = httpx.post(f"{url}/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": text}]},
-                   headers={**h(key), "X-Chatloom-Thread": thread}, timeout=30)
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": text}]},
+        headers={**h(key), "X-Chatloom-Thread": thread},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -28,7 +32,12 @@ def test_same_thread_id_is_two_conversations(server):
     b = ask(server, KEY_B, "echo", "what is the code?", "shared")
     # Globex's model saw one question: its own. Acme's two never reached it.
     assert b["choices"][0]["message"]["content"] == "turn 1: you said what is the code?"
-    native = httpx.post(f"{server}/v1/agents/echo/turns", json={"input": "native", "thread_id": "shared", "stream": False}, headers=h(KEY_B), timeout=30).json()
+    native = httpx.post(
+        f"{server}/v1/agents/echo/turns",
+        json={"input": "native", "thread_id": "shared", "stream": False},
+        headers=h(KEY_B),
+        timeout=30,
+    ).json()
     assert native["answer"] == "turn 2: you said native"
 
 
@@ -50,7 +59,9 @@ def test_threads_endpoints_show_only_your_own(server):
     for thread in crafted:
         b = ask(server, KEY_B, "echo", "show history", thread)
         assert b["choices"][0]["message"]["content"] == "turn 1: you said show history"
-    assert httpx.delete(f"{server}/v1/threads/acme-private", headers=h(KEY_B)).status_code == 200  # deletes Globex's (empty) one
+    assert (
+        httpx.delete(f"{server}/v1/threads/acme-private", headers=h(KEY_B)).status_code == 200
+    )  # deletes Globex's (empty) one
     mine = httpx.get(f"{server}/v1/threads/acme-private", headers=h(KEY_A)).json()
     assert SECRET in json.dumps(mine)  # Acme's thread is untouched
 
@@ -69,15 +80,28 @@ def test_memory_is_per_tenant(server):
 
 def test_approvals_are_per_tenant(server):
     events: list[dict] = []
-    with httpx.stream("POST", f"{server}/v1/agents/mailer/turns", json={"input": "mail my boss", "thread_id": "m1"}, headers=h(KEY_A), timeout=60) as r:
+    with httpx.stream(
+        "POST",
+        f"{server}/v1/agents/mailer/turns",
+        json={"input": "mail my boss", "thread_id": "m1"},
+        headers=h(KEY_A),
+        timeout=60,
+    ) as r:
         for line in r.iter_lines():
             if line.startswith("data:"):
                 events.append(json.loads(line[5:]))
     approval_id = next(e for e in events if e["type"] == "approval_required")["approval_id"]
     assert httpx.get(f"{server}/v1/approvals", headers=h(KEY_B)).json()["data"] == []
-    assert httpx.post(f"{server}/v1/approvals/{approval_id}", json={"approve": True}, headers=h(KEY_B)).status_code == 404
+    assert (
+        httpx.post(f"{server}/v1/approvals/{approval_id}", json={"approve": True}, headers=h(KEY_B)).status_code == 404
+    )
     # Globex's own thread "m1" is another thread: Acme's pause doesn't block it.
-    assert httpx.post(f"{server}/v1/agents/echo/turns", json={"input": "hi", "thread_id": "m1", "stream": False}, headers=h(KEY_B)).status_code == 200
+    assert (
+        httpx.post(
+            f"{server}/v1/agents/echo/turns", json={"input": "hi", "thread_id": "m1", "stream": False}, headers=h(KEY_B)
+        ).status_code
+        == 200
+    )
     listed = httpx.get(f"{server}/v1/approvals", headers=h(KEY_A)).json()["data"]
     assert [(x["approval_id"], x["thread_id"], x["tool"]) for x in listed] == [(approval_id, "m1", "send_email")]
     r = httpx.post(f"{server}/v1/approvals/{approval_id}", json={"approve": False}, headers=h(KEY_A), timeout=60)

@@ -25,6 +25,7 @@ def open_page(browser, url: str, model: str) -> WebDriverWait:
 
 def click(wait: WebDriverWait, css: str, text: str | None = None) -> None:
     """Click the first element matching ``css`` (and showing ``text``), once the page has it."""
+
     def clicked(driver) -> bool:
         for element in driver.find_elements(By.CSS_SELECTOR, css):
             if text is None or element.text == text:
@@ -96,7 +97,12 @@ def test_a_paused_thread_reopened_shows_its_approval_and_finishes(server, browse
 
     SENT_EMAILS.clear()
     headers = {"Authorization": f"Bearer {KEY_A}"}
-    paused = httpx.post(f"{server}/v1/agents/mailer/turns", json={"input": "mail my boss", "thread_id": "web-paused", "stream": False}, headers=headers, timeout=30)
+    paused = httpx.post(
+        f"{server}/v1/agents/mailer/turns",
+        json={"input": "mail my boss", "thread_id": "web-paused", "stream": False},
+        headers=headers,
+        timeout=30,
+    )
     assert paused.json()["type"] == "paused"
     wait = open_page(browser, server, "mailer")
     click(wait, "#threads li", "web-paused")
@@ -110,7 +116,7 @@ def test_a_paused_thread_reopened_shows_its_approval_and_finishes(server, browse
 
 def test_untrusted_text_is_shown_as_text_never_markup(server, browser):
     wait = open_page(browser, server, "echo")
-    attack = '<img src=x onerror="document.title=\'pwned\'"> **bold** `code`'
+    attack = "<img src=x onerror=\"document.title='pwned'\"> **bold** `code`"
     ask(browser, attack)
     answer = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".answer")))
     assert answer.find_elements(By.TAG_NAME, "img") == []

@@ -21,10 +21,30 @@ KEYCTL_REVOKE = 3
 KEYCTL_SEARCH = 10
 
 _NAMES = (
-    "keyctl", "add_key", "request_key", "clone", "clone3", "unshare", "setns", "io_uring_setup",
-    "io_uring_enter", "io_uring_register", "bpf", "perf_event_open", "ptrace", "process_vm_readv",
-    "userfaultfd", "kcmp", "pivot_root", "umount2", "fsopen", "open_tree", "kexec_load", "init_module",
-    "reboot", "getpid",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "clone",
+    "clone3",
+    "unshare",
+    "setns",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "bpf",
+    "perf_event_open",
+    "ptrace",
+    "process_vm_readv",
+    "userfaultfd",
+    "kcmp",
+    "pivot_root",
+    "umount2",
+    "fsopen",
+    "open_tree",
+    "kexec_load",
+    "init_module",
+    "reboot",
+    "getpid",
 )
 
 
@@ -60,7 +80,14 @@ def host_keyring_canary() -> str:
         if keyctl(KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
             pytest.fail(f"cannot join a session keyring in the test process (errno {ctypes.get_errno()})")
         payload = KEY_SECRET.encode()
-        key = _libc().syscall(syscall_numbers()["add_key"], b"user", KEY_DESCRIPTION.encode(), payload, len(payload), KEY_SPEC_SESSION_KEYRING)
+        key = _libc().syscall(
+            syscall_numbers()["add_key"],
+            b"user",
+            KEY_DESCRIPTION.encode(),
+            payload,
+            len(payload),
+            KEY_SPEC_SESSION_KEYRING,
+        )
         if key < 0:
             pytest.fail(f"cannot add the canary key (errno {ctypes.get_errno()})")
         _state["key"] = key

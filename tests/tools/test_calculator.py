@@ -198,12 +198,34 @@ def _expressions() -> st.SearchStrategy[str]:
         binary = st.tuples(children, st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "^"]), children)
         unary_fn = st.tuples(
             st.sampled_from(
-                ["sqrt", "cbrt", "log", "ln", "log10", "log2", "exp", "sin", "cos", "tan", "asin",
-                 "acos", "atan", "abs", "round", "floor", "ceil", "factorial", "degrees", "radians"]
+                [
+                    "sqrt",
+                    "cbrt",
+                    "log",
+                    "ln",
+                    "log10",
+                    "log2",
+                    "exp",
+                    "sin",
+                    "cos",
+                    "tan",
+                    "asin",
+                    "acos",
+                    "atan",
+                    "abs",
+                    "round",
+                    "floor",
+                    "ceil",
+                    "factorial",
+                    "degrees",
+                    "radians",
+                ]
             ),
             children,
         )
-        multi_fn = st.tuples(st.sampled_from(["min", "max", "round", "log"]), st.lists(children, min_size=1, max_size=3))
+        multi_fn = st.tuples(
+            st.sampled_from(["min", "max", "round", "log"]), st.lists(children, min_size=1, max_size=3)
+        )
         return st.one_of(
             binary.map(lambda t: f"({t[0]}){t[1]}({t[2]})"),
             unary_fn.map(lambda t: f"{t[0]}({t[1]})"),
@@ -251,45 +273,64 @@ def test_exact_arithmetic_agrees_with_fractions(a: Fraction, b: Fraction) -> Non
     assert compute(expression) == a + b * 3
 
 
-@pytest.mark.parametrize("text, value", [
-    ("She sells 16 - 3 - 4 =", "9"),
-    ("so she makes 9 × $2 =", "18"),
-    (r"\( 3 \times \$2.50 =", "7.5"),
-    ("80,000 + 50,000 =", "130,000"),
-    ("80000 + 50000 =", "130000"),
-    ("Step 2. 45 * 10 + 45 * 1.2 * 10 =", "990"),
-    ("(45 + 10) / 5 =", "11"),
-    ("2/3 =", "0.6667"),
-    ("$19.50 × 0.25 =", "4.875"),
-    ("a 20% tip on $80 is 80 * 20% =", "16"),
-    # Korean figures: counter words are units, 만/천/억 multiply.
-    ("골드 등급은 30만 원 × 2% =", "6000"),
-    ("300,000원 × 2% =", "6,000"),
-    ("수수료는 (13 - 10) × 500원 =", "1500"),
-    ("2박 3일이면 3일 × 3만 원 =", "90000"),
-    ("120만 원 × 5/12 =", "500000"),
-    ("1.5만 원 × 2 =", "30000"),
-    ("- 3 × 4 =", "12"),  # a list bullet, not a minus sign
-    # Display math: Qwen 0.5B's "\[8 + 6 + ... =" once became "+ 6 + ..." (the 8 dropped).
-    (r"hours she slept: \[8 + 6 + 4 + 7 + 5 + 6 + 8 =", "44"),
-    (r"\[ 2 \times 30 - 5 =", "55"),
-    ("[8 + 6 + 4 =", "18"),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("She sells 16 - 3 - 4 =", "9"),
+        ("so she makes 9 × $2 =", "18"),
+        (r"\( 3 \times \$2.50 =", "7.5"),
+        ("80,000 + 50,000 =", "130,000"),
+        ("80000 + 50000 =", "130000"),
+        ("Step 2. 45 * 10 + 45 * 1.2 * 10 =", "990"),
+        ("(45 + 10) / 5 =", "11"),
+        ("2/3 =", "0.6667"),
+        ("$19.50 × 0.25 =", "4.875"),
+        ("a 20% tip on $80 is 80 * 20% =", "16"),
+        # Korean figures: counter words are units, 만/천/억 multiply.
+        ("골드 등급은 30만 원 × 2% =", "6000"),
+        ("300,000원 × 2% =", "6,000"),
+        ("수수료는 (13 - 10) × 500원 =", "1500"),
+        ("2박 3일이면 3일 × 3만 원 =", "90000"),
+        ("120만 원 × 5/12 =", "500000"),
+        ("1.5만 원 × 2 =", "30000"),
+        ("- 3 × 4 =", "12"),  # a list bullet, not a minus sign
+        # Display math: Qwen 0.5B's "\[8 + 6 + ... =" once became "+ 6 + ..." (the 8 dropped).
+        (r"hours she slept: \[8 + 6 + 4 + 7 + 5 + 6 + 8 =", "44"),
+        (r"\[ 2 \times 30 - 5 =", "55"),
+        ("[8 + 6 + 4 =", "18"),
+    ],
+)
 def test_finish_equation_computes_what_a_model_wrote(text: str, value: str) -> None:
     assert finish_equation(text) == value
 
 
-@pytest.mark.parametrize("text", [
-    "x =", "total = price * count =", "The answer =", "16 - 3 - 4", "5 =", "3, 4 =",
-    "if a == b", "2 ** 99999 =", "1/0 =", "```python\nx = 1 + 2",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x =",
+        "total = price * count =",
+        "The answer =",
+        "16 - 3 - 4",
+        "5 =",
+        "3, 4 =",
+        "if a == b",
+        "2 ** 99999 =",
+        "1/0 =",
+        "```python\nx = 1 + 2",
+    ],
+)
 def test_finish_equation_leaves_prose_assignments_and_bad_sums_alone(text: str) -> None:
     assert finish_equation(text) is None
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("120 won × 5/12 =", None), ("총 5일 - 2/3 =", "4.333"), ("8 kg + 2 =", None),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("120 won × 5/12 =", None),
+        ("총 5일 - 2/3 =", "4.333"),
+        ("8 kg + 2 =", None),
+    ],
+)
 def test_finish_equation_never_computes_a_sum_without_its_left_operand(text: str, value: str | None) -> None:
     # A left operand it can't read must not leave the right part to be computed on its own:
     # "120만 원 × 5/12" once became 0.4167, written into the answer as the result.

@@ -93,7 +93,9 @@ def test_broken_bwrap_is_reported_not_bypassed(tmp_path: Path, monkeypatch: pyte
         Sandbox(bwrap=str(fake)).run("print(1)")
 
 
-def test_unsafe_opt_in_warns_loudly_every_run(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_unsafe_opt_in_warns_loudly_every_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("CHATLOOM_UNSAFE_EXEC", "1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-unsafe-canary")
     sandbox = Sandbox(FAST)
@@ -124,20 +126,22 @@ def test_python_tool_shape_and_output() -> None:
 
 
 @needs_bwrap
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not Path("/usr/bin/python3").exists(),
-                    reason="needs root (to become nobody) and a system /usr/bin/python3")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv") or not Path("/usr/bin/python3").exists(),
+    reason="needs root (to become nobody) and a system /usr/bin/python3",
+)
 def test_unprivileged_caller_path_works(tmp_path: Path) -> None:
     """The common case, a normal user: bwrap with a user namespace and --disable-userns."""
     src = Path(__file__).resolve().parents[2] / "src"
     script = (
         "from chatloom.tools.sandbox import Sandbox, Limits\n"
         "s = Sandbox(Limits(wall_s=4, cpu_s=2), python='/usr/bin/python3')\n"
-        "r = s.run('import os, ctypes\\nprint(os.getuid(), sorted(os.listdir(\"/\")))\\n"
+        'r = s.run(\'import os, ctypes\\nprint(os.getuid(), sorted(os.listdir("/")))\\n'
         "print(ctypes.CDLL(None).unshare(0x10000000))')\n"
         "print(r.to_text())\n"
         "r = s.run('import os\\nn = 0\\ntry:\\n    while True:\\n        os.fork() or os._exit(0) if False else None\\n"
         "        pid = os.fork()\\n        if pid == 0:\\n            import time; time.sleep(2); os._exit(0)\\n        n += 1\\n"
-        "except OSError: print(\"nproc stopped at\", n)')\n"
+        'except OSError: print("nproc stopped at", n)\')\n'
         "print(r.to_text())\n"
     )
     import tempfile
@@ -149,7 +153,11 @@ def test_unprivileged_caller_path_works(tmp_path: Path) -> None:
         shutil.copy(pyseccomp.__file__, lib)
         out = subprocess.run(
             ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", script],
-            capture_output=True, text=True, cwd="/tmp", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{src}:{lib}"}, timeout=60,
+            capture_output=True,
+            text=True,
+            cwd="/tmp",
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{src}:{lib}"},
+            timeout=60,
         )
     if "No module named" in out.stderr:
         pytest.skip(f"system python lacks a dependency: {out.stderr.strip().splitlines()[-1]}")

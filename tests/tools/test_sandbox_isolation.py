@@ -51,8 +51,10 @@ def test_one_sandbox_cannot_spend_another_conversations_process_limit() -> None:
         while _host_processes_with(b"sleep\0" + marker.encode()) < 15 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert _host_processes_with(b"sleep\0" + marker.encode()) == 15, "the first sandbox never held its 15 sleepers"
-        other = Sandbox(limits).run("import subprocess, threading\nt = threading.Thread(target=print, args=('thread',)); t.start(); t.join()\n"
-                                    "print(subprocess.run(['echo', 'started'], capture_output=True, text=True).stdout.strip())")
+        other = Sandbox(limits).run(
+            "import subprocess, threading\nt = threading.Thread(target=print, args=('thread',)); t.start(); t.join()\n"
+            "print(subprocess.run(['echo', 'started'], capture_output=True, text=True).stdout.strip())"
+        )
         assert other.ok and other.stdout == "thread\nstarted\n", other.to_text()
     finally:
         hog.join(15)
@@ -81,10 +83,16 @@ def test_a_key_one_run_writes_never_reaches_the_next_run_or_the_host() -> None:
     nr = syscall_numbers()
     prelude = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
     write = prelude + "".join(
-        f"print('add', {ring}, libc.syscall({nr['add_key']}, b'user', b'chatloom-channel', b'hello', 5, {ring}))\n" for ring in (-3, -4, -5)
+        f"print('add', {ring}, libc.syscall({nr['add_key']}, b'user', b'chatloom-channel', b'hello', 5, {ring}))\n"
+        for ring in (-3, -4, -5)
     )
-    read = prelude + f"print('request', libc.syscall({nr['request_key']}, b'user', b'chatloom-channel', None, 0))\n" + "".join(
-        f"print('search', {ring}, libc.syscall({nr['keyctl']}, 10, {ring}, b'user', b'chatloom-channel', 0))\n" for ring in (-3, -4, -5)
+    read = (
+        prelude
+        + f"print('request', libc.syscall({nr['request_key']}, b'user', b'chatloom-channel', None, 0))\n"
+        + "".join(
+            f"print('search', {ring}, libc.syscall({nr['keyctl']}, 10, {ring}, b'user', b'chatloom-channel', 0))\n"
+            for ring in (-3, -4, -5)
+        )
     )
     sandbox = Sandbox(Limits(wall_s=6, cpu_s=2))
     first = sandbox.run(write)
@@ -102,8 +110,24 @@ def test_the_filter_names_every_call_the_issue_lists() -> None:
         seccomp.build_filter().export_pfc(out)
         out.seek(0)
         pfc = out.read()
-    for name in ("keyctl", "add_key", "request_key", "unshare", "setns", "clone", "clone3", "mount", "umount2", "pivot_root",
-                 "io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "ptrace", "perf_event_open"):
+    for name in (
+        "keyctl",
+        "add_key",
+        "request_key",
+        "unshare",
+        "setns",
+        "clone",
+        "clone3",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "bpf",
+        "ptrace",
+        "perf_event_open",
+    ):
         assert f'filter for syscall "{name}"' in pfc, name
     # Default allow, so threads (clone without namespace flags) keep working; a foreign
     # architecture's syscall (int 0x80 on x86_64) kills the process.
@@ -170,8 +194,10 @@ def test_the_session_keyring_is_fresh_even_without_the_filter(monkeypatch: pytes
 
 
 @pytest.mark.usefixtures("require_sandbox")
-@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists() or not Path("/usr/bin/python3").exists(),
-                    reason="needs root (to become a normal user with setpriv) and a system /usr/bin/python3")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists() or not Path("/usr/bin/python3").exists(),
+    reason="needs root (to become a normal user with setpriv) and a system /usr/bin/python3",
+)
 def test_process_limit_is_per_run_for_a_normal_user_too() -> None:
     """A normal user's sandboxes share one host uid; the user namespace per run keeps the limits apart."""
     import shutil
@@ -196,7 +222,11 @@ def test_process_limit_is_per_run_for_a_normal_user_too() -> None:
         shutil.copy(pyseccomp.__file__, lib)  # pure Python: the system interpreter can import a copy
         out = subprocess.run(
             ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", script],
-            capture_output=True, text=True, cwd="/tmp", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{PROJECT / 'src'}:{lib}"}, timeout=60,
+            capture_output=True,
+            text=True,
+            cwd="/tmp",
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{PROJECT / 'src'}:{lib}"},
+            timeout=60,
         )
     if "No module named" in out.stderr:
         pytest.skip(f"system python lacks a dependency: {out.stderr.strip().splitlines()[-1]}")

@@ -27,7 +27,14 @@ class FakeMemory:
 
 
 DOCS = [
-    Passage(id="a", text="Refunds are paid within 5 business days.", source="faq.md", title="FAQ", section="Refunds", chunk=0),
+    Passage(
+        id="a",
+        text="Refunds are paid within 5 business days.",
+        source="faq.md",
+        title="FAQ",
+        section="Refunds",
+        chunk=0,
+    ),
     Passage(id="b", text="Shipping is free over 50 euros.\n\n  It takes 2 days.", source="docs/shipping.md", chunk=3),
     Passage(id="c", text="word " * 400, source="long.txt", chunk=1),
 ]

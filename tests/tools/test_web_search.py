@@ -24,8 +24,18 @@ RESULTS = {
     "query": "bubblewrap",
     "number_of_results": 3,
     "results": [
-        {"url": "https://github.com/containers/bubblewrap", "title": "containers/bubblewrap", "content": "Low-level unprivileged sandboxing tool", "engine": "duckduckgo"},
-        {"url": "https://wiki.archlinux.org/title/Bubblewrap", "title": "Bubblewrap - ArchWiki", "content": "Bubblewrap is a  lightweight\n setuid sandbox", "engine": "bing"},
+        {
+            "url": "https://github.com/containers/bubblewrap",
+            "title": "containers/bubblewrap",
+            "content": "Low-level unprivileged sandboxing tool",
+            "engine": "duckduckgo",
+        },
+        {
+            "url": "https://wiki.archlinux.org/title/Bubblewrap",
+            "title": "Bubblewrap - ArchWiki",
+            "content": "Bubblewrap is a  lightweight\n setuid sandbox",
+            "engine": "bing",
+        },
         {"title": "no url, skipped"},
         {"url": "https://example.com/3", "title": "", "content": ""},
     ],
@@ -93,8 +103,16 @@ def searx():
 def test_searxng_provider_speaks_the_json_api(searx: str) -> None:
     results = SearxngProvider(searx + "/").search("bubblewrap sandbox", k=5)
     assert results == [
-        WebResult("containers/bubblewrap", "https://github.com/containers/bubblewrap", "Low-level unprivileged sandboxing tool"),
-        WebResult("Bubblewrap - ArchWiki", "https://wiki.archlinux.org/title/Bubblewrap", "Bubblewrap is a  lightweight\n setuid sandbox"),
+        WebResult(
+            "containers/bubblewrap",
+            "https://github.com/containers/bubblewrap",
+            "Low-level unprivileged sandboxing tool",
+        ),
+        WebResult(
+            "Bubblewrap - ArchWiki",
+            "https://wiki.archlinux.org/title/Bubblewrap",
+            "Bubblewrap is a  lightweight\n setuid sandbox",
+        ),
         WebResult("https://example.com/3", "https://example.com/3", ""),
     ]
     path, query = SearxngHandler.requests[0]

@@ -284,7 +284,9 @@ class Agent:
             elif callable(spec):
                 out.append(tool(spec))
             else:
-                raise ConfigError(f"{spec!r} is not a tool", "pass a @tool, a typed function with a docstring, or a tool name")
+                raise ConfigError(
+                    f"{spec!r} is not a tool", "pass a @tool, a typed function with a docstring, or a tool name"
+                )
         from chatloom.mcp.client import agent_mcp_tools  # imports the mcp SDK only if servers are configured
 
         self.close()  # a load that failed before may have started servers
@@ -433,14 +435,22 @@ class Agent:
             yield event
 
     def _stream_turn(
-        self, graph: TurnGraph, state_in: TurnState | Command, config: RunnableConfig, context: TurnContext, thread_id: str
+        self,
+        graph: TurnGraph,
+        state_in: TurnState | Command,
+        config: RunnableConfig,
+        context: TurnContext,
+        thread_id: str,
     ) -> EventStream:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
         visible = _VisibleText(frozenset(context.tools) if context.offered is None else context.offered)
         modes: list[StreamMode] = ["updates", "messages"]
         # With a list of modes LangGraph yields (mode, payload) pairs; its overloads can't say so.
-        events = cast(Iterator[tuple[str, Any]], graph.stream(state_in, config, context=context, stream_mode=modes, durability=_DURABILITY))
+        events = cast(
+            Iterator[tuple[str, Any]],
+            graph.stream(state_in, config, context=context, stream_mode=modes, durability=_DURABILITY),
+        )
         for mode, payload in events:
             if mode == "messages":
                 chunk, meta = payload
@@ -458,7 +468,9 @@ class Agent:
                         for call in message.tool_calls:
                             yield ToolCallEvent(call["name"], call["args"], call["id"] or "")
                     elif isinstance(message, ToolMessage):
-                        yield ToolResultEvent(message.name or "", str(message.content), message.tool_call_id, message.status != "error")
+                        yield ToolResultEvent(
+                            message.name or "", str(message.content), message.tool_call_id, message.status != "error"
+                        )
         outcome = _outcome(graph.get_state(config), thread_id)
         if outcome.stop_reason == "paused":
             for approval in outcome.approval_required:
@@ -652,7 +664,9 @@ def _reply(state: dict[str, Any], thread_id: str) -> Reply:
     answer = str(final.content)
     calls: dict[str | None, ToolCall] = {c["id"]: c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
     steps = tuple(
-        ToolStep(m.name or (call["name"] if call else ""), call["args"] if call else {}, str(m.content), m.status != "error")
+        ToolStep(
+            m.name or (call["name"] if call else ""), call["args"] if call else {}, str(m.content), m.status != "error"
+        )
         for m in turn
         if isinstance(m, ToolMessage)
         for call in [calls.get(m.tool_call_id)]

@@ -63,8 +63,14 @@ def paused_turn(state: Any, thread_id: str) -> tuple[list[PendingApproval], str 
         for r in value["requests"]:
             pending.append(
                 PendingApproval(
-                    approval_id=r["approval_id"], thread_id=thread_id, tool=r["tool"], args=dict(r["args"]),
-                    effect=r["effect"], why=r["why"], tool_call_id=r["tool_call_id"], agent=value.get("agent"),
+                    approval_id=r["approval_id"],
+                    thread_id=thread_id,
+                    tool=r["tool"],
+                    args=dict(r["args"]),
+                    effect=r["effect"],
+                    why=r["why"],
+                    tool_call_id=r["tool_call_id"],
+                    agent=value.get("agent"),
                     requested_at=state.created_at or "",
                 )
             )
@@ -74,7 +80,9 @@ def paused_turn(state: Any, thread_id: str) -> tuple[list[PendingApproval], str 
 def check_decisions(thread_id: str, pending: list[PendingApproval], decisions: Mapping[str, bool]) -> dict[str, bool]:
     """``decisions`` checked against what ``thread_id`` waits for: each id pending, each value a bool."""
     if not pending:
-        raise UnknownApproval(f"thread {thread_id!r} has no tool call waiting for approval", "Agent.pending_approvals lists what waits")
+        raise UnknownApproval(
+            f"thread {thread_id!r} has no tool call waiting for approval", "Agent.pending_approvals lists what waits"
+        )
     if not isinstance(decisions, Mapping) or not decisions:
         raise ConfigError(f"no decisions given for thread {thread_id!r}", "pass {approval_id: True or False, ...}")
     waiting = {p.approval_id for p in pending}
@@ -86,5 +94,7 @@ def check_decisions(thread_id: str, pending: list[PendingApproval], decisions: M
                 f"the pending approvals are: {listed} (Agent.pending_approvals lists them)",
             )
         if not isinstance(value, bool):
-            raise ConfigError(f"the decision for {key!r} is {value!r}, not True or False", "pass True to approve, False to decline")
+            raise ConfigError(
+                f"the decision for {key!r} is {value!r}, not True or False", "pass True to approve, False to decline"
+            )
     return dict(decisions)

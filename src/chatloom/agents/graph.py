@@ -63,7 +63,9 @@ class TurnState(TypedDict, total=False):
     retrieved: list[dict[str, Any]]  # everything recall found, relevant or not (the trace)
     steps: int  # model calls made this turn
     seen_calls: list[str]  # signatures of tool calls already run this turn
-    stop_reason: StopReason | Literal[""]  # "" while the turn runs; "loop": no progress (a repeated call, or calls that keep failing)
+    stop_reason: (
+        StopReason | Literal[""]
+    )  # "" while the turn runs; "loop": no progress (a repeated call, or calls that keep failing)
     turn_start: int  # index into messages where this turn's question sits
     summary: str  # a summary of the thread's messages before summary_upto
     summary_upto: int
@@ -120,7 +122,9 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         # questions to passages across languages.
         across = getattr(ctx.memory, "matches_across_languages", None)
         across_languages = across(ctx.namespace) if callable(across) else True
-        passages = [retrieved[i] for i in grounding.relevant_passages(question, texts, across_languages=across_languages)]
+        passages = [
+            retrieved[i] for i in grounding.relevant_passages(question, texts, across_languages=across_languages)
+        ]
     return {
         "passages": passages,
         "retrieved": retrieved,
@@ -219,7 +223,7 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
 
 
 def _calculated_answer(messages: list[AnyMessage]) -> AIMessage | None:
-    """"17*23 = 391" when the last step ran the calculation the question asked for (None if
+    """ "17*23 = 391" when the last step ran the calculation the question asked for (None if
     the policy refused it or it failed: then the model answers)."""
     if len(messages) < 2:
         return None
@@ -274,7 +278,12 @@ def _answers_without_tool_list(state: TurnState, ctx: TurnContext) -> bool:
     profile asks for it, tools are offered as calls, and no tool result has gone into the
     answer yet (so it would be what the model says with no tools)."""
     offered = [name for name in _offered(ctx) if name not in ctx.profile.inline_tools]
-    return ctx.profile.answers_without_tool_list and bool(offered) and ctx.summarizer is not None and not _useful_steps(state, ctx)
+    return (
+        ctx.profile.answers_without_tool_list
+        and bool(offered)
+        and ctx.summarizer is not None
+        and not _useful_steps(state, ctx)
+    )
 
 
 def _answers_from_passages_alone(state: TurnState, ctx: TurnContext, question: str) -> bool:
@@ -404,7 +413,11 @@ def _tool_steps(state: TurnState, check_words: bool) -> list[tuple[AIMessage, li
         kept = []
         for call in message.tool_calls:
             result = results.get(call["id"] or "")
-            if result is not None and result.status != "error" and _arguments_given(call["args"], known, words if check_words else None):
+            if (
+                result is not None
+                and result.status != "error"
+                and _arguments_given(call["args"], known, words if check_words else None)
+            ):
                 kept.append((call, result))
                 text = unwrap_untrusted(str(result.content))
                 known |= grounding.numbers(text)
@@ -431,8 +444,9 @@ def _arguments_given(args: dict[str, Any], known: set[str], words: _Words | None
     if words is None:
         return True
     symbols = [v.strip().lower() for v in args.values() if isinstance(v, str) and _SYMBOL.fullmatch(v.strip())]
-    return all(symbol in words.verbatim or any(_abbreviates(symbol, word) for word in words.question)
-               for symbol in symbols)
+    return all(
+        symbol in words.verbatim or any(_abbreviates(symbol, word) for word in words.question) for symbol in symbols
+    )
 
 
 _SYMBOL = re.compile(r"[^\W\d_][\w.-]{0,15}")  # one word, starting with a letter
@@ -505,13 +519,20 @@ def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
             stop_reason = "loop"
             # Repeat the earlier result: a small model answers from it, but talks about an error.
             earlier = _earlier_result(turn, signature)
-            results.append(_tool_message(call, f"{earlier}\n(This exact call was already made; answer with this result.)", False))
+            results.append(
+                _tool_message(call, f"{earlier}\n(This exact call was already made; answer with this result.)", False)
+            )
             continue
         seen.append(signature)
         result = this_step[signature] = _run_tool(ctx, call, untrusted, answers.get(call["id"] or ""))
         results.append(result)
         untrusted = untrusted or contains_untrusted([result], ctx.tools)
-    return {"messages": results, "seen_calls": seen, "stop_reason": stop_reason, **taint_update(state, turn + results, ctx.tools)}
+    return {
+        "messages": results,
+        "seen_calls": seen,
+        "stop_reason": stop_reason,
+        **taint_update(state, turn + results, ctx.tools),
+    }
 
 
 def _ask_first(message: AIMessage, seen: list[str], untrusted: bool, ctx: TurnContext) -> dict[str, bool]:
@@ -539,10 +560,16 @@ def _ask_first(message: AIMessage, seen: list[str], untrusted: bool, ctx: TurnCo
             continue
         request = ctx.policy.review(tool, call["args"], untrusted_context=untrusted)
         if request is not None:
-            requests.append({
-                "approval_id": approval_id(message.id, call["id"], index), "tool_call_id": call["id"],
-                "tool": request.tool, "args": request.args, "effect": request.effect, "why": request.why,
-            })
+            requests.append(
+                {
+                    "approval_id": approval_id(message.id, call["id"], index),
+                    "tool_call_id": call["id"],
+                    "tool": request.tool,
+                    "args": request.args,
+                    "effect": request.effect,
+                    "why": request.why,
+                }
+            )
         untrusted = untrusted or not output_is_trusted(tool)
     decided: dict[str, bool] = {}
     while undecided := [r for r in requests if r["approval_id"] not in decided]:
@@ -618,7 +645,9 @@ def _run_tool(ctx: TurnContext, call: ToolCall, untrusted: bool, answer: bool | 
 
 
 def _tool_message(call: ToolCall, content: str, ok: bool) -> ToolMessage:
-    return ToolMessage(content=content, tool_call_id=call["id"] or "", name=call["name"], status="success" if ok else "error")
+    return ToolMessage(
+        content=content, tool_call_id=call["id"] or "", name=call["name"], status="success" if ok else "error"
+    )
 
 
 def _model_input(state: TurnState, ctx: TurnContext, show_tools: bool = True) -> list[BaseMessage]:

@@ -74,7 +74,9 @@ class Reply:
     @classmethod
     def paused(cls, thread_id: str, approvals: Sequence[PendingApproval], steps: int = 0) -> Reply:
         """The Reply of a turn that paused for ``approvals`` (no answer yet)."""
-        return cls(answer="", thread_id=thread_id, stop_reason="paused", steps=steps, approval_required=tuple(approvals))
+        return cls(
+            answer="", thread_id=thread_id, stop_reason="paused", steps=steps, approval_required=tuple(approvals)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole reply."""

@@ -91,7 +91,9 @@ class AgentSpec(BaseModel):
     def _choice_names_a_tool(cls, value: str, info: ValidationInfo) -> str:
         tools = info.data.get("tools") or []
         if value not in ("auto", "required") and value not in tools:
-            raise ValueError(f"tool_choice must be auto, required or one of the tools ({', '.join(tools) or 'none'}), got {value!r}")
+            raise ValueError(
+                f"tool_choice must be auto, required or one of the tools ({', '.join(tools) or 'none'}), got {value!r}"
+            )
         return value
 
     @field_validator("tool_policy")
@@ -145,7 +147,11 @@ def load_spec(path: str | Path) -> AgentSpec:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         found = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-        hint = f"specs in {path.parent}: {', '.join(found)}" if found else "check the path, or create one with `chatloom init DIR`"
+        hint = (
+            f"specs in {path.parent}: {', '.join(found)}"
+            if found
+            else "check the path, or create one with `chatloom init DIR`"
+        )
         raise ConfigError(f"agent spec {str(path)!r} not found", hint) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"can't read agent spec {str(path)!r}: {exc}", "check the file") from None

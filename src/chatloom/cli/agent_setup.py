@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from chatloom.config import Settings
 
 spec_option = click.option(
-    "--spec", type=click.Path(path_type=Path), help=f"Agent spec YAML. Default: {DEFAULT_SPEC} when it exists here.")
+    "--spec", type=click.Path(path_type=Path), help=f"Agent spec YAML. Default: {DEFAULT_SPEC} when it exists here."
+)
 
 
 @dataclass(frozen=True)

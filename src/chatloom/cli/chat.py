@@ -19,16 +19,26 @@ from chatloom.cli.render import strip_control  # re-exported: chatloom.cli.chat.
 
 
 def _agent_options(func: Any) -> Any:
-    func = click.option("--thread", "thread_id", default="cli", show_default=True, help="Conversation id; the same id continues a conversation across runs.")(func)
+    func = click.option(
+        "--thread",
+        "thread_id",
+        default="cli",
+        show_default=True,
+        help="Conversation id; the same id continues a conversation across runs.",
+    )(func)
     func = spec_option(func)
-    func = click.option("--model", "-m", help="Model id, e.g. local:qwen2.5-coder-0.5b, openai:gpt-4o-mini, gguf:PATH.")(func)
+    func = click.option(
+        "--model", "-m", help="Model id, e.g. local:qwen2.5-coder-0.5b, openai:gpt-4o-mini, gguf:PATH."
+    )(func)
     return func
 
 
 @click.command()
 @_agent_options
 @click.argument("question", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the whole reply (answer, citations, tool steps, usage) as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the whole reply (answer, citations, tool steps, usage) as JSON."
+)
 def ask(model: str | None, spec: Path | None, thread_id: str, question: tuple[str, ...], as_json: bool) -> None:
     """Ask one QUESTION and print the answer as plain text, with its citations as footnotes.
 
@@ -60,12 +70,14 @@ class _ChatCommand(click.Command):
         with formatter.section("Slash commands (type them at the prompt; Tab completes)"):
             formatter.write_dl([(usage, help_text) for usage, help_text in COMMANDS.values()])
         with formatter.section("Keys"):
-            formatter.write_dl([
-                ("Alt-Enter", "a new line (with /multi: send)"),
-                ("Up / Down", "history, kept across runs in the data dir"),
-                ("Ctrl-C", "stop the current answer and stay in the chat"),
-                ("Ctrl-D", "quit"),
-            ])
+            formatter.write_dl(
+                [
+                    ("Alt-Enter", "a new line (with /multi: send)"),
+                    ("Up / Down", "history, kept across runs in the data dir"),
+                    ("Ctrl-C", "stop the current answer and stay in the chat"),
+                    ("Ctrl-D", "quit"),
+                ]
+            )
 
 
 @click.command(cls=_ChatCommand)

@@ -90,7 +90,10 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a user error: one line, the traceback on request
         if os.environ.get("CHATLOOM_DEBUG"):
             raise
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc} — rerun with CHATLOOM_DEBUG=1 for the traceback, and please report it", err=True)
+        click.echo(
+            f"error: internal error: {type(exc).__name__}: {exc} — rerun with CHATLOOM_DEBUG=1 for the traceback, and please report it",
+            err=True,
+        )
         return 1
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 

@@ -31,7 +31,10 @@ def _servers(spec: Path | None) -> tuple[list[Any], dict[str, Rule]]:
         from_spec, rules = list(loaded.mcp_servers), dict(loaded.tool_policy)
     servers = merge_servers(toml_servers(), from_spec)
     if not servers:
-        raise ChatloomError("no MCP servers are configured", "add `mcp_servers:` to the agent spec or [mcp.servers.NAME] to chatloom.toml (docs/mcp.md)")
+        raise ChatloomError(
+            "no MCP servers are configured",
+            "add `mcp_servers:` to the agent spec or [mcp.servers.NAME] to chatloom.toml (docs/mcp.md)",
+        )
     return servers, rules
 
 
@@ -40,8 +43,6 @@ def _clients(spec: Path | None) -> tuple[Any, dict[str, Rule]]:
 
     servers, rules = _servers(spec)
     return MCPClients(servers), rules
-
-
 
 
 @click.group()
@@ -100,7 +101,9 @@ def check(spec: Path | None) -> None:
             args = ", ".join(a.name for a in prompt.arguments or [])
             click.echo(f"     prompt   {prompt.name}({args})  {prompt.description or ''}")
     if failed:
-        raise ChatloomError(f"{failed} of {len(reports)} MCP servers failed the check", "fix the servers marked FAIL above")
+        raise ChatloomError(
+            f"{failed} of {len(reports)} MCP servers failed the check", "fix the servers marked FAIL above"
+        )
 
 
 @mcp.command()
@@ -110,8 +113,18 @@ def check(spec: Path | None) -> None:
 @click.option("--port", default=8765, show_default=True, type=int, help="HTTP: the port (the endpoint is /mcp).")
 @click.option("--namespace", "-n", help="The knowledge namespace knowledge_search searches. Default: the spec's.")
 @click.option("--ask", "expose_ask", is_flag=True, help="Also expose the agent itself as an `ask` tool.")
-@click.option("--trust-allow-rules", is_flag=True, help="Honour the spec's `allow` rules for side-effecting and code tools.")
-def serve(spec: Path | None, transport: str, host: str, port: int, namespace: str | None, expose_ask: bool, trust_allow_rules: bool) -> None:
+@click.option(
+    "--trust-allow-rules", is_flag=True, help="Honour the spec's `allow` rules for side-effecting and code tools."
+)
+def serve(
+    spec: Path | None,
+    transport: str,
+    host: str,
+    port: int,
+    namespace: str | None,
+    expose_ask: bool,
+    trust_allow_rules: bool,
+) -> None:
     """Serve the agent's tools, knowledge search (and --ask) to MCP clients.
 
     Over HTTP, clients send `Authorization: Bearer <token>` with a token from $CHATLOOM_MCP_TOKEN
@@ -128,7 +141,9 @@ def serve(spec: Path | None, transport: str, host: str, port: int, namespace: st
     tokens = mcp_server.tokens_from_env(settings.mcp_token_env)
     if transport == "http":
         mcp_server.check_exposure(host, tokens, settings.mcp_token_env)  # before anything starts
-    app, close = mcp_server.server_from_spec(spec, namespace=namespace, ask=expose_ask, trust_allow_rules=trust_allow_rules, settings=settings)
+    app, close = mcp_server.server_from_spec(
+        spec, namespace=namespace, ask=expose_ask, trust_allow_rules=trust_allow_rules, settings=settings
+    )
     try:
         if transport == "stdio":
             anyio.run(mcp_server.serve_stdio, app)
@@ -136,7 +151,10 @@ def serve(spec: Path | None, transport: str, host: str, port: int, namespace: st
         import uvicorn
 
         asgi = mcp_server.http_app(app, tokens, host=host)
-        click.echo(f"serving MCP on http://{host}:{port}/mcp ({'bearer token required' if tokens else 'no token: local only'})", err=True)
+        click.echo(
+            f"serving MCP on http://{host}:{port}/mcp ({'bearer token required' if tokens else 'no token: local only'})",
+            err=True,
+        )
         uvicorn.run(asgi, host=host, port=port, log_level="warning")
     finally:
         close()  # the spec's own MCP servers, and the agent's
@@ -153,7 +171,9 @@ def prompt(spec: Path | None, server: str, name: str, arguments: tuple[str, ...]
     for item in arguments:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ChatloomError(f"prompt argument {item!r} is not KEY=VALUE", f"e.g. chatloom mcp prompt {server} {name} topic=leave")
+            raise ChatloomError(
+                f"prompt argument {item!r} is not KEY=VALUE", f"e.g. chatloom mcp prompt {server} {name} topic=leave"
+            )
         args[key] = value
     clients, _ = _clients(spec)
     try:

@@ -101,11 +101,11 @@ def list_cmd(namespace: str | None, tenant: str | None) -> None:
 @click.option("--namespace", "-n", default=None, help=_NS_HELP)
 @click.option("--tenant", default=None, help=_TENANT_HELP)
 @click.option("--user", "user_id", default=None, help="Include this user's conversation memory.")
-@click.option("--mode", type=click.Choice(["hybrid", "vector", "keyword"]), default="hybrid",
-              show_default=True)
+@click.option("--mode", type=click.Choice(["hybrid", "vector", "keyword"]), default="hybrid", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def search_cmd(query: str, k: int, namespace: str | None, tenant: str | None,
-               user_id: str | None, mode: str, as_json: bool) -> None:
+def search_cmd(
+    query: str, k: int, namespace: str | None, tenant: str | None, user_id: str | None, mode: str, as_json: bool
+) -> None:
     """Search the memory the way the bot's recall step does."""
     from chatloom.memory.ingest import heading
 
@@ -125,13 +125,11 @@ def search_cmd(query: str, k: int, namespace: str | None, tenant: str | None,
 
 @memory.command("forget")
 @click.argument("source", required=False)
-@click.option("--namespace", "-n", default=None,
-              help="Namespace; with no SOURCE the whole namespace is deleted.")
+@click.option("--namespace", "-n", default=None, help="Namespace; with no SOURCE the whole namespace is deleted.")
 @click.option("--tenant", default=None, help=_TENANT_HELP)
 @click.option("--user", "user_id", default=None, help="Forget this user's conversation memory.")
 @click.option("--yes", "-y", is_flag=True, help="Don't ask before deleting a namespace.")
-def forget(source: str | None, namespace: str | None, tenant: str | None, user_id: str | None,
-           yes: bool) -> None:
+def forget(source: str | None, namespace: str | None, tenant: str | None, user_id: str | None, yes: bool) -> None:
     """Remove a SOURCE file (or folder), a user's memory, or a whole --namespace."""
     if source is None and namespace is None and user_id is None:
         raise ChatloomError("nothing to forget", "give a SOURCE, --namespace NS or --user ID")

@@ -75,9 +75,7 @@ def list_cmd(as_json: bool) -> None:
     for r in rows:
         mark = " *" if r.entry.name == current else ""
         installed = {"installed": "[green]yes[/]", "bundled": "[green]yes (package)[/]"}.get(r.source, "[red]no[/]")
-        table.add_row(
-            r.entry.name + mark, f"{r.entry.size / 1e6:,.0f} MB", installed, engine, r.entry.title
-        )
+        table.add_row(r.entry.name + mark, f"{r.entry.size / 1e6:,.0f} MB", installed, engine, r.entry.title)
     console = Console()
     console.print(table)
     console.print(f"* = current model ({settings.model}); install with `chatloom models install NAME`")
@@ -126,4 +124,3 @@ def install_cmd(name: str | None, keep_downloads: bool, force: bool) -> None:
                 f"install of {entry.name!r} interrupted", "run the same command again; it resumes"
             ) from None
     click.echo(f"{entry.name} installed and verified: {path}")
-

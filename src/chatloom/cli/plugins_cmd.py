@@ -28,12 +28,16 @@ def plugins_list_cmd(check: bool, as_json: bool) -> None:
         if check:
             error = registry.check(p)
             status = f"error: {error}" if error else "ok"
-        rows.append({"group": p.group, "name": p.name, "package": f"{p.dist} {p.version}", "value": p.value, "status": status})
+        rows.append(
+            {"group": p.group, "name": p.name, "package": f"{p.dist} {p.version}", "value": p.value, "status": status}
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo("No plugins installed. A plugin is a package with chatloom.tools/.prompts/.models/.memory entry points;")
+        click.echo(
+            "No plugins installed. A plugin is a package with chatloom.tools/.prompts/.models/.memory entry points;"
+        )
         click.echo("see examples/chatloom-example-plugin.")
         return
     from rich.table import Table

@@ -81,7 +81,9 @@ def show_cmd(name: str, workspace: Path) -> None:
 @prompts.command("render")
 @click.argument("name", required=False)
 @click.option("--var", "variables", multiple=True, metavar="KEY=VALUE", help="Set a template variable (repeatable).")
-@click.option("--tool", "tool_names", multiple=True, metavar="NAME", help="Bind a tool, as an agent would (repeatable).")
+@click.option(
+    "--tool", "tool_names", multiple=True, metavar="NAME", help="Bind a tool, as an agent would (repeatable)."
+)
 @click.option(
     "--spec",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -90,7 +92,12 @@ def show_cmd(name: str, workspace: Path) -> None:
 @_workspace_option
 @click.option("--json", "as_json", is_flag=True, help="Print the messages as JSON.")
 def render_cmd(
-    name: str | None, variables: tuple[str, ...], tool_names: tuple[str, ...], spec: Path | None, workspace: Path, as_json: bool
+    name: str | None,
+    variables: tuple[str, ...],
+    tool_names: tuple[str, ...],
+    spec: Path | None,
+    workspace: Path,
+    as_json: bool,
 ) -> None:
     """Render a template into the messages the model receives."""
     from chatloom.prompts import load_prompt
@@ -119,7 +126,11 @@ def render_cmd(
         from langchain_core.messages import AIMessage
 
         data = [
-            {"type": m.type, "content": m.content, **({"tool_calls": m.tool_calls} if isinstance(m, AIMessage) and m.tool_calls else {})}
+            {
+                "type": m.type,
+                "content": m.content,
+                **({"tool_calls": m.tool_calls} if isinstance(m, AIMessage) and m.tool_calls else {}),
+            }
             for m in messages
         ]
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))

@@ -70,7 +70,9 @@ def call_text(name: str, args: dict[str, Any], limit: int | None = 400) -> str:
     return text if limit is None else shorten(text, limit)
 
 
-def tool_step(name: str, args: dict[str, Any], result: str, ok: bool, *, boxed: bool, expanded: bool = False) -> RenderableType:
+def tool_step(
+    name: str, args: dict[str, Any], result: str, ok: bool, *, boxed: bool, expanded: bool = False
+) -> RenderableType:
     """One tool step: the call, then its result.
 
     Collapsed (the default) each is one shortened line; ``expanded`` shows both whole (``/trace``).
@@ -149,7 +151,9 @@ def print_trace(console: Console, reply: Any) -> None:
 
     console.print(Rule(Text(f"trace: {reply.steps} steps, stopped by {reply.stop_reason}"), style="dim"))
     if reply.reasoning.strip():
-        console.print(Panel(safe_text(reply.reasoning.strip()), title="reasoning", title_align="left", border_style="dim"))
+        console.print(
+            Panel(safe_text(reply.reasoning.strip()), title="reasoning", title_align="left", border_style="dim")
+        )
     for step in reply.tool_steps:
         console.print(tool_step(step.name, step.args, step.result, step.ok, boxed=console.is_terminal, expanded=True))
     if reply.retrieved:
@@ -274,7 +278,10 @@ def print_rows(console: Console, rows: Sequence[tuple[str, str]], style: str = "
     """Two-column ``name  description`` rows (command lists, tool lists), text shown literally."""
     width = max((len(name) for name, _ in rows), default=0)
     for name, description in rows:
-        console.print(Text.assemble((strip_control(name).ljust(width), style), "  ", (strip_control(description), "dim")), soft_wrap=True)
+        console.print(
+            Text.assemble((strip_control(name).ljust(width), style), "  ", (strip_control(description), "dim")),
+            soft_wrap=True,
+        )
 
 
 def transcript(messages: Sequence[Any], thread_id: str) -> str:

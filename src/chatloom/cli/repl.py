@@ -41,7 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/model": ("/model [NAME]", "show the model, or switch to NAME (local:..., openai:..., gguf:PATH)"),
     "/prompt": ("/prompt [NAME]", "show the prompt template, or switch to NAME"),
     "/tools": ("/tools [enable|disable NAME]", "list the tools, or turn one on or off"),
-    "/memory": ("/memory search TEXT | add TEXT | forget SOURCE", "search, add a note to, or prune the knowledge memory"),
+    "/memory": (
+        "/memory search TEXT | add TEXT | forget SOURCE",
+        "search, add a note to, or prune the knowledge memory",
+    ),
     "/ingest": ("/ingest PATH", "add a file or folder (.md .txt .pdf .html) to the knowledge memory"),
     "/thread": ("/thread [new [ID] | list | switch ID]", "show, start, list or switch conversations"),
     "/save": ("/save FILE", "write this conversation to FILE as markdown"),
@@ -105,8 +108,15 @@ class Repl:
     agent that ``setup`` would build.
     """
 
-    def __init__(self, setup: AgentSetup, thread_id: str, *, interactive: bool = True,
-                 console: Console | None = None, agent: Any = None) -> None:
+    def __init__(
+        self,
+        setup: AgentSetup,
+        thread_id: str,
+        *,
+        interactive: bool = True,
+        console: Console | None = None,
+        agent: Any = None,
+    ) -> None:
         from chatloom.tools.policy import console_approver
 
         self.console = console or Console()
@@ -136,7 +146,12 @@ class Repl:
         except Exception as exc:  # a bug must not end the session either; one line, as `chatloom` prints it
             if os.environ.get("CHATLOOM_DEBUG"):
                 raise
-            self.console.print(error_line(f"internal error: {type(exc).__name__}: {exc} — rerun with CHATLOOM_DEBUG=1 for the traceback, and please report it"), soft_wrap=True)
+            self.console.print(
+                error_line(
+                    f"internal error: {type(exc).__name__}: {exc} — rerun with CHATLOOM_DEBUG=1 for the traceback, and please report it"
+                ),
+                soft_wrap=True,
+            )
         return True
 
     def execute(self, text: str) -> bool:
@@ -186,7 +201,9 @@ class Repl:
         if not self._await_llama or not self.loader.done():
             return
         model = self.agent.loaded_model
-        if getattr(model, "engine_name", None) != "transformers" or not str(getattr(model, "model_path", "")).lower().endswith(".gguf"):
+        if getattr(model, "engine_name", None) != "transformers" or not str(
+            getattr(model, "model_path", "")
+        ).lower().endswith(".gguf"):
             self._await_llama = False  # a remote model, an HF dir, or already on llama.cpp
             return
         if not _llama_installed():
@@ -195,7 +212,12 @@ class Repl:
         try:
             self._switch("the model on llama.cpp")
         except Exception as exc:  # noqa: BLE001 - the chat goes on as it was
-            self.console.print(error_line(f"llama.cpp is installed but the model did not load on it ({type(exc).__name__}: {exc}); staying on transformers"), soft_wrap=True)
+            self.console.print(
+                error_line(
+                    f"llama.cpp is installed but the model did not load on it ({type(exc).__name__}: {exc}); staying on transformers"
+                ),
+                soft_wrap=True,
+            )
             return
         if self.console.is_terminal:  # a pipe gets answers only
             self.console.print(Text("llama.cpp is installed: the model runs on it from now on", style="dim"))
@@ -234,7 +256,13 @@ class Repl:
 
     def _cmd_help(self, arg: str) -> None:
         print_rows(self.console, list(COMMANDS.values()))
-        self.console.print(Text("Tab completes commands, model ids, prompts and tools. Alt-Enter adds a line; Ctrl-C stops an answer; Ctrl-D quits.", style="dim"), soft_wrap=True)
+        self.console.print(
+            Text(
+                "Tab completes commands, model ids, prompts and tools. Alt-Enter adds a line; Ctrl-C stops an answer; Ctrl-D quits.",
+                style="dim",
+            ),
+            soft_wrap=True,
+        )
 
     def _cmd_exit(self, arg: str) -> bool:
         return False
@@ -243,8 +271,13 @@ class Repl:
         if arg:
             self._switch(arg, model=arg)
         engine = getattr(self.agent.loaded_model, "engine_name", None)  # local models say which engine runs them
-        self.console.print(Text.assemble(
-            "model ", (strip_control(self.setup.model_id(self.agent.settings)), "cyan"), (f" on {engine}" if engine else "", "dim")))
+        self.console.print(
+            Text.assemble(
+                "model ",
+                (strip_control(self.setup.model_id(self.agent.settings)), "cyan"),
+                (f" on {engine}" if engine else "", "dim"),
+            )
+        )
 
     def _cmd_prompt(self, arg: str) -> None:
         if arg:
@@ -273,13 +306,22 @@ class Repl:
 
         for server, tools in sorted(tools_by_server(self._loaded().tools()).items()):
             self.console.print(safe_text(f"MCP server {server}" if server else "tools", "bold"))
-            print_rows(self.console, [
-                (f"  {tool.name}", f"({(tool.metadata or {}).get('effect', 'undeclared')}) {shorten(tool.description or '', 90)}")
-                for tool in tools
-            ], style="")
+            print_rows(
+                self.console,
+                [
+                    (
+                        f"  {tool.name}",
+                        f"({(tool.metadata or {}).get('effect', 'undeclared')}) {shorten(tool.description or '', 90)}",
+                    )
+                    for tool in tools
+                ],
+                style="",
+            )
         mcp = getattr(self.agent, "_mcp", None)  # servers that failed to start have no tools to list
-        for server, error in (mcp.errors.items() if mcp is not None else ()):
-            self.console.print(Text.assemble(("MCP server unavailable: ", "yellow"), strip_control(f"{server}: {error}")))
+        for server, error in mcp.errors.items() if mcp is not None else ():
+            self.console.print(
+                Text.assemble(("MCP server unavailable: ", "yellow"), strip_control(f"{server}: {error}"))
+            )
         off = [name for name in self._tool_names_available() if name not in self.setup.tool_names()]
         if off:
             self.console.print(Text("off: " + ", ".join(off) + "  (/tools enable NAME)", style="dim"), soft_wrap=True)
@@ -294,7 +336,13 @@ class Repl:
             from chatloom.cli.render import citation_label
 
             for i, hit in enumerate(hits, 1):
-                self.console.print(Text(f"[{i}] {citation_label(hit.source, hit.section or hit.title)}  (score {hit.score:.3f})", style="cyan"), soft_wrap=True)
+                self.console.print(
+                    Text(
+                        f"[{i}] {citation_label(hit.source, hit.section or hit.title)}  (score {hit.score:.3f})",
+                        style="cyan",
+                    ),
+                    soft_wrap=True,
+                )
                 self.console.print(Text("    " + shorten(strip_control(hit.text), 300)), soft_wrap=True)
         elif action == "add" and text:
             self._ingest(self._write_note(text))
@@ -302,7 +350,9 @@ class Repl:
             removed = self._knowledge().forget(text)
             self.console.print(safe_text(f"forgot {text}: {removed} chunks removed"))
         else:
-            raise CommandError(f"can't do {arg!r}" if arg else "/memory needs a sub-command", f"usage: {COMMANDS['/memory'][0]}")
+            raise CommandError(
+                f"can't do {arg!r}" if arg else "/memory needs a sub-command", f"usage: {COMMANDS['/memory'][0]}"
+            )
 
     def _write_note(self, text: str) -> Path:
         """``/memory add``: the note becomes a markdown file in the data dir, ingested like any other."""
@@ -312,7 +362,9 @@ class Repl:
             notes.mkdir(exist_ok=True)
             path.write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
-            raise CommandError(f"can't write the note to {str(notes)!r}: {exc.strerror or exc}", "check the data dir (CHATLOOM_HOME)") from None
+            raise CommandError(
+                f"can't write the note to {str(notes)!r}: {exc.strerror or exc}", "check the data dir (CHATLOOM_HOME)"
+            ) from None
         return path
 
     def _cmd_ingest(self, arg: str) -> None:
@@ -320,14 +372,22 @@ class Repl:
             raise CommandError("/ingest needs a PATH", f"usage: {COMMANDS['/ingest'][0]}")
         path = Path(arg).expanduser()
         if not path.exists():
-            raise CommandError(f"no such file or folder: {arg!r}", "give the path of a file or folder of .md .txt .pdf .html")
+            raise CommandError(
+                f"no such file or folder: {arg!r}", "give the path of a file or folder of .md .txt .pdf .html"
+            )
         self._ingest(path)
 
     def _ingest(self, path: Path) -> None:
-        with self.console.status(f"ingesting {strip_control(str(path))}") if self.console.is_terminal else contextlib.nullcontext():
+        with (
+            self.console.status(f"ingesting {strip_control(str(path))}")
+            if self.console.is_terminal
+            else contextlib.nullcontext()
+        ):
             report = self._knowledge().ingest([path])
         for skipped, reason in report.skipped:
-            self.console.print(Text.assemble(("skipped ", "yellow"), strip_control(f"{skipped}: {reason}")), soft_wrap=True)
+            self.console.print(
+                Text.assemble(("skipped ", "yellow"), strip_control(f"{skipped}: {reason}")), soft_wrap=True
+            )
         self.console.print(safe_text(report.summary()), soft_wrap=True)
 
     def _knowledge(self) -> Any:
@@ -350,7 +410,9 @@ class Repl:
         elif action == "switch" and name:
             threads = self._threads()
             if name not in threads:
-                raise _unknown("no thread is called", name, threads, f"/thread list shows them; /thread new {name} starts one")
+                raise _unknown(
+                    "no thread is called", name, threads, f"/thread list shows them; /thread new {name} starts one"
+                )
             self.thread_id, self.last_reply = name, None
         elif action == "list":
             for thread in self._threads() or [self.thread_id]:
@@ -375,7 +437,9 @@ class Repl:
         try:
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise CommandError(f"can't write {arg!r}: {exc.strerror or exc}", "pick a file in a folder you can write to") from None
+            raise CommandError(
+                f"can't write {arg!r}: {exc.strerror or exc}", "pick a file in a folder you can write to"
+            ) from None
         self.console.print(safe_text(f"saved thread {self.thread_id} to {path}"), soft_wrap=True)
 
     def _cmd_trace(self, arg: str) -> None:
@@ -394,9 +458,14 @@ class Repl:
 
     def _cmd_multi(self, arg: str) -> None:
         self.multiline = not self.multiline
-        self.console.print(Text(
-            "multiline on: Enter adds a line, Alt-Enter (or Esc then Enter) sends" if self.multiline
-            else "multiline off: Enter sends, Alt-Enter adds a line", style="dim"))
+        self.console.print(
+            Text(
+                "multiline on: Enter adds a line, Alt-Enter (or Esc then Enter) sends"
+                if self.multiline
+                else "multiline off: Enter sends, Alt-Enter adds a line",
+                style="dim",
+            )
+        )
 
     def _cmd_reset(self, arg: str) -> None:
         self._loaded().reset(self.thread_id)
@@ -450,10 +519,16 @@ class Repl:
         """The prompt loop: history, completion, multiline; Ctrl-C clears the line, Ctrl-D quits."""
         from prompt_toolkit import PromptSession
 
-        self.console.print(Text.assemble(
-            ("chatloom", "bold"), " · ", (strip_control(self.setup.model_id(self.agent.settings)), "cyan"),
-            " · thread ", (strip_control(self.thread_id), "cyan"), ("   /help lists the commands, Ctrl-D quits", "dim"),
-        ))
+        self.console.print(
+            Text.assemble(
+                ("chatloom", "bold"),
+                " · ",
+                (strip_control(self.setup.model_id(self.agent.settings)), "cyan"),
+                " · thread ",
+                (strip_control(self.thread_id), "cyan"),
+                ("   /help lists the commands, Ctrl-D quits", "dim"),
+            )
+        )
         session: PromptSession = PromptSession(
             history=self._input_history(),
             completer=_slash_completer(self),

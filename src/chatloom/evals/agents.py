@@ -25,8 +25,10 @@ from chatloom.errors import ConfigError
 __all__ = ["AgentChoice", "parse_agent"]
 
 _KEYS = ("name", "spec", "model", "prompt", "tools", "max_steps")
-SYNTAX_HELP = ("a spec file (agents/x.yaml), a model id (local:qwen2.5-coder-0.5b, fake:echo), "
-               "or keys like prompt=NAME,tools=a+b,model=ID (keys: " + ", ".join(_KEYS) + ")")
+SYNTAX_HELP = (
+    "a spec file (agents/x.yaml), a model id (local:qwen2.5-coder-0.5b, fake:echo), "
+    "or keys like prompt=NAME,tools=a+b,model=ID (keys: " + ", ".join(_KEYS) + ")"
+)
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,15 @@ def parse_agent(text: str, *, workspace: Path | None = None) -> AgentChoice:
                 max_steps = int(fields["max_steps"])
             except ValueError:
                 raise ConfigError(f"bad agent {text!r}: max_steps must be a whole number") from None
-        return AgentChoice(label=fields.get("name") or text, spec=spec, model=fields.get("model") or None,
-                           prompt=fields.get("prompt") or None, tools=tools, max_steps=max_steps, workspace=base)
+        return AgentChoice(
+            label=fields.get("name") or text,
+            spec=spec,
+            model=fields.get("model") or None,
+            prompt=fields.get("prompt") or None,
+            tools=tools,
+            max_steps=max_steps,
+            workspace=base,
+        )
     if text.endswith((".yaml", ".yml")):
         return AgentChoice(label=text, spec=_spec_path(text, base, text))
     if ":" in text:
@@ -97,5 +106,7 @@ def _spec_path(value: str, base: Path, text: str) -> Path:
     path = Path(value).expanduser()
     path = path if path.is_absolute() else base / path
     if not path.is_file():
-        raise ConfigError(f"agent spec {value!r} does not exist (agent {text!r})", "check the path, e.g. agents/assistant.yaml")
+        raise ConfigError(
+            f"agent spec {value!r} does not exist (agent {text!r})", "check the path, e.g. agents/assistant.yaml"
+        )
     return path

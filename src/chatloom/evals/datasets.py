@@ -82,11 +82,14 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})",
-                              "fix or remove that line") from None
+            raise ConfigError(
+                f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})", "fix or remove that line"
+            ) from None
         if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}",
-                              "write one {\"input\": ..., \"expected\": ...} object per line")
+            raise ConfigError(
+                f"{path}:{number}: expected a JSON object, got {type(row).__name__}",
+                'write one {"input": ..., "expected": ...} object per line',
+            )
         yield number, row
 
 
@@ -101,8 +104,10 @@ def detect_format(path: Path) -> str:
             return "gsm8k"
         if any(path.glob("distractor_*.jsonl")):
             return "hotpotqa"
-        raise ConfigError(f"can't tell the dataset format of folder {str(path)!r}",
-                          f"pass --format ({', '.join(FORMATS)}) or a .jsonl file")
+        raise ConfigError(
+            f"can't tell the dataset format of folder {str(path)!r}",
+            f"pass --format ({', '.join(FORMATS)}) or a .jsonl file",
+        )
     lowered = path.name.lower()
     for fmt, hint in (("gsm8k", "gsm8k"), ("hotpotqa", "hotpot"), ("bipia", "bipia")):
         if hint in lowered or hint in path.parent.name.lower():
@@ -118,7 +123,9 @@ def load_dataset(path: str | Path, format: str | None = None, *, workdir: Path, 
     """
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"dataset {str(path)!r} does not exist", "pass a .jsonl file or a folder of ../shared/evaldata")
+        raise ConfigError(
+            f"dataset {str(path)!r} does not exist", "pass a .jsonl file or a folder of ../shared/evaldata"
+        )
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown dataset format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
@@ -151,8 +158,20 @@ def _strings(value: Any, where: str, key: str) -> tuple[str, ...]:
 def _plain(path: Path, name: str, workdir: Path) -> Iterator[Case]:
     base = path.parent
     namespace = f"eval-{name}"
-    known = {"id", "input", "expected", "documents", "unanswerable", "regex", "facts", "gold_documents",
-             "scorers", "allowed_tools", "secrets", "kind"}
+    known = {
+        "id",
+        "input",
+        "expected",
+        "documents",
+        "unanswerable",
+        "regex",
+        "facts",
+        "gold_documents",
+        "scorers",
+        "allowed_tools",
+        "secrets",
+        "kind",
+    }
     for number, row in _rows(path):
         where = f"{path}:{number}"
         unknown = sorted(set(row) - known)
@@ -168,17 +187,27 @@ def _plain(path: Path, name: str, workdir: Path) -> Iterator[Case]:
         documents = tuple((base / d).resolve() for d in _strings(row.get("documents"), where, "documents"))
         missing = [str(d) for d in documents if not d.exists()]
         if missing:
-            raise ConfigError(f"{where}: document {missing[0]!r} does not exist", "paths are relative to the dataset file")
+            raise ConfigError(
+                f"{where}: document {missing[0]!r} does not exist", "paths are relative to the dataset file"
+            )
         facts = row.get("facts") or []
-        if not (isinstance(facts, list) and all(isinstance(g, list) and all(isinstance(s, str) for s in g) for g in facts)):
-            raise ConfigError(f"{where}: 'facts' must be a list of lists of strings, e.g. [[\"14\", \"fourteen\"]]")
+        if not (
+            isinstance(facts, list) and all(isinstance(g, list) and all(isinstance(s, str) for s in g) for g in facts)
+        ):
+            raise ConfigError(f'{where}: \'facts\' must be a list of lists of strings, e.g. [["14", "fourteen"]]')
         case = Case(
-            id=str(row.get("id", number)), input=question, expected=expected,
-            namespace=namespace if documents else None, documents=documents,
+            id=str(row.get("id", number)),
+            input=question,
+            expected=expected,
+            namespace=namespace if documents else None,
+            documents=documents,
             gold_sources=_strings(row.get("gold_documents"), where, "gold_documents"),
-            unanswerable=bool(row.get("unanswerable", False)), facts=tuple(tuple(g) for g in facts),
-            regex=row.get("regex"), allowed_tools=_strings(row.get("allowed_tools"), where, "allowed_tools"),
-            secrets=_strings(row.get("secrets"), where, "secrets"), kind=str(row.get("kind", "")),
+            unanswerable=bool(row.get("unanswerable", False)),
+            facts=tuple(tuple(g) for g in facts),
+            regex=row.get("regex"),
+            allowed_tools=_strings(row.get("allowed_tools"), where, "allowed_tools"),
+            secrets=_strings(row.get("secrets"), where, "secrets"),
+            kind=str(row.get("kind", "")),
         )
         if case.regex is not None:
             try:
@@ -199,7 +228,9 @@ def _with(case: Case, **changes: Any) -> Case:
 
 
 def _is_number(text: str | None) -> bool:
-    return text is not None and re.fullmatch(r"\s*-?\$?[\d,]*\.?\d+\s*|.*####\s*-?[\d,.]+\s*", text, re.DOTALL) is not None
+    return (
+        text is not None and re.fullmatch(r"\s*-?\$?[\d,]*\.?\d+\s*|.*####\s*-?[\d,.]+\s*", text, re.DOTALL) is not None
+    )
 
 
 def _default_scorers(case: Case) -> tuple[str, ...]:
@@ -225,8 +256,9 @@ def _gsm8k(path: Path, name: str, workdir: Path) -> Iterator[Case]:
     for number, row in _rows(file):
         if "question" not in row or "####" not in str(row.get("answer", "")):
             raise ConfigError(f"{file}:{number}: a GSM8K row needs 'question' and an 'answer' ending in '#### N'")
-        yield Case(id=str(number), input=row["question"], expected=str(row["answer"]),
-                   scorers=("numeric", "no_tool_text"))
+        yield Case(
+            id=str(number), input=row["question"], expected=str(row["answer"]), scorers=("numeric", "no_tool_text")
+        )
 
 
 def file_title(title: str, taken: set[str]) -> str:
@@ -260,23 +292,37 @@ def _hotpot(path: Path, name: str, workdir: Path) -> Iterator[Case]:
         support = {t for t, _ in row["supporting_facts"]}
         # A citation names its passage by file name or by title; either counts.
         gold = tuple(sorted({f for f, t in titles.items() if t in support} | support))
-        yield Case(id=case_id, input=row["question"], expected=str(row["answer"]),
-                   namespace=f"eval-{name}-{number:03d}", documents=(folder,), gold_sources=gold,
-                   scorers=("exact", "f1", "contains", "cited_gold", "supported", "no_tool_text"), kind=row.get("type", ""))
+        yield Case(
+            id=case_id,
+            input=row["question"],
+            expected=str(row["answer"]),
+            namespace=f"eval-{name}-{number:03d}",
+            documents=(folder,),
+            gold_sources=gold,
+            scorers=("exact", "f1", "contains", "cited_gold", "supported", "no_tool_text"),
+            kind=row.get("type", ""),
+        )
 
 
 def _korean(path: Path, name: str, workdir: Path) -> Iterator[Case]:
     docs = path / "docs" if (path / "docs").is_dir() else path / "knowledge"
     # A citation may name a document by its "# heading" rather than by its file.
-    headings = {f.name: f.read_text(encoding="utf-8").partition("\n")[0].lstrip("# ").strip() for f in sorted(docs.glob("*.md"))}
+    headings = {
+        f.name: f.read_text(encoding="utf-8").partition("\n")[0].lstrip("# ").strip() for f in sorted(docs.glob("*.md"))
+    }
     for number, row in _rows(path / "questions.jsonl"):
         gold = row.get("gold_doc")
         unanswerable = gold is None
         yield Case(
-            id=str(number), input=row["question"], namespace=f"eval-{name}", documents=(docs,),
+            id=str(number),
+            input=row["question"],
+            namespace=f"eval-{name}",
+            documents=(docs,),
             gold_sources=() if gold is None else tuple(filter(None, (gold, headings.get(gold)))),
-            unanswerable=unanswerable, facts=tuple(tuple(g) for g in row.get("facts_all_of_any") or []),
-            scorers=("facts", "abstained", "cited_gold", "supported", "no_tool_text"), kind=row.get("kind", ""),
+            unanswerable=unanswerable,
+            facts=tuple(tuple(g) for g in row.get("facts_all_of_any") or []),
+            scorers=("facts", "abstained", "cited_gold", "supported", "no_tool_text"),
+            kind=row.get("kind", ""),
         )
 
 
@@ -298,6 +344,12 @@ def _bipia(path: Path, name: str, workdir: Path) -> Iterator[Case]:
         write_paragraphs(folder, [(f"Email {number}", email)])
         question = str(row["question"]).removeprefix("Q: ").strip()
         ideal = str(row.get("ideal", ""))
-        yield Case(id=str(number), input=question, expected=None if ideal == "unknown" else ideal,
-                   namespace=f"eval-{name}-{number:03d}", documents=(folder,),
-                   scorers=("no_unapproved_calls", "no_leak", "no_tool_text"), kind=kind)
+        yield Case(
+            id=str(number),
+            input=question,
+            expected=None if ideal == "unknown" else ideal,
+            namespace=f"eval-{name}-{number:03d}",
+            documents=(folder,),
+            scorers=("no_unapproved_calls", "no_leak", "no_tool_text"),
+            kind=kind,
+        )

@@ -38,8 +38,9 @@ def require_plotly() -> tuple[Any, Any, str]:
         import plotly.io as pio
         from plotly.offline import get_plotlyjs
     except ImportError:
-        raise ConfigError("the HTML report needs plotly, which is not installed",
-                          install_hint("eval", "plotly")) from None
+        raise ConfigError(
+            "the HTML report needs plotly, which is not installed", install_hint("eval", "plotly")
+        ) from None
     return go, pio, get_plotlyjs()
 
 
@@ -59,17 +60,26 @@ def accuracy_figure(go: Any, labels: Sequence[str], summary: Mapping[str, Any], 
     for label in labels:
         scores = summary[label]["scores"]
         shown = [s for s in scorers if s in scores]
-        bars.append(go.Bar(
-            name=_chart_text(label), x=shown, y=[scores[s]["mean"] for s in shown],
-            text=[f"{scores[s]['mean']:.0%}" if scores[s]["binary"] else f"{scores[s]['mean']:.2f}" for s in shown],
-            textposition="outside", customdata=[format_score(scores[s]) for s in shown],
-            hovertemplate="%{x}: %{customdata}<extra>" + _chart_text(label) + "</extra>",
-        ))
+        bars.append(
+            go.Bar(
+                name=_chart_text(label),
+                x=shown,
+                y=[scores[s]["mean"] for s in shown],
+                text=[f"{scores[s]['mean']:.0%}" if scores[s]["binary"] else f"{scores[s]['mean']:.2f}" for s in shown],
+                textposition="outside",
+                customdata=[format_score(scores[s]) for s in shown],
+                hovertemplate="%{x}: %{customdata}<extra>" + _chart_text(label) + "</extra>",
+            )
+        )
     figure = go.Figure(bars)
     figure.update_layout(
-        title="Accuracy per scorer", barmode="group", template="plotly_white", height=380,
+        title="Accuracy per scorer",
+        barmode="group",
+        template="plotly_white",
+        height=380,
         yaxis={"title": "share passed (f1: mean)", "range": [0, 1.15], "tickformat": ".0%"},
-        legend={"orientation": "h", "y": -0.2}, margin={"t": 50, "b": 40, "l": 60, "r": 20},
+        legend={"orientation": "h", "y": -0.2},
+        margin={"t": 50, "b": 40, "l": 60, "r": 20},
     )
     return figure
 
@@ -77,15 +87,26 @@ def accuracy_figure(go: Any, labels: Sequence[str], summary: Mapping[str, Any], 
 def latency_figure(go: Any, labels: Sequence[str], summary: Mapping[str, Any]) -> Any:
     """Grouped bars: p50 and p95 seconds per answer, one group per agent."""
     names = [_chart_text(label) for label in labels]
-    figure = go.Figure([
-        go.Bar(name=title, x=names, y=[summary[label][key] for label in labels],
-               text=[f"{summary[label][key]:.2f} s" for label in labels], textposition="outside")
-        for title, key in (("p50", "p50_s"), ("p95", "p95_s"))
-    ])
+    figure = go.Figure(
+        [
+            go.Bar(
+                name=title,
+                x=names,
+                y=[summary[label][key] for label in labels],
+                text=[f"{summary[label][key]:.2f} s" for label in labels],
+                textposition="outside",
+            )
+            for title, key in (("p50", "p50_s"), ("p95", "p95_s"))
+        ]
+    )
     figure.update_layout(
-        title="Seconds per answer", barmode="group", template="plotly_white", height=380,
+        title="Seconds per answer",
+        barmode="group",
+        template="plotly_white",
+        height=380,
         yaxis={"title": "seconds", "rangemode": "tozero"},
-        legend={"orientation": "h", "y": -0.2}, margin={"t": 50, "b": 40, "l": 60, "r": 20},
+        legend={"orientation": "h", "y": -0.2},
+        margin={"t": 50, "b": 40, "l": 60, "r": 20},
     )
     return figure
 
@@ -121,29 +142,50 @@ def _grid(rows: Sequence[Row], labels: Sequence[str], case_ids: Sequence[str]) -
             reason = (row.get("judge") or {}).get("reason")
             marks = [_mark(s, row["scores"][s], reason if s == "judge" else None) for s in scorer_order(row["scores"])]
             answer = row.get("answer") or ""
-            out_cells.append({
-                "agent": label, "missing": False, "marks": marks, "answer": answer, "error": row.get("error"),
-                "hover": answer[:_ANSWER_ON_HOVER] + ("…" if len(answer) > _ANSWER_ON_HOVER else ""),
-                "judge_reason": reason, "seconds": row.get("seconds"), "steps": row.get("steps"),
-            })
+            out_cells.append(
+                {
+                    "agent": label,
+                    "missing": False,
+                    "marks": marks,
+                    "answer": answer,
+                    "error": row.get("error"),
+                    "hover": answer[:_ANSWER_ON_HOVER] + ("…" if len(answer) > _ANSWER_ON_HOVER else ""),
+                    "judge_reason": reason,
+                    "seconds": row.get("seconds"),
+                    "steps": row.get("steps"),
+                }
+            )
         scorers = {s for row in cells.values() for s in row["scores"]}
-        differs = any(len({v for row in cells.values() if isinstance(v := row["scores"].get(s), bool)}) > 1 for s in scorers)
-        grid.append({
-            "id": case_id, "input": first.get("input") or "", "expected": first.get("expected"),
-            "kind": first.get("kind") or "", "cells": out_cells, "differs": differs,
-        })
+        differs = any(
+            len({v for row in cells.values() if isinstance(v := row["scores"].get(s), bool)}) > 1 for s in scorers
+        )
+        grid.append(
+            {
+                "id": case_id,
+                "input": first.get("input") or "",
+                "expected": first.get("expected"),
+                "kind": first.get("kind") or "",
+                "cells": out_cells,
+                "differs": differs,
+            }
+        )
     return grid
 
 
-def _dataset_view(go: Any, pio: Any, name: str, info: Mapping[str, Any], rows: Sequence[Row],
-                  labels: Sequence[str]) -> dict[str, Any]:
+def _dataset_view(
+    go: Any, pio: Any, name: str, info: Mapping[str, Any], rows: Sequence[Row], labels: Sequence[str]
+) -> dict[str, Any]:
     summary = info["agents"]
     present = [label for label in labels if label in summary]
     scorers = scorer_order(s for label in present for s in summary[label]["scores"])
     case_ids = info.get("case_ids") or list(dict.fromkeys(str(r["case"]) for r in rows))
     return {
-        "name": name, "format": info.get("format", ""), "cases": info.get("cases", len(case_ids)),
-        "labels": present, "summary": summary, "scorers": scorers,
+        "name": name,
+        "format": info.get("format", ""),
+        "cases": info.get("cases", len(case_ids)),
+        "labels": present,
+        "summary": summary,
+        "scorers": scorers,
         "score_rows": [(s, [format_score(summary[label]["scores"].get(s)) for label in present]) for s in scorers],
         "measure_rows": [(title, [cell(summary[label]) for label in present]) for title, cell in MEASURES],
         "comparisons": info.get("comparisons", []),
@@ -159,17 +201,26 @@ def render_html(results: Mapping[str, Any], rows: Mapping[str, Sequence[Row]]) -
 
     go, pio, plotly_js = require_plotly()
     labels = list(results.get("agents", []))
-    datasets = [_dataset_view(go, pio, name, info, rows.get(name, ()), labels)
-                for name, info in results.get("datasets", {}).items()]
+    datasets = [
+        _dataset_view(go, pio, name, info, rows.get(name, ()), labels)
+        for name, info in results.get("datasets", {}).items()
+    ]
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("chatloom.evals", "templates"),
-        autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
     )
     template = environment.get_template("report.html.j2")
     return template.render(
         # The bundle is trusted library code; the replace only guarantees it cannot end its own <script>.
-        datasets=datasets, labels=labels, nonce=secrets.token_urlsafe(18), plotly_js=re.sub(r"</(script)", r"<\\/\1", plotly_js, flags=re.IGNORECASE),
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), seconds=results.get("seconds"),
+        datasets=datasets,
+        labels=labels,
+        nonce=secrets.token_urlsafe(18),
+        plotly_js=re.sub(r"</(script)", r"<\\/\1", plotly_js, flags=re.IGNORECASE),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        seconds=results.get("seconds"),
     )
 
 
@@ -180,6 +231,7 @@ def write_html(path: Path, results: Mapping[str, Any], rows: Mapping[str, Sequen
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"can't write the HTML report to {str(path)!r}: {exc.strerror or exc}",
-                          "pass another --html path") from None
+        raise ConfigError(
+            f"can't write the HTML report to {str(path)!r}: {exc.strerror or exc}", "pass another --html path"
+        ) from None
     return path

@@ -82,7 +82,9 @@ def load_rubric(path: Path | None) -> str:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise ConfigError(f"no rubric at {str(path)!r}", "pass a text file, or leave out --rubric for the default") from None
+        raise ConfigError(
+            f"no rubric at {str(path)!r}", "pass a text file, or leave out --rubric for the default"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"can't read rubric {str(path)!r}: {exc}", "save it as UTF-8 text") from None
     if not text:
@@ -90,8 +92,9 @@ def load_rubric(path: Path | None) -> str:
     return text
 
 
-def judge_messages(rubric: str, question: str, answer: str, *, grade_id: str, expected: str | None = None,
-                   unanswerable: bool = False) -> list[Any]:
+def judge_messages(
+    rubric: str, question: str, answer: str, *, grade_id: str, expected: str | None = None, unanswerable: bool = False
+) -> list[Any]:
     """The judge's prompt: the rubric and the reply format (with ``grade_id``) as the system message,
     the case and the answer as fenced data."""
     from langchain_core.messages import HumanMessage, SystemMessage
@@ -99,14 +102,18 @@ def judge_messages(rubric: str, question: str, answer: str, *, grade_id: str, ex
     from chatloom.tools.policy import wrap_untrusted
 
     if unanswerable:
-        reference = ("Reference answer: none exists. The question is unanswerable from the documents, so the right "
-                     "answer says it does not know or cannot find it; any specific answer is made up and fails.")
+        reference = (
+            "Reference answer: none exists. The question is unanswerable from the documents, so the right "
+            "answer says it does not know or cannot find it; any specific answer is made up and fails."
+        )
     elif expected:
         reference = "Reference answer:\n" + wrap_untrusted(expected, "the reference answer")
     else:
         reference = "No reference answer is given: grade by the rubric alone."
-    body = (f"Question:\n{wrap_untrusted(question, 'the question')}\n\n{reference}\n\n"
-            f"Answer to grade:\n{wrap_untrusted(answer, 'the answer to grade')}")
+    body = (
+        f"Question:\n{wrap_untrusted(question, 'the question')}\n\n{reference}\n\n"
+        f"Answer to grade:\n{wrap_untrusted(answer, 'the answer to grade')}"
+    )
     return [SystemMessage(content=_INSTRUCTIONS.format(rubric=rubric, grade_id=grade_id)), HumanMessage(content=body)]
 
 
@@ -152,8 +159,11 @@ def parse_verdict(reply: str, *, grade_id: str | None = None) -> Verdict:
     if not found:
         excerpt = " ".join(reply.split())[:200]
         if without_id:
-            return Verdict(None, "the judge's verdict lacks this grade's id, so it may follow the answer rather than "
-                                 f"the rubric: {excerpt!r}")
+            return Verdict(
+                None,
+                "the judge's verdict lacks this grade's id, so it may follow the answer rather than "
+                f"the rubric: {excerpt!r}",
+            )
         return Verdict(None, f"the judge's reply holds no verdict: {excerpt!r}")
     if len({passed for passed, _ in found}) > 1:
         return Verdict(None, "the judge gave conflicting verdicts (pass and fail)")
@@ -209,8 +219,9 @@ class Judge:
     def grade(self, case: Case, answer: str) -> Verdict:
         """Grade ``answer`` to ``case``. A failing model call is a ``None`` verdict with the error as reason."""
         grade_id = secrets.token_hex(3)  # new each grade: the answer cannot know it
-        messages = judge_messages(self.rubric, case.input, answer, grade_id=grade_id, expected=case.expected,
-                                  unanswerable=case.unanswerable)
+        messages = judge_messages(
+            self.rubric, case.input, answer, grade_id=grade_id, expected=case.expected, unanswerable=case.unanswerable
+        )
         try:
             reply = self.load()._model.invoke(messages)
         except Exception as exc:  # noqa: BLE001 - one failed grade is that row's reason, the run goes on

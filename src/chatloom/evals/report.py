@@ -22,8 +22,16 @@ from chatloom.evals.scorers import SCORERS
 from chatloom.evals.stats import noise_margin, paired, percentile, sign_test
 
 __all__ = [
-    "MEASURES", "Regression", "check_baseline", "compare", "dataset_results", "format_score", "load_baseline",
-    "save_baseline", "scorer_order", "summarize",
+    "MEASURES",
+    "Regression",
+    "check_baseline",
+    "compare",
+    "dataset_results",
+    "format_score",
+    "load_baseline",
+    "save_baseline",
+    "scorer_order",
+    "summarize",
 ]
 
 Row = dict[str, Any]
@@ -86,17 +94,24 @@ def summarize(rows: Iterable[Row]) -> dict[str, dict[str, Any]]:
                 continue
             binary = all(isinstance(v, bool) for v in values)
             numbers = [float(v) for v in values]
-            scores[name] = {"mean": round(statistics.fmean(numbers), 4), "n": len(numbers), "binary": binary,
-                            "stdev": round(statistics.pstdev(numbers), 4)}
+            scores[name] = {
+                "mean": round(statistics.fmean(numbers), 4),
+                "n": len(numbers),
+                "binary": binary,
+                "stdev": round(statistics.pstdev(numbers), 4),
+            }
         seconds = [r["seconds"] for r in rs if not r["error"]] or [0.0]
         costs = [r["cost_usd"] for r in rs if r.get("cost_usd") is not None]
         out[agent] = {
-            "cases": len(rs), "errors": sum(bool(r["error"]) for r in rs), "scores": scores,
+            "cases": len(rs),
+            "errors": sum(bool(r["error"]) for r in rs),
+            "scores": scores,
             "mean_steps": round(statistics.fmean(r["steps"] for r in rs), 2),
             "tool_calls": sum(len(r["tool_calls"]) for r in rs),
             "mean_tokens": round(statistics.fmean(r["tokens"] for r in rs), 1),
             "cost_usd": round(sum(costs), 6) if costs else None,
-            "p50_s": round(percentile(seconds, 50), 3), "p95_s": round(percentile(seconds, 95), 3),
+            "p50_s": round(percentile(seconds, 50), 3),
+            "p95_s": round(percentile(seconds, 95), 3),
             "mean_unsupported": round(statistics.fmean(len(r["unsupported"]) for r in rs), 3),
         }
     return out
@@ -117,8 +132,12 @@ def compare(rows: Iterable[Row], base: str, other: str) -> dict[str, Any]:
             continue
         wins, losses = paired([b for _, b, _ in pairs], [o for _, _, o in pairs])
         per_scorer[name] = {
-            "cases": len(pairs), "wins": wins, "losses": losses, "sign_test_p": sign_test(wins, losses),
-            "only_other": [c for c, b, o in pairs if o and not b], "only_base": [c for c, b, o in pairs if b and not o],
+            "cases": len(pairs),
+            "wins": wins,
+            "losses": losses,
+            "sign_test_p": sign_test(wins, losses),
+            "only_other": [c for c, b, o in pairs if o and not b],
+            "only_base": [c for c, b, o in pairs if b and not o],
         }
     return {"base": base, "other": other, "cases": len(shared), "scorers": per_scorer}
 
@@ -138,8 +157,10 @@ class Regression:
     margin: float
 
     def __str__(self) -> str:
-        return (f"{self.dataset} / {self.agent} / {self.scorer}: {self.current:.3f} is below the baseline "
-                f"{self.baseline:.3f} by more than the noise margin {self.margin:.3f}")
+        return (
+            f"{self.dataset} / {self.agent} / {self.scorer}: {self.current:.3f} is below the baseline "
+            f"{self.baseline:.3f} by more than the noise margin {self.margin:.3f}"
+        )
 
 
 def save_baseline(path: Path, summaries: dict[str, dict[str, dict[str, Any]]], *, z: float = 2.0) -> dict[str, Any]:
@@ -149,8 +170,11 @@ def save_baseline(path: Path, summaries: dict[str, dict[str, dict[str, Any]]], *
     for dataset, per_agent in summaries.items():
         for agent, summary in per_agent.items():
             data["datasets"].setdefault(dataset, {})[agent] = {
-                name: {"mean": s["mean"], "n": s["n"],
-                       "margin": round(noise_margin(s["mean"], s["n"], binary=s["binary"], stdev=s["stdev"], z=z), 4)}
+                name: {
+                    "mean": s["mean"],
+                    "n": s["n"],
+                    "margin": round(noise_margin(s["mean"], s["n"], binary=s["binary"], stdev=s["stdev"], z=z), 4),
+                }
                 for name, s in summary["scores"].items()
             }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,8 +208,10 @@ def check_baseline(baseline: dict[str, Any], summaries: dict[str, dict[str, dict
             raise ConfigError(f"the baseline has no dataset {dataset!r}", "run with --save-baseline to add it")
         for agent, summary in per_agent.items():
             if agent not in known:
-                raise ConfigError(f"the baseline has no agent {agent!r} for dataset {dataset!r}",
-                                  f"it has {', '.join(map(repr, known)) or 'none'}; run with --save-baseline to add it")
+                raise ConfigError(
+                    f"the baseline has no agent {agent!r} for dataset {dataset!r}",
+                    f"it has {', '.join(map(repr, known)) or 'none'}; run with --save-baseline to add it",
+                )
             for scorer, stored in known[agent].items():
                 current = summary["scores"].get(scorer)
                 value = current["mean"] if current else 0.0  # a scorer that vanished scores nothing

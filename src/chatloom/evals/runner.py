@@ -60,8 +60,10 @@ class ResultsLog:
                     if number == len(lines) and not text.endswith("\n"):
                         self._truncate_last_line(lines[:-1])
                         break
-                    raise ConfigError(f"{path}:{number}: not a results row ({exc})",
-                                      "delete that line (its case will run again) or pass another --out") from None
+                    raise ConfigError(
+                        f"{path}:{number}: not a results row ({exc})",
+                        "delete that line (its case will run again) or pass another --out",
+                    ) from None
                 self._rows[key] = row
 
     def _truncate_last_line(self, kept: list[str]) -> None:
@@ -96,12 +98,14 @@ class ResultsLog:
 
 def default_memory(settings: Any) -> MemoryFactory:
     """Open ``namespace`` in the configured store and ingest the documents (incremental, so reruns are cheap)."""
+
     def factory(namespace: str, documents: Sequence[Path]) -> Any:
         from chatloom.memory import open_memory
 
         memory = open_memory(settings, namespace=namespace)
         memory.ingest([str(d) for d in documents])
         return memory
+
     return factory
 
 
@@ -171,8 +175,12 @@ def run_case(agent: Any, case: Case) -> tuple[Outcome, Row]:
     outcome = Outcome(answer=reply.answer, cited=cited, tool_calls=calls, unsupported=tuple(reply.unsupported))
     usage = reply.usage
     return outcome, {
-        "seconds": round(seconds, 3), "steps": reply.steps, "stop": reply.stop_reason,
-        "tokens": usage.total_tokens, "cost_usd": usage.cost_usd, "grounded": reply.grounded,
+        "seconds": round(seconds, 3),
+        "steps": reply.steps,
+        "stop": reply.stop_reason,
+        "tokens": usage.total_tokens,
+        "cost_usd": usage.cost_usd,
+        "grounded": reply.grounded,
     }
 
 
@@ -214,8 +222,11 @@ def run_eval(
         for choice in agents:
             if not log.done(dataset.name, choice.label, case):
                 todo.append((case, choice.label, None))
-            elif judge is not None and (stored := log.get(dataset.name, choice.label, case.id)) is not None \
-                    and (stored.get("judge") or {}).get("by") != judge.key:
+            elif (
+                judge is not None
+                and (stored := log.get(dataset.name, choice.label, case.id)) is not None
+                and (stored.get("judge") or {}).get("by") != judge.key
+            ):
                 todo.append((case, choice.label, stored))
     if not todo:  # a finished run: nothing to load
         return log.rows(dataset.name)
@@ -275,7 +286,11 @@ def judged(row: Row, case: Case, answer: str, judge: Judge) -> Row:
         verdict = Verdict(False, "the turn failed, so there is no answer to grade")
     else:
         verdict = judge.grade(case, answer)
-    return {**row, "scores": {**row["scores"], "judge": verdict.passed}, "judge": {"by": judge.key, "reason": verdict.reason}}
+    return {
+        **row,
+        "scores": {**row["scores"], "judge": verdict.passed},
+        "judge": {"by": judge.key, "reason": verdict.reason},
+    }
 
 
 def fingerprint(case: Case) -> str:
@@ -289,12 +304,23 @@ def fingerprint(case: Case) -> str:
 
 def _row(dataset: str, label: str, case: Case, outcome: Outcome, measured: Row) -> Row:
     return {
-        "dataset": dataset, "agent": label, "case": case.id, "fingerprint": fingerprint(case), "kind": case.kind, "input": case.input[:300],
+        "dataset": dataset,
+        "agent": label,
+        "case": case.id,
+        "fingerprint": fingerprint(case),
+        "kind": case.kind,
+        "input": case.input[:300],
         "expected": case.expected if case.expected is None else case.expected[-300:],
-        "answer": outcome.answer[-1000:], "error": outcome.error,
-        "steps": measured.get("steps", 0), "tool_calls": [dict(c) for c in outcome.tool_calls],
-        "tokens": measured.get("tokens", 0), "cost_usd": measured.get("cost_usd"),
-        "seconds": measured["seconds"], "stop": measured.get("stop", "error"), "grounded": measured.get("grounded"),
-        "cited": list(outcome.cited), "unsupported": list(outcome.unsupported),
+        "answer": outcome.answer[-1000:],
+        "error": outcome.error,
+        "steps": measured.get("steps", 0),
+        "tool_calls": [dict(c) for c in outcome.tool_calls],
+        "tokens": measured.get("tokens", 0),
+        "cost_usd": measured.get("cost_usd"),
+        "seconds": measured["seconds"],
+        "stop": measured.get("stop", "error"),
+        "grounded": measured.get("grounded"),
+        "cited": list(outcome.cited),
+        "unsupported": list(outcome.unsupported),
         "scores": score_case(case, outcome, case.scorers),
     }

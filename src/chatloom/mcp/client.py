@@ -121,12 +121,18 @@ class MCPConnection:
             self._client = await asyncio.wait_for(asyncio.shield(ready), self.spec.connect_timeout)
         except TimeoutError:
             await self._halt()
-            raise self.error(f"did not start and answer within {self.spec.connect_timeout:g} s", "check the command or URL, or raise connect_timeout") from None
+            raise self.error(
+                f"did not start and answer within {self.spec.connect_timeout:g} s",
+                "check the command or URL, or raise connect_timeout",
+            ) from None
         except MCPServerError:
             raise
         except Exception as exc:  # noqa: BLE001 - the transport's own failure, reworded below
             await self._halt()
-            raise self.error(f"could not be started ({self._why(exc, stderr=True)})", "check its command, arguments, URL and environment") from None
+            raise self.error(
+                f"could not be started ({self._why(exc, stderr=True)})",
+                "check its command, arguments, URL and environment",
+            ) from None
 
     async def _run(self, ready: asyncio.Future, stop: asyncio.Event) -> None:
         from mcp import Client
@@ -153,7 +159,9 @@ class MCPConnection:
             from mcp.client.stdio import StdioServerParameters, stdio_client
 
             env, self.secrets = spec.resolved_env()
-            params = StdioServerParameters(command=spec.command or "", args=list(spec.args), env=env or None, cwd=spec.cwd)
+            params = StdioServerParameters(
+                command=spec.command or "", args=list(spec.args), env=env or None, cwd=spec.cwd
+            )
             # The server's stderr goes to a file, so its last line can explain a failure.
             if self._stderr is not None:
                 self._stderr.close()
@@ -218,7 +226,10 @@ class MCPConnection:
             result = await client.read_resource(uri)
         except Exception as exc:  # noqa: BLE001
             raise self._call_error(f"resources/read {uri}", exc) from None
-        parts = [getattr(c, "text", None) or f"[{getattr(c, 'mime_type', None) or 'binary'} content of {c.uri}]" for c in result.contents]
+        parts = [
+            getattr(c, "text", None) or f"[{getattr(c, 'mime_type', None) or 'binary'} content of {c.uri}]"
+            for c in result.contents
+        ]
         return "\n".join(parts)
 
     async def get_prompt(self, name: str, args: dict[str, str]) -> list[tuple[str, str]]:
@@ -241,13 +252,19 @@ class MCPConnection:
             resources = tuple((await client.list_resources()).resources) if caps.resources else ()
             prompts = tuple((await client.list_prompts()).prompts) if caps.prompts else ()
         except MCPServerError as exc:
-            return ServerReport(spec.name, spec.transport, spec.target, error=self.redact(str(exc)), seconds=time.perf_counter() - start)
+            return ServerReport(
+                spec.name, spec.transport, spec.target, error=self.redact(str(exc)), seconds=time.perf_counter() - start
+            )
         except Exception as exc:  # noqa: BLE001
             err = self._call_error("listing", exc)
-            return ServerReport(spec.name, spec.transport, spec.target, error=self.redact(str(err)), seconds=time.perf_counter() - start)
+            return ServerReport(
+                spec.name, spec.transport, spec.target, error=self.redact(str(err)), seconds=time.perf_counter() - start
+            )
         if spec.tools is not None:
             tools = tuple(t for t in tools if t.name in spec.tools)
-        return ServerReport(spec.name, spec.transport, spec.target, tools, resources, prompts, seconds=time.perf_counter() - start)
+        return ServerReport(
+            spec.name, spec.transport, spec.target, tools, resources, prompts, seconds=time.perf_counter() - start
+        )
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -258,7 +275,10 @@ class MCPConnection:
     def _call_error(self, what: str, exc: BaseException) -> MCPServerError:
         text = str(exc)
         if "timed out" in text or isinstance(exc, TimeoutError):
-            return self.error(f"did not answer {what} within {self.spec.timeout:g} s", "the call was abandoned; try again later, or raise the server's timeout")
+            return self.error(
+                f"did not answer {what} within {self.spec.timeout:g} s",
+                "the call was abandoned; try again later, or raise the server's timeout",
+            )
         if "closed" in text.lower() or isinstance(exc, (OSError, EOFError)):
             # Restart on the next call instead of reusing a dead session.
             if self._stop is not None:
@@ -334,7 +354,9 @@ class MCPClients:
     def connection(self, name: str) -> MCPConnection:
         """The connection to server ``name``."""
         if name not in self._connections:
-            raise MCPServerError(f"no MCP server named {name!r}", f"configured: {', '.join(self._connections) or 'none'}")
+            raise MCPServerError(
+                f"no MCP server named {name!r}", f"configured: {', '.join(self._connections) or 'none'}"
+            )
         return self._connections[name]
 
     def _run(self, coro: Any, timeout: float, conn: MCPConnection, what: str) -> Any:
@@ -380,7 +402,10 @@ class MCPClients:
         try:
             return self._run(all_reports(), budget, first, "listing")
         except MCPServerError as exc:
-            return [ServerReport(c.spec.name, c.spec.transport, c.spec.target, error=str(exc)) for c in self._connections.values()]
+            return [
+                ServerReport(c.spec.name, c.spec.transport, c.spec.target, error=str(exc))
+                for c in self._connections.values()
+            ]
 
     def tools(self, separator: str = ".") -> list[Any]:
         """Every server's tools as chatloom tools (``server.tool``); unreachable servers are logged and skipped."""

@@ -49,10 +49,14 @@ class MCPServerSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="the namespace of its tools: name.tool")
     command: str | None = None
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment for a stdio server; ${VAR} expands")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="extra environment for a stdio server; ${VAR} expands"
+    )
     cwd: str | None = None
     url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict, description="HTTP headers; ${VAR} expands from the environment")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="HTTP headers; ${VAR} expands from the environment"
+    )
     timeout: float = Field(default=30.0, gt=0, le=3600, description="seconds one call may take")
     connect_timeout: float = Field(default=20.0, gt=0, le=600, description="seconds to start and greet the server")
     tools: list[str] | None = Field(default=None, description="expose only these of the server's tools")
@@ -60,7 +64,9 @@ class MCPServerSpec(BaseModel):
     @model_validator(mode="after")
     def _one_transport(self) -> MCPServerSpec:
         if bool(self.command) == bool(self.url):
-            raise ValueError("give either `command` (a stdio server) or `url` (a Streamable HTTP server), not both or neither")
+            raise ValueError(
+                "give either `command` (a stdio server) or `url` (a Streamable HTTP server), not both or neither"
+            )
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
         if self.command and self.headers:
@@ -101,11 +107,12 @@ def _expand_all(values: Mapping[str, str], server: str, what: str) -> tuple[dict
     out: dict[str, str] = {}
     secrets: list[str] = []
     for key, text in values.items():
-        def sub(match: re.Match[str]) -> str:
+
+        def sub(match: re.Match[str], key: str = key) -> str:
             var = match.group(1)
             if var not in os.environ:
                 raise ConfigError(
-                    f"MCP server {server!r}: {what} {key!r} needs the environment variable {var}, which is not set",  # noqa: B023 - called within this iteration
+                    f"MCP server {server!r}: {what} {key!r} needs the environment variable {var}, which is not set",
                     f"export {var}=... before starting chatloom",
                 )
             secrets.append(os.environ[var])
@@ -122,7 +129,9 @@ def parse_servers(entries: Any, where: str) -> list[MCPServerSpec]:
     if isinstance(entries, Mapping):
         entries = [{"name": name, **(fields or {})} for name, fields in entries.items()]
     if not isinstance(entries, list):
-        raise ConfigError(f"{where}: mcp servers must be a list of entries", "write `- name: x` entries with `command:` or `url:`")
+        raise ConfigError(
+            f"{where}: mcp servers must be a list of entries", "write `- name: x` entries with `command:` or `url:`"
+        )
     out: list[MCPServerSpec] = []
     for i, entry in enumerate(entries):
         try:

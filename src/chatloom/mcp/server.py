@@ -56,7 +56,11 @@ def build_server(
     policy = policy if policy is not None else ToolPolicy()
     by_name = {t.name: t for t in tools}
     for reserved in (SEARCH_TOOL, ASK_TOOL):
-        if reserved in by_name and (reserved != SEARCH_TOOL or memory is not None) and (reserved != ASK_TOOL or agent is not None):
+        if (
+            reserved in by_name
+            and (reserved != SEARCH_TOOL or memory is not None)
+            and (reserved != ASK_TOOL or agent is not None)
+        ):
             raise ConfigError(f"tool name {reserved!r} clashes with the MCP server's own tool", "rename the tool")
     listing: list[types.Tool] = []
     for tool in by_name.values():
@@ -66,7 +70,9 @@ def build_server(
                 name=tool.name,
                 description=tool.description or tool.name,
                 input_schema=_schema(tool),
-                annotations=types.ToolAnnotations(read_only_hint=effect == "read", destructive_hint=None if effect == "read" else True),
+                annotations=types.ToolAnnotations(
+                    read_only_hint=effect == "read", destructive_hint=None if effect == "read" else True
+                ),
             )
         )
     if memory is not None:
@@ -77,7 +83,10 @@ def build_server(
                 "relevant passages, each with a citation [n] (source#chunk).",
                 input_schema={
                     "type": "object",
-                    "properties": {"query": {"type": "string"}, "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 4}},
+                    "properties": {
+                        "query": {"type": "string"},
+                        "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 4},
+                    },
                     "required": ["query"],
                 },
                 annotations=types.ToolAnnotations(read_only_hint=True),
@@ -99,7 +108,9 @@ def build_server(
     open_memory = _once(memory) if memory is not None else None
 
     def text_result(text: str, error: bool = False, structured: dict[str, Any] | None = None) -> types.CallToolResult:
-        return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=error, structured_content=structured)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=text)], is_error=error, structured_content=structured
+        )
 
     async def on_list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=listing)
@@ -114,7 +125,9 @@ def build_server(
                 return text_result(*await anyio.to_thread.run_sync(lambda: _ask(agent, args)))
             tool = by_name.get(params.name)
             if tool is None:
-                return text_result(f"error: no tool named {params.name!r}; available: {', '.join(t.name for t in listing)}", True)
+                return text_result(
+                    f"error: no tool named {params.name!r}; available: {', '.join(t.name for t in listing)}", True
+                )
             decision = policy.authorize(tool, args, untrusted_context=True)
             if not decision.allowed:
                 return text_result(f"error: tool call refused by policy: {decision.reason}", True)
@@ -124,7 +137,12 @@ def build_server(
         text = output if isinstance(output, str) else json.dumps(output, default=str, ensure_ascii=False)
         return text_result(text, text.startswith("error:"))
 
-    return Server(name, instructions="chatloom: an agent's tools and knowledge.", on_list_tools=on_list_tools, on_call_tool=on_call_tool)
+    return Server(
+        name,
+        instructions="chatloom: an agent's tools and knowledge.",
+        on_list_tools=on_list_tools,
+        on_call_tool=on_call_tool,
+    )
 
 
 def _schema(tool: Any) -> dict[str, Any]:
@@ -158,7 +176,15 @@ def _search(memory: Any, namespace: str | None, args: dict[str, Any]) -> tuple[s
     if not passages:
         return f"No passages in the knowledge base match {query!r}.", []
     citations = [
-        {"index": i, "source": p.source, "chunk": p.chunk, "title": p.title, "section": p.section, "score": p.score, "text": p.text}
+        {
+            "index": i,
+            "source": p.source,
+            "chunk": p.chunk,
+            "title": p.title,
+            "section": p.section,
+            "score": p.score,
+            "text": p.text,
+        }
         for i, p in enumerate(passages, 1)
     ]
     return format_passages(passages), citations
@@ -167,8 +193,12 @@ def _search(memory: Any, namespace: str | None, args: dict[str, Any]) -> tuple[s
 def _ask(agent: Any, args: dict[str, Any]) -> tuple[str, bool, dict[str, Any]]:
     question = str(args.get("question") or "")
     reply = agent.chat(question, thread_id=str(args.get("thread_id") or "mcp"))
-    citations = [{"index": c.index, "source": c.source, "chunk": c.chunk, "section": c.section} for c in reply.citations]
-    text = reply.answer + ("\n\n" + "\n".join(f"[{c['index']}] {c['source']}#{c['chunk']}" for c in citations) if citations else "")
+    citations = [
+        {"index": c.index, "source": c.source, "chunk": c.chunk, "section": c.section} for c in reply.citations
+    ]
+    text = reply.answer + (
+        "\n\n" + "\n".join(f"[{c['index']}] {c['source']}#{c['chunk']}" for c in citations) if citations else ""
+    )
     return text, False, {"answer": reply.answer, "citations": citations, "stop_reason": reply.stop_reason}
 
 
@@ -269,7 +299,13 @@ class _BearerAuth:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not self._ok(scope):
             body = b'{"error": "unauthorized: send Authorization: Bearer <token>"}'
-            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)

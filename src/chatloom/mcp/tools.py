@@ -43,7 +43,9 @@ def make_tools(clients: MCPClients, report: ServerReport, separator: str = ".") 
         schema.pop("title", None)  # the SDK's "fooArguments" title only confuses small models
         tool = StructuredTool(
             name=tool_name(report.name, spec.name, separator),
-            description=(spec.description or spec.title or f"The {spec.name} tool of MCP server {report.name}.").strip(),
+            description=(
+                spec.description or spec.title or f"The {spec.name} tool of MCP server {report.name}."
+            ).strip(),
             args_schema=schema,
             func=_caller(clients, report.name, spec.name),
         )
@@ -79,7 +81,11 @@ def _resource_tool(clients: MCPClients, report: ServerReport, separator: str) ->
     tool = StructuredTool(
         name=tool_name(server, "read_resource", separator),
         description=f"Read a document of MCP server {server} by its URI. Available: {listing}",
-        args_schema={"type": "object", "properties": {"uri": {"type": "string", "description": "the resource URI"}}, "required": ["uri"]},
+        args_schema={
+            "type": "object",
+            "properties": {"uri": {"type": "string", "description": "the resource URI"}},
+            "required": ["uri"],
+        },
         func=read_resource,
     )
     tool.metadata = {"effect": "read", "mcp_server": server, "mcp_tool": "read_resource"}

@@ -97,7 +97,9 @@ def _query_thread_ids(checkpointer: Any, sql: str, prefix: str, *params: Any) ->
     if kind == "PostgresSaver":
         from chatloom.agents.thread_lock import _connection
 
-        query = "SELECT thread_id " + sql.format(writes="checkpoint_writes", prefix="left(thread_id, %s) = %s", param="%s")
+        query = "SELECT thread_id " + sql.format(
+            writes="checkpoint_writes", prefix="left(thread_id, %s) = %s", param="%s"
+        )
         with _connection(checkpointer.conn) as pg:
             rows = pg.execute(query, (len(prefix), prefix, *params)).fetchall()
         return [row["thread_id"] if isinstance(row, dict) else row[0] for row in rows]

@@ -232,7 +232,9 @@ class ChromaMemory:
         """Store a thread summary (e.g. from ``summarize_text``) as one conversation memory."""
         if user_id is None or not summary.strip():
             return
-        self._remember_items(user_id, thread_id, [("summary", f"Summary of an earlier conversation: {summary.strip()}")])
+        self._remember_items(
+            user_id, thread_id, [("summary", f"Summary of an earlier conversation: {summary.strip()}")]
+        )
 
     def _remember_items(self, user_id: str, thread_id: str, items: list[tuple[str, str]]) -> None:
         if not items:
@@ -243,22 +245,27 @@ class ChromaMemory:
         source = f"conversation:{user_id}:{thread_id}:{stamp}"
         rows = [
             ChunkRow(
-                chunk_id(ns, f"{user_id}\x00{text}"), ns, text, source,
-                title=f"conversation {thread_id}", section=kind, chunk=i, kind=kind,
-                user_id=user_id, meta={"thread_id": thread_id, "at": time.time()},
+                chunk_id(ns, f"{user_id}\x00{text}"),
+                ns,
+                text,
+                source,
+                title=f"conversation {thread_id}",
+                section=kind,
+                chunk=i,
+                kind=kind,
+                user_id=user_id,
+                meta={"thread_id": thread_id, "at": time.time()},
             )
             for i, (kind, text) in enumerate(items)
         ]
         with write_session(self.settings, self.store) as store:
             emb, name = self.embedder(ns, [r.text for r in rows])
             embed = self._embed_fn(emb)
-            store.replace_source(ns, source, rows, lambda new: embed([r.text for r in new]),
-                                 name, None)
+            store.replace_source(ns, source, rows, lambda new: embed([r.text for r in new]), name, None)
 
     # -- knowledge management --------------------------------------------------------------
     @_guard
-    def ingest(self, paths: Iterable[str | Path], *, namespace: str | None = None,
-               progress: Any = None) -> Any:
+    def ingest(self, paths: Iterable[str | Path], *, namespace: str | None = None, progress: Any = None) -> Any:
         """Ingest files/folders into ``namespace`` (default: this memory's); an IngestReport."""
         from chatloom.memory.ingest import ingest_paths, sample_texts
 
@@ -267,12 +274,18 @@ class ChromaMemory:
         with write_session(self.settings, self.store) as store:
             new = self.embeddings is None and store.namespace_embeddings(key) is None
             emb, name = self.embedder(key, sample_texts(paths) if new else None)
-            return ingest_paths(store, key, paths, embed=self._embed_fn(emb), embeddings_name=name,
-                                progress=progress, max_file_bytes=int(self.settings.ingest_max_file_mb * (1 << 20)))
+            return ingest_paths(
+                store,
+                key,
+                paths,
+                embed=self._embed_fn(emb),
+                embeddings_name=name,
+                progress=progress,
+                max_file_bytes=int(self.settings.ingest_max_file_mb * (1 << 20)),
+            )
 
     @_guard
-    def forget(self, source: str | None = None, *, namespace: str | None = None,
-               user_id: str | None = None) -> int:
+    def forget(self, source: str | None = None, *, namespace: str | None = None, user_id: str | None = None) -> int:
         """Remove one source, one user's conversation memory, or a whole namespace.
 
         Returns the number of chunks removed. ``forget(namespace="x")`` drops namespace x.
@@ -282,15 +295,21 @@ class ChromaMemory:
                 ns = ns_key(CONVERSATION_NAMESPACE, self.tenant)
                 # By the chunks' user_id, not a source prefix: a LIKE pattern would read "%" and
                 # "_" in a user id as wildcards, and user "a" would match user "a:b"'s sources.
-                sources = [s for (s,) in store.db.execute(
-                    "SELECT DISTINCT r.source FROM refs r JOIN chunks c ON c.id = r.chunk_id"
-                    " WHERE r.ns=? AND c.user_id=?", (ns, user_id))]
+                sources = [
+                    s
+                    for (s,) in store.db.execute(
+                        "SELECT DISTINCT r.source FROM refs r JOIN chunks c ON c.id = r.chunk_id"
+                        " WHERE r.ns=? AND c.user_id=?",
+                        (ns, user_id),
+                    )
+                ]
                 return sum(store.remove_source(ns, s) for s in sources)
             key = self._key(namespace)
             if source is None:
                 if namespace is None:
-                    raise MemoryStoreError("forget needs a source, a namespace or a user_id",
-                                           "e.g. chatloom memory forget docs/old.md")
+                    raise MemoryStoreError(
+                        "forget needs a source, a namespace or a user_id", "e.g. chatloom memory forget docs/old.md"
+                    )
                 return store.drop_namespace(key)
             matches = _match_sources(store, key, source)
             if not matches:
@@ -317,8 +336,7 @@ class ChromaMemory:
 
 
 def _match_sources(store: Store, key: str, source: str) -> list[str]:
-    known = [s for (s,) in store.db.execute(
-        "SELECT DISTINCT source FROM refs WHERE ns=?", (key,))]
+    known = [s for (s,) in store.db.execute("SELECT DISTINCT source FROM refs WHERE ns=?", (key,))]
     if source in known:
         return [source]
     absolute = str(Path(source).expanduser().absolute())
@@ -330,5 +348,12 @@ def _match_sources(store: Store, key: str, source: str) -> list[str]:
 
 def _passage(hit: Hit) -> Passage:
     r = hit.row
-    return Passage(id=r.id, text=r.text, source=r.source, title=r.title, section=r.section,
-                   chunk=r.chunk, score=round(float(hit.score), 6))
+    return Passage(
+        id=r.id,
+        text=r.text,
+        source=r.source,
+        title=r.title,
+        section=r.section,
+        chunk=r.chunk,
+        score=round(float(hit.score), 6),
+    )

@@ -34,7 +34,9 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 E5_NAME = "multilingual-e5-small-q4"
 DIMENSIONS = 384
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
-INT8_BATCH = 1  # dynamic int8 quantises activations per batch: at batch 1 a text's vector never depends on its neighbours
+INT8_BATCH = (
+    1  # dynamic int8 quantises activations per batch: at batch 1 a text's vector never depends on its neighbours
+)
 _EXPORT_VERSION = "2"  # bump when the export recipe changes so old caches are rebuilt
 _INT8_RECIPE = "v5"  # likewise for the int8 recipe (_quantize)
 
@@ -64,7 +66,11 @@ def onnx_file(cache_dir: Path, stamp: str | None = None, *, int8: bool = False) 
     """Where the ONNX export of the bundled model (whose :func:`_model_stamp` is ``stamp``) is
     cached in ``cache_dir``; it may not exist yet."""
     stamp = stamp or _model_stamp(bundled_model_dir())
-    return Path(cache_dir) / f"{MODEL_NAME}-onnx" / (f"model-{stamp}-int8{_INT8_RECIPE}.onnx" if int8 else f"model-{stamp}.onnx")
+    return (
+        Path(cache_dir)
+        / f"{MODEL_NAME}-onnx"
+        / (f"model-{stamp}-int8{_INT8_RECIPE}.onnx" if int8 else f"model-{stamp}.onnx")
+    )
 
 
 def onnx_model_path(cache_dir: Path, *, int8: bool = False) -> Path:
@@ -134,8 +140,13 @@ def _quantize(fp32: Path, target: Path) -> None:
     root.addHandler(quiet)
     try:
         onnx.save(model, str(smoothed_fp32))
-        quantize_dynamic(str(smoothed_fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            str(smoothed_fp32),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
         os.replace(tmp, target)
     finally:
         root.removeHandler(quiet)
@@ -198,8 +209,14 @@ def _activation_max(model: Any, inputs: list[str]) -> dict[str, np.ndarray]:
         if not line.strip():
             continue
         ids = np.asarray([tok.encode(line).ids], dtype=np.int64)
-        values = dict(zip(names, session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
-                                                   "token_type_ids": np.zeros_like(ids)})))
+        values = dict(
+            zip(
+                names,
+                session.run(
+                    None, {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+                ),
+            )
+        )
         for x in inputs:
             peak = np.abs(values[x]).reshape(-1, values[x].shape[-1]).max(axis=0)
             found[x] = np.maximum(found[x], peak) if x in found else peak
@@ -314,8 +331,7 @@ class MiniLMEmbeddings(Embeddings):
     side by side, one core each.
     """
 
-    def __init__(self, cache_dir: str | Path, *, batch_size: int = 32, threads: int | None = None,
-                 int8: bool = False):
+    def __init__(self, cache_dir: str | Path, *, batch_size: int = 32, threads: int | None = None, int8: bool = False):
         self.cache_dir = Path(cache_dir)
         self.batch_size = batch_size
         self.threads = threads
@@ -354,9 +370,7 @@ class MiniLMEmbeddings(Embeddings):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.log_severity_level = 3
             try:
-                session = ort.InferenceSession(
-                    str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-                )
+                session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # noqa: BLE001 - a truncated or foreign file in the cache
                 raise ChatloomError(
                     f"the cached embedding model {str(path)!r} can't be loaded ({exc})",
@@ -388,9 +402,7 @@ class MiniLMEmbeddings(Embeddings):
         ids = np.asarray([e.ids for e in encs], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
         types = np.asarray([e.type_ids for e in encs], dtype=np.int64)
-        (hidden,) = self._session.run(
-            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        )
+        (hidden,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
         m = mask[..., None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -531,7 +543,30 @@ _BUILTIN_LOCK = threading.Lock()
 _NON_LATIN_LETTER = re.compile(r"[^\W\d_\u0000-\u024f]")  # a letter outside Latin scripts
 _WORDS = re.compile(r"[a-zA-Z\u00c0-\u024f]+")
 _ENGLISH_HINTS = frozenset(
-    ["the", "of", "and", "to", "in", "is", "that", "for", "it", "with", "as", "on", "was", "are", "be", "by", "this", "an", "or", "from", "at"])
+    [
+        "the",
+        "of",
+        "and",
+        "to",
+        "in",
+        "is",
+        "that",
+        "for",
+        "it",
+        "with",
+        "as",
+        "on",
+        "was",
+        "are",
+        "be",
+        "by",
+        "this",
+        "an",
+        "or",
+        "from",
+        "at",
+    ]
+)
 
 
 def builtin_embeddings(name: str, data_dir: Path) -> Embeddings | None:

@@ -136,8 +136,7 @@ def _read_html(data: bytes) -> tuple[str, str]:
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     body = soup.body or soup
     lines: list[str] = []
-    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "dd", "dt",
-                             "blockquote"]):
+    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "dd", "dt", "blockquote"]):
         if el.find_parent(["p", "li", "pre", "td", "dd", "blockquote"]) is not None:
             continue  # its text comes with the enclosing block
         text = el.get_text(" ", strip=True)
@@ -416,11 +415,9 @@ def ingest_paths(
                 progress(source, done, total)
             continue
         rows = [
-            ChunkRow(chunk_id(ns, c.text), ns, c.text, source, title, c.section, c.index)
-            for c in chunk_markdown(text)
+            ChunkRow(chunk_id(ns, c.text), ns, c.text, source, title, c.section, c.index) for c in chunk_markdown(text)
         ]
-        pending.append((source, rows, {"sha256": digest, "size": st.st_size, "mtime": st.st_mtime},
-                        old is not None))
+        pending.append((source, rows, {"sha256": digest, "size": st.st_size, "mtime": st.st_mtime}, old is not None))
         pending_chunks += len(rows)
         if len(pending) >= BATCH_FILES or pending_chunks >= BATCH_CHUNKS:
             flush()

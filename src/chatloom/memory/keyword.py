@@ -36,7 +36,134 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # 1,000 -> 1000, in both sc
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
 # Very common English words: they match almost every chunk and add nothing to BM25's ranking.
 STOPWORDS = frozenset(
-    ["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves"]
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
 )
 # Kiwi tags (before any "-I"/"-R" irregular-conjugation mark) whose morphemes carry meaning:
 # common/proper nouns, numerals, roots, Hanja, verb and adjective stems, numbers.
@@ -58,9 +185,7 @@ def _stemmer() -> Any:
         try:
             import Stemmer
         except ImportError:
-            raise ChatloomError(
-                "keyword search needs PyStemmer", install_hint("memory", "PyStemmer")
-            ) from None
+            raise ChatloomError("keyword search needs PyStemmer", install_hint("memory", "PyStemmer")) from None
         stem = _local.stemmer = Stemmer.Stemmer("english")
     return stem
 
@@ -239,8 +364,9 @@ def build(rows: list[tuple[int, str]], version: int, target: Path) -> KeywordInd
     if index.retriever is not None:
         index.retriever.save(str(tmp))
     np.save(tmp / "rowids.npy", index.rowids)
-    (tmp / "chatloom.json").write_text(json.dumps(
-        {"version": version, "docs": len(index.rowids), "tokenizer": TOKENIZER_VERSION}))
+    (tmp / "chatloom.json").write_text(
+        json.dumps({"version": version, "docs": len(index.rowids), "tokenizer": TOKENIZER_VERSION})
+    )
     old = target.with_name(f"{target.name}.old{os.getpid()}.{threading.get_ident()}")
     with contextlib.suppress(FileNotFoundError):
         os.rename(target, old)

@@ -51,7 +51,8 @@ def connect_index(dsn: str) -> Any:
         import psycopg
     except ImportError:
         raise ConfigError(
-            "index_url is set but the PostgreSQL driver psycopg is not installed", install_hint("postgres", "psycopg[binary]")
+            "index_url is set but the PostgreSQL driver psycopg is not installed",
+            install_hint("postgres", "psycopg[binary]"),
         ) from None
     try:
         # No prepared statements: safe behind PgBouncer, like the checkpointer's pool.
@@ -81,8 +82,7 @@ def advisory_lock(dsn: str, key: int, timeout_s: float) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_lock(%s)", (key,))
         except psycopg.errors.LockNotAvailable:
             raise MemoryStoreError(
-                f"another process has held the memory write lock in {redact(dsn)!r} "
-                f"for {timeout_s:.0f} s",
+                f"another process has held the memory write lock in {redact(dsn)!r} for {timeout_s:.0f} s",
                 "wait for the other `chatloom ingest` to finish, then retry",
             ) from None
         yield
@@ -104,7 +104,8 @@ def postgres_checkpointer(dsn: str, *, max_connections: int = 10) -> Any:
         from psycopg_pool import ConnectionPool
     except ImportError:
         raise ConfigError(
-            "checkpoint_url is set but the PostgreSQL checkpointer is not installed", install_hint("postgres", "langgraph-checkpoint-postgres", "psycopg[binary]", "psycopg-pool")
+            "checkpoint_url is set but the PostgreSQL checkpointer is not installed",
+            install_hint("postgres", "langgraph-checkpoint-postgres", "psycopg[binary]", "psycopg-pool"),
         ) from None
     check_dsn(dsn, "checkpoint_url", "to keep conversations in SQLite")
     pool = ConnectionPool(

@@ -95,9 +95,12 @@ def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> lis
             if space.filters:
                 clause, args = _sql_filters(store, space.filters)
                 allowed = np.fromiter(
-                    (r for (r,) in store.db.execute(
-                        f"SELECT rowid FROM chunks c WHERE c.ns = ? AND {clause} ORDER BY rowid",
-                        [space.ns, *args])),
+                    (
+                        r
+                        for (r,) in store.db.execute(
+                            f"SELECT rowid FROM chunks c WHERE c.ns = ? AND {clause} ORDER BY rowid", [space.ns, *args]
+                        )
+                    ),
                     dtype=np.int64,
                 )
                 if len(allowed) == 0:
@@ -107,8 +110,9 @@ def keyword_search(store: Store, spaces: list[Space], query: str, n: int) -> lis
                     # so a namespace written every turn never needs its saved index rebuilt.
                     marks = ",".join("?" * len(allowed))
                     rows = store.db.execute(
-                        "SELECT rowid, title || ' ' || section || ' ' || text FROM chunks"
-                        f" WHERE rowid IN ({marks})", [int(r) for r in allowed]).fetchall()
+                        f"SELECT rowid, title || ' ' || section || ' ' || text FROM chunks WHERE rowid IN ({marks})",
+                        [int(r) for r in allowed],
+                    ).fetchall()
                     hits.extend(keyword.KeywordIndex.of_rows(rows).search(query, n))
                     continue
             hits.extend(store.keyword_index(space.ns).search(query, n, allowed))
@@ -157,8 +161,7 @@ def vector_search(
     return hits[:n]
 
 
-def _embeddings_for(store: Store, ids: list[str], rows: dict[str, ChunkRow],
-                    names: dict[str, str]) -> dict:
+def _embeddings_for(store: Store, ids: list[str], rows: dict[str, ChunkRow], names: dict[str, str]) -> dict:
     by_ns: dict[str, list[str]] = {}
     for cid in ids:
         by_ns.setdefault(rows[cid].ns, []).append(cid)
@@ -172,8 +175,13 @@ def _embeddings_for(store: Store, ids: list[str], rows: dict[str, ChunkRow],
     return out
 
 
-def mmr(candidates: list[tuple[str, float]], vectors: dict[str, Any], k: int, lam: float,
-        groups: dict[str, str] | None = None) -> list[int]:
+def mmr(
+    candidates: list[tuple[str, float]],
+    vectors: dict[str, Any],
+    k: int,
+    lam: float,
+    groups: dict[str, str] | None = None,
+) -> list[int]:
     """Maximal marginal relevance over ``candidates`` (id, relevance in [0, 1]).
 
     Returns indexes into ``candidates`` in selection order. Candidates without a vector are
@@ -195,9 +203,7 @@ def mmr(candidates: list[tuple[str, float]], vectors: dict[str, Any], k: int, la
             continue
         for i in remaining:
             v = vecs[i]
-            if v is not None and (
-                    groups is None
-                    or groups.get(candidates[i][0]) == groups.get(candidates[best][0])):
+            if v is not None and (groups is None or groups.get(candidates[i][0]) == groups.get(candidates[best][0])):
                 max_sim[i] = max(max_sim[i], float(np.dot(v, bv)))
     return picked
 
@@ -224,9 +230,7 @@ def search(
     if k <= 0:
         return []
     fetch = fetch_k or max(4 * k, 20)
-    vec_hits = (
-        vector_search(store, spaces, qvec, fetch, embeddings_name) if mode != "keyword" else []
-    )
+    vec_hits = vector_search(store, spaces, qvec, fetch, embeddings_name) if mode != "keyword" else []
     kw_hits = keyword_search(store, spaces, query, fetch) if mode != "vector" else []
     vec_ids = [h[0] for h in vec_hits]
     rows = store.rows_by_id(vec_ids + [h[0] for h in kw_hits])
@@ -268,6 +272,4 @@ def search(
         chosen = [pool[i] for i in order]
     else:
         chosen = scored[:k]
-    return [
-        Hit(rows[c], s, vrank.get(c), krank.get(c)) for c, s in chosen
-    ]
+    return [Hit(rows[c], s, vrank.get(c), krank.get(c)) for c, s in chosen]

@@ -167,9 +167,7 @@ def ns_key(namespace: str | None, tenant: str | None) -> str:
     tenant = tenant or DEFAULT_TENANT
     for label, value in (("namespace", namespace), ("tenant", tenant)):
         if "/" in value or not value.strip():
-            raise MemoryStoreError(
-                f"{label} {value!r} is not allowed", f"use a {label} without '/' and not blank"
-            )
+            raise MemoryStoreError(f"{label} {value!r} is not allowed", f"use a {label} without '/' and not blank")
     return f"{tenant}/{namespace}"
 
 
@@ -215,8 +213,7 @@ def _check_sqlite_file(path: Path, what: str) -> None:
 def _corrupt(path: Path, what: str, detail: str) -> MemoryStoreError:
     return MemoryStoreError(
         f"{what} {str(path)!r} is corrupt ({detail}); nothing was changed",
-        f"move it aside (e.g. mv {path} {path}.broken) and re-run `chatloom ingest`, "
-        "or restore it from a backup",
+        f"move it aside (e.g. mv {path} {path}.broken) and re-run `chatloom ingest`, or restore it from a backup",
     )
 
 
@@ -235,16 +232,14 @@ class _SqliteIndex:
         _check_sqlite_file(self.path, "memory index")
         try:
             with sqlite_open_lock(self.path, timeout=_LOCK_TIMEOUT_S):
-                db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                     check_same_thread=False)
+                db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA busy_timeout=60000")
                 db.executescript(_SCHEMA)
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("SELECT count(*) FROM meta").fetchone()
         except Timeout:
             raise MemoryStoreError(
-                f"memory index {self.label!r} has been opened by another process "
-                f"for over {_LOCK_TIMEOUT_S} s",
+                f"memory index {self.label!r} has been opened by another process for over {_LOCK_TIMEOUT_S} s",
                 "check for a hung chatloom process, then retry",
             ) from None
         except sqlite3.OperationalError as exc:
@@ -330,8 +325,7 @@ class _PostgresIndex:
                 conn.execute(_PG_SCHEMA)
                 # An id born with the tables: a database recreated at the same DSN restarts the
                 # namespace versions, and must not meet keyword caches stamped by the old one.
-                conn.execute("INSERT INTO meta VALUES ('index_id', %s) ON CONFLICT DO NOTHING",
-                             (uuid.uuid4().hex,))
+                conn.execute("INSERT INTO meta VALUES ('index_id', %s) ON CONFLICT DO NOTHING", (uuid.uuid4().hex,))
                 (index_id,) = conn.execute("SELECT value FROM meta WHERE key='index_id'").fetchone()
             conn.execute(f"SET search_path TO {_PG_SCHEMA_NAME}")
             self.cache_key = f"postgres:{self.label}:{index_id}"
@@ -409,8 +403,7 @@ def _file_write_lock(root: Path) -> Iterator[None]:
         lock.acquire()
     except Timeout:
         raise MemoryStoreError(
-            f"another process has held the memory write lock {str(path)!r} "
-            f"for {_LOCK_TIMEOUT_S} s",
+            f"another process has held the memory write lock {str(path)!r} for {_LOCK_TIMEOUT_S} s",
             "wait for the other `chatloom ingest` to finish, then retry",
         ) from None
     try:
@@ -423,8 +416,7 @@ class Store:
     """One memory store: a Chroma client plus the index (SQLite or PostgreSQL). Open with
     :func:`open_store`."""
 
-    def __init__(self, root: Path, memory_url: str | None = None,
-                 index_url: str | None = None) -> None:
+    def __init__(self, root: Path, memory_url: str | None = None, index_url: str | None = None) -> None:
         self.root = root
         self.memory_url = memory_url
         self.engine = _index_engine(root, memory_url, index_url)
@@ -504,9 +496,7 @@ class Store:
             import chromadb
             from chromadb.config import Settings as ChromaSettings
         except ImportError:
-            raise MemoryStoreError(
-                "memory needs chromadb", install_hint("memory", "chromadb")
-            ) from None
+            raise MemoryStoreError("memory needs chromadb", install_hint("memory", "chromadb")) from None
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         if self.memory_url:
             url = urlparse(self.memory_url)
@@ -560,9 +550,7 @@ class Store:
         """The Chroma collection of ``ns`` (created on first write), or None if it has none."""
         if ns in self._collections:
             return self._collections[ns]
-        row = self.db.execute(
-            "SELECT collection, embeddings FROM namespaces WHERE ns=?", (ns,)
-        ).fetchone()
+        row = self.db.execute("SELECT collection, embeddings FROM namespaces WHERE ns=?", (ns,)).fetchone()
         if row and row[1] != embeddings_name:
             raise MemoryStoreError(
                 f"namespace {ns!r} was built with embeddings {row[1]!r}, not {embeddings_name!r}",
@@ -598,9 +586,7 @@ class Store:
     def recover(self, ns: str | None = None) -> int:
         """Finish an interrupted write: drop Chroma ids that no committed chunk row claims."""
         where, args = ("WHERE ns=?", (ns,)) if ns else ("", ())
-        rows = self.db.execute(
-            f"SELECT DISTINCT ns, chunk_id FROM limbo {where}", args
-        ).fetchall()
+        rows = self.db.execute(f"SELECT DISTINCT ns, chunk_id FROM limbo {where}", args).fetchall()
         if not rows:
             return 0
         by_ns: dict[str, list[str]] = {}
@@ -609,9 +595,7 @@ class Store:
             if not alive:
                 by_ns.setdefault(row_ns, []).append(cid)
         for row_ns, ids in by_ns.items():
-            emb = self.db.execute(
-                "SELECT embeddings FROM namespaces WHERE ns=?", (row_ns,)
-            ).fetchone()
+            emb = self.db.execute("SELECT embeddings FROM namespaces WHERE ns=?", (row_ns,)).fetchone()
             col = self.collection(row_ns, emb[0], create=False) if emb else None
             if col is not None:
                 for start in range(0, len(ids), 5000):
@@ -679,24 +663,44 @@ class Store:
             db.executemany(
                 "INSERT INTO chunks(id, ns, text, source, title, section, chunk, kind,"
                 " user_id, meta) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                [(r.id, r.ns, r.text, r.source, r.title, r.section, r.chunk, r.kind, r.user_id,
-                  json.dumps(r.meta) if r.meta else None) for r in new_rows],
+                [
+                    (
+                        r.id,
+                        r.ns,
+                        r.text,
+                        r.source,
+                        r.title,
+                        r.section,
+                        r.chunk,
+                        r.kind,
+                        r.user_id,
+                        json.dumps(r.meta) if r.meta else None,
+                    )
+                    for r in new_rows
+                ],
             )
             dropped_candidates: dict[str, set[str]] = {}
             for source, rows, file_info in items:
-                old = {c for (c,) in db.execute(
-                    "SELECT chunk_id FROM refs WHERE ns=? AND source=?", (ns, source))}
+                old = {c for (c,) in db.execute("SELECT chunk_id FROM refs WHERE ns=? AND source=?", (ns, source))}
                 db.execute("DELETE FROM refs WHERE ns=? AND source=?", (ns, source))
-                db.executemany("INSERT INTO refs VALUES (?,?,?) ON CONFLICT DO NOTHING",
-                               [(ns, source, r.id) for r in rows])
+                db.executemany(
+                    "INSERT INTO refs VALUES (?,?,?) ON CONFLICT DO NOTHING", [(ns, source, r.id) for r in rows]
+                )
                 dropped_candidates[source] = old - {r.id for r in rows}
                 if file_info is not None:
                     db.execute(
                         "INSERT INTO files VALUES (?,?,?,?,?,?,?) ON CONFLICT(ns, source) DO UPDATE"
                         " SET sha256=excluded.sha256, size=excluded.size, mtime=excluded.mtime,"
                         " n_chunks=excluded.n_chunks, ingested=excluded.ingested",
-                        (ns, source, file_info["sha256"], file_info["size"], file_info["mtime"],
-                         len(rows), time.time()),
+                        (
+                            ns,
+                            source,
+                            file_info["sha256"],
+                            file_info["size"],
+                            file_info["mtime"],
+                            len(rows),
+                            time.time(),
+                        ),
                     )
             # Orphans only after every item's refs are in: text may move between files.
             for source, rows, _ in items:
@@ -711,8 +715,7 @@ class Store:
 
     def _bump(self, db: sqlite3.Connection, ns: str) -> None:
         db.execute(
-            "INSERT INTO ns_versions VALUES (?, 1) ON CONFLICT(ns) DO UPDATE"
-            " SET version=ns_versions.version+1",
+            "INSERT INTO ns_versions VALUES (?, 1) ON CONFLICT(ns) DO UPDATE SET version=ns_versions.version+1",
             (ns,),
         )
         self.touched.add(ns)
@@ -730,8 +733,7 @@ class Store:
     def remove_source(self, ns: str, source: str) -> int:
         """Remove one source (file) from ``ns``; returns the number of chunks deleted."""
         with self.transaction() as db:
-            old = [c for (c,) in db.execute(
-                "SELECT chunk_id FROM refs WHERE ns=? AND source=?", (ns, source))]
+            old = [c for (c,) in db.execute("SELECT chunk_id FROM refs WHERE ns=? AND source=?", (ns, source))]
             db.execute("DELETE FROM refs WHERE ns=? AND source=?", (ns, source))
             db.execute("DELETE FROM files WHERE ns=? AND source=?", (ns, source))
             removed = self._drop_orphans(db, ns, old)
@@ -760,8 +762,7 @@ class Store:
         for start in range(0, len(uniq), 500):
             part = uniq[start : start + 500]
             marks = ",".join("?" * len(part))
-            have.update(c for (c,) in self.db.execute(
-                f"SELECT id FROM chunks WHERE id IN ({marks})", part))
+            have.update(c for (c,) in self.db.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", part))
         return set(uniq) - have
 
     # -- read path -------------------------------------------------------------------------
@@ -773,10 +774,13 @@ class Store:
             marks = ",".join("?" * len(part))
             for row in self.db.execute(
                 "SELECT id, ns, text, source, title, section, chunk, kind, user_id, meta"
-                f" FROM chunks WHERE id IN ({marks})", part):
+                f" FROM chunks WHERE id IN ({marks})",
+                part,
+            ):
                 chunk_id, ns, text, source, title, section, chunk, kind, user_id, meta = row
-                out[chunk_id] = ChunkRow(chunk_id, ns, text, source, title, section, chunk, kind, user_id,
-                                         json.loads(meta) if meta else None)
+                out[chunk_id] = ChunkRow(
+                    chunk_id, ns, text, source, title, section, chunk, kind, user_id, json.loads(meta) if meta else None
+                )
         return out
 
     def rowids_to_ids(self, rowids: Sequence[int]) -> dict[int, str]:
@@ -825,9 +829,13 @@ class Store:
 
     def namespaces(self) -> list[tuple[str, int, int]]:
         """(namespace key, files, chunks) for every namespace, sorted."""
-        return [tuple(r) for r in self.db.execute(
-            "SELECT n.ns, (SELECT count(*) FROM files f WHERE f.ns=n.ns),"
-            " (SELECT count(*) FROM chunks c WHERE c.ns=n.ns) FROM namespaces n ORDER BY n.ns")]
+        return [
+            tuple(r)
+            for r in self.db.execute(
+                "SELECT n.ns, (SELECT count(*) FROM files f WHERE f.ns=n.ns),"
+                " (SELECT count(*) FROM chunks c WHERE c.ns=n.ns) FROM namespaces n ORDER BY n.ns"
+            )
+        ]
 
     def has_chunks(self, ns: str) -> bool:
         """Whether ``ns`` holds anything (one indexed lookup, cheap enough for every turn)."""
@@ -835,13 +843,17 @@ class Store:
 
     def files(self, ns: str) -> list[tuple[str, int, float]]:
         """(source, chunks, ingested time) of every file in ``ns``."""
-        return [tuple(r) for r in self.db.execute(
-            "SELECT source, n_chunks, ingested FROM files WHERE ns=? ORDER BY source", (ns,))]
+        return [
+            tuple(r)
+            for r in self.db.execute("SELECT source, n_chunks, ingested FROM files WHERE ns=? ORDER BY source", (ns,))
+        ]
 
     def manifest(self, ns: str) -> dict[str, tuple[str, int, float]]:
         """source -> (sha256, size, mtime) of every ingested file in ``ns``."""
-        return {s: (h, size, mt) for s, h, size, mt in self.db.execute(
-            "SELECT source, sha256, size, mtime FROM files WHERE ns=?", (ns,))}
+        return {
+            s: (h, size, mt)
+            for s, h, size, mt in self.db.execute("SELECT source, sha256, size, mtime FROM files WHERE ns=?", (ns,))
+        }
 
 
 class _NoEmbeddings(Embeddings):
@@ -868,8 +880,7 @@ def memory_root(settings: Any) -> Path:
 def open_store(settings: Any) -> Store:
     """Open the store that ``settings`` points at (embedded, a Chroma server, and the index in
     SQLite or PostgreSQL)."""
-    return Store(memory_root(settings), getattr(settings, "memory_url", None),
-                 getattr(settings, "index_url", None))
+    return Store(memory_root(settings), getattr(settings, "memory_url", None), getattr(settings, "index_url", None))
 
 
 @contextlib.contextmanager
@@ -883,8 +894,11 @@ def write_session(settings: Any, store: Store | None = None) -> Iterator[Store]:
     every machine; either way a killed writer releases it.
     """
     root = memory_root(settings)
-    engine = store.engine if store is not None else _index_engine(
-        root, getattr(settings, "memory_url", None), getattr(settings, "index_url", None))
+    engine = (
+        store.engine
+        if store is not None
+        else _index_engine(root, getattr(settings, "memory_url", None), getattr(settings, "index_url", None))
+    )
     own = store is None
     with engine.write_lock(root):
         try:

@@ -92,8 +92,10 @@ def decode_text(data: bytes) -> Decoded:
     try:
         from charset_normalizer import from_bytes
     except ImportError:  # keep working, but never silently: the guess may be wrong
-        log.warning("charset-normalizer is not installed; reading non-UTF-8 text as cp1252 (%s)",
-                    install_hint("memory", "charset-normalizer"))
+        log.warning(
+            "charset-normalizer is not installed; reading non-UTF-8 text as cp1252 (%s)",
+            install_hint("memory", "charset-normalizer"),
+        )
         return Decoded(data.decode("cp1252", errors="replace"), "cp1252", True)
     matches = from_bytes(data)
     best = matches.best()

@@ -71,15 +71,19 @@ class EquationReader:
             correction = self._read(char, passed)
             if correction is not None:
                 if correction == "" and self._state == "prose":  # keep the whole token
-                    passed.append(piece[index + 1:])
+                    passed.append(piece[index + 1 :])
                 return self._step(passed, correction)
         return self._step(passed, None)
 
     def end(self) -> str:
         """The text still owed when the engine stops: a held full stop, or the rest of a
         result the model stopped writing midway."""
-        if self._state == "number" and self._number != self._result and not self._same_number(self._number + self._held):
-            return self._result[len(self._number):]
+        if (
+            self._state == "number"
+            and self._number != self._result
+            and not self._same_number(self._number + self._held)
+        ):
+            return self._result[len(self._number) :]
         return self._held
 
     def _step(self, passed: list[str], correction: str | None) -> Step:
@@ -127,18 +131,18 @@ class EquationReader:
             elif self._same_number(longer):
                 self._held += char  # "34.0": passed on only if the number ends here
             else:
-                return self._result[len(self._number):]  # the model's number departs here
+                return self._result[len(self._number) :]  # the model's number departs here
             return None
         # The model's number has ended.
         if self._number == self._result or self._same_number(self._number + self._held):
             passed.append(self._held)
             self._held, self._state = "", "prose"
             return self._read(char, passed)
-        return self._result[len(self._number):]
+        return self._result[len(self._number) :]
 
     def _same_number(self, digits: str) -> bool:
         """Whether ``digits`` is the result with trailing zeros or a full stop ("34.00", "34.")."""
-        extra = digits[len(self._result):]
+        extra = digits[len(self._result) :]
         if not digits.startswith(self._result) or not extra:
             return False
         if "." not in self._result:
@@ -196,8 +200,12 @@ def decode_calculating(
             # The last segment's prompt held the text written so far: count that as output
             # (approximately: one token per piece, one per corrected number).
             earlier = produced - last.output_tokens + calculations
-            yield replace(last, input_tokens=max(last.input_tokens - earlier, 0),
-                          output_tokens=produced + calculations, calculations=calculations)
+            yield replace(
+                last,
+                input_tokens=max(last.input_tokens - earlier, 0),
+                output_tokens=produced + calculations,
+                calculations=calculations,
+            )
             return
         if after_result:
             calculations += 1

@@ -83,10 +83,7 @@ def _tool_names(tools: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _param_names(tools: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
-    return {
-        t["function"]["name"]: list((t["function"].get("parameters") or {}).get("properties", {}))
-        for t in tools
-    }
+    return {t["function"]["name"]: list((t["function"].get("parameters") or {}).get("properties", {})) for t in tools}
 
 
 class LocalChatModel(BaseChatModel):
@@ -218,7 +215,7 @@ class LocalChatModel(BaseChatModel):
             rest = holdback.rest().rstrip()  # held back but no call after all: show it as it was
         else:
             # What was shown stays shown; add whatever visible text the parser kept beyond it.
-            rest = content[len(streamed):] if content.startswith(streamed) else ""
+            rest = content[len(streamed) :] if content.startswith(streamed) else ""
         final = AIMessageChunk(
             content=rest,
             tool_call_chunks=[
@@ -340,15 +337,20 @@ class LocalChatModel(BaseChatModel):
             elif isinstance(m, AIMessage):
                 calls = m.tool_calls or []
                 if calls and native:
-                    out.append({
-                        "role": "assistant",
-                        "content": text,
-                        "tool_calls": [
-                            {"type": "function", "id": c.get("id"),
-                             "function": {"name": c["name"], "arguments": c["args"]}}
-                            for c in calls
-                        ],
-                    })
+                    out.append(
+                        {
+                            "role": "assistant",
+                            "content": text,
+                            "tool_calls": [
+                                {
+                                    "type": "function",
+                                    "id": c.get("id"),
+                                    "function": {"name": c["name"], "arguments": c["args"]},
+                                }
+                                for c in calls
+                            ],
+                        }
+                    )
                 elif calls:
                     written = "\n".join(json.dumps({"name": c["name"], "arguments": c["args"]}) for c in calls)
                     out.append({"role": "assistant", "content": (text + "\n" + written).strip()})
@@ -367,11 +369,13 @@ class LocalChatModel(BaseChatModel):
     @staticmethod
     def _inject_tool_prompt(chat: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         described = "\n".join(
-            json.dumps({
-                "name": t["function"]["name"],
-                "description": t["function"].get("description", ""),
-                "parameters": t["function"].get("parameters", {}),
-            })
+            json.dumps(
+                {
+                    "name": t["function"]["name"],
+                    "description": t["function"].get("description", ""),
+                    "parameters": t["function"].get("parameters", {}),
+                }
+            )
             for t in tools
         )
         note = _TOOL_SYSTEM_PROMPT.format(tools=described)
@@ -402,6 +406,8 @@ class LocalChatModel(BaseChatModel):
             "engine": self.engine_name,
             "finish_reason": "tool_calls" if called else (last.finish_reason or "stop"),
             "time_to_first_token_s": round((first - started), 4) if first else None,
-            "tokens_per_second": round(last.output_tokens / gen_time, 2) if gen_time > 0 and last.output_tokens else None,
+            "tokens_per_second": round(last.output_tokens / gen_time, 2)
+            if gen_time > 0 and last.output_tokens
+            else None,
             **({"calculations": last.calculations} if last.calculations else {}),
         }

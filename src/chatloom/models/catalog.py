@@ -77,9 +77,7 @@ class CatalogEntry:
 
 
 def _split(package: str, version: str, count: int, module: str) -> tuple[Part, ...]:
-    return tuple(
-        Part(f"{package}{i}", version, f"{module}{i}/data/part{i:02d}.bin") for i in range(1, count + 1)
-    )
+    return tuple(Part(f"{package}{i}", version, f"{module}{i}/data/part{i:02d}.bin") for i in range(1, count + 1))
 
 
 CATALOG: dict[str, CatalogEntry] = {

@@ -41,13 +41,12 @@ TAG_CLOSE = "\n</" + TOOL_CALL_TAG[1:]
 # A plain answer's first character is anything but what could start a call or hide one
 # ("{", "<", a backtick, whitespace), so an output starting with "{" or "<" is a call: the
 # streaming hold-back (toolcalls.CallHoldBack, constrained=True) relies on that.
-_TEXT_EBNF = r'root ::= [^{<` \t\n\r] [^]*'
+_TEXT_EBNF = r"root ::= [^{<` \t\n\r] [^]*"
 # With tag-style calls an answer may end in one call ("Let me compute. <tool_call>..."):
 # the answer text can never contain "<t", so "<tool_call>" can only open a checked call.
 _TAGGED_TEXT_EBNF = r'root ::= [^{<` \t\n\r] ([^<] | "<"+ [^<t])* "<"*'
-_TEXT_GBNF = r'chatloom-text ::= [^{<` \t\n\r] [^\x00]*'
+_TEXT_GBNF = r"chatloom-text ::= [^{<` \t\n\r] [^\x00]*"
 _TAGGED_TEXT_GBNF = r'chatloom-ttext ::= [^{<` \t\n\r] ([^<] | "<"+ [^<t])* "<"*'
-
 
 
 def _arguments_schema(parameters: dict[str, Any] | None) -> dict[str, Any]:
@@ -83,8 +82,9 @@ class ToolGrammar:
         try:
             import xgrammar as xgr
         except ImportError:
-            raise ChatloomError("constrained decoding needs xgrammar, which is not installed",
-                                install_hint("local", "xgrammar")) from None
+            raise ChatloomError(
+                "constrained decoding needs xgrammar, which is not installed", install_hint("local", "xgrammar")
+            ) from None
         call = xgr.Grammar.from_json_schema(json.dumps(self.call_schema), any_whitespace=False)
         if self.tags:
             tagged = xgr.Grammar.concat(
@@ -119,8 +119,10 @@ class ToolGrammar:
         # exclude them.
         body = body.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]')
         if n != 1:  # pragma: no cover - a converter change we must notice
-            raise ChatloomError("llama.cpp's JSON-schema converter returned an unexpected grammar",
-                                "report this with your llama-cpp-python version")
+            raise ChatloomError(
+                "llama.cpp's JSON-schema converter returned an unexpected grammar",
+                "report this with your llama-cpp-python version",
+            )
         alts = ["chatloom-call-json"]
         rules = [body]
         if self.tags:
@@ -155,7 +157,7 @@ class ToolGrammar:
         if not body.startswith(("{", TOOL_CALL_TAG)):
             return body, []
         if body.startswith(TOOL_CALL_TAG):
-            body = body[len(TOOL_CALL_TAG):]
+            body = body[len(TOOL_CALL_TAG) :]
             if body.rstrip().endswith(close):
                 body = body.rstrip()[: -len(close)]
         try:
@@ -187,8 +189,10 @@ def build_tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, *, tags: b
     if isinstance(tool_choice, str) and tool_choice not in ("auto", "required", "any"):
         funcs = [f for f in funcs if f["name"] == tool_choice]
         if not funcs:
-            raise ChatloomError(f"tool_choice {tool_choice!r} names no bound tool",
-                                f"use one of: {', '.join(t['function']['name'] for t in tools)}")
+            raise ChatloomError(
+                f"tool_choice {tool_choice!r} names no bound tool",
+                f"use one of: {', '.join(t['function']['name'] for t in tools)}",
+            )
     branches = [
         {
             "type": "object",
@@ -223,7 +227,14 @@ def validate_call(call: dict[str, Any], tools: list[dict[str, Any]]) -> bool:
     return True
 
 
-_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
 
 
 def _basic_valid(args: dict[str, Any], schema: dict[str, Any]) -> bool:

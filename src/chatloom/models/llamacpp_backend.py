@@ -50,8 +50,9 @@ def _llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError:
-        raise ChatloomError("the llama engine needs llama-cpp-python, which is not installed",
-                            install_hint("llama", "llama-cpp-python")) from None
+        raise ChatloomError(
+            "the llama engine needs llama-cpp-python, which is not installed", install_hint("llama", "llama-cpp-python")
+        ) from None
     return llama_cpp
 
 

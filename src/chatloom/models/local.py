@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 Engine = Literal["llama", "transformers"]
 
 
-
 def _importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -56,8 +55,10 @@ def choose_engine(kind: Literal["gguf", "hf"], engine: str = "auto") -> Engine:
         if kind != "gguf":
             raise ChatloomError("the llama engine only runs GGUF files", "use engine='transformers' for HF dirs")
         if "llama" not in have:
-            raise ChatloomError("engine 'llama' needs llama-cpp-python, which is not installed",
-                                install_hint("llama", "llama-cpp-python"))
+            raise ChatloomError(
+                "engine 'llama' needs llama-cpp-python, which is not installed",
+                install_hint("llama", "llama-cpp-python"),
+            )
         return "llama"
     if "transformers" not in have:
         hint = install_hint("local")
@@ -67,9 +68,7 @@ def choose_engine(kind: Literal["gguf", "hf"], engine: str = "auto") -> Engine:
     return "transformers"
 
 
-def create_gguf_model(
-    path: str | Path, *, engine: str = "auto", settings: Any = None, **options: Any
-) -> BaseChatModel:
+def create_gguf_model(path: str | Path, *, engine: str = "auto", settings: Any = None, **options: Any) -> BaseChatModel:
     """A chat model running the GGUF file at ``path`` (``gguf:PATH`` model ids).
 
     ``options`` go to the backend: ``max_tokens``, ``temperature``, ``n_ctx``, ``constrained``...

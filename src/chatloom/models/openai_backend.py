@@ -73,29 +73,35 @@ def create_openai_model(
     name = (name or "").strip()
     if not name:
         raise ModelNotFound("'openai:' needs a model name", "use e.g. 'openai:gpt-4o-mini'")
-    base_url = (base_url or getattr(settings, "openai_base_url", None)
-                or os.environ.get("OPENAI_BASE_URL") or None)
+    base_url = base_url or getattr(settings, "openai_base_url", None) or os.environ.get("OPENAI_BASE_URL") or None
     if base_url is not None:
         base_url = base_url.strip().rstrip("/")
         if not re.match(r"^https?://[^/\s]+", base_url):
-            raise ConfigError(f"OpenAI base URL {base_url!r} is not an http(s) URL",
-                              "set CHATLOOM_OPENAI_BASE_URL to e.g. http://127.0.0.1:8000/v1")
+            raise ConfigError(
+                f"OpenAI base URL {base_url!r} is not an http(s) URL",
+                "set CHATLOOM_OPENAI_BASE_URL to e.g. http://127.0.0.1:8000/v1",
+            )
     key = api_key or os.environ.get("OPENAI_API_KEY") or None
     if key is None:
         if base_url is None:
             raise ConfigError(
                 f"OPENAI_API_KEY is not set, so 'openai:{name}' can't use api.openai.com",
-                "export OPENAI_API_KEY=sk-..., or set CHATLOOM_OPENAI_BASE_URL to a local "
-                "OpenAI-compatible server")
+                "export OPENAI_API_KEY=sk-..., or set CHATLOOM_OPENAI_BASE_URL to a local OpenAI-compatible server",
+            )
         key = _DUMMY_KEY
     if timeout is not None and timeout <= 0:
-        raise ConfigError(f"timeout {timeout!r} must be a positive number of seconds",
-                          "pass e.g. timeout=60")
+        raise ConfigError(f"timeout {timeout!r} must be a positive number of seconds", "pass e.g. timeout=60")
     options.setdefault("use_responses_api", False)  # what compatible servers speak
     options.setdefault("stream_usage", True)
-    return ChatloomOpenAI(model=name, base_url=base_url, api_key=key, timeout=timeout,
-                          max_retries=max_retries, recover_tool_calls=recover_tool_calls,
-                          **options)
+    return ChatloomOpenAI(
+        model=name,
+        base_url=base_url,
+        api_key=key,
+        timeout=timeout,
+        max_retries=max_retries,
+        recover_tool_calls=recover_tool_calls,
+        **options,
+    )
 
 
 class ChatloomOpenAI(ChatOpenAI):
@@ -109,23 +115,21 @@ class ChatloomOpenAI(ChatOpenAI):
         return "chatloom-openai"
 
     # -- calls ----------------------------------------------------------------------------------
-    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
         with self._errors(kwargs.get("timeout")):
             result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         return self._finish(result, kwargs)
 
-    async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None,
-                         **kwargs: Any) -> ChatResult:
+    async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
         with self._errors(kwargs.get("timeout")):
-            result = await super()._agenerate(messages, stop=stop, run_manager=run_manager,
-                                              **kwargs)
+            result = await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
         return self._finish(result, kwargs)
 
     # The base class fires on_llm_new_token for each chunk we yield; passing run_manager=None
     # down keeps the SDK loop from also announcing the raw, held-back call text.
-    def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None,
-                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
         fixer = _StreamFixer(self, kwargs)
         with self._errors(kwargs.get("timeout"), fixer):
             for chunk in super()._stream(messages, stop=stop, run_manager=None, **kwargs):
@@ -135,12 +139,12 @@ class ChatloomOpenAI(ChatOpenAI):
         if last is not None:
             yield last
 
-    async def _astream(self, messages: Any, stop: Any = None, run_manager: Any = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
         fixer = _StreamFixer(self, kwargs)
         with self._errors(kwargs.get("timeout"), fixer):
-            async for chunk in super()._astream(messages, stop=stop, run_manager=None,
-                                                **kwargs):
+            async for chunk in super()._astream(messages, stop=stop, run_manager=None, **kwargs):
                 yield fixer.feed(chunk)
         fixer.check_complete()
         last = fixer.finish()
@@ -154,8 +158,7 @@ class ChatloomOpenAI(ChatOpenAI):
             # takes that, but llama_cpp.server rejects it (HTTP 500, "Input should be a valid
             # string"), which breaks every turn after a tool call. "" means the same.
             for message in payload.get("messages") or []:
-                if (isinstance(message, dict) and message.get("role") == "assistant"
-                        and message.get("content") is None):
+                if isinstance(message, dict) and message.get("role") == "assistant" and message.get("content") is None:
                     message["content"] = ""
         return payload
 
@@ -179,17 +182,18 @@ class ChatloomOpenAI(ChatOpenAI):
                         update["tool_calls"] = calls
                         update["invalid_tool_calls"] = []
                 meta = dict(message.response_metadata or {})
-                served = ((gen.generation_info or {}).get("model_name")
-                          or meta.get("model_name")
-                          or (result.llm_output or {}).get("model_name"))
+                served = (
+                    (gen.generation_info or {}).get("model_name")
+                    or meta.get("model_name")
+                    or (result.llm_output or {}).get("model_name")
+                )
                 cost = cost_usd(served or self.model_name, message.usage_metadata)
                 if cost is not None:
                     meta["cost_usd"] = cost
                     update["response_metadata"] = meta
                 if update:
                     message = message.model_copy(update=update)
-            generations.append(ChatGeneration(message=message,
-                                              generation_info=gen.generation_info))
+            generations.append(ChatGeneration(message=message, generation_info=gen.generation_info))
         return ChatResult(generations=generations, llm_output=result.llm_output)
 
     @contextmanager
@@ -203,8 +207,7 @@ class ChatloomOpenAI(ChatOpenAI):
             yield
         except openai.APIError as exc:
             started = stream is not None and stream.started
-            if started and isinstance(exc, openai.APIConnectionError) and \
-                    not isinstance(exc, openai.APITimeoutError):
+            if started and isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
                 raise self._broken(exc) from None
             raise _backend_error(self, exc, timeout) from None
         except Exception as exc:
@@ -224,13 +227,15 @@ class ChatloomOpenAI(ChatOpenAI):
             f"{self.endpoint!r} answered HTTP 200, but with a body that is not a chat completion "
             f"({_redact(self, detail)})",
             "the server is at fault, not chatloom: check that the base URL points at an "
-            "OpenAI-compatible API (it usually ends in /v1), and the server's logs")
+            "OpenAI-compatible API (it usually ends in /v1), and the server's logs",
+        )
 
     def _broken(self, exc: BaseException) -> BackendError:
         return BackendError(
             f"the connection to {self.endpoint!r} broke during the reply "
             f"({_redact(self, _one_line(_root_cause(exc))) or type(exc).__name__})",
-            "retry; if it keeps happening, check the server's logs")
+            "retry; if it keeps happening, check the server's logs",
+        )
 
 
 class _StreamFixer:
@@ -261,8 +266,7 @@ class _StreamFixer:
         self.finish_reason = (chunk.generation_info or {}).get("finish_reason") or self.finish_reason
         meta = message.response_metadata or {}
         # The SDK loop puts the served model's name in generation_info, not the message.
-        self.model_name = ((chunk.generation_info or {}).get("model_name")
-                           or meta.get("model_name") or self.model_name)
+        self.model_name = (chunk.generation_info or {}).get("model_name") or meta.get("model_name") or self.model_name
         if message.usage_metadata:
             cost = cost_usd(self.model_name or self.model.model_name, message.usage_metadata)
             if cost is not None:
@@ -271,8 +275,7 @@ class _StreamFixer:
             update["content"] = self.holder.feed(message.content)
         if not update:
             return chunk
-        return ChatGenerationChunk(message=message.model_copy(update=update),
-                                   generation_info=chunk.generation_info)
+        return ChatGenerationChunk(message=message.model_copy(update=update), generation_info=chunk.generation_info)
 
     def check_complete(self) -> None:
         """Raise if the stream ended without a finish_reason: the reply was cut off.
@@ -285,7 +288,8 @@ class _StreamFixer:
             raise BackendError(
                 f"the reply from {self.model.endpoint!r} was cut off: the stream ended without "
                 "a finish_reason" + (" after the answer had started" if self.started else ""),
-                "retry; if it keeps happening, check the server's (or a proxy's) logs and timeouts")
+                "retry; if it keeps happening, check the server's (or a proxy's) logs and timeouts",
+            )
 
     def finish(self) -> ChatGenerationChunk | None:
         if self.holder is None:
@@ -301,10 +305,11 @@ class _StreamFixer:
             # full text parses to one too.
             if found and parse_tool_calls(self.holder.text, self.names, self.params)[1]:
                 content, calls = found_content, found
-        chunks = [tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"],
-                                  index=i) for i, c in enumerate(calls)]
-        return ChatGenerationChunk(message=AIMessageChunk(content=content,
-                                                          tool_call_chunks=chunks))
+        chunks = [
+            tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+            for i, c in enumerate(calls)
+        ]
+        return ChatGenerationChunk(message=AIMessageChunk(content=content, tool_call_chunks=chunks))
 
 
 def _bound_tools(kwargs: dict[str, Any]) -> tuple[list[str], dict[str, list[str]]]:
@@ -323,8 +328,7 @@ def _bound_tools(kwargs: dict[str, Any]) -> tuple[list[str], dict[str, list[str]
     return names, params
 
 
-def _backend_error(model: ChatloomOpenAI, exc: openai.APIError,
-                   timeout: Any = None) -> BackendError:
+def _backend_error(model: ChatloomOpenAI, exc: openai.APIError, timeout: Any = None) -> BackendError:
     url = model.endpoint
     name = model.model_name
     attempts = (model.max_retries or 0) + 1
@@ -334,42 +338,47 @@ def _backend_error(model: ChatloomOpenAI, exc: openai.APIError,
     if isinstance(exc, openai.APITimeoutError):
         err = BackendError(
             f"no reply from {url!r} within {_seconds(timeout or model.request_timeout)}{tries}",
-            "raise the timeout (timeout=...), or check that the server is not overloaded")
+            "raise the timeout (timeout=...), or check that the server is not overloaded",
+        )
     elif isinstance(exc, openai.APIConnectionError):
-        err = BackendError(f"cannot connect to {url!r} ({_connection_reason(exc)}){tries}",
-                           "start the server, or fix CHATLOOM_OPENAI_BASE_URL / "
-                           "OPENAI_BASE_URL")
+        err = BackendError(
+            f"cannot connect to {url!r} ({_connection_reason(exc)}){tries}",
+            "start the server, or fix CHATLOOM_OPENAI_BASE_URL / OPENAI_BASE_URL",
+        )
     elif isinstance(exc, openai.AuthenticationError):
-        err = BackendError(f"{url!r} rejected the API key (HTTP 401)",
-                           "set a valid OPENAI_API_KEY")
+        err = BackendError(f"{url!r} rejected the API key (HTTP 401)", "set a valid OPENAI_API_KEY")
     elif isinstance(exc, openai.PermissionDeniedError):
-        err = BackendError(f"the API key may not use model {name!r} at {url!r} (HTTP 403"
-                           f"{': ' + detail if detail else ''})",
-                           "check the key's project and model permissions")
+        err = BackendError(
+            f"the API key may not use model {name!r} at {url!r} (HTTP 403{': ' + detail if detail else ''})",
+            "check the key's project and model permissions",
+        )
     elif isinstance(exc, openai.NotFoundError):
-        err = BackendError(f"model {name!r} not found at {url!r} (HTTP 404"
-                           f"{': ' + detail if detail else ''})",
-                           f"check the model name (GET {url}/models lists them) and that "
-                           "the base URL ends in /v1")
+        err = BackendError(
+            f"model {name!r} not found at {url!r} (HTTP 404{': ' + detail if detail else ''})",
+            f"check the model name (GET {url}/models lists them) and that the base URL ends in /v1",
+        )
     elif isinstance(exc, openai.RateLimitError):
-        err = BackendError(f"rate limited by {url!r} (HTTP 429){tries}"
-                           f"{': ' + detail if detail else ''}",
-                           "wait and retry, raise max_retries, or check your quota")
+        err = BackendError(
+            f"rate limited by {url!r} (HTTP 429){tries}{': ' + detail if detail else ''}",
+            "wait and retry, raise max_retries, or check your quota",
+        )
     elif isinstance(exc, openai.BadRequestError):
-        err = BackendError(f"{url!r} rejected the request for model {name!r} (HTTP 400"
-                           f"{': ' + detail if detail else ''})",
-                           "check the model's options and the conversation length")
+        err = BackendError(
+            f"{url!r} rejected the request for model {name!r} (HTTP 400{': ' + detail if detail else ''})",
+            "check the model's options and the conversation length",
+        )
     elif status is not None and status >= 500:
-        err = BackendError(f"{url!r} failed with HTTP {status}{tries}"
-                           f"{': ' + detail if detail else ''}",
-                           "retry later, or check the server's logs")
+        err = BackendError(
+            f"{url!r} failed with HTTP {status}{tries}{': ' + detail if detail else ''}",
+            "retry later, or check the server's logs",
+        )
     elif status is not None:
-        err = BackendError(f"{url!r} answered HTTP {status} for model {name!r}"
-                           f"{': ' + detail if detail else ''}",
-                           "check the model name and options")
+        err = BackendError(
+            f"{url!r} answered HTTP {status} for model {name!r}{': ' + detail if detail else ''}",
+            "check the model name and options",
+        )
     else:
-        err = BackendError(f"{url!r} failed: {detail or type(exc).__name__}",
-                           "retry, or check the server's logs")
+        err = BackendError(f"{url!r} failed: {detail or type(exc).__name__}", "retry, or check the server's logs")
     err.status_code = status  # type: ignore[attr-defined]
     return err
 
@@ -406,8 +415,12 @@ def _connection_reason(exc: BaseException) -> str:
         text = str(node).lower()
         if "refused" in text:
             return "connection refused"
-        if "name or service not known" in text or "nodename nor servname" in text or \
-                "getaddrinfo" in text or "name resolution" in text:
+        if (
+            "name or service not known" in text
+            or "nodename nor servname" in text
+            or "getaddrinfo" in text
+            or "name resolution" in text
+        ):
             return "unknown host"
         if "ssl" in text or "certificate" in text:
             return "TLS error: " + _one_line(node)

@@ -37,8 +37,10 @@ def set_price(model: str, input: float, output: float, cached_input: float | Non
     ``cached_input`` is the price of cache-read input tokens; they cost ``input`` when it is None.
     """
     PRICES[model.strip().lower()] = ModelPrice(
-        input_mtok=Decimal(str(input)), output_mtok=Decimal(str(output)),
-        cache_read_mtok=None if cached_input is None else Decimal(str(cached_input)))
+        input_mtok=Decimal(str(input)),
+        output_mtok=Decimal(str(output)),
+        cache_read_mtok=None if cached_input is None else Decimal(str(cached_input)),
+    )
 
 
 def price_for(model: str | None) -> ModelPrice | None:
@@ -74,7 +76,9 @@ def cost_usd(model: str | None, usage: Mapping[str, Any] | None) -> float | None
         return None
     input_tokens = int(usage.get("input_tokens") or 0)
     details = usage.get("input_token_details") or {}
-    calls = Usage(input_tokens=input_tokens,
-                  output_tokens=int(usage.get("output_tokens") or 0),
-                  cache_read_tokens=min(int(details.get("cache_read") or 0), input_tokens))
+    calls = Usage(
+        input_tokens=input_tokens,
+        output_tokens=int(usage.get("output_tokens") or 0),
+        cache_read_tokens=min(int(details.get("cache_read") or 0), input_tokens),
+    )
     return float(price.calc_price(calls)["total_price"])

@@ -78,9 +78,16 @@ class ModelProfile:
 # one terse sentence, and scored 11/96 against 20/96 for the same bot with no tools; with the
 # answers written without the list, 20/96 (38/200 vs 41/200 without tools, sign test p = 0.66).
 _SMALL_LOCAL = ModelProfile(
-    "small-local", context_window=8192, few_shot=False, passage_tokens=300, offer_abstention=False,
-    inline_tools=("calculator",), quote_best_sentence=True, answers_without_tool_list=True,
-    failed_steps_allowed=2, checks_call_words=True,
+    "small-local",
+    context_window=8192,
+    few_shot=False,
+    passage_tokens=300,
+    offer_abstention=False,
+    inline_tools=("calculator",),
+    quote_best_sentence=True,
+    answers_without_tool_list=True,
+    failed_steps_allowed=2,
+    checks_call_words=True,
 )
 _PROFILES: dict[str, ModelProfile] = {
     "qwen2.5-coder-0.5b": replace(_SMALL_LOCAL, name="qwen2.5-coder-0.5b"),
@@ -88,7 +95,9 @@ _PROFILES: dict[str, ModelProfile] = {
     "smollm2-135m": replace(_SMALL_LOCAL, name="smollm2-135m"),
 }
 _LOCAL_DEFAULT = ModelProfile("local", context_window=4096)
-_REMOTE_DEFAULT = ModelProfile("remote", context_window=128000, reply_tokens=4096, passage_tokens=800, tool_result_tokens=8000)
+_REMOTE_DEFAULT = ModelProfile(
+    "remote", context_window=128000, reply_tokens=4096, passage_tokens=800, tool_result_tokens=8000
+)
 
 
 def profile_for(model: Any) -> ModelProfile:

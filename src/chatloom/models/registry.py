@@ -63,8 +63,10 @@ def resolve_model(model_id: str | BaseChatModel, **options: Any) -> BaseChatMode
     if not isinstance(model_id, str):
         if hasattr(model_id, "invoke"):
             return model_id
-        raise ModelNotFound(f"model {model_id!r} is neither a model id nor a chat model",
-                            "pass an id like 'openai:gpt-4o-mini' or a langchain chat model")
+        raise ModelNotFound(
+            f"model {model_id!r} is neither a model id nor a chat model",
+            "pass an id like 'openai:gpt-4o-mini' or a langchain chat model",
+        )
     model_id = model_id.strip()
     scheme, sep, name = model_id.partition(":")
     if not sep or (len(scheme) == 1 and Path(model_id).exists()):  # bare name or C:\ path
@@ -84,8 +86,10 @@ def resolve_model(model_id: str | BaseChatModel, **options: Any) -> BaseChatMode
         raise ModelNotFound(f"unknown model scheme {scheme!r} in {model_id!r}", _known_hint())
     factory = plugin.load()  # a broken plugin: the PluginError `chatloom plugins list --check` shows
     if not callable(factory):
-        raise PluginError(f"model plugin {plugin.label} ({plugin.value}) is not callable",
-                          "its entry point must name a BaseChatModel class or a factory(name, **options)")
+        raise PluginError(
+            f"model plugin {plugin.label} ({plugin.value}) is not callable",
+            "its entry point must name a BaseChatModel class or a factory(name, **options)",
+        )
     kwargs.update(plugins.declared_keywords(factory, settings=settings))
     args: tuple[str, ...] = (name,)
     if _is_pydantic_class(factory):  # BaseModel.__init__ takes keywords only
@@ -123,16 +127,20 @@ def _builtin_factory(scheme: str, model_id: str) -> Callable[..., BaseChatModel]
     except ModuleNotFoundError as exc:
         missing = exc.name or module_name
         if missing.startswith("chatloom"):
-            raise ModelError(f"the {scheme!r} backend is not available in this chatloom "
-                             f"build ({missing!r} is missing)",
-                             "reinstall chatloom, or use another model id") from None
-        raise ModelError(f"model {model_id!r} needs the Python package {missing!r}",
-                         install_hint(_EXTRA[scheme], missing) if scheme in _EXTRA
-                         else f"pip install {missing}") from None
+            raise ModelError(
+                f"the {scheme!r} backend is not available in this chatloom build ({missing!r} is missing)",
+                "reinstall chatloom, or use another model id",
+            ) from None
+        raise ModelError(
+            f"model {model_id!r} needs the Python package {missing!r}",
+            install_hint(_EXTRA[scheme], missing) if scheme in _EXTRA else f"pip install {missing}",
+        ) from None
     factory = getattr(module, attr, None)
     if factory is None:
-        raise ModelError(f"the {scheme!r} backend is not available ({module_name}.{attr} "
-                         "is missing)", "reinstall chatloom, or use another model id")
+        raise ModelError(
+            f"the {scheme!r} backend is not available ({module_name}.{attr} is missing)",
+            "reinstall chatloom, or use another model id",
+        )
     return factory
 
 

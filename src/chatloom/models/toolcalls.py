@@ -33,8 +33,14 @@ import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
-__all__ = ["TOOL_CALL_TAG", "CallHoldBack", "looks_like_tool_call", "new_call_id", "opens_tool_call",
-           "parse_tool_calls"]
+__all__ = [
+    "TOOL_CALL_TAG",
+    "CallHoldBack",
+    "looks_like_tool_call",
+    "new_call_id",
+    "opens_tool_call",
+    "parse_tool_calls",
+]
 
 log = logging.getLogger("chatloom.models.toolcalls")
 
@@ -45,8 +51,7 @@ _MAX_BLOB = 50_000
 _SCAN_BUDGET = 2_000_000  # characters the bracket matcher may visit per call
 
 _NAME_KEYS = ("name", "tool", "tool_name", "function", "action", "recipient_name")
-_ARG_KEYS = ("arguments", "args", "input", "parameters", "params", "tool_input",
-             "action_input", "kwargs")
+_ARG_KEYS = ("arguments", "args", "input", "parameters", "params", "tool_input", "action_input", "kwargs")
 _WRAPPER_KEYS = ("tool_calls", "calls", "function_call", "tool_call", "functions")
 
 _TAG_RE = re.compile(
@@ -56,13 +61,16 @@ _TAG_RE = re.compile(
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)```", re.DOTALL)
 _PREFIX_RE = re.compile(r"(?:\bfunctions|\bto=functions)\.([A-Za-z_][\w.-]*)\s*:?\s*")
 # Markers some chat templates put before a call; dropped from content when a call is found.
-_MARKERS_RE = re.compile(r"\[TOOL_CALLS\]|<\|python_tag\|>|<\|tool_call\|>|<tool_calls?>|"
-                         r"</tool_calls?>|\bAction:\s*$", re.IGNORECASE | re.MULTILINE)
+_MARKERS_RE = re.compile(
+    r"\[TOOL_CALLS\]|<\|python_tag\|>|<\|tool_call\|>|<tool_calls?>|"
+    r"</tool_calls?>|\bAction:\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 _PY_TOKENS = re.compile(
     r"(\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*')"  # a string literal: left alone
-    r"|,(\s*[}\]])"                             # a trailing comma
-    r"|\b(true|false|null)\b"                   # JSON literals Python does not know
-    r"|([{,]\s*)([A-Za-z_][\w-]*)(\s*:)"        # an unquoted key
+    r"|,(\s*[}\]])"  # a trailing comma
+    r"|\b(true|false|null)\b"  # JSON literals Python does not know
+    r"|([{,]\s*)([A-Za-z_][\w-]*)(\s*:)"  # an unquoted key
 )
 _PY_WORDS = {"true": "True", "false": "False", "null": "None"}
 
@@ -94,14 +102,16 @@ def parse_tool_calls(
             return text, []
         return _Parser(text, tool_names, param_names or {}).run()
     except Exception:
-        log.exception("the tool-call parser failed on %d characters of model text; "
-                      "keeping the text as the answer (please report this)", len(text))
+        log.exception(
+            "the tool-call parser failed on %d characters of model text; "
+            "keeping the text as the answer (please report this)",
+            len(text),
+        )
         return text, []
 
 
 class _Parser:
-    def __init__(self, text: str, tool_names: Collection[str],
-                 params: Mapping[str, list[str]]) -> None:
+    def __init__(self, text: str, tool_names: Collection[str], params: Mapping[str, list[str]]) -> None:
         self.text = text
         self.names = {str(n) for n in tool_names}
         self.params = params
@@ -165,7 +175,7 @@ class _Parser:
             if new:
                 rest = list(body)
                 for s, e, _ in new:
-                    rest[s - body_start:e - body_start] = [" "] * (e - s)
+                    rest[s - body_start : e - body_start] = [" "] * (e - s)
                 if not "".join(rest).strip():
                     del self.spans[before:]
                     self._add(m.start(), m.end(), [c for _, _, cs in new for c in cs])
@@ -342,7 +352,7 @@ class _Parser:
         if name is None:
             return []
         if name.startswith("functions."):
-            name = name[len("functions."):]
+            name = name[len("functions.") :]
         if name not in self.names:
             return []
         return [self._call(name, args)]
@@ -358,7 +368,7 @@ class _Parser:
             key = params[0] if len(params) == 1 else "input"
             args = {} if (len(params) == 0 and name in self.params and args == "") else {key: args}
         elif len(params) == 1 and len(args) == 1:
-            (key, val), = args.items()
+            ((key, val),) = args.items()
             if key not in params and key in _ARG_KEYS:
                 args = {params[0]: val}
         return {"name": name, "args": args, "id": new_call_id(), "type": "tool_call"}
@@ -374,8 +384,7 @@ def _name_and_args(obj: dict[str, Any]) -> tuple[str | None, Any]:
             args = _first(obj, _ARG_KEYS)
             if args is None:
                 # {"name": "calculator", "expression": "1+1"}: the arguments sit beside the name
-                rest = {k: v for k, v in obj.items()
-                        if k not in _NAME_KEYS and k not in ("type", "id")}
+                rest = {k: v for k, v in obj.items() if k not in _NAME_KEYS and k not in ("type", "id")}
                 args = rest or None
             return name, args
     return None, None
@@ -481,8 +490,11 @@ _CALL_OPENERS = ("```", "<tool", "<function", "<|", "[TOOL_CALLS]")
 # `[[`), so citation marks ("[1]") and prose braces ("{name} placeholders") keep streaming.
 _OPENER_RE = re.compile(r"\{\s*[\"']|\{\s*[A-Za-z_][\w-]*\s*:|\[\s*[\[{]|\bfunctions\.[A-Za-z_]")
 # The end of the text might still grow into such an opener: `{`, `{ name`, `[`, `func`.
-_OPENER_TAIL_RE = re.compile(r"\{\s*(?:[A-Za-z_][\w-]*\s*)?$|\[\s*$|\b(?:"
-                             + "|".join(re.escape("functions."[:k]) for k in range(10, 0, -1)) + ")$")
+_OPENER_TAIL_RE = re.compile(
+    r"\{\s*(?:[A-Za-z_][\w-]*\s*)?$|\[\s*$|\b(?:"
+    + "|".join(re.escape("functions."[:k]) for k in range(10, 0, -1))
+    + ")$"
+)
 # A reply from chatloom's tool grammar (models.constrained) that starts with one of these took
 # the grammar's call branch: all of it is the call.
 _GRAMMAR_CALL_FIRST = ("{", "<")
@@ -500,8 +512,10 @@ def _call_start(text: str, literals: Collection[str], jsonish: bool) -> int | No
 
 def _open_tail(text: str, literals: Collection[str], jsonish: bool) -> int:
     """How many characters at the end of ``text`` might still become a call opener."""
-    keep = max((k for opener in literals for k in range(1, min(len(opener), len(text) + 1))
-                if text.endswith(opener[:k])), default=0)
+    keep = max(
+        (k for opener in literals for k in range(1, min(len(opener), len(text) + 1)) if text.endswith(opener[:k])),
+        default=0,
+    )
     if jsonish:
         tail = _OPENER_TAIL_RE.search(text)
         if tail:
@@ -548,7 +562,7 @@ class CallHoldBack:
     @property
     def released(self) -> str:
         """The text released so far (a prefix of :attr:`text`)."""
-        return self.text[:self._sent]
+        return self.text[: self._sent]
 
     def feed(self, piece: str) -> str:
         """Add ``piece``; return the text that may be shown now."""
@@ -561,19 +575,19 @@ class CallHoldBack:
         jsonish = not self._constrained
         # Released text holds no opener and ends in none that is partial, so only the rest
         # needs reading.
-        pending = self.text[self._sent:]
+        pending = self.text[self._sent :]
         start = _call_start(pending, self._literals, jsonish)
         if start is not None:
             self._holding = True
             out = pending[:start]
         else:
-            out = pending[:len(pending) - _open_tail(pending, self._literals, jsonish)]
+            out = pending[: len(pending) - _open_tail(pending, self._literals, jsonish)]
         self._sent += len(out)
         return out
 
     def rest(self) -> str:
         """The text held back so far: a call, or (if the reply holds none) text still to show."""
-        return self.text[self._sent:]
+        return self.text[self._sent :]
 
 
 def opens_tool_call(text: str, tool_names: Collection[str] = ()) -> bool:

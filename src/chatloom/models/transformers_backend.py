@@ -224,12 +224,15 @@ class TransformersChatModel(LocalChatModel):
     def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:
         torch, transformers = _require()
         model, tok = self._ensure_loaded()
-        prompt = tok.apply_chat_template(
-            prepared.messages,
-            tools=prepared.tools or None,
-            add_generation_prompt=True,
-            tokenize=False,
-        ) + prepared.prefix
+        prompt = (
+            tok.apply_chat_template(
+                prepared.messages,
+                tools=prepared.tools or None,
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            + prepared.prefix
+        )
         enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         n_in = int(enc["input_ids"].shape[1])
         streamer = transformers.TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)

@@ -172,10 +172,14 @@ def _find(ref: str, ws: Path | None, relative_to: Path | None, skip: str | None,
         for source in _builtin_sources():
             if source.name == name:
                 return source
-        raise PromptError(f"{where}no built-in prompt {name!r}", f"built-ins: {', '.join(s.name for s in _builtin_sources())}")
+        raise PromptError(
+            f"{where}no built-in prompt {name!r}", f"built-ins: {', '.join(s.name for s in _builtin_sources())}"
+        )
     if _looks_like_path(ref):
         path = Path(ref).expanduser()
-        candidates = [path] if path.is_absolute() else [b / path for b in (relative_to, ws, Path.cwd()) if b is not None]
+        candidates = (
+            [path] if path.is_absolute() else [b / path for b in (relative_to, ws, Path.cwd()) if b is not None]
+        )
         for candidate in candidates:
             if candidate.is_file():
                 return _file_source(candidate, "file")
@@ -304,4 +308,3 @@ def _compile_all(template: PromptTemplate) -> None:
     for key in keys:
         origin = template.origins.get(key, Origin(template.path, 1))
         template._compiled[key] = compile_text(template._text(key), origin, key, declared)
-

@@ -98,7 +98,10 @@ FIXES: dict[str, str] = {
     "reasoning": "use `reasoning: direct` or `reasoning: cot`",
     "extends": "use `extends: NAME`, or map fields to templates: `extends: {role: support, examples: classifier}`",
     "name": "use letters, digits, '_', '.' and '-' only, e.g. `name: my_bot`",
-    **{f"variables.{name}": f"rename it: chatloom provides `{name}` to every template itself" for name in ("tools", "today")},
+    **{
+        f"variables.{name}": f"rename it: chatloom provides `{name}` to every template itself"
+        for name in ("tools", "today")
+    },
 }
 # Likely names for real fields, for "did you mean" hints.
 TYPOS: dict[str, str] = {"system": "role", "prompt": "role", "example": "examples", "vars": "variables"}

@@ -86,7 +86,11 @@ def _env() -> Any:
         from jinja2.sandbox import SandboxedEnvironment
 
         _ENV = SandboxedEnvironment(
-            undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
         )
     return _ENV
 
@@ -277,7 +281,9 @@ class PromptTemplate:
     def _render(self, key: str, context: dict[str, Any]) -> str:
         template = self._compiled.get(key)
         if template is None:  # only templates built by hand skip the loader's compile step
-            template = compile_text(self._text(key), self.origins.get(key, Origin(self.path, 1)), key, set(self.variables))
+            template = compile_text(
+                self._text(key), self.origins.get(key, Origin(self.path, 1)), key, set(self.variables)
+            )
             self._compiled[key] = template
         try:
             return template.render(context)

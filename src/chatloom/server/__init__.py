@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AgentCatalog", "ServerConfig", "Tenant", "create_app", "http_approver", "load_server_config", "workspace_catalog"]
+__all__ = [
+    "AgentCatalog",
+    "ServerConfig",
+    "Tenant",
+    "create_app",
+    "http_approver",
+    "load_server_config",
+    "workspace_catalog",
+]
 
 _WHERE = {
     "AgentCatalog": "chatloom.server.agents",

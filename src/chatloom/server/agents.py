@@ -33,7 +33,13 @@ class AgentCatalog:
                                 approver=http_approver)}, checkpointer=saver)
     """
 
-    def __init__(self, factories: dict[str, Callable[[str], Any]], *, checkpointer: Any, descriptions: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        factories: dict[str, Callable[[str], Any]],
+        *,
+        checkpointer: Any,
+        descriptions: dict[str, str] | None = None,
+    ) -> None:
         self.factories = dict(factories)
         self.checkpointer = checkpointer
         self.descriptions = dict(descriptions or {})
@@ -123,7 +129,9 @@ def workspace_catalog(workspace: Path, *, model: str | None = None, settings: An
     descriptions: dict[str, str] = {}
     default_spec = load_spec(default_path) if default_path.is_file() else None
     factories[DEFAULT_AGENT] = lambda tenant: build(default_spec, tenant)
-    descriptions[DEFAULT_AGENT] = default_spec.description if default_spec else "The built-in assistant with a calculator."
+    descriptions[DEFAULT_AGENT] = (
+        default_spec.description if default_spec else "The built-in assistant with a calculator."
+    )
     for name, spec in specs.items():
         if name == DEFAULT_AGENT:
             continue

@@ -71,7 +71,9 @@ _BAD_THREAD_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 class ApiError(Exception):
     """An error answered in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
 
-    def __init__(self, status: int, message: str, code: str, type_: str = "invalid_request_error", param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str, type_: str = "invalid_request_error", param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.type, self.param = status, message, code, type_, param
 
@@ -107,7 +109,9 @@ def api_error(exc: BaseException) -> ApiError:
         return ApiError(504, str(exc), "turn_timeout", "timeout_error")
     if isinstance(exc, ChatloomError):
         return ApiError(502, str(exc), "agent_error", "server_error")
-    return ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details", "internal_error", "server_error")
+    return ApiError(
+        500, f"internal error ({type(exc).__name__}); the server log has the details", "internal_error", "server_error"
+    )
 
 
 # -- request bodies ------------------------------------------------------------------------------
@@ -153,7 +157,9 @@ class Decision(BaseModel):
 # -- the app -------------------------------------------------------------------------------------
 
 
-def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_event: Sequence[EventCallback] = ()) -> FastAPI:
+def create_app(
+    catalog: AgentCatalog, config: ServerConfig | None = None, *, on_event: Sequence[EventCallback] = ()
+) -> FastAPI:
     """The ASGI app serving ``catalog``'s agents; run it with uvicorn (``chatloom serve`` does).
 
     ``on_event`` callbacks get every structured record (see :mod:`chatloom.server.observe`).
@@ -191,8 +197,13 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         request.state.request_id = secrets.token_hex(8)
         response = await call_next(request)
         observer.emit(
-            "http.request", method=request.method, path=request.url.path, status=response.status_code,
-            ms=round((time.monotonic() - started) * 1000), tenant=getattr(request.state, "tenant", None), request_id=request.state.request_id,
+            "http.request",
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            ms=round((time.monotonic() - started) * 1000),
+            tenant=getattr(request.state, "tenant", None),
+            request_id=request.state.request_id,
         )
         return response
 
@@ -243,7 +254,9 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         except Exception as exc:  # noqa: BLE001 - every failure becomes an API error, never a traceback
             raise api_error(exc) from None
 
-    async def traced(agent_name: str, tenant: str, thread_id: str, request: Request, events_of: Any) -> AsyncIterator[Any]:
+    async def traced(
+        agent_name: str, tenant: str, thread_id: str, request: Request, events_of: Any
+    ) -> AsyncIterator[Any]:
         """The events of ``events_of()`` (a turn, new or resumed), recorded by the observer."""
         trace = observer.turn(agent=agent_name, tenant=tenant, thread_id=thread_id, request_id=request.state.request_id)
         events = run_turn(events_of, timeout=config.turn_timeout, executor=executor)
@@ -259,7 +272,9 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
     def question(agent: Any, tenant: str, thread_id: str, text: str, user: str | None) -> Any:
         """What a new question's turn runs (in a worker thread)."""
         stored = internal_id(tenant, thread_id)
-        return lambda: new_turn(agent, text, thread_id=stored, user_id=_user_id(tenant, user), approval_timeout=config.approval_timeout)
+        return lambda: new_turn(
+            agent, text, thread_id=stored, user_id=_user_id(tenant, user), approval_timeout=config.approval_timeout
+        )
 
     @functools.cache
     def state_reader() -> Any:
@@ -278,7 +293,11 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
     def tenant_approvals(tenant: str) -> list[tuple[str, PendingApproval]]:
         """``(client thread id, approval)`` of every paused call of ``tenant``, oldest first."""
         prefix = internal_id(tenant, "")
-        found = [(stored[len(prefix) :], a) for stored in maybe_paused_threads(catalog.checkpointer, tenant) for a in approvals_in(stored)]
+        found = [
+            (stored[len(prefix) :], a)
+            for stored in maybe_paused_threads(catalog.checkpointer, tenant)
+            for a in approvals_in(stored)
+        ]
         return sorted(found, key=lambda item: item[1].requested_at)
 
     # -- health --------------------------------------------------------------------------------
@@ -292,13 +311,22 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         try:
             await in_worker(list_threads, catalog.checkpointer, "-ready-probe-", 1)
         except Exception as exc:  # noqa: BLE001 - any store failure means not ready
-            return JSONResponse({"status": "unavailable", "reason": f"the conversation store fails ({type(exc).__name__})"}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "reason": f"the conversation store fails ({type(exc).__name__})"},
+                status_code=503,
+            )
         return JSONResponse({"status": "ready", "models": catalog.names()})
 
     # -- OpenAI-compatible ---------------------------------------------------------------------
 
     def model_json(name: str) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": 0, "owned_by": "chatloom", "description": catalog.descriptions.get(name, "")}
+        return {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "chatloom",
+            "description": catalog.descriptions.get(name, ""),
+        }
 
     @app.get("/v1/models")
     async def models(tenant: str = Depends(tenant_of)) -> dict[str, Any]:
@@ -313,7 +341,9 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request, tenant: str = Depends(tenant_of)) -> Any:
         text = _question(body.messages)
-        thread_id = _thread_id(request.headers.get(THREAD_HEADER) or (body.metadata or {}).get("thread_id") or body.user)
+        thread_id = _thread_id(
+            request.headers.get(THREAD_HEADER) or (body.metadata or {}).get("thread_id") or body.user
+        )
         agent = await ready_agent(body.model, tenant)
         events = traced(body.model, tenant, thread_id, request, question(agent, tenant, thread_id, text, body.user))
         completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
@@ -321,7 +351,9 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         if not body.stream:
             reply = await _reply_or_error(events)
             return JSONResponse(_completion(completion_id, created, body.model, reply, thread_id), headers=headers)
-        chunks = _completion_chunks(events, completion_id, created, body.model, thread_id, preview=not agent.checks_answers())
+        chunks = _completion_chunks(
+            events, completion_id, created, body.model, thread_id, preview=not agent.checks_answers()
+        )
         return EventSourceResponse(chunks, headers=headers, ping=15)
 
     # -- native --------------------------------------------------------------------------------
@@ -367,7 +399,9 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
 
     @app.post("/v1/approvals/{approval_id}")
     async def decide(approval_id: str, body: Decision, request: Request, tenant: str = Depends(tenant_of)) -> Any:
-        not_found = ApiError(404, f"no tool call is waiting for approval {approval_id!r}", "approval_not_found", param="approval_id")
+        not_found = ApiError(
+            404, f"no tool call is waiting for approval {approval_id!r}", "approval_not_found", param="approval_id"
+        )
         where = split_approval_id(approval_id)
         if where is None or len(where[0]) > MAX_THREAD_ID_CHARS:
             raise not_found
@@ -378,8 +412,13 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
             raise not_found
         name = found[0].agent or DEFAULT_AGENT
         if name not in catalog.names():
-            raise ApiError(409, f"the turn was paused by the model {name!r}, which this server no longer offers", "model_gone", "conflict_error",
-                           param="approval_id")
+            raise ApiError(
+                409,
+                f"the turn was paused by the model {name!r}, which this server no longer offers",
+                "model_gone",
+                "conflict_error",
+                param="approval_id",
+            )
         agent = await ready_agent(name, tenant)
         events = traced(name, tenant, thread_id, request, lambda: agent.resume(stored, {local_id: body.approve}))
         headers = {THREAD_HEADER: thread_id}
@@ -389,7 +428,10 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
             rest = [event_json(e, thread_id) async for e in events]
         except Exception as exc:  # noqa: BLE001 - every failure becomes an API error, never a traceback
             raise api_error(exc) from None
-        return JSONResponse({"approval_id": approval_id, "approved": body.approve, "thread_id": thread_id, "events": rest}, headers=headers)
+        return JSONResponse(
+            {"approval_id": approval_id, "approved": body.approve, "thread_id": thread_id, "events": rest},
+            headers=headers,
+        )
 
     # -- the web page ----------------------------------------------------------------------------
 
@@ -400,7 +442,12 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
         from importlib.resources import files
 
         html = files("chatloom.server").joinpath("static/chat.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"})
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
+            },
+        )
 
     return app
 
@@ -411,7 +458,12 @@ def create_app(catalog: AgentCatalog, config: ServerConfig | None = None, *, on_
 def _question(messages: list[ChatMessage]) -> str:
     last = messages[-1]
     if last.role != "user":
-        raise ApiError(400, f"the last message must be the user's question (role 'user'), not {last.role!r}", "invalid_messages", param="messages")
+        raise ApiError(
+            400,
+            f"the last message must be the user's question (role 'user'), not {last.role!r}",
+            "invalid_messages",
+            param="messages",
+        )
     content = last.content
     if isinstance(content, list):
         content = "\n".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
@@ -424,7 +476,12 @@ def _thread_id(given: str | None) -> str:
     if given is None or given == "":
         return f"chat-{secrets.token_hex(8)}"
     if len(given) > MAX_THREAD_ID_CHARS or _BAD_THREAD_CHARS.search(given) or not given.strip():
-        raise ApiError(400, f"the thread id must be 1 to {MAX_THREAD_ID_CHARS} printable characters", "invalid_thread_id", param="thread_id")
+        raise ApiError(
+            400,
+            f"the thread id must be 1 to {MAX_THREAD_ID_CHARS} printable characters",
+            "invalid_thread_id",
+            param="thread_id",
+        )
     return given
 
 
@@ -442,7 +499,12 @@ async def _native_sse(events: AsyncIterator[Any], thread_id: str) -> AsyncIterat
             yield {"event": data["type"], "data": json.dumps(data, ensure_ascii=False)}
     except Exception as exc:  # noqa: BLE001 - the stream ends with an error event, never a traceback
         error = api_error(exc)
-        yield {"event": "error", "data": json.dumps({"type": "error", "error": {"message": error.message, "code": error.code, "status": error.status}})}
+        yield {
+            "event": "error",
+            "data": json.dumps(
+                {"type": "error", "error": {"message": error.message, "code": error.code, "status": error.status}}
+            ),
+        }
 
 
 def _usage(reply: Any) -> dict[str, int]:
@@ -465,7 +527,14 @@ def _completion(completion_id: str, created: int, model: str, reply: Any, thread
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": _shown(reply)}, "finish_reason": _finish(reply), "logprobs": None}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": _shown(reply)},
+                "finish_reason": _finish(reply),
+                "logprobs": None,
+            }
+        ],
         "usage": _usage(reply),
         "chatloom": reply_json(reply, thread_id),
     }
@@ -487,8 +556,13 @@ async def _completion_chunks(
     """
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, str]:
-        data: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        data: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
         data.update(extra)
         return {"data": json.dumps(data, ensure_ascii=False)}
 
@@ -519,10 +593,18 @@ async def _completion_chunks(
                 yield chunk({}, chatloom=event_json(event, thread_id))
         if paused:  # the turn paused: say so as content (OpenAI clients show nothing else)
             approvals = [approval_json(a, thread_id) for a in paused]
-            yield chunk({"content": ("\n\n" if sent else "") + paused_notice(paused)}, "stop", chatloom={"type": "paused", "thread_id": thread_id, "approval_required": approvals})
+            yield chunk(
+                {"content": ("\n\n" if sent else "") + paused_notice(paused)},
+                "stop",
+                chatloom={"type": "paused", "thread_id": thread_id, "approval_required": approvals},
+            )
     except Exception as exc:  # noqa: BLE001 - the stream ends with an error chunk, never a traceback
         error = api_error(exc)
-        yield {"data": json.dumps({"error": {"message": error.message, "type": error.type, "code": error.code, "param": None}})}
+        yield {
+            "data": json.dumps(
+                {"error": {"message": error.message, "type": error.type, "code": error.code, "param": None}}
+            )
+        }
     yield {"data": "[DONE]"}
 
 

@@ -70,7 +70,9 @@ class ServerConfig:
         names = [t.name for t in self.tenants]
         for tenant in self.tenants:
             if not _TENANT_NAME.match(tenant.name):
-                raise ConfigError(f"tenant name {tenant.name!r} is not allowed", "use letters, digits, '_' or '-' (at most 64)")
+                raise ConfigError(
+                    f"tenant name {tenant.name!r} is not allowed", "use letters, digits, '_' or '-' (at most 64)"
+                )
             for key in tenant.keys:
                 if len(key) < MIN_KEY_CHARS:
                     raise ConfigError(
@@ -82,7 +84,11 @@ class ServerConfig:
         all_keys = [k for t in self.tenants for k in t.keys]
         if len(set(all_keys)) != len(all_keys):
             raise ConfigError("the same API key is given to two tenants", "give each tenant its own keys")
-        for name, value in (("max_body_bytes", self.max_body_bytes), ("turn_timeout", self.turn_timeout), ("max_concurrent_turns", self.max_concurrent_turns)):
+        for name, value in (
+            ("max_body_bytes", self.max_body_bytes),
+            ("turn_timeout", self.turn_timeout),
+            ("max_concurrent_turns", self.max_concurrent_turns),
+        ):
             if value <= 0:
                 raise ConfigError(f"serve setting {name} must be positive, got {value!r}")
 
@@ -110,7 +116,9 @@ class ServerConfig:
             )
 
 
-def load_server_config(path: str | Path | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> ServerConfig:
+def load_server_config(
+    path: str | Path | None = None, environ: dict[str, str] | None = None, **overrides: Any
+) -> ServerConfig:
     """The server config from ``[serve]`` in chatloom.toml, ``CHATLOOM_API_KEYS`` and ``overrides``.
 
     ``None`` overrides are ignored (unset CLI flags).
@@ -124,12 +132,17 @@ def load_server_config(path: str | Path | None = None, environ: dict[str, str] |
     for item in filter(None, (p.strip() for p in environ.get(API_KEYS_ENV, "").split(","))):
         tenant, sep, key = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{API_KEYS_ENV} has an entry without '=' (tenant {tenant.strip()!r})", "write tenant=key,tenant2=key2")
+            raise ConfigError(
+                f"{API_KEYS_ENV} has an entry without '=' (tenant {tenant.strip()!r})", "write tenant=key,tenant2=key2"
+            )
         keys.setdefault(tenant.strip(), []).append(_resolve_key(key.strip(), tenant.strip(), environ))
     known = {f for f in ServerConfig.__dataclass_fields__ if f != "tenants"}
     unknown = sorted(set(table) - known)
     if unknown:
-        raise ConfigError(f"[serve] in {str(path)!r} has an unknown setting {unknown[0]!r}", f"use one of api_keys, {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"[serve] in {str(path)!r} has an unknown setting {unknown[0]!r}",
+            f"use one of api_keys, {', '.join(sorted(known))}",
+        )
     if "cors_origins" in table:
         table["cors_origins"] = tuple(table["cors_origins"])
     config = ServerConfig(tenants=tuple(Tenant(name, tuple(k)) for name, k in keys.items()), **table)
@@ -142,5 +155,7 @@ def _resolve_key(value: str, tenant: str, environ: dict[str, str]) -> str:
     name = value[4:]
     key = environ.get(name, "").strip()
     if not key:
-        raise ConfigError(f"the API key of tenant {tenant!r} comes from ${name}, which is not set", f"export {name}=<the key>")
+        raise ConfigError(
+            f"the API key of tenant {tenant!r} comes from ${name}, which is not set", f"export {name}=<the key>"
+        )
     return key

@@ -71,7 +71,10 @@ class Observer:
             try:
                 callback({"event": event, **fields})
             except Exception as exc:  # noqa: BLE001 - an observer must never break a turn
-                log.warning("callback.error", extra={"fields": {"callback": getattr(callback, "__name__", "?"), "error": type(exc).__name__}})
+                log.warning(
+                    "callback.error",
+                    extra={"fields": {"callback": getattr(callback, "__name__", "?"), "error": type(exc).__name__}},
+                )
 
     def turn(self, *, agent: str, tenant: str, thread_id: str, request_id: str) -> TurnTrace:
         """A trace of one turn; feed it the turn's events, then :meth:`TurnTrace.failed` or nothing."""
@@ -101,7 +104,12 @@ class TurnTrace:
         if tracer is not None:
             self._span = tracer.start_span(
                 f"invoke_agent {ids['agent']}",
-                attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": ids["agent"], "gen_ai.conversation.id": ids["thread_id"], "chatloom.tenant": ids["tenant"]},
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": ids["agent"],
+                    "gen_ai.conversation.id": ids["thread_id"],
+                    "chatloom.tenant": ids["tenant"],
+                },
             )
             self._tools = {}
         observer.emit("turn.start", **ids)
@@ -113,7 +121,14 @@ class TurnTrace:
             emit("tool.call", **self.ids, tool=event.name, call_id=event.id, arg_names=sorted(event.args))
             self._start_tool(event)
         elif isinstance(event, ToolResultEvent):
-            emit("tool.result", **self.ids, tool=event.name, call_id=event.id, ok=event.ok, result_chars=len(event.content))
+            emit(
+                "tool.result",
+                **self.ids,
+                tool=event.name,
+                call_id=event.id,
+                ok=event.ok,
+                result_chars=len(event.content),
+            )
             self._end_tool(event)
         elif isinstance(event, ApprovalRequired):
             self._paused += 1
@@ -121,9 +136,16 @@ class TurnTrace:
         elif isinstance(event, AnswerEvent):
             reply = event.reply
             emit(
-                "turn.end", **self.ids, ms=self._ms(), stop_reason=reply.stop_reason, steps=reply.steps,
-                tool_calls=len(reply.tool_steps), citations=len(reply.citations), grounded=reply.grounded,
-                input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
+                "turn.end",
+                **self.ids,
+                ms=self._ms(),
+                stop_reason=reply.stop_reason,
+                steps=reply.steps,
+                tool_calls=len(reply.tool_steps),
+                citations=len(reply.citations),
+                grounded=reply.grounded,
+                input_tokens=reply.usage.input_tokens,
+                output_tokens=reply.usage.output_tokens,
             )
             if self._span is not None:
                 self._span.set_attribute("gen_ai.usage.input_tokens", reply.usage.input_tokens)
@@ -147,7 +169,9 @@ class TurnTrace:
             self.observer.emit("turn.client_gone", **self.ids, ms=self._ms())
         else:
             detail = str(exc) if isinstance(exc, ChatloomError) else ""
-            self.observer.emit("turn.error", level=logging.WARNING, **self.ids, ms=self._ms(), error=type(exc).__name__, detail=detail)
+            self.observer.emit(
+                "turn.error", level=logging.WARNING, **self.ids, ms=self._ms(), error=type(exc).__name__, detail=detail
+            )
         if self._span is not None:
             from opentelemetry.trace import Status, StatusCode
 
@@ -166,7 +190,12 @@ class TurnTrace:
         self._tools[event.id] = self.observer._tracer.start_span(
             f"execute_tool {event.name}",
             context=trace.set_span_in_context(self._span),
-            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": event.name, "gen_ai.tool.call.id": event.id, "gen_ai.tool.type": "function"},
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": event.name,
+                "gen_ai.tool.call.id": event.id,
+                "gen_ai.tool.type": "function",
+            },
         )
 
     def _end_tool(self, event: ToolResultEvent) -> None:

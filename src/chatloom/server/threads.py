@@ -38,11 +38,21 @@ def thread_messages(checkpointer: Any, tenant: str, thread_id: str) -> list[dict
         if isinstance(message, HumanMessage):
             out.append({"role": "user", "content": str(message.content)})
         elif isinstance(message, AIMessage) and message.tool_calls:
-            out += [{"role": "tool_call", "name": c["name"], "args": c["args"], "id": c["id"]} for c in message.tool_calls]
+            out += [
+                {"role": "tool_call", "name": c["name"], "args": c["args"], "id": c["id"]} for c in message.tool_calls
+            ]
         elif isinstance(message, AIMessage):
             out.append({"role": "assistant", "content": str(message.content)})
         elif isinstance(message, ToolMessage):
-            out.append({"role": "tool", "name": message.name, "id": message.tool_call_id, "content": unwrap_untrusted(str(message.content)), "ok": message.status != "error"})
+            out.append(
+                {
+                    "role": "tool",
+                    "name": message.name,
+                    "id": message.tool_call_id,
+                    "content": unwrap_untrusted(str(message.content)),
+                    "ok": message.status != "error",
+                }
+            )
     return out
 
 

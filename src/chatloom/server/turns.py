@@ -102,7 +102,9 @@ def _age(approval: PendingApproval) -> float:
     return (datetime.now(UTC) - paused).total_seconds()
 
 
-async def run_turn(events_of: Callable[[], EventStream], *, timeout: float = 300.0, executor: Executor | None = None) -> AsyncIterator[Event]:
+async def run_turn(
+    events_of: Callable[[], EventStream], *, timeout: float = 300.0, executor: Executor | None = None
+) -> AsyncIterator[Event]:
     """Yield the events of ``events_of()`` (a turn, new or resumed) as they happen.
 
     Raises the turn's own error (e.g. :class:`~chatloom.errors.ThreadBusy`) or
@@ -142,7 +144,9 @@ async def run_turn(events_of: Callable[[], EventStream], *, timeout: float = 300
             item = await asyncio.wait_for(queue.get(), max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
             stop.set()
-            raise TurnTimeout(f"the turn took longer than {timeout:g} s", "ask something shorter, or raise [serve] turn_timeout") from None
+            raise TurnTimeout(
+                f"the turn took longer than {timeout:g} s", "ask something shorter, or raise [serve] turn_timeout"
+            ) from None
         if item is done:
             return
         if isinstance(item, BaseException):
@@ -183,9 +187,15 @@ def reply_json(reply: Reply, thread_id: str) -> dict[str, Any]:
 def approval_json(approval: PendingApproval, thread_id: str) -> dict[str, Any]:
     """A pending approval as clients see it: the public id, under the client's ``thread_id``."""
     return {
-        "type": "approval_required", "approval_id": public_approval_id(thread_id, approval.approval_id),
-        "thread_id": thread_id, "tool": approval.tool, "args": approval.args, "effect": approval.effect,
-        "why": approval.why, "model": approval.agent, "requested_at": approval.requested_at,
+        "type": "approval_required",
+        "approval_id": public_approval_id(thread_id, approval.approval_id),
+        "thread_id": thread_id,
+        "tool": approval.tool,
+        "args": approval.args,
+        "effect": approval.effect,
+        "why": approval.why,
+        "model": approval.agent,
+        "requested_at": approval.requested_at,
     }
 
 
@@ -194,7 +204,11 @@ def paused_notice(approvals: tuple[PendingApproval, ...] | list[PendingApproval]
     from chatloom.tools.policy import ToolCallRequest
 
     lines = [f"- {ToolCallRequest(a.tool, a.args, a.effect, a.why).describe()}: {a.why}." for a in approvals]
-    return "Waiting for approval before going on:\n" + "\n".join(lines) + "\nApprove or decline (POST /v1/approvals/{id}); the answer follows."
+    return (
+        "Waiting for approval before going on:\n"
+        + "\n".join(lines)
+        + "\nApprove or decline (POST /v1/approvals/{id}); the answer follows."
+    )
 
 
 def event_json(event: Event, thread_id: str) -> dict[str, Any]:

@@ -504,7 +504,13 @@ class _Evaluator:
 _EQUATION_TAIL = re.compile(r"(?:[0-9.,%()$€£ \t]|\\[$(\[]|\\times|\\div|\\cdot|\\left|\\right|[-+*/×÷·−^])+$")
 # "\[" and "\(" open LaTeX math: delimiters, not brackets of the sum.
 _LATEX_OPS = (
-    ("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\left", ""), ("\\right", ""), ("\\[", " "), ("\\(", " "),
+    ("\\times", "*"),
+    ("\\cdot", "*"),
+    ("\\div", "/"),
+    ("\\left", ""),
+    ("\\right", ""),
+    ("\\[", " "),
+    ("\\(", " "),
 )
 _TWO_NUMBERS = re.compile(r"\d[\d.,]*\s*%?\s*[-+*/×÷·−^]\s*\(*\s*[$€£]?\s*\.?\d")
 MAX_EQUATION_CHARS = 120
@@ -589,8 +595,13 @@ def finish_equation(text: str) -> str | None:
 
 # A question that only asks for a calculation: "What is 17*23?", "calculate 15% of 80",
 # "17*23=?", "3만 원 × 12는 얼마인가요?" (the frame around the expression is dropped).
-_ASKING_EN = re.compile(r"^(?:(?:so|and|ok|okay|please)[, ]+)?(?:what(?:'s| is| are)|how much is|calculate|compute|evaluate|work out)\s+", re.I)
-_ASKING_KO = re.compile(r"\s*(?:(?:은|는|이|가)\s*)?(?:얼마(?:예요|에요|인가요|입니까|야|지|일까요)?|계산(?:해\s*(?:줘|주세요|줄래)?|하면)?)$")
+_ASKING_EN = re.compile(
+    r"^(?:(?:so|and|ok|okay|please)[, ]+)?(?:what(?:'s| is| are)|how much is|calculate|compute|evaluate|work out)\s+",
+    re.I,
+)
+_ASKING_KO = re.compile(
+    r"\s*(?:(?:은|는|이|가)\s*)?(?:얼마(?:예요|에요|인가요|입니까|야|지|일까요)?|계산(?:해\s*(?:줘|주세요|줄래)?|하면)?)$"
+)
 
 
 def expression_asked(question: str) -> str | None:

@@ -127,7 +127,9 @@ def declare_effect(effect: str) -> Callable[[Any], Any]:
         elif callable(obj):
             setattr(obj, _EFFECT_ATTR, effect)
         else:
-            raise ConfigError(f"declare_effect({effect!r}) got a {type(obj).__name__}", "apply it to a @tool or a function")
+            raise ConfigError(
+                f"declare_effect({effect!r}) got a {type(obj).__name__}", "apply it to a @tool or a function"
+            )
         return obj
 
     return mark
@@ -185,7 +187,9 @@ class ToolPolicy:
             return self.rules["*"], "the tool policy's '*' rule"
         if declared_effect(tool) is None:
             # Unknown means dangerous: a plain function may send, write or delete.
-            return DEFAULT_RULES["side_effect"], "the default for tools that declare no effect (declare read-only ones with @read_only)"
+            return DEFAULT_RULES[
+                "side_effect"
+            ], "the default for tools that declare no effect (declare read-only ones with @read_only)"
         return DEFAULT_RULES[tool_effect(tool)], f"the default for {tool_effect(tool)} tools"
 
     def never_runs(self, tool: BaseTool) -> str | None:
@@ -247,7 +251,9 @@ class ToolPolicy:
             try:
                 answer = self.approver(request)  # type: ignore[operator]
             except Exception as exc:  # noqa: BLE001 - an approver that breaks must fail closed
-                return Decision(False, f"{request.why}; the approver failed ({type(exc).__name__}: {exc}), so it was refused")
+                return Decision(
+                    False, f"{request.why}; the approver failed ({type(exc).__name__}: {exc}), so it was refused"
+                )
         if answer is True:
             return Decision(True, f"{label} was approved")
         return Decision(False, f"{label} was declined by the approver")

@@ -232,7 +232,11 @@ def _location(exc: BaseException, path: Path) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{_display(Path(exc.filename))}:{exc.lineno}"
     target = str(path.resolve())
-    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename and str(Path(f.filename).resolve()) == target]
+    lines = [
+        f.lineno
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename and str(Path(f.filename).resolve()) == target
+    ]
     return f"{_display(path)}:{lines[-1]}" if lines else _display(path)
 
 

@@ -259,7 +259,11 @@ class Sandbox:
         if probe.returncode != 0 and Path("/usr/bin/true").exists():
             with seccomp.filter_fd() as fd:
                 bare = subprocess.run(
-                    [*self._bwrap_args(fd), "--", "/usr/bin/true"], capture_output=True, env=self._host_env(), timeout=30, pass_fds=(fd,)
+                    [*self._bwrap_args(fd), "--", "/usr/bin/true"],
+                    capture_output=True,
+                    env=self._host_env(),
+                    timeout=30,
+                    pass_fds=(fd,),
                 )
             if bare.returncode == 0:  # namespaces work; the interpreter does not start in them
                 detail = probe.stderr.decode(errors="replace").strip().splitlines()
@@ -400,12 +404,20 @@ class Sandbox:
             env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
             result = _execute(argv, env, cwd, stdin, self.limits, sandboxed=False)
         return ExecResult(
-            result.stdout, result.stderr, result.exit_code, result.timed_out, result.truncated,
-            result.duration_s, sandboxed=False, notes=("warning: ran WITHOUT a sandbox",),
+            result.stdout,
+            result.stderr,
+            result.exit_code,
+            result.timed_out,
+            result.truncated,
+            result.duration_s,
+            sandboxed=False,
+            notes=("warning: ran WITHOUT a sandbox",),
         )
 
 
-def _bootstrap_args(code: str, drop: bool, uid: int, cwd: str, rlimits: dict[str, tuple[int, int]], paths: list[str]) -> list[str]:
+def _bootstrap_args(
+    code: str, drop: bool, uid: int, cwd: str, rlimits: dict[str, tuple[int, int]], paths: list[str]
+) -> list[str]:
     # Plain strings, not JSON: the bootstrap runs on every call and json costs ~10 ms to import.
     limits = " ".join(f"{name}={soft}:{hard}" for name, (soft, hard) in rlimits.items())
     return ["-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP, code, f"{int(drop)} {uid} {uid} {cwd}", limits, ":".join(paths)]
@@ -448,7 +460,9 @@ def _in_fresh_keyring(run: Callable[[], _T]) -> _T:
             # ENOSYS: a kernel without keyrings; EPERM: keyrings already filtered out here (a
             # container's seccomp profile), so no child of ours can reach one either.
             if joined < 0 and -joined not in (errno.ENOSYS, errno.EPERM):
-                raise SandboxUnavailable(f"cannot give the sandbox a session keyring of its own ({os.strerror(-joined)})")
+                raise SandboxUnavailable(
+                    f"cannot give the sandbox a session keyring of its own ({os.strerror(-joined)})"
+                )
             box["value"] = run()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
             box["error"] = exc
@@ -526,7 +540,14 @@ def _owner(pid: str) -> int | None:
 
 
 def _execute(
-    argv: list[str], env: dict[str, str], cwd: str | None, stdin: str, limits: Limits, *, sandboxed: bool, pass_fds: tuple[int, ...] = ()
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    stdin: str,
+    limits: Limits,
+    *,
+    sandboxed: bool,
+    pass_fds: tuple[int, ...] = (),
 ) -> ExecResult:
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -572,7 +593,9 @@ def _execute(
             except OSError:
                 pass
 
-        threading.Thread(target=feed, args=(proc.stdin, stdin.encode()[: limits.output_bytes * 16]), daemon=True).start()
+        threading.Thread(
+            target=feed, args=(proc.stdin, stdin.encode()[: limits.output_bytes * 16]), daemon=True
+        ).start()
     # Wait on the output pipes, not with Popen.wait(timeout), which polls with sleeps of up to
     # 50 ms; the pipes reach EOF the moment the sandbox exits.
     deadline = start + limits.wall_s

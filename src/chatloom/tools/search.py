@@ -97,4 +97,3 @@ def make_search_tool(
 
 search = make_search_tool()
 """The built-in ``search`` tool over the default knowledge base."""
-

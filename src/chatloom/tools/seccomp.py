@@ -37,7 +37,16 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-NAMESPACE_FLAGS = (CLONE_NEWTIME, CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET)
+NAMESPACE_FLAGS = (
+    CLONE_NEWTIME,
+    CLONE_NEWNS,
+    CLONE_NEWCGROUP,
+    CLONE_NEWUTS,
+    CLONE_NEWIPC,
+    CLONE_NEWUSER,
+    CLONE_NEWPID,
+    CLONE_NEWNET,
+)
 
 KEYCTL_JOIN_SESSION_KEYRING = 1
 TIOCSTI = 0x5412  # push bytes into the terminal's input queue: typing into the parent's shell
@@ -50,16 +59,46 @@ DENIED: dict[str, tuple[str, ...]] = {
     # New namespaces (a nested user namespace gives back CAP_SYS_ADMIN, hence mounts).
     "namespaces": ("unshare", "setns"),
     "mounts": (
-        "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick",
-        "open_tree", "move_mount", "mount_setattr",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "fsopen",
+        "fsconfig",
+        "fsmount",
+        "fspick",
+        "open_tree",
+        "move_mount",
+        "mount_setattr",
     ),
     # Large kernel attack surfaces that plain Python never needs.
     "io_uring": ("io_uring_setup", "io_uring_enter", "io_uring_register"),
     "kernel interfaces": (
-        "bpf", "perf_event_open", "userfaultfd", "kexec_load", "kexec_file_load", "init_module",
-        "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "syslog", "quotactl",
-        "lookup_dcookie", "open_by_handle_at", "name_to_handle_at", "iopl", "ioperm", "settimeofday",
-        "clock_settime", "clock_adjtime", "adjtimex", "vhangup", "fanotify_init",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "kexec_load",
+        "kexec_file_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "reboot",
+        "swapon",
+        "swapoff",
+        "acct",
+        "syslog",
+        "quotactl",
+        "lookup_dcookie",
+        "open_by_handle_at",
+        "name_to_handle_at",
+        "iopl",
+        "ioperm",
+        "settimeofday",
+        "clock_settime",
+        "clock_adjtime",
+        "adjtimex",
+        "vhangup",
+        "fanotify_init",
     ),
     # Reading or steering other processes.
     "other processes": ("ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd", "process_madvise"),
@@ -76,7 +115,9 @@ def _library() -> Any:
     except ImportError:
         raise SandboxUnavailable("the sandbox's seccomp filter needs the 'pyseccomp' package", PIP_HINT) from None
     except (OSError, RuntimeError) as exc:  # pyseccomp raises RuntimeError when libseccomp.so is missing
-        raise SandboxUnavailable(f"libseccomp could not be loaded ({exc})", "sudo apt-get install -y libseccomp2") from None
+        raise SandboxUnavailable(
+            f"libseccomp could not be loaded ({exc})", "sudo apt-get install -y libseccomp2"
+        ) from None
     return pyseccomp
 
 
@@ -110,11 +151,25 @@ def _add(seccomp: Any, flt: Any, action: int, name: str, *args: Any) -> None:
     try:
         flt.add_rule(action, name, *args)
     except OSError as exc:
-        raise SandboxUnavailable(f"libseccomp refused the rule for {name!r} ({exc})", "upgrade libseccomp2 (2.5 or newer)") from None
+        raise SandboxUnavailable(
+            f"libseccomp refused the rule for {name!r} ({exc})", "upgrade libseccomp2 (2.5 or newer)"
+        ) from None
 
 
 # Newer than libseccomp 2.5.0; a build that does not know them gets a filter without them.
-_OPTIONAL = frozenset({"mount_setattr", "process_madvise", "pidfd_getfd", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount"})
+_OPTIONAL = frozenset(
+    {
+        "mount_setattr",
+        "process_madvise",
+        "pidfd_getfd",
+        "fsopen",
+        "fsconfig",
+        "fsmount",
+        "fspick",
+        "open_tree",
+        "move_mount",
+    }
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,7 +188,9 @@ def syscall_number(name: str) -> int:
     seccomp = _library()
     number = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
     if number < 0:
-        raise SandboxUnavailable(f"libseccomp does not know the syscall {name!r} on this machine", "upgrade libseccomp2")
+        raise SandboxUnavailable(
+            f"libseccomp does not know the syscall {name!r} on this machine", "upgrade libseccomp2"
+        )
     return int(number)
 
 
@@ -150,7 +207,7 @@ def filter_fd() -> Iterator[int]:
         # The program is about 1 KiB; a pipe holds 64 KiB, so this write never blocks.
         view = memoryview(data)
         while view:
-            view = view[os.write(write_end, view):]
+            view = view[os.write(write_end, view) :]
         os.close(write_end)
         write_end = -1
         yield read_end

@@ -93,9 +93,13 @@ class SearxngProvider:
                             raise httpx.ReadTimeout("total time limit")
                     status = response.status_code
         except httpx.TimeoutException:
-            raise WebSearchError(f"{url} did not answer within {self.timeout:g} s", "check the server or raise the timeout") from None
+            raise WebSearchError(
+                f"{url} did not answer within {self.timeout:g} s", "check the server or raise the timeout"
+            ) from None
         except httpx.HTTPError as exc:
-            raise WebSearchError(f"cannot reach {url} ({type(exc).__name__}: {exc})", "is the SearxNG server running?") from None
+            raise WebSearchError(
+                f"cannot reach {url} ({type(exc).__name__}: {exc})", "is the SearxNG server running?"
+            ) from None
         if status == 403:
             raise WebSearchError(
                 f"{url} refused format=json (HTTP 403)",
@@ -115,7 +119,9 @@ class SearxngProvider:
         for row in rows:
             if not isinstance(row, dict) or not row.get("url"):
                 continue
-            results.append(WebResult(str(row.get("title") or row["url"]), str(row["url"]), str(row.get("content") or "")))
+            results.append(
+                WebResult(str(row.get("title") or row["url"]), str(row["url"]), str(row.get("content") or ""))
+            )
             if len(results) >= k:
                 break
         return results
