@@ -24,14 +24,20 @@ JAPANESE = (
 ) * 12
 
 
-def test_a_file_over_the_limit_is_skipped_with_a_clear_line(mem, tmp_path, monkeypatch):
-    monkeypatch.setenv("CHATLOOM_INGEST_MAX_FILE_MB", "0.5")
+def test_a_file_over_the_limit_is_skipped_with_a_clear_line(settings, minilm, tmp_path):
+    from chatloom.memory import open_memory
+
     d = tmp_path / "docs"
     d.mkdir()
     (d / "small.md").write_text("# Small\nThis one fits.\n")
     big = d / "big.md"
     big.write_text("# Big\n" + "A sentence that repeats. " * 44_000)  # ~1.1 MB
-    report = mem.ingest([d])
+    # The limit is the setting of the memory that ingests (CHATLOOM_INGEST_MAX_FILE_MB when it opened).
+    mem = open_memory(settings.model_copy(update={"ingest_max_file_mb": 0.5}), namespace="test", embeddings=minilm)
+    try:
+        report = mem.ingest([d])
+    finally:
+        mem.close()
     assert report.added == [str(d / "small.md")]
     [(path, reason)] = report.skipped
     assert path == str(big)
