@@ -35,11 +35,11 @@ from langgraph.runtime import Runtime
 from chatloom.agents import grounding
 from chatloom.agents.reply import StopReason
 from chatloom.agents.taint import is_tainted, taint_update
+from chatloom.arithmetic import expression_asked
 from chatloom.memory.base import Memory
 from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
 from chatloom.models.toolcalls import looks_like_tool_call, new_call_id
 from chatloom.prompts.template import split_reasoning
-from chatloom.tools.calculator import expression_asked
 from chatloom.tools.policy import contains_untrusted, output_is_trusted, unwrap_untrusted, wrap_untrusted
 
 STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
