@@ -346,6 +346,11 @@ class Agent:
         """The agent's tools once loaded (MCP tools included, named ``server.tool``)."""
         return list(self._services().tools.values())
 
+    @property
+    def has_memory(self) -> bool:
+        """Whether turns recall from a knowledge memory (as given to ``memory=``); never loads."""
+        return bool(self._memory_spec)
+
     def checks_answers(self) -> bool:
         """Whether answers are checked against the passages and may be replaced (grounding):
         ``grounding`` when set, else on exactly when the agent has memory. Loads the agent."""
