@@ -603,3 +603,10 @@ def test_units_abbreviating_some_passage_word_are_not_given_but_units_a_passage_
     assert reply.stop_reason == "answer" and any(
         isinstance(m, ToolMessage) and "19.3121 km" in str(m.content) for m in model.calls[-1]
     )
+
+
+def test_has_memory_says_whether_turns_recall_without_loading_the_agent():
+    assert Agent(model=FakeChatModel(["hi"]), checkpointer="memory").has_memory is False
+    with_memory = Agent(model=FakeChatModel(["hi"]), memory=True, checkpointer="memory")
+    assert with_memory.has_memory is True
+    assert with_memory.loaded_model is None  # nothing was loaded to answer

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
+from fake_llama import FakeLlama
 
 from chatloom.models import model_cache
 from chatloom.models.llamacpp_backend import LlamaCppChatModel, default_threads
-
-
-class FakeLlama:
-    made: list[dict] = []
-
-    def __init__(self, **kwargs):
-        FakeLlama.made.append(kwargs)
-        self.metadata = {"tokenizer.chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}
-        self._model = types.SimpleNamespace(token_get_text=lambda t: "</s>")
-
-    def token_eos(self):
-        return 2
-
-    def token_bos(self):
-        return -1
 
 
 @pytest.fixture

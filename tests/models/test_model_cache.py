@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-import types
 
 import pytest
+from fake_llama import FakeLlama
 
 from chatloom.models import model_cache
 from chatloom.models.model_cache import MAX_LOADED_MODELS, ModelCache
@@ -98,21 +98,6 @@ def test_a_bound_below_one_is_refused():
         ModelCache(max_size=0)
 
 
-class FakeLlama:
-    made: list[str] = []
-
-    def __init__(self, **kwargs):
-        FakeLlama.made.append(kwargs["model_path"])
-        self.metadata = {"tokenizer.chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}
-        self._model = types.SimpleNamespace(token_get_text=lambda t: "</s>")
-
-    def token_eos(self):
-        return 2
-
-    def token_bos(self):
-        return -1
-
-
 def test_both_engines_share_one_bounded_cache(tmp_path, monkeypatch):
     llama_cpp = pytest.importorskip("llama_cpp")  # for its chat formatter; the weights are faked
     pytest.importorskip("torch")
@@ -137,5 +122,5 @@ def test_both_engines_share_one_bounded_cache(tmp_path, monkeypatch):
     assert [key[0] for key in model_cache.LOADED_MODELS.keys()] == ["llama.cpp", "transformers"]  # noqa: SIM118 - a ModelCache, not a dict
     assert first._llm is not None  # a model in use keeps its weights when the cache drops them
     LlamaCppChatModel(model_path=str(tmp_path / "a.gguf")).load()
-    assert FakeLlama.made == [str(tmp_path / "a.gguf"), str(tmp_path / "b.gguf"), str(tmp_path / "a.gguf")]
+    assert [m["model_path"] for m in FakeLlama.made] == [str(tmp_path / n) for n in ("a.gguf", "b.gguf", "a.gguf")]
     assert hf_loads == [str(tmp_path / "hf-dir")]

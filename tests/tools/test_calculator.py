@@ -13,14 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatloom.tools.calculator import (
+from chatloom.arithmetic import (
     TIME_LIMIT_S,
     CalculatorError,
-    calculator,
     compute,
     evaluate,
     finish_equation,
 )
+from chatloom.tools.calculator import calculator
 
 EVALDATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "evaldata"
 GSM8K = EVALDATA / "gsm8k" / "test_dev.jsonl"

@@ -29,22 +29,20 @@ from chatloom.agents.reply import (
 from chatloom.errors import ConfigError, EmptyQuestion, QuestionTooLong
 
 if TYPE_CHECKING:  # the heavy imports stay lazy: a REPL shows its prompt before any of them
-    from langchain_core.language_models import BaseChatModel, LanguageModelInput
+    from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import BaseMessage
-    from langchain_core.runnables import Runnable, RunnableConfig
+    from langchain_core.runnables import RunnableConfig
     from langchain_core.tools import BaseTool
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.types import Command, Durability, StreamMode
 
-    from chatloom.agents.graph import TurnContext, TurnGraph, TurnState
+    from chatloom.agents.graph import ChatRunnable, TurnContext, TurnGraph, TurnState
     from chatloom.config import Settings
     from chatloom.mcp.config import MCPServerSpec
     from chatloom.memory.base import Memory
     from chatloom.models.profiles import ModelProfile
     from chatloom.prompts.template import PromptTemplate
     from chatloom.tools.policy import Approver, Rule, ToolPolicy
-
-    ChatRunnable = Runnable[LanguageModelInput, BaseMessage]  # a chat model, maybe with tools bound
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +345,11 @@ class Agent:
     def tools(self) -> list[BaseTool]:
         """The agent's tools once loaded (MCP tools included, named ``server.tool``)."""
         return list(self._services().tools.values())
+
+    @property
+    def has_memory(self) -> bool:
+        """Whether turns recall from a knowledge memory (as given to ``memory=``); never loads."""
+        return bool(self._memory_spec)
 
     def checks_answers(self) -> bool:
         """Whether answers are checked against the passages and may be replaced (grounding):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
     AnyMessage,
@@ -24,6 +25,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import add_usage
 from langchain_core.messages.utils import trim_messages
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.constants import TAG_NOSTREAM
@@ -35,12 +37,15 @@ from langgraph.runtime import Runtime
 from chatloom.agents import grounding
 from chatloom.agents.reply import StopReason
 from chatloom.agents.taint import is_tainted, taint_update
+from chatloom.arithmetic import expression_asked
 from chatloom.memory.base import Memory
 from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
 from chatloom.models.toolcalls import looks_like_tool_call, new_call_id
 from chatloom.prompts.template import split_reasoning
-from chatloom.tools.calculator import expression_asked
-from chatloom.tools.policy import contains_untrusted, output_is_trusted, unwrap_untrusted, wrap_untrusted
+from chatloom.tools.policy import ToolPolicy, contains_untrusted, output_is_trusted, unwrap_untrusted, wrap_untrusted
+
+ChatRunnable = Runnable[LanguageModelInput, AIMessage]
+"""A chat model, or one with tools bound to it (what ``bind_tools`` returns)."""
 
 STEP_LIMIT_ANSWER = "I stopped after {steps} steps without reaching an answer. Try a narrower question."
 LOOP_ANSWER = "I stopped because I kept repeating the same tool call ({call}). Try rephrasing the question."
@@ -76,22 +81,22 @@ class TurnState(TypedDict, total=False):
 class TurnContext:
     """The services one turn uses. Not checkpointed."""
 
-    model: Any  # a langchain-core chat model, tools already bound
-    first_model: Any = None  # the model for a turn's first call when a tool call is forced
+    model: ChatRunnable  # a langchain-core chat model, tools already bound
+    first_model: ChatRunnable | None = None  # the model for a turn's first call when a tool call is forced
     tools: dict[str, BaseTool] = field(default_factory=dict)  # every tool a call may name
     offered: frozenset[str] | None = None  # the tools shown to the model; None: all of ``tools``
-    render_prompt: Any = None  # callable(tools) -> list[BaseMessage]; None means no system prompt
-    split_reasoning: Any = split_reasoning
+    render_prompt: Callable[[list[BaseTool]], list[BaseMessage]] | None = None  # None: no system prompt
+    split_reasoning: Callable[[str], tuple[str, str]] = split_reasoning
     memory: Memory | None = None
     recall_k: int = 4
     namespace: str | None = None
     user_id: str | None = None
     thread_id: str = "default"
     max_steps: int = 8
-    policy: Any = None  # an object with authorize(tool, args, *, untrusted_context) -> decision (a ToolPolicy)
+    policy: ToolPolicy | None = None  # None: every call runs
     conversation_memory: bool = False  # store and recall per-user facts across threads
-    summarizer: Any = None  # the model without tools, for summarising long threads
-    answer_model: Any = None  # the model with only the profile's inline tools bound (no tool list)
+    summarizer: ChatRunnable | None = None  # the model without tools (summaries, plain answers); None: model
+    answer_model: ChatRunnable | None = None  # the model with only the profile's inline tools bound (no tool list)
     history_tokens: int = HISTORY_TOKEN_BUDGET
     grounding: bool = False  # check answers against passages and tool results; cite or abstain
     profile: ModelProfile = field(default_factory=lambda: profile_for(None))
@@ -345,11 +350,12 @@ def _plain_answer(state: TurnState, ctx: TurnContext) -> AIMessage | None:
     messages = state["messages"]
     kept = _useful_steps(state, ctx)
     clean: Any = {**state, "messages": [*messages[: state.get("turn_start", len(messages) - 1) + 1], *kept]}
+    plain = ctx.summarizer or ctx.model
     if kept:
         prompt = _model_input(clean, ctx) + [HumanMessage(content=FINAL_ANSWER_NUDGE)]
-        response = ctx.summarizer.invoke(prompt)
+        response = plain.invoke(prompt)
     else:
-        response = (ctx.answer_model or ctx.summarizer).invoke(_model_input(clean, ctx, show_tools=False))
+        response = (ctx.answer_model or plain).invoke(_model_input(clean, ctx, show_tools=False))
     if not str(response.content).strip() or looks_like_tool_call(str(response.content)):
         return None
     return response
@@ -546,6 +552,8 @@ def _ask_first(message: AIMessage, seen: list[str], untrusted: bool, ctx: TurnCo
     from langgraph.types import interrupt
 
     from chatloom.agents.approvals import approval_id, request_payload
+
+    assert ctx.policy is not None, "act asks first only under a policy that pauses"
 
     requests: list[dict[str, Any]] = []
     signatures = set(seen)

@@ -28,7 +28,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from chatloom.tools.calculator import KOREAN_MULTIPLIER_WORDS, KOREAN_MULTIPLIERS, finish_equation
+from chatloom.arithmetic import KOREAN_MULTIPLIER_WORDS, KOREAN_MULTIPLIERS, finish_equation
 
 ABSTAIN = {
     "ko": "지식 베이스에서 관련 내용을 찾지 못했습니다.",

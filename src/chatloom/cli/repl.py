@@ -225,8 +225,7 @@ class Repl:
     def _first_phase(self) -> str:
         # Agent.stream reports no event before the first token or tool call, so the status
         # can't tell recall from thinking; it names both when the agent recalls at all.
-        # (Agent has no public "has memory"; _memory_spec is what `memory=` was given.)
-        return "recalling, thinking" if getattr(self.agent, "_memory_spec", None) else "thinking"
+        return "recalling, thinking" if self.agent.has_memory else "thinking"
 
     def _ask_user(self, question: str) -> str:
         """The approver's y/N question, asked with the live status off the screen."""

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import dataclass, replace
 
+from chatloom.arithmetic import finish_equation
 from chatloom.models._engine import Piece, Prepared
 from chatloom.models.toolcalls import opens_tool_call
-from chatloom.tools.calculator import finish_equation
 
 MAX_CALCULATIONS = 32  # numbers the inline calculator may correct in one reply
 
