@@ -16,7 +16,7 @@ model would go on believing its 102.25.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Generator, Iterator
+from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass, replace
 
 from chatloom.arithmetic import finish_equation
@@ -151,7 +151,7 @@ class EquationReader:
 
 
 def decode_calculating(
-    generate: Callable[[Prepared], Iterator[Piece]],
+    generate: Callable[[Prepared], Generator[Piece, None, None]],
     prepared: Prepared,
     tool_names: Collection[str],
 ) -> Generator[Piece, None, None]:
@@ -194,8 +194,7 @@ def decode_calculating(
                     correction, after_result = step.correction, step.ends_in_result
                     break
         finally:
-            if isinstance(stream, Generator):  # engines are generators: this stops one mid-reply
-                stream.close()  # and releases its lock
+            stream.close()  # stops the engine mid-reply and releases its lock
         if correction is None:
             # The last segment's prompt held the text written so far: count that as output
             # (approximately: one token per piece, one per corrected number).

@@ -236,7 +236,7 @@ class LocalChatModel(BaseChatModel):
     def _decode(self, prepared: Prepared) -> Iterator[Piece]:
         """The engine's text, stopped where it starts repeating itself (see :func:`_loops`)."""
         text, produced = "", 0
-        stream: Iterator[Piece]
+        stream: Generator[Piece, None, None]
         if self._calculates_inline(prepared):
             from chatloom.models._inline_calculator import decode_calculating
 
@@ -256,8 +256,7 @@ class LocalChatModel(BaseChatModel):
                     yield Piece("", done=True, output_tokens=produced, finish_reason="repetition")
                     return
         finally:
-            if isinstance(stream, Generator):  # engines are generators: this stops one mid-reply
-                stream.close()
+            stream.close()  # stops the engine mid-reply and releases its lock
 
     # ------------------------------------------------------------------ inline calculator
 
@@ -270,7 +269,7 @@ class LocalChatModel(BaseChatModel):
 
     # ------------------------------------------------------------------ engine hooks
 
-    def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:  # pragma: no cover
+    def _generate_text(self, prepared: Prepared) -> Generator[Piece, None, None]:  # pragma: no cover
         raise NotImplementedError
 
     def _chat_template(self) -> str | None:  # pragma: no cover

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -381,7 +381,7 @@ class LlamaCppChatModel(LocalChatModel):
             yield Piece(pending.decode("utf-8", errors="replace"))
         yield Piece("", done=True, input_tokens=len(tokens), output_tokens=n_out, finish_reason=finish)
 
-    def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:
+    def _generate_text(self, prepared: Prepared) -> Generator[Piece, None, None]:
         llm = self._ensure_loaded()
         prompt = self.render(prepared) + prepared.prefix
         add_bos = not (self._bos and prompt.startswith(self._bos))

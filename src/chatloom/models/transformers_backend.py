@@ -18,7 +18,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +221,7 @@ class TransformersChatModel(LocalChatModel):
             self._compiled[key] = self._xgr_compiler.compile_grammar(prepared.grammar.xgrammar())
         return xgr.contrib.hf.LogitsProcessor(self._compiled[key])
 
-    def _generate_text(self, prepared: Prepared) -> Iterator[Piece]:
+    def _generate_text(self, prepared: Prepared) -> Generator[Piece, None, None]:
         torch, transformers = _require()
         model, tok = self._ensure_loaded()
         prompt = (
