@@ -68,7 +68,6 @@ class _Services:
     split_reasoning: Callable[[str], tuple[str, str]]
     memory: Memory | None
     policy: ToolPolicy
-    checkpointer: BaseCheckpointSaver  # the graph's, typed (the graph's own attribute may be a bool)
     bound: dict[frozenset[str], ChatRunnable] = field(default_factory=dict)  # offered subset -> model (_turn_tools)
 
 
@@ -113,7 +112,7 @@ class Agent:
         prompt: str | PromptTemplate | None = None,
         tools: Sequence[str | BaseTool | Callable[..., Any]] = (),
         *,
-        memory: Memory | bool | None = None,
+        memory: Memory | bool | str | None = None,
         max_steps: int | None = None,
         tool_choice: str = "auto",
         tool_policy: dict[str, Rule] | None = None,
@@ -227,7 +226,6 @@ class Agent:
             split_reasoning=split,
             memory=memory,
             policy=policy,
-            checkpointer=checkpointer,
         )
 
     def _first_model(self, plain_model: BaseChatModel, tools: list[BaseTool]) -> ChatRunnable | None:
@@ -501,9 +499,12 @@ class Agent:
 
     def reset(self, thread_id: str = "default") -> None:
         """Forget a conversation thread."""
-        services = self._services()
-        with self._turn_lock(services.graph, thread_id):  # never in the middle of a running turn
-            services.checkpointer.delete_thread(thread_id)
+        from langgraph.checkpoint.base import BaseCheckpointSaver
+
+        graph = self._services().graph
+        if isinstance(graph.checkpointer, BaseCheckpointSaver):  # (LangGraph also allows a bool here)
+            with self._turn_lock(graph, thread_id):  # never in the middle of a running turn
+                graph.checkpointer.delete_thread(thread_id)
 
     def _turn_lock(self, graph: TurnGraph, thread_id: str) -> Any:
         """Serialise turns on ``thread_id``, across threads and processes (see thread_lock)."""

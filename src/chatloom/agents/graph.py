@@ -68,9 +68,8 @@ class TurnState(TypedDict, total=False):
     retrieved: list[dict[str, Any]]  # everything recall found, relevant or not (the trace)
     steps: int  # model calls made this turn
     seen_calls: list[str]  # signatures of tool calls already run this turn
-    stop_reason: (
-        StopReason | Literal[""]
-    )  # "" while the turn runs; "loop": no progress (a repeated call, or calls that keep failing)
+    # "" while the turn runs; "loop" means no progress (a repeated call, or calls that keep failing)
+    stop_reason: StopReason | Literal[""]
     turn_start: int  # index into messages where this turn's question sits
     summary: str  # a summary of the thread's messages before summary_upto
     summary_upto: int
