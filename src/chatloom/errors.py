@@ -109,5 +109,9 @@ class ThreadBusy(ChatloomError):
     """Another turn on the same conversation thread held it for longer than the wait allows."""
 
 
+class TurnStopped(ChatloomError):
+    """The turn was stopped before its answer (``Agent.stop``, Ctrl-C, or its stream closed early)."""
+
+
 class QuestionTooLong(ChatloomError):
     """A question longer than the configured limit (``max_question_chars``)."""

@@ -41,13 +41,18 @@ def send_note(text: str) -> str:
 
 
 class SlowChatModel(FakeChatModel):
-    """Streams each word after a pause, like a slow local model."""
+    """Streams each word after a pause, like a slow local model; with ``$SCRIPTED_WORDS_LOG`` set,
+    it also appends each word it writes to that file (what it generated, shown or not)."""
 
     delay: float = 0.2
 
     def _stream(self, *args: Any, **kwargs: Any) -> Any:
+        log = os.environ.get("SCRIPTED_WORDS_LOG")
         for chunk in super()._stream(*args, **kwargs):
             time.sleep(self.delay)
+            if log:
+                with open(log, "a", encoding="utf-8") as out:
+                    out.write(f"{chunk.message.content}\n")
             yield chunk
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from scripted_bot import SLOW_WORDS
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -109,12 +110,18 @@ def test_slash_command_and_did_you_mean(spawn_chat):
     child.expect(pexpect.EOF)
 
 
-def test_ctrl_c_stops_the_answer_and_stays_in_the_chat(spawn_chat):
+def test_ctrl_c_stops_the_answer_and_stays_in_the_chat(spawn_chat, chat_env, tmp_path):
+    words = tmp_path / "words.log"
+    chat_env["SCRIPTED_WORDS_LOG"] = str(words)
     child = spawn_chat("--model", "scripted:slow")
     child.sendline("tell me a long story")
     child.expect("word2")
     child.sendintr()
     child.expect(shown("interrupted"))
+    # The model itself stopped, not just the display: a Ctrl-C that only reached the chat once
+    # the turn's worker was done would come after all SLOW_WORDS words were written.
+    written = words.read_text().split()
+    assert 3 <= len(written) < SLOW_WORDS // 2, written
     child.expect("›")
     child.sendline("are you there?")
     child.expect(shown("You said: are you there?"))

@@ -8,6 +8,7 @@ import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -26,7 +27,7 @@ from chatloom.agents.reply import (
     ToolStep,
     Usage,
 )
-from chatloom.errors import ConfigError, EmptyQuestion, QuestionTooLong
+from chatloom.errors import ConfigError, EmptyQuestion, QuestionTooLong, TurnStopped
 
 if TYPE_CHECKING:  # the heavy imports stay lazy: a REPL shows its prompt before any of them
     from langchain_core.language_models import BaseChatModel
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # the heavy imports stay lazy: a REPL shows its prompt before
     from langgraph.types import Command, Durability, StreamMode
 
     from chatloom.agents.graph import ChatRunnable, TurnContext, TurnGraph, TurnState
+    from chatloom.agents.stopping import StopSignal
     from chatloom.config import Settings
     from chatloom.mcp.config import MCPServerSpec
     from chatloom.memory.base import Memory
@@ -155,6 +157,7 @@ class Agent:
         self._mcp: Any = None
         self._lock = threading.Lock()
         self._ready: _Services | None = None
+        self._running: dict[str, StopSignal] = {}  # thread id -> the stop switch of its turn (see stop)
 
     @classmethod
     def from_spec(cls, path: str | Path, **overrides: Any) -> Agent:
@@ -378,9 +381,9 @@ class Agent:
         """Run one turn and return the :class:`Reply` (``stop_reason="paused"`` when a tool call
         waits for approval: see :meth:`resume`)."""
         graph, state_in, config, context = self._start(text, thread_id, user_id)
-        with self._turn_lock(graph, thread_id):
+        with self._turn_lock(graph, thread_id), self._stoppable(config, thread_id) as stoppable:
             self._refuse_if_paused(graph, thread_id)
-            state = graph.invoke(state_in, config, context=context, durability=_DURABILITY)
+            state = graph.invoke(state_in, stoppable, context=context, durability=_DURABILITY)
             if "__interrupt__" in state:  # paused: the saved state says for which calls
                 return _outcome(graph.get_state(config), thread_id)
         return _reply(state, thread_id)
@@ -430,10 +433,9 @@ class Agent:
             context = self._context(services, thread_id, user_id)
             yield from self._stream_turn(graph, Command(resume=answers), config, context, thread_id)
 
-    async def aresume(self, thread_id: str, decisions: dict[str, bool]) -> AsyncIterator[Event]:
+    def aresume(self, thread_id: str, decisions: dict[str, bool]) -> AsyncIterator[Event]:
         """Async twin of :meth:`resume`."""
-        async for event in _in_thread(lambda: self.resume(thread_id, decisions)):
-            yield event
+        return _in_thread(lambda: self.resume(thread_id, decisions), lambda: self.stop(thread_id))
 
     def _stream_turn(
         self,
@@ -443,35 +445,7 @@ class Agent:
         context: TurnContext,
         thread_id: str,
     ) -> EventStream:
-        from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
-
-        visible = _VisibleText(frozenset(context.tools) if context.offered is None else context.offered)
-        modes: list[StreamMode] = ["updates", "messages"]
-        # With a list of modes LangGraph yields (mode, payload) pairs; its overloads can't say so.
-        events = cast(
-            Iterator[tuple[str, Any]],
-            graph.stream(state_in, config, context=context, stream_mode=modes, durability=_DURABILITY),
-        )
-        for mode, payload in events:
-            if mode == "messages":
-                chunk, meta = payload
-                if meta.get("langgraph_node") == "think" and isinstance(chunk, AIMessageChunk):
-                    piece = visible.feed(str(chunk.content or ""))
-                    if piece:
-                        yield Token(piece)
-                continue
-            for node, update in payload.items():
-                if node == "__interrupt__":  # a pause: reported below, from the saved state
-                    continue
-                for message in (update or {}).get("messages", []):
-                    if isinstance(message, AIMessage):
-                        visible.reset()
-                        for call in message.tool_calls:
-                            yield ToolCallEvent(call["name"], call["args"], call["id"] or "")
-                    elif isinstance(message, ToolMessage):
-                        yield ToolResultEvent(
-                            message.name or "", str(message.content), message.tool_call_id, message.status != "error"
-                        )
+        yield from self._turn_events(graph, state_in, config, context, thread_id)
         outcome = _outcome(graph.get_state(config), thread_id)
         if outcome.stop_reason == "paused":
             for approval in outcome.approval_required:
@@ -479,17 +453,60 @@ class Agent:
             return
         yield AnswerEvent(outcome)
 
+    def _turn_events(
+        self,
+        graph: TurnGraph,
+        state_in: TurnState | Command,
+        config: RunnableConfig,
+        context: TurnContext,
+        thread_id: str,
+    ) -> EventStream:
+        """The turn's tokens and tool steps, as the graph runs it."""
+        from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
+
+        visible = _VisibleText(frozenset(context.tools) if context.offered is None else context.offered)
+        modes: list[StreamMode] = ["updates", "messages"]
+        # A reader that closes this stream early leaves the `with` first, which sets the stop
+        # switch; `events` goes only after, with this frame, and closing it waits for the turn's
+        # workers, which by then stop at their next token instead of writing the whole answer.
+        with self._stoppable(config, thread_id) as stoppable:
+            # With a list of modes LangGraph yields (mode, payload) pairs; its overloads can't say so.
+            events = cast(
+                Iterator[tuple[str, Any]],
+                graph.stream(state_in, stoppable, context=context, stream_mode=modes, durability=_DURABILITY),
+            )
+            for mode, payload in events:
+                if mode == "messages":
+                    chunk, meta = payload
+                    if meta.get("langgraph_node") == "think" and isinstance(chunk, AIMessageChunk):
+                        piece = visible.feed(str(chunk.content or ""))
+                        if piece:
+                            yield Token(piece)
+                    continue
+                for node, update in payload.items():
+                    if node == "__interrupt__":  # a pause: reported below, from the saved state
+                        continue
+                    for message in (update or {}).get("messages", []):
+                        if isinstance(message, AIMessage):
+                            visible.reset()
+                            for call in message.tool_calls:
+                                yield ToolCallEvent(call["name"], call["args"], call["id"] or "")
+                        elif isinstance(message, ToolMessage):
+                            yield ToolResultEvent(
+                                message.name or "",
+                                str(message.content),
+                                message.tool_call_id,
+                                message.status != "error",
+                            )
+
     async def achat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
         """Async twin of :meth:`chat`. Runs the turn in a worker thread."""
         # One sync code path (and one checkpointer) serves both; the model call dominates anyway.
         return await asyncio.to_thread(self.chat, text, thread_id=thread_id, user_id=user_id)
 
-    async def astream(
-        self, text: str, *, thread_id: str = "default", user_id: str | None = None
-    ) -> AsyncIterator[Event]:
+    def astream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> AsyncIterator[Event]:
         """Async twin of :meth:`stream`."""
-        async for event in _in_thread(lambda: self.stream(text, thread_id=thread_id, user_id=user_id)):
-            yield event
+        return _in_thread(lambda: self.stream(text, thread_id=thread_id, user_id=user_id), lambda: self.stop(thread_id))
 
     def history(self, thread_id: str = "default") -> list[BaseMessage]:
         """The messages of a thread so far (tool calls and reasoning included)."""
@@ -505,6 +522,35 @@ class Agent:
         if isinstance(graph.checkpointer, BaseCheckpointSaver):  # (LangGraph also allows a bool here)
             with self._turn_lock(graph, thread_id):  # never in the middle of a running turn
                 graph.checkpointer.delete_thread(thread_id)
+
+    def stop(self, thread_id: str = "default") -> bool:
+        """Stop the turn running on ``thread_id`` (in this process) at its next token, model call
+        or tool call; False if none is running. Safe from any thread, a signal handler included.
+
+        The turn's :meth:`stream` or :meth:`chat` then raises :class:`~chatloom.errors.TurnStopped`,
+        and the thread keeps what earlier turns saved. Closing a stream before its end stops its
+        turn the same way, so a reader that goes away doesn't leave the model writing.
+        """
+        signal = self._running.get(thread_id)
+        if signal is not None:
+            signal.stop()
+        return signal is not None
+
+    @contextmanager
+    def _stoppable(self, config: RunnableConfig, thread_id: str) -> Iterator[RunnableConfig]:
+        """Run a turn with a stop switch (see :meth:`stop`): ``config`` plus the switch's callback."""
+        from chatloom.agents.stopping import StopSignal, StopTurn
+
+        signal = StopSignal()
+        self._running[thread_id] = signal
+        try:
+            yield {**config, "callbacks": [signal]}
+        except StopTurn:
+            raise TurnStopped("the turn was stopped before its answer") from None
+        finally:
+            signal.stop()  # a stream closed early: its workers stop at their next step, not at the end
+            if self._running.get(thread_id) is signal:
+                del self._running[thread_id]
 
     def _turn_lock(self, graph: TurnGraph, thread_id: str) -> Any:
         """Serialise turns on ``thread_id``, across threads and processes (see thread_lock)."""
@@ -581,28 +627,44 @@ class Agent:
         )
 
 
-async def _in_thread(make_events: Callable[[], Iterator[Event]]) -> AsyncIterator[Event]:
-    """The events of a sync stream, produced in a worker thread and handed to the event loop."""
+async def _in_thread(make_events: Callable[[], Iterator[Event]], stop: Callable[[], object]) -> AsyncIterator[Event]:
+    """The events of a sync stream, produced in a worker thread and handed to the event loop.
+
+    A reader that leaves before the end calls ``stop`` (:meth:`Agent.stop` of the turn's thread),
+    as closing the sync stream would: the worker is not left generating an answer nobody reads.
+    """
     # One sync code path (and one checkpointer) serves both; the model call dominates anyway.
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     done = object()
 
+    def send(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: its reader is gone, and the turn ends anyway
+            pass
+
     def pump() -> None:
         try:
             for event in make_events():
-                loop.call_soon_threadsafe(queue.put_nowait, event)
+                send(event)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
+            send(exc)
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, done)
+            send(done)
 
     worker = threading.Thread(target=pump, daemon=True)
     worker.start()
-    while (item := await queue.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    finished = False
+    try:
+        while (item := await queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+        finished = True
+    finally:
+        if not finished:
+            stop()
 
 
 def _check_can_pause(checkpointer: Any) -> None:

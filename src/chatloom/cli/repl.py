@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -33,7 +34,7 @@ from chatloom.cli.render import (
     transcript,
     usage_text,
 )
-from chatloom.errors import ChatloomError, closest_name
+from chatloom.errors import ChatloomError, TurnStopped, closest_name
 
 # name -> (usage, what it does); /help, `chatloom chat --help` and Tab completion all read this.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -139,10 +140,10 @@ class Repl:
         """Run one line, printing any error as one line; False means quit."""
         try:
             return self.execute(text)
+        except (KeyboardInterrupt, TurnStopped):  # Ctrl-C stops the answer, not the chat
+            self.console.print(Text("interrupted", style="dim"))
         except ChatloomError as exc:  # a failed turn or command is reported; the chat goes on
             self.console.print(error_line(str(exc)), soft_wrap=True)
-        except KeyboardInterrupt:  # Ctrl-C stops the answer, not the chat
-            self.console.print(Text("interrupted", style="dim"))
         except Exception as exc:  # a bug must not end the session either; one line, as `chatloom` prints it
             if os.environ.get("CHATLOOM_DEBUG"):
                 raise
@@ -172,7 +173,10 @@ class Repl:
         """Run one turn, showing it live; remembers the reply for ``/trace`` and ``/cost``."""
         self._move_to_llama_when_installed()
         reply = None
-        with TurnView(self.console, "loading the model" if not self.loader.done() else self._first_phase()) as view:
+        with (
+            TurnView(self.console, "loading the model" if not self.loader.done() else self._first_phase()) as view,
+            self._ctrl_c_stops_the_turn(view),
+        ):
             self._view = view
             try:
                 self.loader.join()
@@ -189,6 +193,30 @@ class Repl:
         self.totals.add(reply.usage, seconds)
         if self.show_usage:
             self.console.print(Text(usage_text(reply.usage, seconds), style="dim"))
+
+    @contextlib.contextmanager
+    def _ctrl_c_stops_the_turn(self, view: TurnView) -> Iterator[None]:
+        """Ctrl-C stops the running turn at the model's next token.
+
+        The default KeyboardInterrupt would only reach this thread once the turn's worker has
+        finished, so a local model would first write its whole answer. A second Ctrl-C (or one
+        before the turn has started, while the model loads) interrupts as before.
+        """
+        if threading.current_thread() is not threading.main_thread():  # signals reach only that one
+            yield
+            return
+
+        def on_ctrl_c(signum: int, frame: Any) -> None:
+            if not self.agent.stop(self.thread_id):
+                raise KeyboardInterrupt
+            view.phase("stopping")
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _move_to_llama_when_installed(self) -> None:
         """Rebuild the agent on llama.cpp once llama-cpp-python appears, if its GGUF model runs on transformers.
