@@ -21,6 +21,10 @@ Cells (chatloom, default agent with model ``openai:bench`` -> llm with the same 
                 the same with `llm chat`;
 - typed after 3 s: the same, but Q is sent 3 s after the prompt (a person typing), timed from
                 Enter to the answer: what a person waits for.
+- import floor: not chatloom, a reference. A process that only imports what any LangGraph turn
+                on the OpenAI backend needs (langgraph, langchain-openai and so the openai
+                SDK) and prints the answer, next to `llm prompt`: no chatloom first answer can
+                be faster than this while a LangGraph graph runs the turn.
 
 Install llm into its own venv so it does not share chatloom's packages:
 ``python3 -m venv /work/llm-venv && /work/llm-venv/bin/pip install llm``. It is pointed at the
@@ -283,6 +287,15 @@ def main() -> None:
             lambda: run_until(
                 [llm, "chat", "-m", MODEL], llm_env, work, ANSWER, tty=True, then_type=("> ", QUESTION), type_after=3.0
             ),
+        ),
+        "import floor (reference) / llm prompt": (
+            lambda: run_until(
+                [sys.executable, "-c", f"import langgraph.graph, langchain_openai; print({ANSWER!r})"],
+                ours_env,
+                work,
+                ANSWER,
+            ),
+            lambda: run_until([llm, "prompt", "-m", MODEL, QUESTION], llm_env, work, ANSWER),
         ),
     }
     results: dict[str, dict] = {}
