@@ -299,6 +299,26 @@ def test_extractive_fallback_quotes_the_best_passage_sentence():
     assert "Apply in the HR portal two weeks ahead" in checked.answer and checked.answer.endswith("[1]")
 
 
+@pytest.mark.parametrize(
+    "copied",
+    [
+        "handbook.md › Annual leave: Every employee gets 25 days a year.",
+        "(handbook.md › Annual leave) Every employee gets 25 days a year.",
+        "As the handbook says. handbook.md › Leave > Annual leave: Every employee gets 25 days a year.",
+    ],
+)
+def test_passage_labels_copied_into_the_answer_are_dropped(copied):
+    # Small models imitate the passage headers; the citation already names the source.
+    checked = check_answer(copied, Evidence(passages=(LEAVE_EN,), question="How many days of leave do I get?"))
+    assert "›" not in checked.answer and "handbook.md" not in checked.answer
+    assert "Every employee gets 25 days a year [1]." in checked.answer
+
+
+def test_prose_that_merely_looks_like_a_label_is_kept():
+    said = "The ratio is 3:2 and version 1.2 › 1.1: newer is better."
+    assert check_answer(said, Evidence(question="Which is newer?"), strict=False).answer == said
+
+
 def test_native_korean_counts_match_the_digits_documents_write():
     # "하루" (a day) in the question, "1일" in the handbook: the same term, so the fallback finds
     # the daily-limit line for an answer that invented a figure.

@@ -77,6 +77,25 @@ def test_citations_are_footnotes_with_file_and_section():
     assert footnotes(reply()) == ["[1] handbook.md › Annual leave"]
 
 
+def test_passages_of_one_section_share_a_footnote():
+    def cite(index: int, source: str, section: str) -> Citation:
+        return Citation(index, source, 0, 0.9, "", "text", section)
+
+    cited = reply(
+        citations=(
+            cite(1, "docs/models.md", "Local models"),
+            cite(2, "docs/install.md", "Quick start"),
+            cite(3, "docs/models.md", "Local models"),
+            cite(4, "docs/models.md", "OpenAI"),
+        )
+    )
+    assert footnotes(cited) == [
+        "[1] [3] models.md › Local models",
+        "[2] install.md › Quick start",
+        "[4] models.md › OpenAI",
+    ]
+
+
 def test_plain_output_has_no_ansi_and_keeps_the_answer_as_written():
     out = io.StringIO()
     print_answer(Console(file=out, force_terminal=False, width=80), reply())
@@ -99,6 +118,10 @@ def test_trace_expands_reasoning_steps_and_passages():
 def test_usage_line_shows_cost_only_when_known():
     assert usage_text(Usage(1200, 40, 1240), 2.34) == "1,200 in · 40 out tokens · 2.3 s"
     assert usage_text(Usage(1200, 40, 1240, cost_usd=0.00042), 1.0).endswith(" · $0.0004")
+
+
+def test_usage_line_of_a_turn_without_a_model_call():
+    assert usage_text(Usage(0, 0, 0), 0.04) == "no model call · 0.0 s"
 
 
 def test_transcript_is_markdown_without_control_sequences():

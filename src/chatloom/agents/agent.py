@@ -445,23 +445,6 @@ class Agent:
         context: TurnContext,
         thread_id: str,
     ) -> EventStream:
-        yield from self._turn_events(graph, state_in, config, context, thread_id)
-        outcome = _outcome(graph.get_state(config), thread_id)
-        if outcome.stop_reason == "paused":
-            for approval in outcome.approval_required:
-                yield ApprovalRequired(approval)
-            return
-        yield AnswerEvent(outcome)
-
-    def _turn_events(
-        self,
-        graph: TurnGraph,
-        state_in: TurnState | Command,
-        config: RunnableConfig,
-        context: TurnContext,
-        thread_id: str,
-    ) -> EventStream:
-        """The turn's tokens and tool steps, as the graph runs it."""
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
         visible = _VisibleText(frozenset(context.tools) if context.offered is None else context.offered)
@@ -498,6 +481,12 @@ class Agent:
                                 message.tool_call_id,
                                 message.status != "error",
                             )
+        outcome = _outcome(graph.get_state(config), thread_id)
+        if outcome.stop_reason == "paused":
+            for approval in outcome.approval_required:
+                yield ApprovalRequired(approval)
+            return
+        yield AnswerEvent(outcome)
 
     async def achat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
         """Async twin of :meth:`chat`. Runs the turn in a worker thread."""

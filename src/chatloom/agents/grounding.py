@@ -57,6 +57,13 @@ _CITE_LOOSE = re.compile(r"\s*\[\d{0,3}(?:\s*,\s*\d{1,3})*\]?(?=\W|$)")
 _ECHOED_HEADER = re.compile(
     r"^[ \t]*(?:(?:Passage|자료)\s*)?\[\d{1,3}\][ \t]*(?:\([^)\n]{0,200}\))?[ \t]*[:.]?[ \t]*", re.MULTILINE
 )
+# A passage's label (see passage_label) copied into the answer, "faq.md › Leave:" or
+# "(faq.md › Leave)": small models imitate the passage headers. The citations show the labels
+# already. A file name (no spaces, a letter extension: not "1.2") then " › " marks it.
+_LABEL_NAME = r"(?<![^\s(])[^\s›:()\[\]\d][^\s›:()\[\]]*\.[A-Za-z]\w{0,4}"
+_ECHOED_LABEL = re.compile(
+    rf"\(\s*{_LABEL_NAME} › [^\n()›]{{1,200}}?\)[ \t]*:?[ \t]*|{_LABEL_NAME} › [^\n:()›]{{1,200}}?:[ \t]*"
+)
 _ECHOED_PROMPT = re.compile(r"(?:^|\n|(?<=[.!?。]))\s*(?:Question|질문)\s*:")
 _CITES_ONLY = re.compile(r"^(\s*\[\d{1,3}\])+[\s.。]*$")
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
@@ -317,7 +324,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     that line quoted after it (see :func:`_quote_if_missed`).
     """
     question = evidence.question
-    answer = _ECHOED_PROMPT.split(_ECHOED_HEADER.sub("", answer), 1)[0].strip()
+    answer = _ECHOED_PROMPT.split(_ECHOED_LABEL.sub("", _ECHOED_HEADER.sub("", answer)), 1)[0].strip()
     if is_abstention(answer):
         return Checked(abstention(question), grounded=True)
     if not _WORD.search(_CITE_LOOSE.sub("", answer)):  # nothing said ("[1] [2]", "[1, 2, 3]")

@@ -111,12 +111,22 @@ def citation_label(source: str, section: str) -> str:
 
 
 def footnotes(reply: Any) -> list[str]:
-    """The reply's citations as footnote lines: ``[1] handbook.md › Leave``."""
-    return [f"[{c.index}] {citation_label(c.source, c.section or c.title)}" for c in reply.citations]
+    """The reply's citations as footnote lines: ``[1] handbook.md › Leave``.
+
+    Two passages from the same section share one line (``[1] [3] handbook.md › Leave``), so
+    the list names each source once.
+    """
+    marks: dict[str, list[str]] = {}
+    for c in reply.citations:
+        marks.setdefault(citation_label(c.source, c.section or c.title), []).append(f"[{c.index}]")
+    return [f"{' '.join(indexes)} {label}" for label, indexes in marks.items()]
 
 
 def usage_text(usage: Any, seconds: float) -> str:
-    """``412 in · 37 out tokens · 2.3 s`` (and the cost, when the model's price is known)."""
+    """``412 in · 37 out tokens · 2.3 s`` (and the cost, when the model's price is known);
+    ``no model call · 0.0 s`` for a turn answered without the model (an exact calculation)."""
+    if not usage.input_tokens and not usage.output_tokens:
+        return f"no model call · {seconds:.1f} s"
     text = f"{usage.input_tokens:,} in · {usage.output_tokens:,} out tokens · {seconds:.1f} s"
     return text + (f" · ${usage.cost_usd:.4f}" if usage.cost_usd is not None else "")
 
