@@ -72,3 +72,31 @@ def test_a_dead_backend_is_one_error_line(chat_env, tmp_path):
     chatted = run(chat_env, "chat", "--model", "openai:gpt-4o-mini", stdin="hi\n", cwd=tmp_path, extra_env=dead)
     assert_one_line_error(chatted, "cannot connect to 'http://127.0.0.1:9/v1'")
     assert "sk-test-not-a-real-key" not in asked.stderr + chatted.stderr + chatted.stdout  # never the secret
+
+
+def test_ctrl_c_during_ask_stops_the_model_and_exits_130(chat_env, tmp_path):
+    import signal
+    import time
+
+    from scripted_bot import SLOW_WORDS
+
+    words = tmp_path / "words.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatloom.cli.main", "ask", "--model", "scripted:slow", "tell me a long story"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**chat_env, "SCRIPTED_WORDS_LOG": str(words)},
+        cwd=tmp_path,
+        # a pytest started in the background ignores SIGINT, and the child would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    for _ in range(600):  # until the model has written two words (at most 60 s)
+        if words.exists() and len(words.read_text().split()) >= 2:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err.strip() == "interrupted" and out == ""
+    assert len(words.read_text().split()) < SLOW_WORDS // 2  # the model stopped, not just the printing

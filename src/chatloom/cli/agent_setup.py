@@ -3,6 +3,10 @@ REPL and ``mcp``. Light: read before the prompt is on screen."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,3 +86,29 @@ class AgentSetup:
     def with_changes(self, **changes: Any) -> AgentSetup:
         """A copy with ``changes`` applied (model=, prompt=, tools=)."""
         return replace(self, **changes)
+
+
+@contextlib.contextmanager
+def ctrl_c_stops_the_turn(agent: Agent, thread_id: str, on_stop: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Meanwhile, Ctrl-C stops ``agent``'s turn on ``thread_id`` at the model's next token.
+
+    The default KeyboardInterrupt would reach the main thread only once the turn's worker had
+    finished, so a local model would first write its whole answer. The turn then raises
+    :class:`~chatloom.errors.TurnStopped`. A second Ctrl-C, or one before the turn has started
+    (while the model loads), interrupts as before.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach only that one
+        yield
+        return
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        if not agent.stop(thread_id):
+            raise KeyboardInterrupt
+        on_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
-from chatloom.cli.agent_setup import AgentSetup, spec_option
+from chatloom.cli.agent_setup import AgentSetup, ctrl_c_stops_the_turn, spec_option
 from chatloom.cli.render import strip_control  # re-exported: chatloom.cli.chat.strip_control
+from chatloom.errors import ChatloomError
 
 
 def _agent_options(func: Any) -> Any:
@@ -46,13 +47,19 @@ def ask(model: str | None, spec: Path | None, thread_id: str, question: tuple[st
     model or spec, a dead backend, ...).
     """
     from chatloom.agents.agent import check_question
+    from chatloom.agents.reply import AnswerEvent
     from chatloom.cli.render import footnotes
     from chatloom.config import get_settings
 
     # fail fast, before any model loads
     text = check_question(" ".join(question), get_settings(model=model).max_question_chars)
     agent = AgentSetup.from_options(model, spec).build()
-    reply = agent.chat(text, thread_id=thread_id)
+    # Streamed, as in the chat, so that Ctrl-C stops the model at its next token.
+    with ctrl_c_stops_the_turn(agent, thread_id):
+        answers = [e.reply for e in agent.stream(text, thread_id=thread_id) if isinstance(e, AnswerEvent)]
+    if not answers:  # without an approver, "ask" tools are refused: a turn can't pause here
+        raise ChatloomError("the turn ended without an answer")
+    reply = answers[0]
     if as_json:
         click.echo(json.dumps(reply.to_dict(), indent=2, ensure_ascii=False))
         return

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from chatloom.errors import ChatloomError
+from chatloom.errors import ChatloomError, TurnStopped
 
 # name -> ("module:attribute", one-line help shown by --help without importing the module)
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -74,6 +74,9 @@ def run(argv: list[str] | None = None) -> int:
     try:
         # A command's ctx.exit(n) (e.g. `eval --check` finding a regression) comes back as n.
         code = cli.main(args=argv, prog_name="chatloom", standalone_mode=False)
+    except TurnStopped:  # Ctrl-C during an answer (see ctrl_c_stops_the_turn)
+        click.echo("interrupted", err=True)
+        return 130
     except ChatloomError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

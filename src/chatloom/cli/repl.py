@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -22,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from chatloom.cli.agent_setup import AgentSetup
+from chatloom.cli.agent_setup import AgentSetup, ctrl_c_stops_the_turn
 from chatloom.cli.render import (
     TurnView,
     error_line,
@@ -175,7 +174,7 @@ class Repl:
         reply = None
         with (
             TurnView(self.console, "loading the model" if not self.loader.done() else self._first_phase()) as view,
-            self._ctrl_c_stops_the_turn(view),
+            ctrl_c_stops_the_turn(self.agent, self.thread_id, lambda: view.phase("stopping")),
         ):
             self._view = view
             try:
@@ -193,30 +192,6 @@ class Repl:
         self.totals.add(reply.usage, seconds)
         if self.show_usage:
             self.console.print(Text(usage_text(reply.usage, seconds), style="dim"))
-
-    @contextlib.contextmanager
-    def _ctrl_c_stops_the_turn(self, view: TurnView) -> Iterator[None]:
-        """Ctrl-C stops the running turn at the model's next token.
-
-        The default KeyboardInterrupt would only reach this thread once the turn's worker has
-        finished, so a local model would first write its whole answer. A second Ctrl-C (or one
-        before the turn has started, while the model loads) interrupts as before.
-        """
-        if threading.current_thread() is not threading.main_thread():  # signals reach only that one
-            yield
-            return
-
-        def on_ctrl_c(signum: int, frame: Any) -> None:
-            if not self.agent.stop(self.thread_id):
-                raise KeyboardInterrupt
-            view.phase("stopping")
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-        previous = signal.signal(signal.SIGINT, on_ctrl_c)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def _move_to_llama_when_installed(self) -> None:
         """Rebuild the agent on llama.cpp once llama-cpp-python appears, if its GGUF model runs on transformers.
