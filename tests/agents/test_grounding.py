@@ -314,6 +314,16 @@ def test_passage_labels_copied_into_the_answer_are_dropped(copied):
     assert "Every employee gets 25 days a year [1]." in checked.answer
 
 
+def test_a_checked_answer_keeps_its_lines():
+    said = "You get two things:\n- Every employee gets 25 days a year.\n- Apply in the HR portal two weeks ahead."
+    checked = check_answer(said, Evidence(passages=(LEAVE_EN,), question="What about annual leave?"))
+    assert checked.answer.splitlines() == [
+        "You get two things:",
+        "- Every employee gets 25 days a year [1].",
+        "- Apply in the HR portal two weeks ahead [1].",
+    ]
+
+
 def test_prose_that_merely_looks_like_a_label_is_kept():
     said = "The ratio is 3:2 and version 1.2 › 1.1: newer is better."
     assert check_answer(said, Evidence(question="Which is newer?"), strict=False).answer == said

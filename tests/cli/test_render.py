@@ -6,8 +6,9 @@ import io
 
 from rich.console import Console
 
-from chatloom.agents.reply import Citation, Reply, ToolStep, Usage
-from chatloom.cli.render import footnotes, print_answer, print_trace, tool_step, transcript, usage_text
+from chatloom.agents.reply import Citation, Reply, Token, ToolStep, Usage
+from chatloom.cli.render import TurnView, footnotes, print_answer, print_trace, tool_step, transcript, usage_text
+from chatloom.errors import TurnStopped
 
 HOSTILE = "[bold red]root[/] \x1b]0;pwned\x07\x1b]52;c;Y2xpcA==\x07\x1b[2Jdone"
 
@@ -138,3 +139,27 @@ def test_transcript_is_markdown_without_control_sequences():
     assert "## You\n\nWhat is 5*5?" in text
     assert "- tool call: `calculator(expression='5*5')`" in text and "- result: 25" in text
     assert "## Assistant\n\nIt is **25**." in text and "\x1b" not in text
+
+
+def test_a_stopped_turn_leaves_the_text_so_far_on_screen_marked_unfinished():
+    console = terminal()
+    try:
+        with TurnView(console) as view:
+            view.show(Token("Staff get **25 days**"))
+            view.show(Token(" of annual"))
+            raise TurnStopped("the turn was stopped before its answer")
+    except TurnStopped:
+        pass
+    text = console.export_text()
+    assert "Staff get 25 days of annual" in text  # rendered as markdown
+    assert "(unfinished: not checked against the sources)" in text
+
+
+def test_a_turn_stopped_before_any_text_prints_nothing():
+    console = terminal()
+    try:
+        with TurnView(console):
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert "unfinished" not in console.export_text()  # (the live status line was all it drew)

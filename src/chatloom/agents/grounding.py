@@ -341,7 +341,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     supported_claims = 0
     seen: set[str] = set()
     frames: set[str] = set()  # the claims said so far with their figures blanked (see _claim_frame)
-    for sentence in _sentences(answer):
+    for sentence, new_line in _line_starts(answer, _sentences(answer)):
         key = _CITE.sub("", sentence).strip(" .")
         frame = _claim_frame(key) if evidence.passages else None
         if key in seen or frame in frames:
@@ -352,20 +352,19 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
         body = _LIST_MARK.sub(" ", _FENCE.sub(" ", sentence))
         nums = numbers(body)
         new = {t for t in terms(body) - q_terms if _script([t]) != "num"}  # figures: checked as nums
+        best = _best_support(new, nums, known, source_terms, source_numbers) if new or nums else None
         if not new and not nums:
-            out.append(_strip_bad_cites(sentence, len(evidence.passages)))
-            continue
-        best = _best_support(new, nums, known, source_terms, source_numbers)
-        if best is None and not sources and nums and nums <= known:
+            shown = _strip_bad_cites(sentence, len(evidence.passages))
+        elif best is None and not sources and nums and nums <= known:
             supported_claims += 1  # pure arithmetic on the question's own figures, checked above
-            out.append(sentence)
-            continue
-        if best is None:
+            shown = sentence
+        elif best is None:
             unsupported.append(sentence.strip())
-            out.append(_strip_bad_cites(sentence, len(evidence.passages)))
-            continue
-        supported_claims += 1
-        out.append(_cite(sentence, best, len(evidence.passages)))
+            shown = _strip_bad_cites(sentence, len(evidence.passages))
+        else:
+            supported_claims += 1
+            shown = _cite(sentence, best, len(evidence.passages))
+        out.append("\n" + shown if new_line else shown)
     if not supported_claims and (unsupported or evidence.passages) and strict:
         # Nothing supported, or no claim at all although passages were given.
         return _fallback(evidence, unsupported)
@@ -581,8 +580,27 @@ def _cite(sentence: str, source: int, n_passages: int) -> str:
     return stripped + marker
 
 
+def _line_starts(text: str, sentences: Sequence[str]) -> list[tuple[str, bool]]:
+    """Each of ``text``'s sentences, and whether it began a line there (a list item, a new
+    paragraph): the checked answer keeps the answer's lines."""
+    out: list[tuple[str, bool]] = []
+    at = 0
+    for sentence in sentences:
+        found = text.find(sentence, at)
+        if found < 0:  # a sentence _sentences put together (citation marks): it goes on the line
+            out.append((sentence, False))
+            continue
+        out.append((sentence, bool(out) and "\n" in text[at:found]))
+        at = found + len(sentence)
+    return out
+
+
 def _join(sentences: Sequence[str]) -> str:
-    return " ".join(s for s in sentences if s).strip()
+    """Sentences as one text: a space between them, or the line break one starts with."""
+    text = ""
+    for sentence in filter(None, sentences):
+        text += sentence if sentence.startswith("\n") or not text else " " + sentence
+    return text.strip()
 
 
 def passage_label(passage: dict[str, Any]) -> str:

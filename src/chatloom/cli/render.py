@@ -202,8 +202,13 @@ class TurnView:
         self._start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self._stop()
+        if exc_type is not None and self._streamed.strip() and self.console.is_terminal:
+            # The live region goes with the turn; what the user was reading stays on screen,
+            # marked as unfinished: it never reached the answer check. (A pipe showed nothing.)
+            self.console.print(markdown(self._streamed))
+            self.console.print(Text("(unfinished: not checked against the sources)", style="dim"))
 
     def _start(self) -> None:
         if not self.console.is_terminal:
