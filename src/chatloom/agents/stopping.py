@@ -32,10 +32,6 @@ class StopSignal(BaseCallbackHandler):
         """Ask the turn to stop at its next token, model call or tool call."""
         self._event.set()
 
-    @property
-    def stopped(self) -> bool:
-        return self._event.is_set()
-
     def _check(self, *args: Any, **kwargs: Any) -> None:
         if self._event.is_set():
             raise StopTurn
