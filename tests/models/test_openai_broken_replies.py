@@ -90,6 +90,16 @@ def test_a_200_that_is_not_a_completion_blames_the_server_with_its_url(srv, raw,
     assert "please report" not in message and "\n" not in message
 
 
+def test_a_200_html_page_for_a_streamed_request_blames_the_server_too(srv):
+    srv.add(Reply(raw=b"<html>oops</html>", content_type="text/html"))
+    with pytest.raises(BackendError) as info:
+        list(make(srv).stream("hi"))
+    assert str(info.value).startswith(
+        f"{srv.base_url!r} answered HTTP 200, but with a body that is not a chat completion"
+    )
+    assert "no events" in str(info.value)
+
+
 def test_a_200_that_is_not_json_is_one_error_line_in_the_cli(srv, monkeypatch, capsys):
     from chatloom.cli.main import run
 

@@ -287,10 +287,12 @@ class _StreamFixer:
         before it (a proxy timeout, a crashed server that closed the connection cleanly) is
         an unfinished answer, which must never be taken for a whole one.
         """
+        if not self.started:  # not one event: an HTML page or an error body, not an SSE stream
+            raise self.model._not_a_completion(ValueError("a stream with no events in it"))
         if self.finish_reason is None:
             raise BackendError(
                 f"the reply from {self.model.endpoint!r} was cut off: the stream ended without "
-                "a finish_reason" + (" after the answer had started" if self.started else ""),
+                "a finish_reason after the answer had started",
                 "retry; if it keeps happening, check the server's (or a proxy's) logs and timeouts",
             )
 
