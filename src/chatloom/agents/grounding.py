@@ -336,7 +336,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     known |= _computed(answer, known, question)
     q_terms = terms(question)
 
-    out: list[str] = []
+    out: list[tuple[str, bool]] = []  # (sentence as shown, whether it starts a line)
     unsupported: list[str] = []
     supported_claims = 0
     seen: set[str] = set()
@@ -364,7 +364,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
         else:
             supported_claims += 1
             shown = _cite(sentence, best, len(evidence.passages))
-        out.append("\n" + shown if new_line else shown)
+        out.append((shown, new_line))
     if not supported_claims and (unsupported or evidence.passages) and strict:
         # Nothing supported, or no claim at all although passages were given.
         return _fallback(evidence, unsupported)
@@ -595,11 +595,12 @@ def _line_starts(text: str, sentences: Sequence[str]) -> list[tuple[str, bool]]:
     return out
 
 
-def _join(sentences: Sequence[str]) -> str:
-    """Sentences as one text: a space between them, or the line break one starts with."""
+def _join(sentences: Sequence[tuple[str, bool]]) -> str:
+    """(sentence, starts a line) pairs as one text: a line break or a space between them."""
     text = ""
-    for sentence in filter(None, sentences):
-        text += sentence if sentence.startswith("\n") or not text else " " + sentence
+    for sentence, new_line in sentences:
+        if sentence:
+            text += ("\n" if new_line else " ") + sentence if text else sentence
     return text.strip()
 
 
