@@ -1,7 +1,14 @@
-"""Shared helpers for the benchmarks: medians, result files, the evaluation data path."""
+"""Shared helpers for the benchmarks: medians, result files, the evaluation data path, the halves.
+
+Halves (a calibration split): every evaluation row is in a fixed half, ``"tune"`` or ``"heldout"``,
+by a stable hash of its key (the row's id, or its question text when it has none):
+``"tune" if int(sha256(key.encode()).hexdigest(), 16) % 2 == 0 else "heldout"``. Tune thresholds
+and prompts on ``tune``; report ``heldout`` as the number that was not looked at while tuning.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import sys
@@ -17,6 +24,20 @@ from chatloom.evals.stats import percentile  # noqa: E402,F401 - one definition,
 
 RESULTS = ROOT / "benchmarks" / "results"
 EVALDATA = ROOT.parent / "shared" / "evaldata"
+
+
+def split_half(key: str) -> str:
+    """The fixed half of an evaluation row, ``"tune"`` or ``"heldout"``, from its ``key``.
+
+    ``key`` is the row's id (KorQuAD ``id``, HotpotQA ``_id``) or, for a row without one, its
+    question text. The rule is ``"tune"`` when the SHA-256 of the UTF-8 key, read as an integer, is
+    even, else ``"heldout"``: the same on every machine and Python version (unlike ``hash()``), and
+    a row keeps its half whatever rows are added to or removed from its set.
+
+    >>> split_half("6304690-11-0") == split_half("6304690-11-0")
+    True
+    """
+    return "tune" if int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % 2 == 0 else "heldout"
 
 
 def time_calls(func: Callable[[], object], repeat: int, warmup: int = 2) -> list[float]:

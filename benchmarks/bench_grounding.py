@@ -1,9 +1,10 @@
 """Grounding benchmark: facts, citations, abstention and tool use of the default agents (issue 10).
 
     python benchmarks/bench_grounding.py [--quick] [--model ID | --models a,b,c]
-        [--agents default,default+tools,reference,reference-notools] [--sets korean_faq,hotpotqa,gsm8k]
-        [--korean-limit N] [--hotpot-limit N] [--gsm8k-limit 200] [--home DIR] [--out FILE] [--resume]
-        [--summarize]
+        [--agents default,default+tools,reference,reference-notools]
+        [--sets korean_faq,korquad,general,hotpotqa,gsm8k] [--half tune|heldout|both]
+        [--korean-limit N] [--korquad-limit N] [--hotpot-limit N] [--gsm8k-limit 200] [--home DIR]
+        [--out FILE] [--resume] [--summarize]
 
 Everything goes through the public API with the default settings and the user-facing prompts:
 
@@ -22,13 +23,35 @@ Sets (from ``../shared/evaldata``; a missing set is skipped with a message):
   ``facts_all_of_any`` has one of its strings in the answer), citation of the gold document,
   abstention on unanswerable rows (an "I don't know" phrase and no digit outside ``[n]`` markers)
   and false abstention on answerable ones (the phrase and no fact), seconds per answer.
+- ``korquad``: Korean Wikipedia (KorQuAD 1.0 dev): the 40 articles of ``docs/`` ingested once into
+  their own namespace; 70 answerable questions (``expected`` gold spans, ``documents`` the article)
+  and 20 marked ``"unanswerable": true`` (no ``documents``, ``expected`` empty; their articles are
+  not in ``docs/``). Per question: retrieval top-3 hit of the article, ``contains`` (one gold span
+  in the answer, spaces ignored), citation of the article, ``correct`` = contains and cited, or,
+  unanswerable, abstained and cites nothing; false abstention = answerable, abstained, no span.
+- ``general``: ordinary requests (greetings, translation, writing, arithmetic, talk about the chat)
+  to a bot whose memory holds the korean_faq docs: a grounded bot must still help. ``helped`` =
+  a non-empty answer that is no abstention, no tool-failure text ("I stopped because", "tool calls
+  kept failing", "error:") and, when ``expected_any`` is set, contains one of it (any case).
 - ``hotpotqa``: each question's 10 paragraphs as files (one per title) in their own namespace;
   answer EM and token F1 (SQuAD normalisation), citation of a supporting paragraph.
 - ``gsm8k``: first ``--gsm8k-limit`` questions, the agents interleaved per question; numeric match
   of the final number; paired wins/losses and a sign test of tools against no tools.
 
+korquad and general run only the ``default`` and ``reference`` agents of ``--agents``.
+
 On every answer: tool-call text in the answer (must be 0), and, where ``Reply`` has them, the
-``grounded`` and ``unsupported`` fields.
+``grounded``, ``unsupported`` and ``route`` fields. Grounded-but-wrong (korean_faq, korquad,
+hotpotqa) counts, out of all replies, those with ``grounded`` True that are wrong: answerable and
+the gold fact missing (korean_faq: facts; korquad, hotpotqa: contains), or unanswerable and no
+abstention.
+
+Halves (a calibration split): every row of every set is in a fixed half, by a stable hash of its
+id (korquad ``id``, hotpotqa ``_id``) or, for rows without one, its question text:
+``half = "tune" if int(hashlib.sha256(key.encode()).hexdigest(), 16) % 2 == 0 else "heldout"``
+(``_common.split_half``). ``--half`` runs one half only; a ``--*-limit`` counts rows of the file
+before that filter, so a tune run and a heldout run with the same limits make up the both run.
+``--quick`` runs the first case of each kind in each chosen half. The tables report each half and both.
 
 By default the data dir is a temporary one whose ``models/`` links to the real data dir's, so the
 user's memory stores are untouched. Per-case rows are appended to ``<out>.cases.jsonl`` as they
@@ -47,13 +70,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from _common import EVALDATA, RESULTS, ROOT, percentile
+from _common import EVALDATA, RESULTS, ROOT, percentile, split_half
 from bench_gsm8k_tools import gold_answer, paired, predicted, sign_test
 
 # The scorers live once, in the library that `chatloom eval` runs; tests/benchmarks checks them here too.
@@ -69,13 +93,79 @@ from chatloom.evals.scorers import (  # noqa: F401
 )
 
 KOREAN = EVALDATA / "korean_faq"
+KORQUAD = EVALDATA / "korquad"
+GENERAL = EVALDATA / "general" / "requests.jsonl"
 HOTPOT = EVALDATA / "hotpotqa" / "distractor_dev70.jsonl"
 GSM8K = EVALDATA / "gsm8k" / "test_dev.jsonl"
 SPEC = ROOT / "agents" / "assistant.yaml"
 AGENTS = ("default", "default+tools", "reference", "reference-notools")
-SETS = ("korean_faq", "hotpotqa", "gsm8k")
+SETS = ("korean_faq", "korquad", "general", "hotpotqa", "gsm8k")
+# The agents korquad and general compare: the grounded default and the reference bot.
+KB_AGENTS = ("default", "reference")
+HALVES = ("tune", "heldout")
+# A turn that ended on a tool failure instead of helping: the graph's stop answers, a tool's "error: ...".
+_FAILURE_TEXT = re.compile(r"I stopped because|tool calls kept failing|\berror:", re.IGNORECASE)
 # GSM8K pairs: (with tools, without tools), compared question by question.
 PAIRS = (("default+tools", "default"), ("reference", "reference-notools"))
+
+# -- scoring ---------------------------------------------------------------------------------------
+
+
+def half_of(row: dict) -> str:
+    """The fixed half of a data row: by its ``id`` (korquad) or ``_id`` (hotpotqa), else its question."""
+    key = row.get("id") or row.get("_id") or row.get("question") or row.get("input") or ""
+    return split_half(str(key))
+
+
+def contains_span(answer: str, spans: Iterable[str]) -> bool:
+    """KorQuAD: the answer contains one of the gold ``spans``, spaces ignored (any case, ``[n]`` aside).
+
+    Korean spacing varies ("1000 mAh" / "1000mAh", "보인 강" / "보인강"), so both sides lose theirs.
+    """
+    squeezed = [re.sub(r"\s+", "", s) for s in spans]
+    squeezed = [s for s in squeezed if s]
+    return bool(squeezed) and holds_facts(re.sub(r"\s+", "", answer), [squeezed])
+
+
+def failure_text(answer: str) -> bool:
+    """Whether the answer is (or quotes) a tool-failure message rather than help."""
+    return bool(_FAILURE_TEXT.search(answer))
+
+
+def helped(answer: str, expected_any: Iterable[str] | None, error: str | None = None) -> bool:
+    """general: a non-empty answer, no abstention, no tool-failure text, and, when ``expected_any``
+    is set, one of its strings in the answer (case-insensitive)."""
+    if error or not answer.strip() or abstains(answer) or failure_text(answer):
+        return False
+    wanted = [e.lower() for e in expected_any or ()]
+    return not wanted or any(e in answer.lower() for e in wanted)
+
+
+def grounded_wrong(row: dict) -> bool:
+    """A case row whose reply is marked grounded and is wrong (korean_faq, korquad, hotpotqa).
+
+    Wrong: answerable and the gold fact missing (korean_faq ``facts``, korquad and hotpotqa
+    ``contains``), or unanswerable and not abstained. Other sets, and replies not marked
+    grounded (False, None, errors), count as False.
+    """
+    if row.get("grounded") is not True:
+        return False
+    if row["set"] == "korean_faq":
+        answerable, right = row["kind"] != "unanswerable", row["facts"]
+    elif row["set"] == "korquad":
+        answerable, right = row["kind"] != "unanswerable", row["contains"]
+    elif row["set"] == "hotpotqa":
+        answerable, right = True, row.get("contains", contains_answer(row["answer"], row["gold"]))
+    else:
+        return False
+    return not right if answerable else not row["abstained"]
+
+
+def _cites_gold(out: dict, gold: Iterable[str], headings: dict[str, str]) -> bool:
+    """Whether a gold file is cited, by file name or by the "# heading" title of its passages."""
+    cited = set(out["cited"]) | {headings.get(t) for t in out["cited_titles"]}
+    return any(g in cited for g in gold)
+
 
 # -- agents --------------------------------------------------------------------------------------
 
@@ -118,6 +208,7 @@ def common_fields(reply: Any, error: str | None, seconds: float) -> dict[str, An
     answer = reply.answer if reply is not None else ""
     grounded = getattr(reply, "grounded", None)
     unsupported = getattr(reply, "unsupported", None)
+    route = getattr(reply, "route", None)
     return {
         "answer": answer[-600:],
         "error": error,
@@ -127,6 +218,7 @@ def common_fields(reply: Any, error: str | None, seconds: float) -> dict[str, An
         "stop": reply.stop_reason if reply is not None else "error",
         "grounded": None if grounded is None else bool(grounded),
         "unsupported": None if unsupported is None else [str(s) for s in unsupported],
+        "route": None if route is None else str(route),
         "cited": [Path(c.source).name for c in reply.citations] if reply is not None else [],
         "cited_titles": [getattr(c, "title", "") for c in reply.citations] if reply is not None else [],
     }
@@ -166,43 +258,79 @@ class Cases:
         )
 
 
-def run_korean(
-    model: str, agents: list[str], limit: int | None, quick: bool, settings: Any, cases: Cases, retrieval: dict
-) -> None:
-    from chatloom.memory import open_memory
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
-    rows = [
-        json.loads(line)
-        for line in (KOREAN / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
-    picked = list(enumerate(rows, 1))
-    if quick:  # the first question of each kind
-        firsts: dict[str, tuple[int, dict]] = {}
-        for i, r in picked:
-            firsts.setdefault(r["kind"], (i, r))
-        picked = sorted(firsts.values(), key=lambda p: p[0])
-    elif limit:
-        picked = picked[:limit]
-    # Round-robin over the kinds, so a run stopped early still has some of every kind.
+
+def _pick(
+    rows: list[dict], limit: int | None, half: str, kind: Callable[[dict], str], quick: dict[str, int] | None = None
+) -> list[tuple[int, dict]]:
+    """(1-based file index, row) of the first ``limit`` rows that are in ``half``; with ``quick``, only
+    the first ``quick.get(kind, 1)`` of each kind in each half. Round-robin over the kinds, so that a
+    run stopped early still has some of every kind."""
+    picked = [(i, r) for i, r in enumerate(rows[:limit] if limit else rows, 1) if half in ("both", half_of(r))]
+    if quick is not None:
+        seen: Counter[tuple[str, str]] = Counter()
+        for i, r in list(picked):
+            seen[kind(r), half_of(r)] += 1
+            if seen[kind(r), half_of(r)] > quick.get(kind(r), 1):
+                picked.remove((i, r))
     by_kind: dict[str, list[tuple[int, dict]]] = {}
     for i, r in picked:
-        by_kind.setdefault(r["kind"], []).append((i, r))
-    picked = [p for group in itertools.zip_longest(*by_kind.values()) for p in group if p is not None]
-    docs_dir = KOREAN / "docs" if (KOREAN / "docs").is_dir() else KOREAN / "knowledge"
-    namespace = "bench-" + re.sub(r"[^a-z0-9]+", "-", KOREAN.name.lower()).strip("-")
-    memory = open_memory(settings, namespace=namespace)
-    memory.ingest([docs_dir])
-    # Each document's "# heading", should a passage or citation name it by title, not by file.
-    headings = {
+        by_kind.setdefault(kind(r), []).append((i, r))
+    return [p for group in itertools.zip_longest(*by_kind.values()) for p in group if p is not None]
+
+
+def _headings(docs_dir: Path) -> dict[str, str]:
+    """Each document's "# heading", should a passage or citation name it by title, not by file."""
+    return {
         f.read_text(encoding="utf-8").partition("\n")[0].lstrip("# ").strip(): f.name
         for f in sorted(docs_dir.glob("*.md"))
     }
+
+
+def _docs_memory(settings: Any, data_dir: Path) -> tuple[Any, str, Path, dict[str, str]]:
+    """The docs of a set ingested into their own namespace: (memory, namespace, docs dir, headings)."""
+    from chatloom.memory import open_memory
+
+    docs_dir = data_dir / "docs" if (data_dir / "docs").is_dir() else data_dir / "knowledge"
+    namespace = "bench-" + re.sub(r"[^a-z0-9]+", "-", data_dir.name.lower()).strip("-")
+    memory = open_memory(settings, namespace=namespace)
+    memory.ingest([docs_dir])
+    return memory, namespace, docs_dir, _headings(docs_dir)
+
+
+def _top3(memory: Any, question: str, gold: Iterable[str], headings: dict[str, str]) -> bool:
+    found = memory.recall(question, k=3)
+    docs = {Path(p.source).name for p in found} | {headings.get(getattr(p, "title", "")) for p in found}
+    return any(g in docs for g in gold)
+
+
+def _kb_agents(set_name: str, agents: list[str]) -> list[str]:
+    picked = [a for a in agents if a in KB_AGENTS]
+    if not picked:
+        print(f"skipped {set_name}: it runs only the agents {', '.join(KB_AGENTS)}", file=sys.stderr)
+    return picked
+
+
+def run_korean(
+    model: str,
+    agents: list[str],
+    limit: int | None,
+    quick: bool,
+    half: str,
+    settings: Any,
+    cases: Cases,
+    retrieval: dict,
+) -> None:
+    rows = _jsonl(KOREAN / "questions.jsonl")
+    picked = _pick(
+        rows, limit, half, lambda r: r["kind"], {} if quick else None
+    )  # quick: the first of each kind and half
+    memory, namespace, _, headings = _docs_memory(settings, KOREAN)
     for i, row in picked:
         if row["gold_doc"]:
-            found = memory.recall(row["question"], k=3)
-            docs = {Path(p.source).name for p in found} | {headings.get(getattr(p, "title", "")) for p in found}
-            retrieval[i] = row["gold_doc"] in docs
+            retrieval[i] = (half_of(row), _top3(memory, row["question"], [row["gold_doc"]], headings))
     built: dict[str, Any] = {}
     for i, row in picked:
         for name in agents:
@@ -225,14 +353,13 @@ def run_korean(
                 set="korean_faq",
                 agent=name,
                 i=i,
+                half=half_of(row),
                 kind=row["kind"],
                 question=row["question"],
                 facts=facts,
                 abstained=abstained,
-                retrieval_top3=retrieval.get(i),
-                gold_cited=(gold in out["cited"] or gold in {headings.get(t) for t in out["cited_titles"]})
-                if gold
-                else None,
+                retrieval_top3=retrieval[i][1] if i in retrieval else None,
+                gold_cited=_cites_gold(out, [gold], headings) if gold else None,
                 false_abstention=(abstained and not facts) if gold else None,
                 correct=bool(facts) if gold else abstained,
             )
@@ -240,11 +367,124 @@ def run_korean(
     memory.close()
 
 
-def run_hotpot(model: str, agents: list[str], limit: int | None, settings: Any, cases: Cases, work: Path) -> None:
+def _korquad_kind(row: dict) -> str:
+    return "unanswerable" if row.get("unanswerable") or not row.get("documents") else "answerable"
+
+
+def run_korquad(
+    model: str,
+    agents: list[str],
+    limit: int | None,
+    quick: bool,
+    half: str,
+    settings: Any,
+    cases: Cases,
+    retrieval: dict,
+) -> None:
+    agents = _kb_agents("korquad", agents)
+    if not agents:
+        return
+    # quick: the first answerable question and the first unanswerable one of each half
+    picked = _pick(_jsonl(KORQUAD / "questions.jsonl"), limit, half, _korquad_kind, {} if quick else None)
+    memory, namespace, _, headings = _docs_memory(settings, KORQUAD)
+    for i, row in picked:
+        if _korquad_kind(row) == "answerable":
+            retrieval[i] = (half_of(row), _top3(memory, row["input"], row["documents"], headings))
+    built: dict[str, Any] = {}
+    for i, row in picked:
+        for name in agents:
+            if (model, "korquad", name, i) in cases.done:
+                continue
+
+            def build(name: str = name) -> Any:
+                if name not in built:
+                    built[name] = make_agent(name, model, memory, namespace)
+                return built[name]
+
+            reply, error, seconds = run_turn(build, row["input"])
+            out = common_fields(reply, error, seconds)
+            answer = reply.answer if reply is not None else ""
+            answerable = _korquad_kind(row) == "answerable"
+            abstained = abstains(answer) if reply is not None else False
+            has = contains_span(answer, row["expected"]) if answerable else None
+            cited = _cites_gold(out, row["documents"], headings) if answerable else None
+            out.update(
+                model=model,
+                set="korquad",
+                agent=name,
+                i=i,
+                id=row["id"],
+                half=half_of(row),
+                kind=_korquad_kind(row),
+                question=row["input"],
+                expected=row["expected"],
+                contains=has,
+                gold_cited=cited,
+                abstained=abstained,
+                retrieval_top3=retrieval[i][1] if i in retrieval else None,
+                false_abstention=(abstained and not has) if answerable else None,
+                correct=bool(has and cited) if answerable else (abstained and not out["cited"]),
+            )
+            cases.add(out)
+    memory.close()
+
+
+def run_general(model: str, agents: list[str], quick: bool, half: str, settings: Any, cases: Cases) -> None:
+    agents = _kb_agents("general", agents)
+    if not agents:
+        return
+    picked = _pick(
+        _jsonl(GENERAL), None, half, lambda r: r["kind"], {} if quick else None
+    )  # quick: one per kind and half
+    # A grounded bot over the Korean FAQ: the requests are not about it, and it must still help.
+    memory, namespace, _, _ = _docs_memory(settings, KOREAN)
+    built: dict[str, Any] = {}
+    for i, row in picked:
+        for name in agents:
+            if (model, "general", name, i) in cases.done:
+                continue
+
+            def build(name: str = name) -> Any:
+                if name not in built:
+                    built[name] = make_agent(name, model, memory, namespace)
+                return built[name]
+
+            reply, error, seconds = run_turn(build, row["input"])
+            out = common_fields(reply, error, seconds)
+            answer = reply.answer if reply is not None else ""
+            ok = helped(answer, row["expected_any"], error)
+            out.update(
+                model=model,
+                set="general",
+                agent=name,
+                i=i,
+                half=half_of(row),
+                kind=row["kind"],
+                question=row["input"],
+                expected_any=row["expected_any"],
+                abstained=abstains(answer) if reply is not None else False,
+                failure_text=failure_text(answer),
+                helped=ok,
+                correct=ok,
+            )
+            cases.add(out)
+    memory.close()
+
+
+def run_hotpot(
+    model: str,
+    agents: list[str],
+    limit: int | None,
+    quick: bool,
+    half: str,
+    settings: Any,
+    cases: Cases,
+    work: Path,
+) -> None:
     from chatloom.memory import open_memory
 
-    rows = [json.loads(line) for line in HOTPOT.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
-    for i, row in enumerate(rows, 1):
+    picked = _pick(_jsonl(HOTPOT), limit, half, lambda r: "all", {"all": 1} if quick else None)
+    for i, row in picked:
         todo = [n for n in agents if (model, "hotpotqa", n, i) not in cases.done]
         if not todo:
             continue
@@ -268,11 +508,13 @@ def run_hotpot(model: str, agents: list[str], limit: int | None, settings: Any, 
                 set="hotpotqa",
                 agent=name,
                 i=i,
+                half=half_of(row),
                 question=row["question"],
                 gold=row["answer"],
                 em=em,
                 f1=round(token_f1(answer, row["answer"]), 4) if reply is not None else 0.0,
                 contains=contains_answer(answer, row["answer"]),
+                abstained=abstains(answer) if reply is not None else False,
                 # By file name, or by the passage title should sources stop being file paths.
                 support_cited=any(titles.get(c) in support for c in out["cited"])
                 or any(t in support for t in out["cited_titles"]),
@@ -282,10 +524,10 @@ def run_hotpot(model: str, agents: list[str], limit: int | None, settings: Any, 
         memory.close()
 
 
-def run_gsm8k(model: str, agents: list[str], limit: int, cases: Cases) -> None:
-    rows = [json.loads(line) for line in GSM8K.read_text(encoding="utf-8").splitlines()[:limit]]
+def run_gsm8k(model: str, agents: list[str], limit: int, quick: bool, half: str, cases: Cases) -> None:
+    picked = _pick(_jsonl(GSM8K), limit, half, lambda r: "all", {} if quick else None)
     built: dict[str, Any] = {}
-    for i, row in enumerate(rows, 1):
+    for i, row in picked:
         gold = gold_answer(row["answer"])
         for name in agents:
             if (model, "gsm8k", name, i) in cases.done:
@@ -304,6 +546,8 @@ def run_gsm8k(model: str, agents: list[str], limit: int, cases: Cases) -> None:
                 set="gsm8k",
                 agent=name,
                 i=i,
+                half=half_of(row),
+                question=row["question"],
                 gold=str(gold),
                 predicted=None if guess is None else str(guess),
                 correct=guess == gold,
@@ -324,64 +568,111 @@ def _seconds(rs: list[dict]) -> tuple[float, float]:
     return round(statistics.median(s), 1), round(percentile(s, 95), 1)
 
 
+def route_counts(rs: Iterable[dict]) -> dict[str, int]:
+    """How many replies took each route, most first (``"none"``: no route, e.g. a Reply without one)."""
+    return dict(Counter(r.get("route") or "none" for r in rs).most_common())
+
+
+def _agent_metrics(set_name: str, a: list[dict]) -> dict[str, Any]:
+    """The metrics of one agent's rows of one set (all of them, or one half's)."""
+    med, p95 = _seconds(a)
+    m: dict[str, Any] = {
+        "n": len(a),
+        "errors": sum(bool(r["error"]) for r in a),
+        "tool_text": sum(r["tool_text"] for r in a),
+        "tool_calls": sum(r["tool_calls"] for r in a),
+        "grounded": _share(r["grounded"] for r in a),
+        "routes": route_counts(a),
+        "median_s": med,
+        "p95_s": p95,
+    }
+    if set_name in ("korean_faq", "korquad", "hotpotqa"):
+        # Out of all replies: an error or an ungrounded reply counts in n, never in k.
+        m["grounded_wrong"] = (sum(grounded_wrong(r) for r in a), len(a))
+    if set_name == "korean_faq":
+        answerable = [r for r in a if r["kind"] != "unanswerable"]
+        m["facts"] = _share(r["facts"] for r in answerable)
+        for kind in ("lookup", "multistep", "english"):
+            m[f"facts_{kind}"] = _share(r["facts"] for r in answerable if r["kind"] == kind)
+        m["gold_cited"] = _share(r["gold_cited"] for r in answerable)
+        m["abstention"] = _share(r["abstained"] for r in a if r["kind"] == "unanswerable")
+        m["false_abstention"] = _share(r["false_abstention"] for r in answerable)
+    elif set_name == "korquad":
+        answerable = [r for r in a if r["kind"] != "unanswerable"]
+        unanswerable = [r for r in a if r["kind"] == "unanswerable"]
+        m["correct_answerable"] = _share(r["correct"] for r in answerable)
+        m["contains"] = _share(r["contains"] for r in answerable)
+        m["gold_cited"] = _share(r["gold_cited"] for r in answerable)
+        m["false_abstention"] = _share(r["false_abstention"] for r in answerable)
+        m["abstention"] = _share(r["abstained"] for r in unanswerable)
+        m["correct_unanswerable"] = _share(r["correct"] for r in unanswerable)
+    elif set_name == "general":
+        m["helped"] = _share(r["helped"] for r in a)
+        m["helped_by_kind"] = {
+            kind: _share(r["helped"] for r in a if r["kind"] == kind) for kind in dict.fromkeys(r["kind"] for r in a)
+        }
+        m["abstained"] = _share(r["abstained"] for r in a)
+        m["failure_text"] = _share(r["failure_text"] for r in a)
+    elif set_name == "hotpotqa":
+        m["em"] = _share(r["em"] for r in a)
+        m["f1"] = round(statistics.fmean(r["f1"] for r in a), 4)
+        # Rows of runs before this column: computed from the stored answer (its last 600 characters).
+        m["contains"] = _share(r.get("contains", contains_answer(r["answer"], r["gold"])) for r in a)
+        m["abstained"] = _share(abstains(r["answer"]) for r in a)
+        m["support_cited"] = _share(r["support_cited"] for r in a)
+    else:
+        m["correct"] = _share(r["correct"] for r in a)
+    return m
+
+
+def _set_entry(set_name: str, rs: list[dict], hits: dict[int, tuple[str | None, bool]]) -> dict:
+    """The metrics per agent of some rows of one set, with the retrieval hits of their questions."""
+    per: dict[str, dict] = {}
+    for agent in dict.fromkeys(r["agent"] for r in rs):
+        per[agent] = _agent_metrics(set_name, sorted((r for r in rs if r["agent"] == agent), key=lambda r: r["i"]))
+    if set_name == "gsm8k":
+        for tools, plain in PAIRS:
+            if tools in per and plain in per:
+                by_i = {agent: {r["i"]: r for r in rs if r["agent"] == agent} for agent in (tools, plain)}
+                both = sorted(set(by_i[tools]) & set(by_i[plain]))
+                wins, losses = paired([by_i[plain][i] for i in both], [by_i[tools][i] for i in both])
+                per[tools]["vs"] = {
+                    "other": plain,
+                    "questions": len(both),
+                    "wins": wins,
+                    "losses": losses,
+                    "sign_test_p": sign_test(wins, losses),
+                }
+    entry: dict[str, Any] = {"agents": per}
+    if set_name in ("korean_faq", "korquad"):
+        entry["retrieval_top3"] = _share(hit for _, hit in hits.values())
+    return entry
+
+
 def summarize(rows: list[dict], retrieval: dict[str, dict]) -> dict:
-    """Per model and set: the metrics per agent, as printed in the tables."""
+    """Per model and set: the metrics per agent, as printed in the tables.
+
+    ``out[model][set]`` holds ``agents`` (agent: metrics) over all rows and ``halves``: the same
+    entry per half (``tune``, ``heldout``) of the rows that have one (rows of older runs may not).
+    ``retrieval[model][set]`` maps a question's index to (half, top-3 hit); the rows' own
+    ``retrieval_top3`` fill in the questions it lacks.
+    """
     out: dict = {}
     for model in dict.fromkeys(r["model"] for r in rows):
         for set_name in SETS:
             rs = [r for r in rows if r["model"] == model and r["set"] == set_name]
             if not rs:
                 continue
-            per: dict[str, dict] = {}
-            for agent in dict.fromkeys(r["agent"] for r in rs):
-                a = sorted((r for r in rs if r["agent"] == agent), key=lambda r: r["i"])
-                med, p95 = _seconds(a)
-                m: dict[str, Any] = {
-                    "n": len(a),
-                    "errors": sum(bool(r["error"]) for r in a),
-                    "tool_text": sum(r["tool_text"] for r in a),
-                    "tool_calls": sum(r["tool_calls"] for r in a),
-                    "grounded": _share(r["grounded"] for r in a),
-                    "median_s": med,
-                    "p95_s": p95,
-                }
-                if set_name == "korean_faq":
-                    answerable = [r for r in a if r["kind"] != "unanswerable"]
-                    m["facts"] = _share(r["facts"] for r in answerable)
-                    for kind in ("lookup", "multistep", "english"):
-                        m[f"facts_{kind}"] = _share(r["facts"] for r in answerable if r["kind"] == kind)
-                    m["gold_cited"] = _share(r["gold_cited"] for r in answerable)
-                    m["abstention"] = _share(r["abstained"] for r in a if r["kind"] == "unanswerable")
-                    m["false_abstention"] = _share(r["false_abstention"] for r in answerable)
-                elif set_name == "hotpotqa":
-                    m["em"] = _share(r["em"] for r in a)
-                    m["f1"] = round(statistics.fmean(r["f1"] for r in a), 4)
-                    # Rows of runs before this column: computed from the stored answer (its last 600 characters).
-                    m["contains"] = _share(r.get("contains", contains_answer(r["answer"], r["gold"])) for r in a)
-                    m["abstained"] = _share(abstains(r["answer"]) for r in a)
-                    m["support_cited"] = _share(r["support_cited"] for r in a)
-                else:
-                    m["correct"] = _share(r["correct"] for r in a)
-                per[agent] = m
-            if set_name == "gsm8k":
-                for tools, plain in PAIRS:
-                    if tools in per and plain in per:
-                        by_i = {agent: {r["i"]: r for r in rs if r["agent"] == agent} for agent in (tools, plain)}
-                        both = sorted(set(by_i[tools]) & set(by_i[plain]))
-                        wins, losses = paired([by_i[plain][i] for i in both], [by_i[tools][i] for i in both])
-                        per[tools]["vs"] = {
-                            "other": plain,
-                            "questions": len(both),
-                            "wins": wins,
-                            "losses": losses,
-                            "sign_test_p": sign_test(wins, losses),
-                        }
-            entry = {"agents": per}
-            if set_name == "korean_faq":
-                hits = retrieval.get(model) or {
-                    r["i"]: r["retrieval_top3"] for r in rs if r["retrieval_top3"] is not None
-                }
-                entry["retrieval_top3"] = _share(hits.values())
+            hits: dict[int, tuple[str | None, bool]] = {
+                r["i"]: (r.get("half"), r["retrieval_top3"]) for r in rs if r.get("retrieval_top3") is not None
+            }
+            hits.update(retrieval.get(model, {}).get(set_name, {}))
+            entry = _set_entry(set_name, rs, hits)
+            entry["halves"] = {}
+            for half in HALVES:
+                part = [r for r in rs if r.get("half") == half]
+                if part:
+                    entry["halves"][half] = _set_entry(set_name, part, {i: h for i, h in hits.items() if h[0] == half})
             out.setdefault(model, {})[set_name] = entry
     return out
 
@@ -391,71 +682,95 @@ def _fmt(pair: tuple[int, int]) -> str:
     return f"{k}/{n} ({k / n:.0%})" if n else "n/a"
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return _fmt(tuple(value))
+    if isinstance(value, dict):  # route counts, or shares per kind
+        return ", ".join(f"{k} {v[0]}/{v[1]}" if isinstance(v, (list, tuple)) else f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
+# Per set: (column, metric key) after "agent", "half" and "n"; the common columns follow.
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "korean_faq": [
+        ("facts", "facts"),
+        ("lookup", "facts_lookup"),
+        ("multistep", "facts_multistep"),
+        ("english", "facts_english"),
+        ("gold cited", "gold_cited"),
+        ("abstain (unans.)", "abstention"),
+        ("false abstain", "false_abstention"),
+        ("grounded but wrong", "grounded_wrong"),
+        ("routes", "routes"),
+    ],
+    "korquad": [
+        ("contains+cited (ans.)", "correct_answerable"),
+        ("contains", "contains"),
+        ("gold cited", "gold_cited"),
+        ("false abstain (ans.)", "false_abstention"),
+        ("abstained (unans.)", "abstention"),
+        ("abstained, cites nothing (unans.)", "correct_unanswerable"),
+        ("grounded but wrong", "grounded_wrong"),
+        ("routes", "routes"),
+    ],
+    "general": [
+        ("helped", "helped"),
+        ("helped per kind", "helped_by_kind"),
+        ("abstained", "abstained"),
+        ("tool-failure text", "failure_text"),
+        ("routes", "routes"),
+    ],
+    "hotpotqa": [
+        ("EM", "em"),
+        ("F1", "f1"),
+        ("answer contains gold", "contains"),
+        ("supporting cited", "support_cited"),
+        ("abstained", "abstained"),
+        ("grounded but wrong", "grounded_wrong"),
+        ("routes", "routes"),
+    ],
+    "gsm8k": [("correct", "correct"), ("tool calls", "tool_calls"), ("routes", "routes")],
+}
+
+
+def _replies(entry: dict) -> int:
+    return sum(m["n"] for m in entry["agents"].values())
+
+
 def print_tables(summary: dict) -> None:
     total_text = total = 0
     for model, sets in summary.items():
         for set_name, entry in sets.items():
-            per = entry["agents"]
+            halves = entry.get("halves", {})
+            # Each half, then both together (the same numbers as the one half when only one ran).
+            parts = [(h, halves[h]) for h in HALVES if h in halves]
+            if not (len(parts) == 1 and _replies(parts[0][1]) == _replies(entry)):
+                parts.append(("both", entry))
             print(f"\n### {set_name}, model {model}\n")
-            if set_name == "korean_faq":
-                print(f"Retrieval top-3 hit of gold_doc (`recall(q, k=3)`): {_fmt(tuple(entry['retrieval_top3']))}\n")
-                head = [
-                    "agent",
-                    "facts",
-                    "lookup",
-                    "multistep",
-                    "english",
-                    "gold cited",
-                    "abstain (unans.)",
-                    "false abstain",
-                    "tool text",
-                    "grounded",
-                    "errors",
-                    "s median",
-                    "s p95",
-                ]
-                keys = [
-                    "facts",
-                    "facts_lookup",
-                    "facts_multistep",
-                    "facts_english",
-                    "gold_cited",
-                    "abstention",
-                    "false_abstention",
-                ]
-            elif set_name == "hotpotqa":
-                head = [
-                    "agent",
-                    "EM",
-                    "F1",
-                    "answer contains gold",
-                    "supporting cited",
-                    "abstained",
-                    "tool text",
-                    "grounded",
-                    "errors",
-                    "s median",
-                    "s p95",
-                ]
-                keys = ["em", "f1", "contains", "support_cited", "abstained"]
-            else:
-                head = ["agent", "correct", "tool calls", "tool text", "grounded", "errors", "s median", "s p95"]
-                keys = ["correct", "tool_calls"]
+            if "retrieval_top3" in entry:
+                hits = ", ".join(f"{h} {_fmt(tuple(e['retrieval_top3']))}" for h, e in parts)
+                print(f"Retrieval top-3 hit of the gold document (`recall(q, k=3)`): {hits}\n")
+            cols = COLUMNS[set_name]
+            head = ["agent", "half", "n"] + [c for c, _ in cols] + ["tool text", "grounded", "errors", "s p50", "s p95"]
             print("| " + " | ".join(head) + " |")
             print("|" + "---|" * len(head))
-            for agent, m in per.items():
-                cells = [agent] + [_fmt(tuple(m[k])) if isinstance(m[k], (list, tuple)) else str(m[k]) for k in keys]
-                cells += [
-                    f"{m['tool_text']}/{m['n']}",
-                    _fmt(tuple(m["grounded"])),
-                    str(m["errors"]),
-                    f"{m['median_s']}",
-                    f"{m['p95_s']}",
-                ]
-                print("| " + " | ".join(cells) + " |")
+            for agent in entry["agents"]:
+                for half, part in parts:
+                    m = part["agents"].get(agent)
+                    if m is None:
+                        continue
+                    cells = [agent, half, str(m["n"])] + [_cell(m[k]) for _, k in cols]
+                    cells += [
+                        f"{m['tool_text']}/{m['n']}",
+                        _fmt(tuple(m["grounded"])),
+                        str(m["errors"]),
+                        f"{m['median_s']}",
+                        f"{m['p95_s']}",
+                    ]
+                    print("| " + " | ".join(cells) + " |")
+            for agent, m in entry["agents"].items():
                 total_text += m["tool_text"]
                 total += m["n"]
-            for agent, m in per.items():
                 if "vs" in m:
                     v = m["vs"]
                     print(
@@ -485,7 +800,14 @@ def main() -> int:
     parser.add_argument("--models", help="comma-separated model ids; the whole run is repeated per model")
     parser.add_argument("--agents", default=",".join(AGENTS), help=f"comma-separated, from: {', '.join(AGENTS)}")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from: {', '.join(SETS)}")
+    parser.add_argument(
+        "--half",
+        choices=("tune", "heldout", "both"),
+        default="both",
+        help="run (or, with --summarize, report) only the rows of one half of every set (default: both)",
+    )
     parser.add_argument("--korean-limit", type=int, help="first N korean_faq questions (default: all 20)")
+    parser.add_argument("--korquad-limit", type=int, help="first N korquad questions (default: all 90)")
     parser.add_argument(
         "--korean-dir",
         type=Path,
@@ -512,7 +834,8 @@ def main() -> int:
     if args.summarize:
         if not cases_path.exists():
             parser.error(f"{cases_path} does not exist; run the benchmark first")
-        print_tables(summarize(Cases(cases_path, resume=True).rows, {}))
+        rows = Cases(cases_path, resume=True).rows
+        print_tables(summarize([r for r in rows if args.half in ("both", r.get("half"))], {}))
         return 0
     if not EVALDATA.exists():
         print(f"skipped: the evaluation data {EVALDATA} is absent", file=sys.stderr)
@@ -537,19 +860,29 @@ def main() -> int:
         for model in models:
             if "korean_faq" in sets:
                 if (KOREAN / "questions.jsonl").exists():
-                    run_korean(
-                        model, agents, args.korean_limit, args.quick, settings, cases, retrieval.setdefault(model, {})
-                    )
+                    hits = retrieval.setdefault(model, {}).setdefault("korean_faq", {})
+                    run_korean(model, agents, args.korean_limit, args.quick, args.half, settings, cases, hits)
                 else:
                     print(f"skipped korean_faq: {KOREAN} is absent", file=sys.stderr)
+            if "korquad" in sets:
+                if (KORQUAD / "questions.jsonl").exists():
+                    hits = retrieval.setdefault(model, {}).setdefault("korquad", {})
+                    run_korquad(model, agents, args.korquad_limit, args.quick, args.half, settings, cases, hits)
+                else:
+                    print(f"skipped korquad: {KORQUAD} is absent", file=sys.stderr)
+            if "general" in sets:
+                if GENERAL.exists() and (KOREAN / "questions.jsonl").exists():
+                    run_general(model, agents, args.quick, args.half, settings, cases)
+                else:
+                    print(f"skipped general: {GENERAL} or the korean_faq docs are absent", file=sys.stderr)
             if "hotpotqa" in sets:
                 if HOTPOT.exists():
-                    run_hotpot(model, agents, 1 if args.quick else args.hotpot_limit, settings, cases, Path(tmp.name))
+                    run_hotpot(model, agents, args.hotpot_limit, args.quick, args.half, settings, cases, Path(tmp.name))
                 else:
                     print(f"skipped hotpotqa: {HOTPOT} is absent", file=sys.stderr)
             if "gsm8k" in sets:
                 if GSM8K.exists():
-                    run_gsm8k(model, agents, 2 if args.quick else args.gsm8k_limit, cases)
+                    run_gsm8k(model, agents, args.gsm8k_limit, args.quick, args.half, cases)
                 else:
                     print(f"skipped gsm8k: {GSM8K} is absent", file=sys.stderr)
     finally:
@@ -564,7 +897,13 @@ def main() -> int:
                 "agents": agents,
                 "sets": sets,
                 "quick": args.quick,
-                "limits": {"korean_faq": args.korean_limit, "hotpotqa": args.hotpot_limit, "gsm8k": args.gsm8k_limit},
+                "half": args.half,
+                "limits": {
+                    "korean_faq": args.korean_limit,
+                    "korquad": args.korquad_limit,
+                    "hotpotqa": args.hotpot_limit,
+                    "gsm8k": args.gsm8k_limit,
+                },
                 "minutes": round((time.time() - started) / 60, 1),
                 "load_avg": [load_start, os.getloadavg()[0]],
                 "cpu_count": os.cpu_count(),

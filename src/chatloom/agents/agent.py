@@ -19,6 +19,7 @@ from chatloom.agents.reply import (
     Citation,
     Event,
     EventStream,
+    GroundingMode,
     PendingApproval,
     Reply,
     Token,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # the heavy imports stay lazy: a REPL shows its prompt before
     from langgraph.types import Command, Durability, StreamMode
 
     from chatloom.agents.graph import ChatRunnable, TurnContext, TurnGraph, TurnState
+    from chatloom.agents.meaning import MeaningScorer
     from chatloom.agents.stopping import StopSignal
     from chatloom.config import Settings
     from chatloom.mcp.config import MCPServerSpec
@@ -99,11 +101,14 @@ class Agent:
     name). ``conversation_memory`` stores
     lasting facts per ``user_id`` and recalls them in later threads. Threads longer than
     ``history_tokens`` (approximate) have their older turns summarised by the model.
-    ``grounding`` (default: on when the agent has memory) checks each answer against the
-    retrieved passages and tool results: supported sentences are cited as ``[n]``, and an
-    answer nothing supports becomes the best matching passage sentence or "I couldn't find
-    this in the knowledge base" in the user's language; ``Reply.grounded`` and
-    ``Reply.unsupported`` report the outcome. ``mcp_servers`` (``chatloom.mcp.config.MCPServerSpec``,
+    ``grounding`` (default ``"cite"`` when the agent has memory) routes each turn by meaning
+    (``Reply.route``): greetings, tasks on the user's text and calculations get the model's own
+    answer; a knowledge question is answered from the passages about it, checked sentence by
+    sentence: backed sentences are cited as ``[n]``, and an answer nothing backs becomes the
+    passage sentence that answers the question or "I couldn't find this in the knowledge base"
+    in the user's language; ``Reply.grounded`` and ``Reply.unsupported`` report the outcome.
+    ``"strict"`` also declines tasks that bring no text of their own (a company FAQ bot);
+    ``"off"`` (or False) checks nothing. ``mcp_servers`` (``chatloom.mcp.config.MCPServerSpec``,
     plus any in ``chatloom.toml``) add MCP servers' tools as ``server.tool``; they start when the
     agent loads and stop with :meth:`close` (or ``with Agent(...) as agent:``).
     """
@@ -125,7 +130,7 @@ class Agent:
         recall_k: int = 4,
         conversation_memory: bool = False,
         history_tokens: int = 3000,
-        grounding: bool | None = None,
+        grounding: bool | GroundingMode | None = None,
         checkpointer: BaseCheckpointSaver | Literal["memory"] | None = None,
         settings: Settings | None = None,
         mcp_servers: Sequence[MCPServerSpec] = (),
@@ -179,7 +184,8 @@ class Agent:
             "namespace": spec.memory.namespace or spec.name,
             "recall_k": spec.memory.k,
             "conversation_memory": spec.memory.enabled and spec.memory.conversation,
-            "grounding": None if spec.memory.grounding else False,  # None: on whenever memory is
+            # None: "cite" whenever memory is on; a spec may ask for "strict" or "off".
+            "grounding": None if spec.memory.grounding is True else spec.memory.grounding,
             "mcp_servers": list(spec.mcp_servers),
             "name": spec.name,
         }
@@ -356,8 +362,22 @@ class Agent:
         """Whether answers are checked against the passages and may be replaced (grounding):
         ``grounding`` when set, else on exactly when the agent has memory. Loads the agent."""
         if self.grounding is not None:
-            return bool(self.grounding)
+            return self.grounding not in (False, "off")
         return self._services().memory is not None
+
+    def grounding_mode(self) -> GroundingMode:
+        """The answer policy: ``"strict"``, ``"cite"`` (the default with memory) or ``"off"``."""
+        if not self.checks_answers():
+            return "off"
+        return "strict" if self.grounding == "strict" else "cite"
+
+    @staticmethod
+    def _scorer() -> MeaningScorer | None:
+        """The meaning scorer for routes, relevance and support; None where the multilingual
+        embedder is not installed (then words decide, as before)."""
+        from chatloom.agents import meaning
+
+        return meaning.default_scorer() if meaning.available() else None
 
     @property
     def loaded_model(self) -> BaseChatModel | None:
@@ -611,6 +631,8 @@ class Agent:
             answer_model=services.answer_model,
             history_tokens=self.history_tokens,
             grounding=self.checks_answers(),
+            grounding_mode=self.grounding_mode(),
+            scorer=self._scorer() if self.checks_answers() else None,
             profile=services.profile,
             agent_name=self.name,
         )
@@ -742,6 +764,7 @@ def _reply(state: dict[str, Any], thread_id: str) -> Reply:
         grounded=final.additional_kwargs.get("grounded"),
         unsupported=tuple(final.additional_kwargs.get("unsupported", ())),
         retrieved=tuple(_passage(p) for p in state.get("retrieved", [])),
+        route=state.get("route") or None,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.language_models import LanguageModelInput
@@ -35,7 +35,9 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from chatloom.agents import grounding
-from chatloom.agents.reply import StopReason
+from chatloom.agents.meaning import MeaningScorer
+from chatloom.agents.reply import GroundingMode, Route, StopReason
+from chatloom.agents.routing import route_request
 from chatloom.agents.taint import is_tainted, taint_update
 from chatloom.arithmetic import expression_asked
 from chatloom.memory.base import Memory
@@ -58,6 +60,10 @@ BAD_CALL_NOTE = (
 NO_TOOLS_NOTE = "You have no tools. Answer the question in plain words."
 BAD_CALL_ANSWER = "I couldn't answer: the model kept writing a tool call that doesn't exist instead of an answer."
 HISTORY_TOKEN_BUDGET = 3000  # approximate tokens of earlier conversation sent to the model
+ROUTE_MARGIN = 0.03
+"""A request routed elsewhere still looks in the knowledge base when its knowledge score is
+within this of its route's ("미네르바가 주장한 기고문이 실린 언론지는?" scored task 0.834,
+knowledge 0.806): it becomes a knowledge question if passages answer it by meaning."""
 
 
 class TurnState(TypedDict, total=False):
@@ -74,6 +80,7 @@ class TurnState(TypedDict, total=False):
     summary: str  # a summary of the thread's messages before summary_upto
     summary_upto: int
     tainted: str  # the first untrusted source the thread saw ("" = none); only /reset clears it
+    route: Route | Literal[""]  # what kind of request this turn is ("" = not routed: no grounding)
 
 
 @dataclass
@@ -98,6 +105,8 @@ class TurnContext:
     answer_model: ChatRunnable | None = None  # the model with only the profile's inline tools bound (no tool list)
     history_tokens: int = HISTORY_TOKEN_BUDGET
     grounding: bool = False  # check answers against passages and tool results; cite or abstain
+    grounding_mode: GroundingMode = "cite"  # with grounding on: "strict" also declines off-topic tasks
+    scorer: MeaningScorer | None = None  # judges relevance, support and routes by meaning; None: by words
     profile: ModelProfile = field(default_factory=lambda: profile_for(None))
     agent_name: str | None = None  # recorded with a paused turn, so a server resumes it with the same agent
 
@@ -111,8 +120,13 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     ctx = runtime.context
     messages = state["messages"]
     question = _last_question(messages)
+    route: Route | Literal[""] = ""
+    may_ask_facts = True  # whether the request could be a question for the knowledge base
+    if ctx.grounding and ctx.scorer is not None and question:
+        route, scores = route_request(question, ctx.scorer)
+        may_ask_facts = scores["knowledge"] >= scores[route] - ROUTE_MARGIN
     retrieved: list[dict[str, Any]] = []
-    if ctx.memory is not None and question:
+    if ctx.memory is not None and question and may_ask_facts:
         user_id = ctx.user_id if ctx.conversation_memory else None
         found = ctx.memory.recall(question, k=ctx.recall_k, namespace=ctx.namespace, user_id=user_id)
         retrieved = [asdict(p) for p in found]
@@ -121,15 +135,19 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         # Passages that don't share the question's specific terms mislead a small model into
         # answering from them; it sees only the relevant ones. A passage's section heading is
         # part of what it says ("출장비 > 정산 방법"), as the model sees it too.
-        texts = [f"{p.get('section') or ''}\n{p['text']}" for p in retrieved]
+        texts = [(f"# {p['section']}\n" if p.get("section") else "") + p["text"] for p in retrieved]
         # Optional in the Memory protocol: a memory that doesn't say is trusted to match
         # questions to passages across languages.
         across = getattr(ctx.memory, "matches_across_languages", None)
         across_languages = across(ctx.namespace) if callable(across) else True
-        passages = [
-            retrieved[i] for i in grounding.relevant_passages(question, texts, across_languages=across_languages)
-        ]
+        relevant = grounding.relevant_passages(question, texts, across_languages=across_languages, scorer=ctx.scorer)
+        passages = [retrieved[i] for i in relevant]
+    if route and route != "knowledge":
+        if passages:  # close to a knowledge question, and the documents answer it
+            route = "knowledge"
+        passages = []
     return {
+        "route": route,
         "passages": passages,
         "retrieved": retrieved,
         "steps": 0,
@@ -176,7 +194,11 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         return {"messages": [_answer_without_tools(state, ctx, fallback)], "stop_reason": "step_limit"}
 
     question = _last_question(state["messages"])
-    if ctx.grounding and steps == 0 and not _offered(ctx) and not state.get("passages") and _asks_for_facts(question):
+    route = state.get("route", "")
+    if steps == 0 and route in ("conversation", "task"):
+        return {"steps": 1, "stop_reason": "answer", "messages": [_own_answer(state, ctx, question)]}
+    asks_for_facts = route == "knowledge" if route else _asks_for_facts(question)
+    if ctx.grounding and steps == 0 and not _offered(ctx) and not state.get("passages") and asks_for_facts:
         # Nothing relevant was found and no tool could find it: say so, with no model call to
         # invent an answer.
         text = grounding.abstention(question)
@@ -224,6 +246,39 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         update["stop_reason"] = "answer"
     update["messages"] = [response]
     return update
+
+
+DECLINE_ANSWER = {
+    "ko": "죄송하지만 저는 지식 베이스의 문서에 관한 질문과, 직접 주신 글을 다루는 일만 도와드릴 수 있어요.",
+    "en": "Sorry, I can only help with questions about the documents I know, and with text you give me.",
+}
+_OWN_TEXT = re.compile(r"['\"‘’“”「『].{2,}|:\s*\S+(?:\s+\S+){2,}|\n\s*\S", re.DOTALL)
+
+
+def _own_answer(state: TurnState, ctx: TurnContext, question: str) -> AIMessage:
+    """The answer to a conversation turn or a task: the model's own, with no tool list, in the
+    conversation so far. Such turns state no fact about the knowledge domain, so no passage
+    has to back them, and a failing tool can never become the answer to a greeting. A task over
+    documents (passages about it were found) is checked as any answer, but never replaced.
+    In ``strict`` mode a task that brings no text of its own is politely declined."""
+    passages = bool(state.get("passages"))
+    if ctx.grounding_mode == "strict" and state.get("route") == "task" and not passages:
+        if not _OWN_TEXT.search(question):
+            lang = grounding.language_of(question)
+            return AIMessage(content=DECLINE_ANSWER[lang], additional_kwargs={"declined": True})
+    plain = ctx.answer_model or ctx.summarizer or ctx.model
+    response = plain.invoke(_model_input(state, ctx, show_tools=False))
+    if looks_like_tool_call(str(response.content)):
+        response = (ctx.summarizer or ctx.model).invoke(
+            [*_model_input(state, ctx, show_tools=False), HumanMessage(content=NO_TOOLS_NOTE)]
+        )
+    if passages:
+        return _final_answer(response, state, ctx)
+    answer, reasoning = ctx.split_reasoning(str(response.content))
+    kwargs = {k: v for k, v in response.additional_kwargs.items() if k != "tool_calls"}
+    if reasoning:
+        kwargs["reasoning"] = reasoning
+    return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})
 
 
 def _calculated_answer(messages: list[AnyMessage]) -> AIMessage | None:
@@ -369,7 +424,9 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
         kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
     if ctx.grounding:
         evidence = _evidence(state, ctx)
-        strict = bool(evidence.passages) or _asks_for_facts(evidence.question)
+        route = state.get("route", "")
+        # Routed: only a knowledge answer must be backed; a task over documents is cited, kept.
+        strict = route == "knowledge" if route else bool(evidence.passages) or _asks_for_facts(evidence.question)
         checked = grounding.check_answer(answer, evidence, strict=strict, quote=ctx.profile.quote_best_sentence)
         if checked.answer != answer:
             kwargs["draft"] = answer  # the model's own words stay in the trace
@@ -492,10 +549,13 @@ def _evidence(state: TurnState, ctx: TurnContext) -> grounding.Evidence:
                 computed.append(str(m.content))
             else:
                 fetched.append(unwrap_untrusted(str(m.content)))
-    fetched = [fetched[i] for i in grounding.relevant_passages(question, fetched)]
+    fetched = [fetched[i] for i in grounding.relevant_passages(question, fetched, scorer=ctx.scorer)]
     passages = tuple(p["text"] for p in state.get("passages") or [])
-    results = [*fetched, *computed]
-    return grounding.Evidence(passages=passages, tool_results=tuple(results), question=question)
+    results = (*fetched, *computed)
+    if ctx.scorer is not None and passages:
+        judged = grounding.linked_sentences(question, passages, ctx.scorer)
+        return replace(judged, tool_results=results)
+    return grounding.Evidence(passages=passages, tool_results=results, question=question)
 
 
 def act(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:

@@ -26,9 +26,12 @@ import re
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatloom.arithmetic import KOREAN_MULTIPLIER_WORDS, KOREAN_MULTIPLIERS, finish_equation
+
+if TYPE_CHECKING:
+    from chatloom.agents.meaning import MeaningScorer
 
 ABSTAIN = {
     "ko": "지식 베이스에서 관련 내용을 찾지 못했습니다.",
@@ -45,6 +48,19 @@ EXTRACTIVE_THRESHOLD = 0.5
 QUOTE_THRESHOLD = 0.4
 """Least question coverage for a passage sentence to be quoted after an answer that missed it:
 lower than the bar for replacing an answer, since a quote only adds a cited line."""
+
+MEANING_RELEVANCE = 0.85
+"""Least meaning score (e5 cosine, question to sentence) of a passage's best sentence for the
+passage to count as answering the question. Calibrated on the tune half of the dev sets
+(benchmarks/bench_grounding.py, docs/grounding.md)."""
+MEANING_RELEVANCE_ACROSS = 0.80
+"""The same for a passage in another language than the question: e5 scores such pairs lower."""
+MEANING_MARGIN = 0.04
+"""How far below the best sentence's score a passage (or a sentence) may be and still count."""
+MEANING_EXTRACT = 0.86
+"""Least meaning score of the best sentence to stand in, cited, for an unsupported answer."""
+LINKED_SENTENCES = 3
+"""How many of the best-answering sentences (with their neighbours) a claim may draw on."""
 
 _WORD = re.compile(r"[^\W_]")  # a letter or digit of any script
 _WORD_RUN = re.compile(r"[^\W\d_]+")  # a word of letters, any script
@@ -65,6 +81,7 @@ _ECHOED_LABEL = re.compile(
     rf"\(\s*{_LABEL_NAME} › [^\n()›]{{1,200}}?\)[ \t]*:?[ \t]*|{_LABEL_NAME} › [^\n:()›]{{1,200}}?:[ \t]*"
 )
 _ECHOED_PROMPT = re.compile(r"(?:^|\n|(?<=[.!?。]))\s*(?:Question|질문)\s*:")
+_ASKS = re.compile(r"[?？]\s*$")
 _CITES_ONLY = re.compile(r"^(\s*\[\d{1,3}\])+[\s.。]*$")
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
 _LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])(?:\s+|$)", re.MULTILINE)
@@ -242,6 +259,13 @@ class Evidence:
     passages: tuple[str, ...] = ()
     tool_results: tuple[str, ...] = ()
     question: str = ""
+    linked: tuple[str, ...] | None = None
+    """Per passage, the text of its sentences that are about the question (see
+    :func:`linked_sentences`), or None to let the whole passage count. A claim is supported only
+    by what these say: an entity elsewhere in a passage is not linked to the question's subject."""
+    best_lines: tuple[tuple[float, int, str], ...] = ()
+    """(meaning score, passage index, sentence) of the sentences that best answer the question,
+    best first; empty when no scorer judged them (the word-based ranking is used instead)."""
 
 
 @dataclass(frozen=True)
@@ -259,9 +283,14 @@ class Checked:
 
 
 def relevant_passages(
-    question: str, passages: Sequence[str], threshold: float = RELEVANCE_THRESHOLD, across_languages: bool = True
+    question: str,
+    passages: Sequence[str],
+    threshold: float = RELEVANCE_THRESHOLD,
+    across_languages: bool = True,
+    scorer: MeaningScorer | None = None,
 ) -> list[int]:
-    """Indexes of the passages that hold enough of the question's specific terms.
+    """Indexes of the passages that answer the question: by meaning with a ``scorer`` (see
+    :func:`passages_by_meaning`), else those that hold enough of the question's specific terms.
 
     A term found in every retrieved passage (a product name, "company") says little about
     which passage answers; a rare one says much, so terms are weighted by their rarity among
@@ -273,6 +302,8 @@ def relevant_passages(
     """
     if not passages:
         return []
+    if scorer is not None:
+        return passages_by_meaning(question, passages, scorer)
     if across_languages and any(language_of(p) != language_of(question) for p in passages):
         return list(range(len(passages)))
     q = terms(question)
@@ -296,8 +327,16 @@ def _uncovered_topic(question: str, held: Sequence[AbstractSet[str]]) -> bool:
     """
     from chatloom.memory.keyword import korean_topics
 
-    topics = [t for t in korean_topics(question) if not set(t) <= _ASKING_KO]
+    topics = [t for t in korean_topics(question) if not set(t) <= _ASKING_KO and not _asked_for(t, question)]
     return bool(topics) and not any(set(topic) <= h for topic in topics for h in held)
+
+
+def _asked_for(topic: tuple[str, ...], question: str) -> bool:
+    """Whether ``topic`` is what the question asks for, not what it is about: nothing but asking
+    words follows it ("…버틴 장수는?", "…멸망한 연도는?", "가수의 이름은 무엇인가?"). The
+    answer's kind ("장수", "연도") is rarely written in the passage that names the answer."""
+    at = question.rfind("".join(topic))
+    return at >= 0 and not terms(question[at + len("".join(topic)) + 1 :])
 
 
 def _coverage(q: AbstractSet[str], docs: Sequence[AbstractSet[str]]) -> list[float]:
@@ -309,6 +348,68 @@ def _coverage(q: AbstractSet[str], docs: Sequence[AbstractSet[str]]) -> list[flo
     weights = {w: math.log(1 + n / max(sum(w in d for d in docs), 0.5)) for w in q}
     total = sum(weights.values()) or 1.0
     return [sum(weights[w] for w in q & d) / total for d in docs]
+
+
+def sentence_scores(question: str, passages: Sequence[str], scorer: MeaningScorer) -> list[tuple[float, int, str]]:
+    """(meaning score, passage index, sentence) of every sentence of ``passages``, in passage
+    order; the score is how well the sentence answers ``question`` (e5 query to passage).
+
+    A passage's heading line (its section, "출장비 > 정산") is read with its first sentence:
+    it often names the subject that the sentence leaves out.
+    """
+    rows: list[tuple[int, str, str]] = []  # (passage, sentence as shown, text as scored)
+    for i, passage in enumerate(passages):
+        heading = " ".join(s.lstrip("# ").strip() for s in _sentences(passage) if s.startswith("#"))
+        for n, sentence in enumerate(_passage_sentences(passage)):
+            if len(_WORD_RUN.findall(sentence)) < 3:
+                continue  # a label or a stray heading line, not a statement
+            rows.append((i, sentence, f"{heading} {sentence}".strip() if n == 0 and heading else sentence))
+    scores = scorer.similarities(question, [text for _, _, text in rows])
+    return [(score, i, sentence) for score, (i, sentence, _) in zip(scores, rows)]
+
+
+def passages_by_meaning(question: str, passages: Sequence[str], scorer: MeaningScorer) -> list[int]:
+    """Indexes of the passages with a sentence that answers ``question`` by meaning (see
+    :data:`MEANING_RELEVANCE`), and not far below the best passage's (:data:`MEANING_MARGIN`)."""
+    best: dict[int, float] = {}
+    for score, i, _ in sentence_scores(question, passages, scorer):
+        best[i] = max(best.get(i, 0.0), score)
+    if not best:
+        return []
+    lang = language_of(question)
+    if _uncovered_topic(question, [terms(p) for p in passages if language_of(p) == lang]):
+        return []
+    top = max(best.values())
+    return [
+        i
+        for i in sorted(best)
+        if best[i] >= (MEANING_RELEVANCE if language_of(passages[i]) == lang else MEANING_RELEVANCE_ACROSS)
+        and best[i] >= top - MEANING_MARGIN
+    ]
+
+
+def linked_sentences(question: str, passages: Sequence[str], scorer: MeaningScorer) -> Evidence:
+    """The evidence of ``passages`` for ``question`` judged by meaning: per passage, the text of
+    the sentences about the question (the best ones, within :data:`MEANING_MARGIN` of the best,
+    each with the sentence before and after it, which often names what "it" is), and the
+    sentences that best answer it."""
+    scored = sentence_scores(question, passages, scorer)
+    if not scored:
+        return Evidence(passages=tuple(passages), question=question, linked=("",) * len(passages))
+    ranked = sorted(scored, key=lambda r: -r[0])
+    top = ranked[0][0]
+    chosen = {id(r) for r in ranked[:LINKED_SENTENCES] if r[0] >= top - MEANING_MARGIN}
+    keep: set[int] = set()
+    for at, row in enumerate(scored):
+        if id(row) in chosen:
+            keep |= {j for j in (at - 1, at, at + 1) if 0 <= j < len(scored) and scored[j][1] == row[1]}
+    linked = ["" for _ in passages]
+    for at in sorted(keep):
+        _, i, sentence = scored[at]
+        linked[i] = f"{linked[i]} {sentence}".strip()
+    return Evidence(
+        passages=tuple(passages), question=question, linked=tuple(linked), best_lines=tuple(ranked[:LINKED_SENTENCES])
+    )
 
 
 def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bool = False) -> Checked:
@@ -330,9 +431,12 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     if not _WORD.search(_CITE_LOOSE.sub("", answer)):  # nothing said ("[1] [2]", "[1, 2, 3]")
         return _fallback(evidence, ())
     sources = [*evidence.passages, *evidence.tool_results]
-    source_terms = [terms(s) for s in sources]
-    source_numbers = [numbers(s) for s in sources]
-    known = set().union(numbers(question), *source_numbers)
+    known = set().union(numbers(question), *(numbers(s) for s in sources))
+    # A claim is supported by what a source says about the question: with a meaning judgement
+    # (evidence.linked), only a passage's sentences about the question count.
+    supporting = [*(evidence.linked or evidence.passages), *evidence.tool_results]
+    source_terms = [terms(s) for s in supporting]
+    source_numbers = [numbers(s) for s in supporting]
     known |= _computed(answer, known, question)
     q_terms = terms(question)
 
@@ -349,6 +453,8 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
         seen.add(key)
         if frame is not None:
             frames.add(frame)
+        if evidence.passages and _ASKS.search(key):
+            continue  # the question echoed back ("1년에 며칠까지 쓸 수 있나요 [2]?"): not an answer
         body = _LIST_MARK.sub(" ", _FENCE.sub(" ", sentence))
         nums = numbers(body)
         new = {t for t in terms(body) - q_terms if _script([t]) != "num"}  # figures: checked as nums
@@ -360,7 +466,9 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
             shown = sentence
         elif best is None:
             unsupported.append(sentence.strip())
-            shown = _strip_bad_cites(sentence, len(evidence.passages))
+            # Judged by meaning, a knowledge answer shows only what the passages back: the rest
+            # of a pasted paragraph, or an entity from elsewhere, is left out (kept in the trace).
+            shown = "" if strict and evidence.linked is not None else _strip_bad_cites(sentence, len(evidence.passages))
         else:
             supported_claims += 1
             shown = _cite(sentence, best, len(evidence.passages))
@@ -370,8 +478,9 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
         return _fallback(evidence, unsupported)
     checked = _join(out)
     if quote:
-        checked = _quote_if_missed(checked, question, evidence.passages)
-    return Checked(checked, grounded=not unsupported, unsupported=tuple(unsupported))
+        checked = _quote_if_missed(checked, question, evidence.passages, evidence.best_lines)
+    dropped = strict and evidence.linked is not None
+    return Checked(checked, grounded=dropped or not unsupported, unsupported=tuple(unsupported))
 
 
 def _claim_frame(sentence: str) -> str | None:
@@ -475,14 +584,23 @@ def _one_step(left: Sequence[float], right: Sequence[float], additive: bool = Fa
 
 
 def _fallback(evidence: Evidence, unsupported: Iterable[str]) -> Checked:
-    """Replace an answer with no supported claim: the best passage sentence, or abstain."""
+    """Replace an answer with no supported claim: the passage sentence that answers the
+    question (by meaning, when judged so), cited, or the abstention."""
     question = evidence.question
-    best = _best_sentence(question, evidence.passages)
+    if evidence.best_lines:
+        score, index, sentence = evidence.best_lines[0]
+        best = (index, _short(sentence)) if score >= MEANING_EXTRACT else None
+    else:
+        best = _best_sentence(question, evidence.passages)
     if best is not None:
         index, sentence = best
-        lead = EXTRACTIVE_LEAD[language_of(question)]
+        # A quote is the passage's own words, but whether it answers the question is the
+        # scorer's guess, not a check: it is not marked grounded.
         return Checked(
-            f"{lead}{sentence} [{index + 1}]", grounded=True, unsupported=tuple(unsupported), fallback="extractive"
+            _cite(sentence, index, len(evidence.passages)),
+            grounded=not evidence.best_lines,
+            unsupported=tuple(unsupported),
+            fallback="extractive",
         )
     return Checked(abstention(question), grounded=True, unsupported=tuple(unsupported), fallback="abstain")
 
@@ -502,7 +620,9 @@ def _best_sentence(question: str, passages: Sequence[str]) -> tuple[int, str] | 
     return index, " ".join(chosen)
 
 
-def _quote_if_missed(answer: str, question: str, passages: Sequence[str]) -> str:
+def _quote_if_missed(
+    answer: str, question: str, passages: Sequence[str], best_lines: Sequence[tuple[float, int, str]] = ()
+) -> str:
     """``answer`` plus the passage sentence that clearly best matches the question, when the
     answer leaves out what that sentence says (its figures, or most of its words).
 
@@ -510,10 +630,16 @@ def _quote_if_missed(answer: str, question: str, passages: Sequence[str]) -> str
     when is chat support open?", whose line says "24시간"). The quote puts the matching line
     in front of the user, cited, without guessing which of the two is meant.
     """
-    ranked = _ranked_sentences(question, passages)
-    if not ranked or ranked[0][0] < QUOTE_THRESHOLD or (len(ranked) > 1 and ranked[1][0] >= ranked[0][0]):
-        return answer  # no line clearly answers the question: nothing to add
-    _, index, sentence = ranked[0]
+    if best_lines:
+        if best_lines[0][0] < MEANING_EXTRACT:
+            return answer  # no line answers the question well enough to quote
+        _, index, sentence = best_lines[0]
+        sentence = _short(sentence)
+    else:
+        ranked = _ranked_sentences(question, passages)
+        if not ranked or ranked[0][0] < QUOTE_THRESHOLD or (len(ranked) > 1 and ranked[1][0] >= ranked[0][0]):
+            return answer  # no line clearly answers the question: nothing to add
+        _, index, sentence = ranked[0]
     figures = numbers(sentence)
     if figures:
         missed = not figures <= numbers(answer)
@@ -522,7 +648,19 @@ def _quote_if_missed(answer: str, question: str, passages: Sequence[str]) -> str
         missed = bool(said) and len(said & terms(answer)) * 2 < len(said)
     if not missed:
         return answer
-    return f"{answer}\n\n{EXTRACTIVE_LEAD[language_of(question)]}{sentence} [{index + 1}]"
+    return f"{answer}\n\n{EXTRACTIVE_LEAD[language_of(question)]}{_cite(sentence, index, len(passages))}"
+
+
+QUOTE_CHARS = 240
+"""The longest passage sentence quoted whole; a longer one (a list the chunker joined into one
+line) is cut at the clause nearest this length, so a quote never becomes a pasted paragraph."""
+
+
+def _short(sentence: str) -> str:
+    if len(sentence) <= QUOTE_CHARS:
+        return sentence
+    cut = max(sentence.rfind(mark, 0, QUOTE_CHARS) for mark in (", ", "; ", " - ", "·", " "))
+    return sentence[: cut if cut > QUOTE_CHARS // 2 else QUOTE_CHARS].rstrip(" ,;-·") + "…"
 
 
 def _ranked_sentences(question: str, passages: Sequence[str]) -> list[tuple[float, int, str]]:

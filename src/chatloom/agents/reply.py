@@ -8,6 +8,12 @@ from typing import Any, Literal
 
 StopReason = Literal["answer", "step_limit", "loop", "paused"]
 """Why a turn ended (see :class:`Reply`)."""
+Route = Literal["conversation", "task", "calculation", "knowledge"]
+"""What kind of request a turn was (see :mod:`chatloom.agents.routing`)."""
+GroundingMode = Literal["strict", "cite", "off"]
+"""How an agent with memory treats answers: ``"cite"`` (the default) cites or abstains on
+knowledge questions and helps with everything else; ``"strict"`` (a company FAQ bot) also
+politely declines tasks that bring no text of their own; ``"off"`` checks nothing."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +57,15 @@ class Reply:
     ``stop_reason`` is ``"answer"``, ``"step_limit"``, ``"loop"`` (no progress: the same call
     again, or, for small models, calls failing two steps in a row), or ``"paused"`` when a tool
     call waits for approval (``approval_required`` then lists them; ``answer`` is empty).
-    With grounding on (agents with memory), ``grounded`` says whether every claim in the
-    answer is supported by a cited passage or a tool result (an honest "not found" is
-    grounded), and ``unsupported`` lists the sentences nothing supports; without grounding
-    ``grounded`` is None. ``retrieved`` holds every passage recall found (``citations`` index
+    With grounding on (agents with memory), each turn takes a ``route``: ``"knowledge"`` (a
+    question of fact about the domain), ``"conversation"`` (greetings, thanks, the chat itself),
+    ``"task"`` (translate, rewrite, write, code) or ``"calculation"``. On a knowledge turn,
+    ``grounded`` says whether every claim in the answer is backed by a sentence of a cited
+    passage about the question, or a tool result (an honest "not found" is grounded);
+    ``unsupported`` lists the sentences nothing backs. Conversation and task turns state no
+    fact of the domain: ``grounded`` is None unless passages were used (a task over documents),
+    and a calculation is grounded when its figures are the question's or computed from them.
+    Without grounding ``route`` and ``grounded`` are None. ``retrieved`` holds every passage recall found (``citations`` index
     the relevant ones the model was shown).
     """
 
@@ -70,6 +81,7 @@ class Reply:
     unsupported: tuple[str, ...] = ()
     retrieved: tuple[Citation, ...] = ()
     approval_required: tuple[PendingApproval, ...] = ()
+    route: Route | None = None
 
     @classmethod
     def paused(cls, thread_id: str, approvals: Sequence[PendingApproval], steps: int = 0) -> Reply:

@@ -28,7 +28,7 @@ Example (run from a workspace)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
@@ -47,8 +47,13 @@ class MemorySpec(BaseModel):
     namespace: str | None = Field(default=None, description="the knowledge collection; default: the agent's name")
     k: int = Field(default=4, ge=1, le=50, description="passages recalled per question")
     conversation: bool = Field(default=False, description="also store and recall past exchanges")
-    grounding: bool = Field(
-        default=True, description="check answers against the passages: cite them, or say the knowledge base lacks it"
+    grounding: bool | Literal["strict", "cite", "off"] = Field(
+        default=True,
+        description=(
+            "the answer policy: cite (true) answers knowledge questions from the passages, cited, or says the "
+            "knowledge base lacks it, and helps with everything else; strict also declines tasks that bring no "
+            "text of their own; off (false) checks nothing"
+        ),
     )
 
 

@@ -469,6 +469,12 @@ class E5Embeddings(Embeddings):
 
         return np.asarray(self._load().query(text or " "), dtype=np.float32)
 
+    def queries_array(self, texts: list[str]) -> np.ndarray:
+        """Embed several queries at once (``query: `` prefix), shape (len(texts), 384)."""
+        import numpy as np
+
+        return np.asarray(self._load().query([t or " " for t in texts]), dtype=np.float32).reshape(len(texts), -1)
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embed_array(list(texts)).tolist()
 
