@@ -60,7 +60,8 @@ BAD_CALL_NOTE = (
 NO_TOOLS_NOTE = "You have no tools. Answer the question in plain words."
 BAD_CALL_ANSWER = "I couldn't answer: the model kept writing a tool call that doesn't exist instead of an answer."
 HISTORY_TOKEN_BUDGET = 3000  # approximate tokens of earlier conversation sent to the model
-ROUTE_MARGIN = 0.03
+ROUTE_MARGIN = 0.04
+FACT_MARGIN = 0.02
 """A request routed elsewhere still looks in the knowledge base when its knowledge score is
 within this of its route's ("미네르바가 주장한 기고문이 실린 언론지는?" scored task 0.834,
 knowledge 0.806): it becomes a knowledge question if passages answer it by meaning."""
@@ -143,9 +144,10 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         relevant = grounding.relevant_passages(question, texts, across_languages=across_languages, scorer=ctx.scorer)
         passages = [retrieved[i] for i in relevant]
     if route and route != "knowledge":
-        if passages:  # close to a knowledge question, and the documents answer it
+        if passages or _seeks_facts(question, scores):  # close to a knowledge question: it is one
             route = "knowledge"
-        passages = []
+        else:
+            retrieved = []  # nothing to show or cite for a conversation turn or a task
     return {
         "route": route,
         "passages": passages,
@@ -157,6 +159,18 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         **_summarise_if_long(state, ctx),
         **taint_update(state, tools=ctx.tools, passages=passages),
     }
+
+
+def _seeks_facts(question: str, scores: dict[Route, float]) -> bool:
+    """Whether a request routed elsewhere is still a question of fact, though no passage answers
+    it: its knowledge score is within :data:`FACT_MARGIN` of its route's, it names at least
+    two things (content terms), and it brings no text of its own to work on. Such a question
+    ("책임 무능력자의 가해행위 시 입증책임이 있는 자는?") must be abstained, not answered
+    from the model's memory."""
+    if _OWN_TEXT.search(question) or len(grounding.terms(question)) < 2:
+        return False
+    best = max(scores.values())
+    return scores["knowledge"] >= best - FACT_MARGIN
 
 
 def _summarise_if_long(state: TurnState, ctx: TurnContext) -> dict[str, Any]:
