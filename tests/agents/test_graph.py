@@ -597,7 +597,7 @@ def test_units_abbreviating_some_passage_word_are_not_given_but_units_a_passage_
     reply = agent.chat("What is 12 doubled?")
     assert reply.stop_reason == "loop" and reply.answer.startswith("12 * 2 = 24")
     assert "19.3" not in str(model.calls[-1])  # the conversion backed nothing
-    named = _OnePassage("The park's map gives every distance in km.")
+    named = _OnePassage("The park's map gives the length of every trail in km.")
     agent, model = small_model_agent(call, "The trail is 19.3121 km long.", tools_extra=[convert], memory=named)
     reply = agent.chat("How long is a 12 mi trail on the park's map?")
     assert reply.stop_reason == "answer" and any(

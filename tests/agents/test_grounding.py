@@ -141,7 +141,9 @@ def test_invented_figure_is_never_shown():
     agent, _ = agent_with(ListMemory(TRANSFER), "송금 수수료는 건당 3,000원입니다.")
     reply = agent.chat("송금할 때 수수료가 얼마인가요?")
     assert "3,000" not in reply.answer and "3000" not in reply.answer
-    assert reply.grounded is True  # replaced by a grounded fallback
+    # Replaced by the passage sentence that answers the question: the passage's own words, but
+    # whether they answer it is the scorer's judgement, not a check, so not marked grounded.
+    assert reply.grounded is False
     assert reply.unsupported == ("송금 수수료는 건당 3,000원입니다.",)
 
 
@@ -242,7 +244,7 @@ def test_an_answer_from_the_wrong_line_gets_the_matching_line_quoted():
     checked = check_answer("고객센터 전화번호는 1588-0000입니다 [1].", evidence, quote=True)
     assert (
         checked.answer
-        == "고객센터 전화번호는 1588-0000입니다 [1].\n\n지식 베이스의 관련 내용입니다: 채팅 상담은 24시간 운영합니다. [1]"
+        == "고객센터 전화번호는 1588-0000입니다 [1].\n\n지식 베이스의 관련 내용입니다: 채팅 상담은 24시간 운영합니다 [1]."
     )
     # An answer that already says what the line says, or no quote asked for: left as it is.
     right = check_answer("채팅 상담은 24시간 운영합니다 [1].", evidence, quote=True)
@@ -296,7 +298,7 @@ def test_extractive_fallback_quotes_the_best_passage_sentence():
         "You should ask your manager.", Evidence(passages=(LEAVE_EN,), question="How do I apply for annual leave?")
     )
     assert checked.fallback == "extractive"
-    assert "Apply in the HR portal two weeks ahead" in checked.answer and checked.answer.endswith("[1]")
+    assert "Apply in the HR portal two weeks ahead" in checked.answer and checked.answer.endswith("[1].")
 
 
 @pytest.mark.parametrize(

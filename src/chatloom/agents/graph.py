@@ -125,7 +125,8 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     may_ask_facts = True  # whether the request could be a question for the knowledge base
     if ctx.grounding and ctx.scorer is not None and question:
         route, scores = route_request(question, ctx.scorer)
-        may_ask_facts = scores["knowledge"] >= scores[route] - ROUTE_MARGIN
+        # A calculation may need the documents' figures ("a 12 mi trail on the park's map").
+        may_ask_facts = route == "calculation" or scores["knowledge"] >= scores[route] - ROUTE_MARGIN
     retrieved: list[dict[str, Any]] = []
     if ctx.memory is not None and question and may_ask_facts:
         user_id = ctx.user_id if ctx.conversation_memory else None

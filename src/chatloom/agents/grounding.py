@@ -63,6 +63,7 @@ LINKED_SENTENCES = 3
 """How many of the best-answering sentences (with their neighbours) a claim may draw on."""
 
 _WORD = re.compile(r"[^\W_]")  # a letter or digit of any script
+_WORDS = re.compile(r"[^\W_]+")  # words and figures
 _WORD_RUN = re.compile(r"[^\W\d_]+")  # a word of letters, any script
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z]")
@@ -331,12 +332,19 @@ def _uncovered_topic(question: str, held: Sequence[AbstractSet[str]]) -> bool:
     return bool(topics) and not any(set(topic) <= h for topic in topics for h in held)
 
 
+_ATTRIBUTE_ASKED = re.compile(r"얼마|언제|몇|며칠|어떻게|how|when|much|many", re.IGNORECASE)
+
+
 def _asked_for(topic: tuple[str, ...], question: str) -> bool:
     """Whether ``topic`` is what the question asks for, not what it is about: nothing but asking
     words follows it ("…버틴 장수는?", "…멸망한 연도는?", "가수의 이름은 무엇인가?"). The
     answer's kind ("장수", "연도") is rarely written in the passage that names the answer."""
     at = question.rfind("".join(topic))
-    return at >= 0 and not terms(question[at + len("".join(topic)) + 1 :])
+    if at < 0:
+        return False
+    after = question[at + len("".join(topic)) + 1 :]
+    # "수수료는 얼마인가요?", "언제", "몇": a figure or a date of the topic is asked for.
+    return not terms(after) and not _ATTRIBUTE_ASKED.search(after)
 
 
 def _coverage(q: AbstractSet[str], docs: Sequence[AbstractSet[str]]) -> list[float]:
@@ -361,7 +369,7 @@ def sentence_scores(question: str, passages: Sequence[str], scorer: MeaningScore
     for i, passage in enumerate(passages):
         heading = " ".join(s.lstrip("# ").strip() for s in _sentences(passage) if s.startswith("#"))
         for n, sentence in enumerate(_passage_sentences(passage)):
-            if len(_WORD_RUN.findall(sentence)) < 3:
+            if len(_WORDS.findall(sentence)) < 2:
                 continue  # a label or a stray heading line, not a statement
             rows.append((i, sentence, f"{heading} {sentence}".strip() if n == 0 and heading else sentence))
     scores = scorer.similarities(question, [text for _, _, text in rows])

@@ -16,6 +16,7 @@ expression is a calculation.
 from __future__ import annotations
 
 import functools
+import re
 
 from chatloom.agents.meaning import MeaningScorer
 from chatloom.agents.reply import Route
@@ -98,6 +99,11 @@ EXAMPLES: dict[Route, tuple[str, ...]] = {
         "How many minutes are in 3.5 hours?",
         "What is the square root of 144?",
         "100달러를 3명이 똑같이 나누면 얼마씩이에요?",
+        "What is half of 90?",
+        "What is 45 tripled?",
+        "How much is 7 squared?",
+        "8의 두 배는 얼마예요?",
+        "How many inches are 30 centimeters?",
     ),
     "knowledge": (
         "How do I apply for annual leave?",
@@ -141,6 +147,7 @@ EXAMPLES: dict[Route, tuple[str, ...]] = {
     ),
 }
 
+_FIGURE = re.compile(r"\d")
 TOP = 3
 """A route's score is the mean similarity of its ``TOP`` nearest examples (robust to one outlier)."""
 
@@ -152,7 +159,9 @@ def route_request(text: str, scorer: MeaningScorer) -> tuple[Route, dict[Route, 
     scores = _scores(text, scorer)
     if expression_asked(text) is not None:
         return "calculation", scores
-    return max(ROUTES, key=lambda r: scores[r]), scores
+    # A calculation works on figures the request gives; "수수료는 얼마인가요?" gives none.
+    candidates = ROUTES if _FIGURE.search(text) else tuple(r for r in ROUTES if r != "calculation")
+    return max(candidates, key=lambda r: scores[r]), scores
 
 
 def _scores(text: str, scorer: MeaningScorer) -> dict[Route, float]:
