@@ -1,12 +1,14 @@
 """한빛소프트 HR FAQ 챗봇: the Korean HR FAQ bot from the LLM primers, on chatloom.
 
-    python examples/hr_bot_ko/bot.py                          # the local default model, no API key
+    python examples/hr_bot_ko/bot.py                          # a short chat on the local default model
     python examples/hr_bot_ko/bot.py "병가를 4일 연속으로 쓰면 무엇을 제출해야 하나요?"
     CHATLOOM_MODEL=openai:gpt-4o-mini python examples/hr_bot_ko/bot.py
 
 The handbook in knowledge/ is ingested into its own namespace ("hr-ko") once; re-running only
-re-ingests changed files. Every answer comes from the handbook and cites it as [n], or says
-"지식 베이스에서 관련 내용을 찾지 못했습니다." when the handbook doesn't cover the question.
+re-ingests changed files. The bot still talks: a greeting, thanks or a translation gets the
+model's own reply. A question about the company is answered from the handbook and cites it as
+[n], or gets "지식 베이스에서 관련 내용을 찾지 못했습니다." when the handbook doesn't cover it.
+Each reply says which route the turn took (``reply.route``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ KNOWLEDGE = Path(__file__).with_name("knowledge")
 def _agent() -> Agent:
     memory = open_memory(get_settings(), namespace="hr-ko")
     memory.ingest([KNOWLEDGE])  # incremental: unchanged files are skipped
-    # memory= turns on grounding: cited answers, or an honest "not found" in Korean.
+    # memory= turns on grounding: knowledge questions get cited answers, or an honest "not found"
+    # in Korean; greetings and tasks get the model's own answer. grounding="strict" would also
+    # decline tasks that bring no text of their own.
     return Agent(memory=memory, checkpointer="memory")
 
 
@@ -44,6 +48,5 @@ def main(questions: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(
-        sys.argv[1:] or ["회사 연차 신청은 어떻게 하나요?", "자기계발비는 얼마인가요?", "회사 주차장은 몇 층에 있나요?"]
-    )
+    # With no arguments, a short conversation: a greeting, a handbook question, thanks.
+    main(sys.argv[1:] or ["안녕하세요", "회사 연차 신청은 어떻게 하나요?", "고마워요"])

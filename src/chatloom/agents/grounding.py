@@ -56,10 +56,14 @@ passage to count as answering the question. Calibrated on the tune half of the d
 MEANING_RELEVANCE_ACROSS = 0.80
 """The same for a passage in another language than the question: e5 scores such pairs lower."""
 MEANING_MARGIN = 0.04
-"""How far below the best sentence's score a passage (or a sentence) may be and still count."""
+"""How far below the best sentence's score a sentence may be and still be about the question."""
+PASSAGE_MARGIN = 0.01
+"""How far below the best passage's score a passage may be and still be shown: a small model
+shown several near-misses answers from the wrong one (it mixed the leave-days passage into
+"연차 신청은 어떻게 하나요?")."""
 MEANING_EXTRACT = 0.86
 """Least meaning score of the best sentence to stand in, cited, for an unsupported answer."""
-LINKED_SENTENCES = 3
+LINKED_SENTENCES = 6
 """How many of the best-answering sentences (with their neighbours) a claim may draw on."""
 
 _WORD = re.compile(r"[^\W_]")  # a letter or digit of any script
@@ -378,7 +382,7 @@ def sentence_scores(question: str, passages: Sequence[str], scorer: MeaningScore
 
 def passages_by_meaning(question: str, passages: Sequence[str], scorer: MeaningScorer) -> list[int]:
     """Indexes of the passages with a sentence that answers ``question`` by meaning (see
-    :data:`MEANING_RELEVANCE`), and not far below the best passage's (:data:`MEANING_MARGIN`)."""
+    :data:`MEANING_RELEVANCE`), and not far below the best passage's (:data:`PASSAGE_MARGIN`)."""
     best: dict[int, float] = {}
     for score, i, _ in sentence_scores(question, passages, scorer):
         best[i] = max(best.get(i, 0.0), score)
@@ -392,7 +396,7 @@ def passages_by_meaning(question: str, passages: Sequence[str], scorer: MeaningS
         i
         for i in sorted(best)
         if best[i] >= (MEANING_RELEVANCE if language_of(passages[i]) == lang else MEANING_RELEVANCE_ACROSS)
-        and best[i] >= top - MEANING_MARGIN
+        and best[i] >= top - PASSAGE_MARGIN
     ]
 
 
