@@ -37,7 +37,7 @@ from langgraph.runtime import Runtime
 from chatloom.agents import grounding
 from chatloom.agents.meaning import MeaningScorer
 from chatloom.agents.reply import GroundingMode, Route, StopReason
-from chatloom.agents.routing import route_request
+from chatloom.agents.routing import brings_text, route_request
 from chatloom.agents.taint import is_tainted, taint_update
 from chatloom.arithmetic import expression_asked
 from chatloom.memory.base import Memory
@@ -168,7 +168,7 @@ def _seeks_facts(question: str, scores: dict[Route, float]) -> bool:
     two things (content terms), and it brings no text of its own to work on. Such a question
     ("책임 무능력자의 가해행위 시 입증책임이 있는 자는?") must be abstained, not answered
     from the model's memory."""
-    if _OWN_TEXT.search(question) or len(grounding.terms(question)) < 2:
+    if brings_text(question) or len(grounding.terms(question)) < 2:
         return False
     best = max(scores.values())
     return scores["knowledge"] >= best - FACT_MARGIN
@@ -267,7 +267,6 @@ DECLINE_ANSWER = {
     "ko": "죄송하지만 저는 지식 베이스의 문서에 관한 질문과, 직접 주신 글을 다루는 일만 도와드릴 수 있어요.",
     "en": "Sorry, I can only help with questions about the documents I know, and with text you give me.",
 }
-_OWN_TEXT = re.compile(r"['\"‘’“”「『].{2,}|:\s*\S+(?:\s+\S+){2,}|\n\s*\S", re.DOTALL)
 
 
 def _own_answer(state: TurnState, ctx: TurnContext, question: str) -> AIMessage:
@@ -278,7 +277,7 @@ def _own_answer(state: TurnState, ctx: TurnContext, question: str) -> AIMessage:
     In ``strict`` mode a task that brings no text of its own is politely declined."""
     passages = bool(state.get("passages"))
     if ctx.grounding_mode == "strict" and state.get("route") == "task" and not passages:
-        if not _OWN_TEXT.search(question):
+        if not brings_text(question):
             lang = grounding.language_of(question)
             return AIMessage(content=DECLINE_ANSWER[lang], additional_kwargs={"declined": True})
     plain = ctx.answer_model or ctx.summarizer or ctx.model

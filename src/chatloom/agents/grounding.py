@@ -63,6 +63,10 @@ shown several near-misses answers from the wrong one (it mixed the leave-days pa
 "연차 신청은 어떻게 하나요?")."""
 MEANING_EXTRACT = 0.86
 """Least meaning score of the best sentence to stand in, cited, for an unsupported answer."""
+NEIGHBOUR_MARGIN = 0.06
+"""A sentence next to one about the question counts too when it is this close to the best: it
+often names what the other calls "it" or "he", but one far off is about something else (the
+club's chair in a leave passage)."""
 LINKED_SENTENCES = 6
 """How many of the best-answering sentences (with their neighbours) a claim may draw on."""
 
@@ -403,8 +407,8 @@ def passages_by_meaning(question: str, passages: Sequence[str], scorer: MeaningS
 def linked_sentences(question: str, passages: Sequence[str], scorer: MeaningScorer) -> Evidence:
     """The evidence of ``passages`` for ``question`` judged by meaning: per passage, the text of
     the sentences about the question (the best ones, within :data:`MEANING_MARGIN` of the best,
-    each with the sentence before and after it, which often names what "it" is), and the
-    sentences that best answer it."""
+    each with the sentences before and after it that are within :data:`NEIGHBOUR_MARGIN`), and
+    the sentences that best answer it."""
     scored = sentence_scores(question, passages, scorer)
     if not scored:
         return Evidence(passages=tuple(passages), question=question, linked=("",) * len(passages))
@@ -414,7 +418,12 @@ def linked_sentences(question: str, passages: Sequence[str], scorer: MeaningScor
     keep: set[int] = set()
     for at, row in enumerate(scored):
         if id(row) in chosen:
-            keep |= {j for j in (at - 1, at, at + 1) if 0 <= j < len(scored) and scored[j][1] == row[1]}
+            keep.add(at)
+            keep |= {
+                j
+                for j in (at - 1, at + 1)
+                if 0 <= j < len(scored) and scored[j][1] == row[1] and scored[j][0] >= top - NEIGHBOUR_MARGIN
+            }
     linked = ["" for _ in passages]
     for at in sorted(keep):
         _, i, sentence = scored[at]

@@ -148,6 +148,8 @@ EXAMPLES: dict[Route, tuple[str, ...]] = {
 }
 
 _FIGURE = re.compile(r"\d")
+# Quoted words (not an apostrophe: "What's", "park's"), three words after a colon, a second line.
+_OWN_TEXT = re.compile(r"(?<!\w)['\"‘“「『][^'\"’”」』]{2,}['\"’”」』](?!\w)|:\s*\S+(?:\s+\S+){2,}|\n\s*\S", re.DOTALL)
 TOP = 3
 """A route's score is the mean similarity of its ``TOP`` nearest examples (robust to one outlier)."""
 
@@ -161,7 +163,20 @@ def route_request(text: str, scorer: MeaningScorer) -> tuple[Route, dict[Route, 
         return "calculation", scores
     # A calculation works on figures the request gives; "수수료는 얼마인가요?" gives none.
     candidates = ROUTES if _FIGURE.search(text) else tuple(r for r in ROUTES if r != "calculation")
-    return max(candidates, key=lambda r: scores[r]), scores
+    route = max(candidates, key=lambda r: scores[r])
+    if route == "conversation" and brings_text(text):
+        return "task", scores  # "Translate 'thank you very much'": the quoted words are the work
+    return route, scores
+
+
+def brings_text(request: str) -> bool:
+    """Whether ``request`` carries text of its own to work on: quoted words, text after a
+    colon, or lines after the first.
+
+    >>> brings_text("Fix the grammar: he go to school"), brings_text("Write a poem about autumn.")
+    (True, False)
+    """
+    return bool(_OWN_TEXT.search(request))
 
 
 def _scores(text: str, scorer: MeaningScorer) -> dict[Route, float]:

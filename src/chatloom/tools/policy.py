@@ -336,13 +336,16 @@ def wrap_untrusted(text: str, source: str) -> str:
 def unwrap_untrusted(text: str) -> str:
     """The data inside :func:`wrap_untrusted`'s markers (the text itself if it has none).
 
+    A note chatloom added after the closing marker (a repeated call's "already made") is kept.
+
     >>> unwrap_untrusted(wrap_untrusted("Leave is 25 days.", "search"))
     'Leave is 25 days.'
     """
     lines = text.split("\n")
-    if len(lines) >= 3 and lines[0].startswith(f"<{UNTRUSTED_TAG} ") and lines[-1].startswith(f"</{UNTRUSTED_TAG} "):
-        return "\n".join(lines[2:-1])
-    return text
+    if len(lines) < 3 or not lines[0].startswith(f"<{UNTRUSTED_TAG} "):
+        return text
+    end = next((i for i in range(len(lines) - 1, 1, -1) if lines[i].startswith(f"</{UNTRUSTED_TAG} ")), None)
+    return text if end is None else "\n".join(lines[2:end] + lines[end + 1 :])
 
 
 def _escape_markers(text: str) -> str:
