@@ -67,3 +67,23 @@ def test_english_hr_bot_answers_with_the_figure_and_a_citation(home):
     [(hotel, cites)] = ask("hr_bot/bot.py", "What is the hotel limit when I travel?", home=home)
     assert "150" in hotel, hotel
     assert "expenses.md" in cites, (hotel, cites)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_korean_hr_bot_talks_translates_and_finds_a_paraphrased_fact(home):
+    # Issue 29: the grounded bot answered greetings and translations with the abstention, and
+    # abstained when the question's words ("넘어가나요") were not the handbook's ("이월").
+    abstain = "지식 베이스에서 관련 내용을 찾지 못했습니다."
+    (hello, hello_cites), (translated, _), (carry, carry_cites), (thanks, thanks_cites) = ask(
+        "hr_bot_ko/bot.py",
+        "안녕하세요",
+        "Translate 'good morning' into Korean.",
+        "남은 연차는 다음 해로 넘어가나요?",
+        "고마워요",
+        home=home,
+    )
+    assert hello.strip() and abstain not in hello and hello_cites == [], hello
+    assert any(word in translated for word in ("좋은 아침", "안녕")), translated
+    assert "5일" in carry and "연차휴가.md" in carry_cites, (carry, carry_cites)
+    assert thanks.strip() and abstain not in thanks and thanks_cites == [], thanks

@@ -53,6 +53,9 @@ MEANING_RELEVANCE = 0.85
 """Least meaning score (e5 cosine, question to sentence) of a passage's best sentence for the
 passage to count as answering the question. Calibrated on the tune half of the dev sets
 (benchmarks/bench_grounding.py, docs/grounding.md)."""
+MEANING_RELEVANCE_WITH_WORDS = 0.82
+"""The least meaning score for a passage that also holds half of the question's specific terms
+(weighted by rarity, see :func:`relevant_passages`)."""
 MEANING_RELEVANCE_ACROSS = 0.80
 """The same for a passage in another language than the question: e5 scores such pairs lower."""
 MEANING_MARGIN = 0.04
@@ -90,6 +93,7 @@ _ECHOED_LABEL = re.compile(
     rf"\(\s*{_LABEL_NAME} › [^\n()›]{{1,200}}?\)[ \t]*:?[ \t]*|{_LABEL_NAME} › [^\n:()›]{{1,200}}?:[ \t]*"
 )
 _ECHOED_PROMPT = re.compile(r"(?:^|\n|(?<=[.!?。]))\s*(?:Question|질문)\s*:")
+_CLAUSE = re.compile(r"(?<=[,;])\s+")
 _ASKS = re.compile(r"[?？]\s*$")
 _CITES_ONLY = re.compile(r"^(\s*\[\d{1,3}\])+[\s.。]*$")
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
@@ -373,15 +377,23 @@ def sentence_scores(question: str, passages: Sequence[str], scorer: MeaningScore
     A passage's heading line (its section, "출장비 > 정산") is read with its first sentence:
     it often names the subject that the sentence leaves out.
     """
-    rows: list[tuple[int, str, str]] = []  # (passage, sentence as shown, text as scored)
+    rows: list[tuple[int, str, list[str]]] = []  # (passage, sentence as shown, texts scored for it)
     for i, passage in enumerate(passages):
         heading = " ".join(s.lstrip("# ").strip() for s in _sentences(passage) if s.startswith("#"))
         for n, sentence in enumerate(_passage_sentences(passage)):
             if len(_WORDS.findall(sentence)) < 2:
                 continue  # a label or a stray heading line, not a statement
-            rows.append((i, sentence, f"{heading} {sentence}".strip() if n == 0 and heading else sentence))
-    scores = scorer.similarities(question, [text for _, _, text in rows])
-    return [(score, i, sentence) for score, (i, sentence, _) in zip(scores, rows)]
+            scored = [f"{heading} {sentence}".strip() if n == 0 and heading else sentence]
+            # A sentence that lists several facts ("rail in standard class, ..., hotels up to 150
+            # EUR a night") is scored by its best clause too: the whole dilutes each part.
+            clauses = [c for c in _CLAUSE.split(sentence) if len(_WORDS.findall(c)) >= 3]
+            rows.append((i, sentence, scored + clauses if len(clauses) > 1 else scored))
+    flat = [text for _, _, texts in rows for text in texts]
+    scores = iter(scorer.similarities(question, flat))
+    out = []
+    for i, sentence, texts in rows:
+        out.append((max(next(scores) for _ in texts), i, sentence))
+    return out
 
 
 def passages_by_meaning(question: str, passages: Sequence[str], scorer: MeaningScorer) -> list[int]:
@@ -396,12 +408,18 @@ def passages_by_meaning(question: str, passages: Sequence[str], scorer: MeaningS
     if _uncovered_topic(question, [terms(p) for p in passages if language_of(p) == lang]):
         return []
     top = max(best.values())
-    return [
-        i
-        for i in sorted(best)
-        if best[i] >= (MEANING_RELEVANCE if language_of(passages[i]) == lang else MEANING_RELEVANCE_ACROSS)
-        and best[i] >= top - PASSAGE_MARGIN
-    ]
+    q = terms(question)
+    shares = _coverage(q, [terms(p) for p in passages]) if q else [0.0] * len(passages)
+
+    def answers(i: int) -> bool:
+        if language_of(passages[i]) != lang:
+            return best[i] >= MEANING_RELEVANCE_ACROSS
+        # Close by meaning, or nearly so and holding most of the question's specific words: e5
+        # scores a short question against a long sentence low ("What is the hotel limit?" 0.842
+        # against the sentence listing rail, flights, hotels and meals).
+        return best[i] >= MEANING_RELEVANCE or (best[i] >= MEANING_RELEVANCE_WITH_WORDS and shares[i] >= 0.5)
+
+    return [i for i in sorted(best) if answers(i) and best[i] >= top - PASSAGE_MARGIN]
 
 
 def linked_sentences(question: str, passages: Sequence[str], scorer: MeaningScorer) -> Evidence:
@@ -699,8 +717,20 @@ def _ranked_sentences(question: str, passages: Sequence[str]) -> list[tuple[floa
 
 def _passage_sentences(passage: str) -> list[str]:
     """The sentences of a passage, without headings and list marks (also mid-line ones, where
-    a chunker joined the lines of a list)."""
-    return [_LIST_MARK.sub("", s).strip() for s in _sentences(passage) if not s.startswith("#")]
+    a chunker joined the lines of a list). A paragraph hard-wrapped in its file is one text:
+    "hotels up to 150 EUR\nper night" is one sentence."""
+    lines: list[str] = []
+    for line in passage.split("\n"):
+        last = lines[-1].rstrip() if lines else ""
+        wrapped = last and not _BLOCK_START.match(last) and last[-1] not in ".!?。:" and line.strip()
+        if wrapped and not _BLOCK_START.match(line):
+            lines[-1] = f"{last} {line.strip()}"
+        else:
+            lines.append(line)
+    return [_LIST_MARK.sub("", s).strip() for s in _sentences("\n".join(lines)) if not s.startswith("#")]
+
+
+_BLOCK_START = re.compile(r"[ \t]*(?:#|[-*•|]|\d{1,2}[.)])")  # a heading, list item or table row
 
 
 def _sentences(text: str) -> list[str]:
