@@ -103,7 +103,7 @@ def test_an_entity_the_passage_does_not_link_to_the_question_is_not_grounded():
     evidence = linked_sentences(question, [HANDBOOK], default_scorer())
     checked = check_answer("안 쓴 연차는 김민수 과장이 승인합니다.", evidence)
     assert "김민수" not in checked.answer and checked.grounded is False
-    assert checked.unsupported == ("안 쓴 연차는 김민수 과장이 승인합니다.",)
+    assert checked.left_out == ("안 쓴 연차는 김민수 과장이 승인합니다.",)
     # Judged by words over the whole passage, the name counted as support: the old failure.
     assert check_answer("안 쓴 연차는 김민수 과장이 승인합니다.", Evidence((HANDBOOK,), question=question)).grounded
 
@@ -114,12 +114,13 @@ def test_a_question_no_passage_answers_is_abstained():
     assert reply.answer == grounding.ABSTAIN["ko"] and reply.citations == () and model.calls == []
 
 
-def test_an_unsupported_sentence_of_a_knowledge_answer_is_left_out_and_never_marked_grounded():
+def test_an_unsupported_sentence_of_a_knowledge_answer_is_left_out_so_the_answer_shown_is_grounded():
     question = "안 쓴 연차는 내년으로 넘어가나요?"
     evidence = linked_sentences(question, [HANDBOOK, PARKING], default_scorer())
     checked = check_answer("최대 5일을 이월할 수 있습니다 [1]. 남은 연차는 모두 돈으로 바꿔 드립니다.", evidence)
     assert checked.answer == "최대 5일을 이월할 수 있습니다 [1]."
-    assert checked.unsupported == ("남은 연차는 모두 돈으로 바꿔 드립니다.",)
+    assert checked.grounded is True and checked.unsupported == ()
+    assert checked.left_out == ("남은 연차는 모두 돈으로 바꿔 드립니다.",)
 
 
 def test_a_repeated_calls_note_is_shown_without_the_untrusted_wrapper():

@@ -446,6 +446,8 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
             kwargs["draft"] = answer  # the model's own words stay in the trace
         answer = checked.answer
         kwargs.update(grounded=checked.grounded, unsupported=list(checked.unsupported))
+        if checked.left_out:
+            kwargs["left_out"] = list(checked.left_out)  # the trace keeps what was not shown
         if checked.fallback:
             kwargs["fallback"] = checked.fallback
     return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})

@@ -290,7 +290,10 @@ class Checked:
     grounded: bool
     """True when every claim in ``answer`` is supported (an abstention is grounded too)."""
     unsupported: tuple[str, ...] = ()
-    """Sentences of the answer that no passage or tool result supports."""
+    """Sentences of ``answer`` (as shown) that no passage or tool result supports."""
+    left_out: tuple[str, ...] = ()
+    """Sentences of the model's answer that nothing supports and that are not shown: left out of
+    a knowledge answer, or the whole draft a fallback replaced (kept for the trace)."""
     fallback: str = ""
     """``"abstain"`` or ``"extractive"`` when the model's answer was replaced, else ``""``."""
 
@@ -518,8 +521,9 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     checked = _join(out)
     if quote:
         checked = _quote_if_missed(checked, question, evidence.passages, evidence.best_lines)
-    dropped = strict and evidence.linked is not None
-    return Checked(checked, grounded=dropped or not unsupported, unsupported=tuple(unsupported))
+    if strict and evidence.linked is not None:  # the unsupported sentences were left out
+        return Checked(checked, grounded=True, left_out=tuple(unsupported))
+    return Checked(checked, grounded=not unsupported, unsupported=tuple(unsupported))
 
 
 def _claim_frame(sentence: str) -> str | None:
@@ -638,10 +642,10 @@ def _fallback(evidence: Evidence, unsupported: Iterable[str]) -> Checked:
         return Checked(
             _cite(sentence, index, len(evidence.passages)),
             grounded=not evidence.best_lines,
-            unsupported=tuple(unsupported),
+            left_out=tuple(unsupported),
             fallback="extractive",
         )
-    return Checked(abstention(question), grounded=True, unsupported=tuple(unsupported), fallback="abstain")
+    return Checked(abstention(question), grounded=True, left_out=tuple(unsupported), fallback="abstain")
 
 
 def _best_sentence(question: str, passages: Sequence[str]) -> tuple[int, str] | None:
