@@ -272,22 +272,18 @@ DECLINE_ANSWER = {
 def _own_answer(state: TurnState, ctx: TurnContext, question: str) -> AIMessage:
     """The answer to a conversation turn or a task: the model's own, with no tool list, in the
     conversation so far. Such turns state no fact about the knowledge domain, so no passage
-    has to back them, and a failing tool can never become the answer to a greeting. A task over
-    documents (passages about it were found) is checked as any answer, but never replaced.
-    In ``strict`` mode a task that brings no text of its own is politely declined."""
-    passages = bool(state.get("passages"))
-    if ctx.grounding_mode == "strict" and state.get("route") == "task" and not passages:
-        if not brings_text(question):
-            lang = grounding.language_of(question)
-            return AIMessage(content=DECLINE_ANSWER[lang], additional_kwargs={"declined": True})
+    has to back them, and a failing tool can never become the answer to a greeting (a request
+    the documents answer was routed to knowledge in :func:`recall`). In ``strict`` mode a task
+    that brings no text of its own is politely declined."""
+    if ctx.grounding_mode == "strict" and state.get("route") == "task" and not brings_text(question):
+        lang = grounding.language_of(question)
+        return AIMessage(content=DECLINE_ANSWER[lang], additional_kwargs={"declined": True})
     plain = ctx.answer_model or ctx.summarizer or ctx.model
     response = plain.invoke(_model_input(state, ctx, show_tools=False))
     if looks_like_tool_call(str(response.content)):
         response = (ctx.summarizer or ctx.model).invoke(
             [*_model_input(state, ctx, show_tools=False), HumanMessage(content=NO_TOOLS_NOTE)]
         )
-    if passages:
-        return _final_answer(response, state, ctx)
     answer, reasoning = ctx.split_reasoning(str(response.content))
     kwargs = {k: v for k, v in response.additional_kwargs.items() if k != "tool_calls"}
     if reasoning:
@@ -436,10 +432,11 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
     kwargs = {k: v for k, v in response.additional_kwargs.items() if k != "tool_calls"}
     if reasoning:
         kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
-    if ctx.grounding:
+    route = state.get("route", "")
+    # A routed calculation states no fact of the domain: its tool steps are its evidence, and
+    # "grounded" would only say that some arithmetic on the question's figures gives its figure.
+    if ctx.grounding and route != "calculation":
         evidence = _evidence(state, ctx)
-        route = state.get("route", "")
-        # Routed: only a knowledge answer must be backed; a task over documents is cited, kept.
         strict = route == "knowledge" if route else bool(evidence.passages) or _asks_for_facts(evidence.question)
         checked = grounding.check_answer(answer, evidence, strict=strict, quote=ctx.profile.quote_best_sentence)
         if checked.answer != answer:

@@ -61,12 +61,12 @@ class Reply:
     question of fact about the domain), ``"conversation"`` (greetings, thanks, the chat itself),
     ``"task"`` (translate, rewrite, write, code) or ``"calculation"``. On a knowledge turn,
     ``grounded`` says whether every claim in the answer is backed by a sentence of a cited
-    passage about the question, or a tool result (an honest "not found" is grounded);
-    ``unsupported`` lists the sentences of ``answer`` nothing backs (a knowledge answer leaves
-    such sentences out, and a fallback replaces them: the trace keeps them). Conversation and task turns state no
-    fact of the domain: ``grounded`` is None unless passages were used (a task over documents),
-    and a calculation is grounded when its figures are the question's or computed from them.
-    Without grounding ``route`` and ``grounded`` are None. ``retrieved`` holds every passage recall found (``citations`` index
+    passage about the question, or a tool result (an honest "not found" is grounded; a quoted
+    passage sentence that stands in for an unbacked answer is not); ``unsupported`` lists the
+    sentences of ``answer`` nothing backs (a knowledge answer leaves such sentences out, and a
+    fallback replaces them: the trace keeps them). Conversation, task and calculation turns
+    state no fact of the domain: ``grounded`` is None (a calculation's evidence is its tool
+    steps). Without grounding ``route`` and ``grounded`` are None. ``retrieved`` holds every passage recall found (``citations`` index
     the relevant ones the model was shown).
     """
 
