@@ -61,10 +61,12 @@ NO_TOOLS_NOTE = "You have no tools. Answer the question in plain words."
 BAD_CALL_ANSWER = "I couldn't answer: the model kept writing a tool call that doesn't exist instead of an answer."
 HISTORY_TOKEN_BUDGET = 3000  # approximate tokens of earlier conversation sent to the model
 ROUTE_MARGIN = 0.04
-FACT_MARGIN = 0.02
 """A request routed elsewhere still looks in the knowledge base when its knowledge score is
 within this of its route's ("미네르바가 주장한 기고문이 실린 언론지는?" scored task 0.834,
 knowledge 0.806): it becomes a knowledge question if passages answer it by meaning."""
+FACT_MARGIN = 0.02
+"""Within this, a request that names things is a knowledge question even when no passage
+answers it (see :func:`_seeks_facts`)."""
 
 
 class TurnState(TypedDict, total=False):
@@ -134,9 +136,9 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         retrieved = [asdict(p) for p in found]
     passages = retrieved
     if ctx.grounding and retrieved:
-        # Passages that don't share the question's specific terms mislead a small model into
-        # answering from them; it sees only the relevant ones. A passage's section heading is
-        # part of what it says ("출장비 > 정산 방법"), as the model sees it too.
+        # Passages that don't answer the question mislead a small model into answering from
+        # them; it sees only the relevant ones. A passage's section heading is part of what it
+        # says ("출장비 > 정산 방법"), as the model sees it too.
         texts = [(f"# {p['section']}\n" if p.get("section") else "") + p["text"] for p in retrieved]
         # Optional in the Memory protocol: a memory that doesn't say is trusted to match
         # questions to passages across languages.
@@ -284,10 +286,15 @@ def _own_answer(state: TurnState, ctx: TurnContext, question: str) -> AIMessage:
         response = (ctx.summarizer or ctx.model).invoke(
             [*_model_input(state, ctx, show_tools=False), HumanMessage(content=NO_TOOLS_NOTE)]
         )
+    return _as_answer(response, ctx)
+
+
+def _as_answer(response: AIMessage, ctx: TurnContext) -> AIMessage:
+    """The model's reply as the turn's answer, unchecked: its reasoning moved into the trace."""
     answer, reasoning = ctx.split_reasoning(str(response.content))
     kwargs = {k: v for k, v in response.additional_kwargs.items() if k != "tool_calls"}
     if reasoning:
-        kwargs["reasoning"] = reasoning
+        kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
     return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})
 
 
@@ -428,26 +435,24 @@ def _plain_answer(state: TurnState, ctx: TurnContext) -> AIMessage | None:
 def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AIMessage:
     """The model's reply as the turn's answer: reasoning moved out, and, with grounding on,
     checked against the passages and tool results (cited, or replaced by a fallback)."""
-    answer, reasoning = ctx.split_reasoning(str(response.content))
-    kwargs = {k: v for k, v in response.additional_kwargs.items() if k != "tool_calls"}
-    if reasoning:
-        kwargs["reasoning"] = reasoning  # kept in the trace, never shown as the answer
+    message = _as_answer(response, ctx)
     route = state.get("route", "")
     # A routed calculation states no fact of the domain: its tool steps are its evidence, and
     # "grounded" would only say that some arithmetic on the question's figures gives its figure.
-    if ctx.grounding and route != "calculation":
-        evidence = _evidence(state, ctx)
-        strict = route == "knowledge" if route else bool(evidence.passages) or _asks_for_facts(evidence.question)
-        checked = grounding.check_answer(answer, evidence, strict=strict, quote=ctx.profile.quote_best_sentence)
-        if checked.answer != answer:
-            kwargs["draft"] = answer  # the model's own words stay in the trace
-        answer = checked.answer
-        kwargs.update(grounded=checked.grounded, unsupported=list(checked.unsupported))
-        if checked.left_out:
-            kwargs["left_out"] = list(checked.left_out)  # the trace keeps what was not shown
-        if checked.fallback:
-            kwargs["fallback"] = checked.fallback
-    return response.model_copy(update={"content": answer, "additional_kwargs": kwargs, "tool_calls": []})
+    if not ctx.grounding or route == "calculation":
+        return message
+    answer = str(message.content)
+    evidence = _evidence(state, ctx)
+    strict = route == "knowledge" if route else bool(evidence.passages) or _asks_for_facts(evidence.question)
+    checked = grounding.check_answer(answer, evidence, strict=strict, quote=ctx.profile.quote_best_sentence)
+    kwargs = {**message.additional_kwargs, "grounded": checked.grounded, "unsupported": list(checked.unsupported)}
+    if checked.answer != answer:
+        kwargs["draft"] = answer  # the model's own words stay in the trace
+    if checked.left_out:
+        kwargs["left_out"] = list(checked.left_out)  # the trace keeps what was not shown
+    if checked.fallback:
+        kwargs["fallback"] = checked.fallback
+    return message.model_copy(update={"content": checked.answer, "additional_kwargs": kwargs})
 
 
 def _useful_steps(state: TurnState, ctx: TurnContext) -> list[BaseMessage]:
