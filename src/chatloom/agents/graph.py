@@ -139,7 +139,7 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         # Passages that don't answer the question mislead a small model into answering from
         # them; it sees only the relevant ones. A passage's section heading is part of what it
         # says ("출장비 > 정산 방법"), as the model sees it too.
-        texts = [(f"# {p['section']}\n" if p.get("section") else "") + p["text"] for p in retrieved]
+        texts = [_passage_text(p) for p in retrieved]
         # Optional in the Memory protocol: a memory that doesn't say is trusted to match
         # questions to passages across languages.
         across = getattr(ctx.memory, "matches_across_languages", None)
@@ -162,6 +162,11 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         **_summarise_if_long(state, ctx),
         **taint_update(state, tools=ctx.tools, passages=passages),
     }
+
+
+def _passage_text(passage: dict[str, Any]) -> str:
+    """A passage as the grounding checks read it: its section heading, then its text."""
+    return (f"# {passage['section']}\n" if passage.get("section") else "") + passage["text"]
 
 
 def _seeks_facts(question: str, scores: dict[Route, float]) -> bool:
@@ -568,7 +573,7 @@ def _evidence(state: TurnState, ctx: TurnContext) -> grounding.Evidence:
             else:
                 fetched.append(unwrap_untrusted(str(m.content)))
     fetched = [fetched[i] for i in grounding.relevant_passages(question, fetched, scorer=ctx.scorer)]
-    passages = tuple(p["text"] for p in state.get("passages") or [])
+    passages = tuple(_passage_text(p) for p in state.get("passages") or [])
     results = (*fetched, *computed)
     if ctx.scorer is not None and passages:
         judged = grounding.linked_sentences(question, passages, ctx.scorer)
