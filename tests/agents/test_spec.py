@@ -69,6 +69,20 @@ def test_memory_shorthand(spec_file):
     assert load_spec(spec_file("memory: true\n")).memory.enabled is True
 
 
+@pytest.mark.parametrize(
+    ("written", "mode"), [("strict", "strict"), ("cite", "cite"), ("false", "off"), ("off", "off")]
+)
+def test_memory_grounding_names_the_answer_policy(spec_file, written, mode):
+    from chatloom import Agent
+
+    path = spec_file(f"memory: {{enabled: true, grounding: {written}}}\n")
+    assert Agent.from_spec(path).grounding_mode() == mode
+
+
+def test_an_unknown_answer_policy_names_the_ones_there_are(spec_file):
+    assert "'strict', 'cite' or 'off'" in _error(spec_file("memory: {enabled: true, grounding: sometimes}\n"))
+
+
 def test_spec_outside_agents_dir_uses_its_own_folder(tmp_path):
     path = tmp_path / "loose.yaml"
     path.write_text("prompt: tutor\n")

@@ -47,7 +47,7 @@ class MemorySpec(BaseModel):
     namespace: str | None = Field(default=None, description="the knowledge collection; default: the agent's name")
     k: int = Field(default=4, ge=1, le=50, description="passages recalled per question")
     conversation: bool = Field(default=False, description="also store and recall past exchanges")
-    grounding: bool | Literal["strict", "cite", "off"] = Field(
+    grounding: Literal["strict", "cite", "off"] | bool = Field(
         default=True,
         description=(
             "the answer policy: cite (true) answers knowledge questions from the passages, cited, or says the "
