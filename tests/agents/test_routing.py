@@ -126,3 +126,64 @@ def test_an_unsupported_sentence_of_a_knowledge_answer_is_left_out_so_the_answer
 def test_a_repeated_calls_note_is_shown_without_the_untrusted_wrapper():
     wrapped = wrap_untrusted("12 mi = 19.3 km", "tool:convert") + "\n(This exact call was already made.)"
     assert unwrap_untrusted(wrapped) == "12 mi = 19.3 km\n(This exact call was already made.)"
+
+
+def test_a_korean_question_over_english_passages_keeps_the_ones_sharing_its_names():
+    # Korean topics can't be looked up in English text: the topic rule must not empty the
+    # passages. Under an English-only index the shared words decide.
+    passages = ["chatloom ingest memory/ adds documents to the knowledge base.", "Annual leave is 25 days."]
+    question = "chatloom ingest는 어떤 파일을 읽나요?"
+    assert grounding.passages_by_meaning(question, passages, default_scorer(), across_languages=False) == [0]
+    # Over a multilingual index an English question finds Korean passages by meaning.
+    korean = ["쓰지 못한 연차는 다음 해 3월 31일까지 최대 5일을 이월할 수 있습니다."]
+    assert grounding.passages_by_meaning("Can unused leave days carry over?", korean, default_scorer()) == [0]
+
+
+def test_short_key_value_lines_stay_apart_and_hard_wrapped_lines_join():
+    text = "연차: 15일\n병가: 10일\n주차: 지하 2층\n\nTravel by rail in standard class, economy flights and hotels up to 150 EUR\nper night while travelling."
+    assert grounding._passage_sentences(text) == [
+        "연차: 15일",
+        "병가: 10일",
+        "주차: 지하 2층",
+        "Travel by rail in standard class, economy flights and hotels up to 150 EUR per night while travelling.",
+    ]
+
+
+def test_a_figure_from_a_sentence_about_something_else_backs_nothing():
+    passage = (
+        "# 출장비\n\n출장 중 호텔 숙박비는 1박에 15만 원까지 지원합니다. "
+        "사내 동호회 회비는 매달 2만 원입니다. 동호회 모임은 매달 셋째 주 금요일입니다."
+    )
+    question = "출장 가면 호텔비는 얼마까지 나오나요?"
+    evidence = linked_sentences(question, [passage], default_scorer())
+    assert check_answer("호텔비는 1박에 15만 원까지 나옵니다.", evidence).grounded is True
+    assert "2만" not in check_answer("호텔비는 1박에 2만 원까지 나옵니다.", evidence).answer
+
+
+def test_a_follow_up_to_a_knowledge_question_is_read_with_it():
+    memory = ListMemory(HANDBOOK, PARKING)
+    agent, _ = agent_with(
+        memory, "최대 5일까지 이월할 수 있습니다.", "주차장에는 직원 차량 40대까지 주차할 수 있습니다."
+    )
+    agent.chat("안 쓴 연차는 내년으로 넘어가나요?", thread_id="t")
+    queries = []
+    memory.recall = lambda query, **kw: queries.append(query) or memory.passages
+    agent.chat("그럼 주차는요?", thread_id="t")
+    assert queries == ["안 쓴 연차는 내년으로 넘어가나요? 그럼 주차는요?"]
+
+
+def test_a_greeting_the_model_answers_with_a_tool_call_gets_a_plain_apology():
+    from chatloom.testing import tool_call
+
+    agent, _ = agent_with(ListMemory(HANDBOOK), tool_call("calculator", expression="1000000"))
+    reply = agent.chat("hi")
+    assert reply.route == "conversation" and reply.answer.startswith("Sorry, I couldn't write an answer")
+    assert reply.tool_steps == ()
+
+
+def test_an_unknown_answer_policy_is_a_clear_error():
+    from chatloom import Agent
+    from chatloom.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="grounding must be 'strict', 'cite', 'off'"):
+        Agent(grounding="strcit")

@@ -135,7 +135,6 @@ def test_split_half_is_stable_and_balanced():
     assert split_half("6304690-11-0") == "tune"
     assert split_half("6539905-0-2") == "heldout"
     assert split_half("c") == "tune" and split_half("a") == "heldout"
-    assert all(split_half(f"q{i}") == split_half(f"q{i}") for i in range(50))
     tune = sum(split_half(f"question {i}") == "tune" for i in range(2000))
     assert 900 < tune < 1100
 

@@ -156,6 +156,8 @@ class Agent:
         self.recall_k = recall_k
         self.conversation_memory = conversation_memory
         self.history_tokens = history_tokens
+        if isinstance(grounding, str) and grounding not in ("strict", "cite", "off"):
+            raise ConfigError(f"grounding must be 'strict', 'cite', 'off', True or False, got {grounding!r}")
         self.grounding = grounding
         self._checkpointer_spec = checkpointer
         self._mcp_specs = list(mcp_servers)  # plus chatloom.toml's; started when the agent loads
@@ -185,7 +187,7 @@ class Agent:
             "recall_k": spec.memory.k,
             "conversation_memory": spec.memory.enabled and spec.memory.conversation,
             # None: "cite" whenever memory is on; a spec may ask for "strict" or "off".
-            "grounding": None if spec.memory.grounding is True else spec.memory.grounding,
+            "grounding": spec.memory.grounding if spec.memory.enabled and spec.memory.grounding is not True else None,
             "mcp_servers": list(spec.mcp_servers),
             "name": spec.name,
         }
@@ -373,11 +375,10 @@ class Agent:
 
     @staticmethod
     def _scorer() -> MeaningScorer | None:
-        """The meaning scorer for routes, relevance and support; None where the multilingual
-        embedder is not installed (then words decide, as before)."""
-        from chatloom.agents import meaning
+        """The meaning scorer for routes, relevance and support (None: words decide)."""
+        from chatloom.agents.meaning import default_scorer
 
-        return meaning.default_scorer() if meaning.available() else None
+        return default_scorer()
 
     @property
     def loaded_model(self) -> BaseChatModel | None:

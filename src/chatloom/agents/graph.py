@@ -84,6 +84,7 @@ class TurnState(TypedDict, total=False):
     summary_upto: int
     tainted: str  # the first untrusted source the thread saw ("" = none); only /reset clears it
     route: Route | Literal[""]  # what kind of request this turn is ("" = not routed: no grounding)
+    query: str  # what recall searched for: the question, or a follow-up read with the one before
 
 
 @dataclass
@@ -124,15 +125,21 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     messages = state["messages"]
     question = _last_question(messages)
     route: Route | Literal[""] = ""
+    scores: dict[Route, float] = {}
     may_ask_facts = True  # whether the request could be a question for the knowledge base
+    query = question  # what recall and relevance read
     if ctx.grounding and ctx.scorer is not None and question:
         route, scores = route_request(question, ctx.scorer)
         # A calculation may need the documents' figures ("a 12 mi trail on the park's map").
         may_ask_facts = route == "calculation" or scores["knowledge"] >= scores[route] - ROUTE_MARGIN
+        if may_ask_facts and state.get("route") == "knowledge" and not brings_text(question):
+            # A follow-up to a knowledge question ("What about for contractors?") is read
+            # with it: on its own it names nothing to look up.
+            query = f"{_previous_question(messages)} {question}".strip()
     retrieved: list[dict[str, Any]] = []
     if ctx.memory is not None and question and may_ask_facts:
         user_id = ctx.user_id if ctx.conversation_memory else None
-        found = ctx.memory.recall(question, k=ctx.recall_k, namespace=ctx.namespace, user_id=user_id)
+        found = ctx.memory.recall(query, k=ctx.recall_k, namespace=ctx.namespace, user_id=user_id)
         retrieved = [asdict(p) for p in found]
     passages = retrieved
     if ctx.grounding and retrieved:
@@ -144,15 +151,16 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         # questions to passages across languages.
         across = getattr(ctx.memory, "matches_across_languages", None)
         across_languages = across(ctx.namespace) if callable(across) else True
-        relevant = grounding.relevant_passages(question, texts, across_languages=across_languages, scorer=ctx.scorer)
+        relevant = grounding.relevant_passages(query, texts, across_languages=across_languages, scorer=ctx.scorer)
         passages = [retrieved[i] for i in relevant]
     if route and route != "knowledge":
-        if passages or _seeks_facts(question, scores):  # close to a knowledge question: it is one
+        if passages or _seeks_facts(question, route, scores):  # close to a knowledge question: it is one
             route = "knowledge"
         else:
             retrieved = []  # nothing to show or cite for a conversation turn or a task
     return {
         "route": route,
+        "query": query,
         "passages": passages,
         "retrieved": retrieved,
         "steps": 0,
@@ -169,16 +177,15 @@ def _passage_text(passage: dict[str, Any]) -> str:
     return (f"# {passage['section']}\n" if passage.get("section") else "") + passage["text"]
 
 
-def _seeks_facts(question: str, scores: dict[Route, float]) -> bool:
+def _seeks_facts(question: str, route: Route, scores: dict[Route, float]) -> bool:
     """Whether a request routed elsewhere is still a question of fact, though no passage answers
     it: its knowledge score is within :data:`FACT_MARGIN` of its route's, it names at least
     two things (content terms), and it brings no text of its own to work on. Such a question
     ("책임 무능력자의 가해행위 시 입증책임이 있는 자는?") must be abstained, not answered
     from the model's memory."""
-    if brings_text(question) or len(grounding.terms(question)) < 2:
+    if (route == "task" and brings_text(question)) or len(grounding.terms(question)) < 2:
         return False
-    best = max(scores.values())
-    return scores["knowledge"] >= best - FACT_MARGIN
+    return scores["knowledge"] >= scores[route] - FACT_MARGIN
 
 
 def _summarise_if_long(state: TurnState, ctx: TurnContext) -> dict[str, Any]:
@@ -219,8 +226,7 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     route = state.get("route", "")
     if steps == 0 and route in ("conversation", "task"):
         return {"steps": 1, "stop_reason": "answer", "messages": [_own_answer(state, ctx, question)]}
-    asks_for_facts = route == "knowledge" if route else _asks_for_facts(question)
-    if ctx.grounding and steps == 0 and not _offered(ctx) and not state.get("passages") and asks_for_facts:
+    if ctx.grounding and steps == 0 and not _offered(ctx) and not state.get("passages") and _is_fact_question(state):
         # Nothing relevant was found and no tool could find it: say so, with no model call to
         # invent an answer.
         text = grounding.abstention(question)
@@ -270,6 +276,10 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     return update
 
 
+NO_ANSWER = {
+    "ko": "죄송해요, 답을 만들지 못했어요. 다르게 말씀해 주시겠어요?",
+    "en": "Sorry, I couldn't write an answer to that. Could you put it another way?",
+}
 DECLINE_ANSWER = {
     "ko": "죄송하지만 저는 지식 베이스의 문서에 관한 질문과, 직접 주신 글을 다루는 일만 도와드릴 수 있어요.",
     "en": "Sorry, I can only help with questions about the documents I know, and with text you give me.",
@@ -285,12 +295,9 @@ def _own_answer(state: TurnState, ctx: TurnContext, question: str) -> AIMessage:
     if ctx.grounding_mode == "strict" and state.get("route") == "task" and not brings_text(question):
         lang = grounding.language_of(question)
         return AIMessage(content=DECLINE_ANSWER[lang], additional_kwargs={"declined": True})
-    plain = ctx.answer_model or ctx.summarizer or ctx.model
-    response = plain.invoke(_model_input(state, ctx, show_tools=False))
-    if looks_like_tool_call(str(response.content)):
-        response = (ctx.summarizer or ctx.model).invoke(
-            [*_model_input(state, ctx, show_tools=False), HumanMessage(content=NO_TOOLS_NOTE)]
-        )
+    response = _plain_answer(state, ctx)  # no tool step was made: the prompt has no tool list
+    if response is None:  # nothing, or a tool call again: never shown as the answer
+        return AIMessage(content=NO_ANSWER[grounding.language_of(question)])
     return _as_answer(response, ctx)
 
 
@@ -548,6 +555,13 @@ def _abbreviates(short: str, word: str) -> bool:
     return all(ch in rest for ch in short[1:])
 
 
+def _is_fact_question(state: TurnState) -> bool:
+    """Whether this turn asks for facts: its route says so, or, where turns are not routed (no
+    meaning scorer), its question states no figures (see :func:`_asks_for_facts`)."""
+    route = state.get("route", "")
+    return route == "knowledge" if route else _asks_for_facts(_last_question(state["messages"]))
+
+
 def _asks_for_facts(question: str) -> bool:
     """A question for facts (which must come from the knowledge), not a computation on the
     figures it gives ("What is 17*23?", a word problem), which the model may work out itself."""
@@ -576,8 +590,8 @@ def _evidence(state: TurnState, ctx: TurnContext) -> grounding.Evidence:
     passages = tuple(_passage_text(p) for p in state.get("passages") or [])
     results = (*fetched, *computed)
     if ctx.scorer is not None and passages:
-        judged = grounding.linked_sentences(question, passages, ctx.scorer)
-        return replace(judged, tool_results=results)
+        judged = grounding.linked_sentences(state.get("query") or question, passages, ctx.scorer)
+        return replace(judged, question=question, tool_results=results)
     return grounding.Evidence(passages=passages, tool_results=results, question=question)
 
 
@@ -819,6 +833,12 @@ def _complete_exchanges(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
         for m in messages
         if not (isinstance(m, AIMessage) and m.tool_calls and any(c["id"] not in answered for c in m.tool_calls))
     ]
+
+
+def _previous_question(messages: Sequence[BaseMessage]) -> str:
+    """The user's question before the last one ("" in a new thread)."""
+    asked = [m for m in messages if isinstance(m, HumanMessage)]
+    return str(asked[-2].content) if len(asked) > 1 else ""
 
 
 def _last_question(messages: Sequence[BaseMessage]) -> str:

@@ -56,7 +56,7 @@ passage to count as answering the question. Calibrated on the tune half of the d
 MEANING_RELEVANCE_WITH_WORDS = 0.82
 """The least meaning score for a passage that also holds half of the question's specific terms
 (weighted by rarity, see :func:`relevant_passages`)."""
-MEANING_RELEVANCE_ACROSS = 0.80
+MEANING_RELEVANCE_ACROSS = 0.78
 """The same for a passage in another language than the question: e5 scores such pairs lower."""
 MEANING_MARGIN = 0.04
 """How far below the best sentence's score a sentence may be and still be about the question."""
@@ -319,7 +319,7 @@ def relevant_passages(
     if not passages:
         return []
     if scorer is not None:
-        return passages_by_meaning(question, passages, scorer)
+        return passages_by_meaning(question, passages, scorer, across_languages)
     if across_languages and any(language_of(p) != language_of(question) for p in passages):
         return list(range(len(passages)))
     q = terms(question)
@@ -347,7 +347,7 @@ def _uncovered_topic(question: str, held: Sequence[AbstractSet[str]]) -> bool:
     return bool(topics) and not any(set(topic) <= h for topic in topics for h in held)
 
 
-_ATTRIBUTE_ASKED = re.compile(r"얼마|언제|몇|며칠|어떻게|how|when|much|many", re.IGNORECASE)
+_ATTRIBUTE_ASKED = re.compile(r"얼마|언제|몇|며칠|어떻게")  # topics come from Hangul text only
 
 
 def _asked_for(topic: tuple[str, ...], question: str) -> bool:
@@ -382,10 +382,9 @@ def sentence_scores(question: str, passages: Sequence[str], scorer: MeaningScore
     """
     rows: list[tuple[int, str, list[str]]] = []  # (passage, sentence as shown, texts scored for it)
     for i, passage in enumerate(passages):
-        heading = " ".join(s.lstrip("# ").strip() for s in _sentences(passage) if s.startswith("#"))
-        for n, sentence in enumerate(_passage_sentences(passage)):
-            if len(_WORDS.findall(sentence)) < 2:
-                continue  # a label or a stray heading line, not a statement
+        heading = _heading(passage)
+        statements = [s for s in _passage_sentences(passage) if len(_WORDS.findall(s)) >= 2]  # not a label
+        for n, sentence in enumerate(statements):
             scored = [f"{heading} {sentence}".strip() if n == 0 and heading else sentence]
             # A sentence that lists several facts ("rail in standard class, ..., hotels up to 150
             # EUR a night") is scored by its best clause too: the whole dilutes each part.
@@ -399,16 +398,27 @@ def sentence_scores(question: str, passages: Sequence[str], scorer: MeaningScore
     return out
 
 
-def passages_by_meaning(question: str, passages: Sequence[str], scorer: MeaningScorer) -> list[int]:
+def passages_by_meaning(
+    question: str, passages: Sequence[str], scorer: MeaningScorer, across_languages: bool = True
+) -> list[int]:
     """Indexes of the passages with a sentence that answers ``question`` by meaning (see
-    :data:`MEANING_RELEVANCE`), and not far below the best passage's (:data:`PASSAGE_MARGIN`)."""
+    :data:`MEANING_RELEVANCE`), and not far below the best passage's (:data:`PASSAGE_MARGIN`).
+
+    A passage in another language than the question counts by meaning only when the search
+    matched them by meaning (``across_languages``, a multilingual index: an English question
+    over Korean documents scored 0.82 to 0.84). Under an English-only index a Korean question's
+    nearest passages are noise, and e5-small can't tell them apart either (a Korean question on
+    severance pay scored 0.796 against an English leave sentence, one on leave 0.787), so only
+    the words they share count there, as without a scorer.
+    """
     best: dict[int, float] = {}
     for score, i, _ in sentence_scores(question, passages, scorer):
         best[i] = max(best.get(i, 0.0), score)
     if not best:
         return []
     lang = language_of(question)
-    if _uncovered_topic(question, [terms(p) for p in passages if language_of(p) == lang]):
+    held = [terms(p) for p in passages if language_of(p) == lang]
+    if held and _uncovered_topic(question, held):  # words can't be compared across languages
         return []
     top = max(best.values())
     q = terms(question)
@@ -416,7 +426,7 @@ def passages_by_meaning(question: str, passages: Sequence[str], scorer: MeaningS
 
     def answers(i: int) -> bool:
         if language_of(passages[i]) != lang:
-            return best[i] >= MEANING_RELEVANCE_ACROSS
+            return best[i] >= MEANING_RELEVANCE_ACROSS if across_languages else shares[i] >= RELEVANCE_THRESHOLD
         # Close by meaning, or nearly so and holding most of the question's specific words: e5
         # scores a short question against a long sentence low ("What is the hotel limit?" 0.842
         # against the sentence listing rail, flights, hotels and meals).
@@ -433,25 +443,30 @@ def linked_sentences(question: str, passages: Sequence[str], scorer: MeaningScor
     scored = sentence_scores(question, passages, scorer)
     if not scored:
         return Evidence(passages=tuple(passages), question=question, linked=("",) * len(passages))
-    ranked = sorted(scored, key=lambda r: -r[0])
-    top = ranked[0][0]
-    chosen = {id(r) for r in ranked[:LINKED_SENTENCES] if r[0] >= top - MEANING_MARGIN}
+    order = sorted(range(len(scored)), key=lambda at: -scored[at][0])
+    top = scored[order[0]][0]
     keep: set[int] = set()
-    for at, row in enumerate(scored):
-        if id(row) in chosen:
-            keep.add(at)
-            keep |= {
-                j
-                for j in (at - 1, at + 1)
-                if 0 <= j < len(scored) and scored[j][1] == row[1] and scored[j][0] >= top - NEIGHBOUR_MARGIN
-            }
-    linked = ["" for _ in passages]
+    for at in order[:LINKED_SENTENCES]:
+        if scored[at][0] < top - MEANING_MARGIN:
+            break
+        keep.add(at)
+        keep |= {
+            j
+            for j in (at - 1, at + 1)
+            if 0 <= j < len(scored) and scored[j][1] == scored[at][1] and scored[j][0] >= top - NEIGHBOUR_MARGIN
+        }
+    about = [[_heading(p)] for p in passages]  # the heading names what the sentences are about
     for at in sorted(keep):
         _, i, sentence = scored[at]
-        linked[i] = f"{linked[i]} {sentence}".strip()
-    return Evidence(
-        passages=tuple(passages), question=question, linked=tuple(linked), best_lines=tuple(ranked[:LINKED_SENTENCES])
-    )
+        about[i].append(sentence)
+    linked = tuple(" ".join(parts).strip() if len(parts) > 1 else "" for parts in about)
+    best = tuple(scored[at] for at in order[:LINKED_SENTENCES])
+    return Evidence(passages=tuple(passages), question=question, linked=linked, best_lines=best)
+
+
+def _heading(passage: str) -> str:
+    """A passage's heading lines ("# 연차휴가 > 연차 신청 방법") as one text, without the marks."""
+    return " ".join(s.lstrip("# ").strip() for s in _sentences(passage) if s.startswith("#"))
 
 
 def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bool = False) -> Checked:
@@ -473,12 +488,13 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     if not _WORD.search(_CITE_LOOSE.sub("", answer)):  # nothing said ("[1] [2]", "[1, 2, 3]")
         return _fallback(evidence, ())
     sources = [*evidence.passages, *evidence.tool_results]
-    known = set().union(numbers(question), *(numbers(s) for s in sources))
     # A claim is supported by what a source says about the question: with a meaning judgement
-    # (evidence.linked), only a passage's sentences about the question count.
+    # (evidence.linked), only a passage's sentences about the question count, figures included
+    # (the meal limit doesn't back a hotel limit).
     supporting = [*(evidence.linked or evidence.passages), *evidence.tool_results]
     source_terms = [terms(s) for s in supporting]
     source_numbers = [numbers(s) for s in supporting]
+    known = set().union(numbers(question), *source_numbers)
     known |= _computed(answer, known, question)
     q_terms = terms(question)
 
@@ -726,15 +742,28 @@ def _passage_sentences(passage: str) -> list[str]:
     lines: list[str] = []
     for line in passage.split("\n"):
         last = lines[-1].rstrip() if lines else ""
-        wrapped = last and not _BLOCK_START.match(last) and last[-1] not in ".!?。:" and line.strip()
-        if wrapped and not _BLOCK_START.match(line):
+        if _wraps(last) and line.strip() and not _STARTS_BLOCK.match(line) and not _KEY_VALUE.match(line):
             lines[-1] = f"{last} {line.strip()}"
         else:
             lines.append(line)
     return [_LIST_MARK.sub("", s).strip() for s in _sentences("\n".join(lines)) if not s.startswith("#")]
 
 
-_BLOCK_START = re.compile(r"[ \t]*(?:#|[-*•|]|\d{1,2}[.)])")  # a heading, list item or table row
+_STARTS_BLOCK = re.compile(r"[ \t]*(?:#|[-*•|]\s|\d{1,2}[.)]\s)")  # a heading, list item or table row
+_KEY_VALUE = re.compile(r"[ \t]*[^:\n]{1,30}:\s")  # "연차: 15일", "Hotels: 150 EUR"
+WRAP_WIDTH = 50
+"""A line at least this long that ends mid-sentence was wrapped by its editor; a shorter one
+("연차: 15일") is a line of its own."""
+
+
+def _wraps(line: str) -> bool:
+    """Whether the text goes on after ``line`` on the next line of its file (a hard wrap)."""
+    return (
+        len(line) >= WRAP_WIDTH
+        and line[-1] not in ".!?。:"
+        and not _STARTS_BLOCK.match(line)
+        and not _KEY_VALUE.match(line)
+    )
 
 
 def _sentences(text: str) -> list[str]:

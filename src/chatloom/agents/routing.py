@@ -148,8 +148,11 @@ EXAMPLES: dict[Route, tuple[str, ...]] = {
 }
 
 _FIGURE = re.compile(r"\d")
-# Quoted words (not an apostrophe: "What's", "park's"), three words after a colon, a second line.
-_OWN_TEXT = re.compile(r"(?<!\w)['\"‘“「『][^'\"’”」』]{2,}['\"’”」』](?!\w)|:\s*\S+(?:\s+\S+){2,}|\n\s*\S", re.DOTALL)
+# Quoted words (not an apostrophe: "What's", "park's"), three words after a colon (not a time,
+# "9:00"), a second line.
+_OWN_TEXT = re.compile(
+    r"(?<!\w)['\"‘“「『][^'\"’”」』]{2,}['\"’”」』](?!\w)|(?<!\d):(?!\d)\s*\S+(?:\s+\S+){2,}|\n\s*\S", re.DOTALL
+)
 TOP = 3
 """A route's score is the mean similarity of its ``TOP`` nearest examples (robust to one outlier)."""
 
