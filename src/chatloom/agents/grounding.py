@@ -3,19 +3,24 @@ or says in the user's language that the knowledge base does not cover the questi
 
 Small local models cannot be trusted to follow "answer only from the sources" on their own:
 they copy facts from the wrong passage, invent figures, and rarely write citations. So the
-checks here run outside the model, on words and numbers:
+checks here run outside the model. With a meaning scorer (:mod:`chatloom.agents.meaning`, the
+default wherever the ``memory`` extra is installed) they read meaning first:
 
-- :func:`relevant_passages` keeps the passages that share the question's specific terms
-  (weighted by how rare each term is among the retrieved passages), before the model is called;
-- :func:`check_answer` splits the model's answer into sentences, decides which ones some
-  passage or tool result supports (their new terms appear there, and every number is found
-  there or computed from found numbers), cites each supported sentence with the passage that
-  supports it, and drops citation numbers that point nowhere;
-- when nothing in the answer is supported, :func:`check_answer` falls back to the passage
-  sentence that best answers the question (extractive), or to the abstention message.
+- :func:`passages_by_meaning` keeps the passages with a sentence that answers the question by
+  meaning (multilingual-e5, so new wording and another language still match), before the model
+  is called;
+- :func:`linked_sentences` picks, per passage, the sentences about the question: only they may
+  back a claim, so a name found elsewhere in a passage is not linked to the question's subject;
+- :func:`check_answer` splits the model's answer into sentences and decides which ones the
+  evidence backs (their new terms appear there, and every figure is found there or computed
+  from found figures), cites each with its passage, and leaves the rest out of a knowledge
+  answer; when nothing is backed it falls back to the passage sentence that best answers the
+  question (not marked grounded: nothing checked that it answers), or to the abstention.
 
-Terms come from :func:`chatloom.memory.keyword.tokenize`, which splits Hangul into morphemes,
-so "자기계발비는" and "자기계발비" are the same term.
+Without a scorer the same steps run on words alone (:func:`relevant_passages`'s term coverage,
+:data:`RELEVANCE_THRESHOLD`, :data:`EXTRACTIVE_THRESHOLD`, :data:`QUOTE_THRESHOLD`), as before
+turns were routed. Terms come from :func:`chatloom.memory.keyword.tokenize`, which splits Hangul
+into morphemes, so "자기계발비는" and "자기계발비" are the same term.
 """
 
 from __future__ import annotations
@@ -40,14 +45,18 @@ ABSTAIN = {
 EXTRACTIVE_LEAD = {"ko": "지식 베이스의 관련 내용입니다: ", "en": "Here is what the knowledge base says: "}
 
 RELEVANCE_THRESHOLD = 0.25
-"""Least weighted share of the question's terms a passage must hold to count as relevant."""
+"""Least weighted share of the question's terms a passage must hold to count as relevant, where
+words decide: without a meaning scorer, or for a passage in another language than the question
+under an English-only index."""
 SUPPORT_THRESHOLD = 0.6
 """Least share of a sentence's new terms (not in the question) one passage must hold."""
 EXTRACTIVE_THRESHOLD = 0.5
-"""Least question coverage for a passage sentence to stand in for an unsupported answer."""
+"""Without a meaning scorer: the least question coverage for a passage sentence to stand in for
+an unsupported answer."""
 QUOTE_THRESHOLD = 0.4
-"""Least question coverage for a passage sentence to be quoted after an answer that missed it:
-lower than the bar for replacing an answer, since a quote only adds a cited line."""
+"""Without a meaning scorer: the least question coverage for a passage sentence to be quoted
+after an answer that missed it: lower than the bar for replacing an answer, since a quote only
+adds a cited line."""
 
 MEANING_RELEVANCE = 0.85
 """Least meaning score (e5 cosine, question to sentence) of a passage's best sentence for the
@@ -477,6 +486,8 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     every number it states, where a number also counts as found when the answer computes it
     from found numbers ("300,000 × 2% = 6,000") or a short computation gives it (see
     :func:`_computed`).
+    With evidence judged by meaning (``evidence.linked``) and ``strict`` on, the sentences
+    nothing backs are left out (``Checked.left_out``) and what is shown is grounded.
     With ``strict`` off, an unsupported answer is reported (``grounded=False``) but kept.
     With ``quote`` on, an answer that leaves out what the best-matching passage line says gets
     that line quoted after it (see :func:`_quote_if_missed`).

@@ -9,8 +9,9 @@ Only knowledge answers need passages (and are cited or abstained); every other k
 model's own answer. The route is decided by meaning: the request's multilingual embedding is
 compared with a few example requests of each kind (:data:`EXAMPLES`, written for chatloom, in
 Korean and English), so new wording and other languages route as their nearest examples do.
-One structural signal is kept because it is exact: a request that is only an arithmetic
-expression is a calculation.
+Three structural signals are kept because they are exact: a request that is only an
+arithmetic expression is a calculation, one with no digit never is ("수수료는 얼마인가요?"),
+and one that brings text of its own to work on (:func:`brings_text`) is a task, not small talk.
 """
 
 from __future__ import annotations
