@@ -55,6 +55,7 @@ def test_each_step_is_a_json_record_without_keys_or_contents(checkpointer, json_
     assert [e for e in events if e.startswith("tool.")] == ["tool.call", "tool.result"]
     end = next(r for r in lines if r["event"] == "turn.end" and r["agent"] == "calc")
     assert end["tenant"] == "acme" and end["tool_calls"] == 1 and end["stop_reason"] == "answer" and end["ms"] >= 0
+    assert "route" in end  # which kind of request the turn was (None: an agent without memory)
     assert any(r["event"] == "http.request" and r["status"] == 401 for r in lines)
     # A timing may be 391 by chance (a turn of 391 ms), so timings are left out of the search.
     untimed = json.dumps([{k: v for k, v in r.items() if k != "ms"} for r in lines], ensure_ascii=False)

@@ -144,6 +144,7 @@ class TurnTrace:
                 tool_calls=len(reply.tool_steps),
                 citations=len(reply.citations),
                 grounded=reply.grounded,
+                route=reply.route,
                 input_tokens=reply.usage.input_tokens,
                 output_tokens=reply.usage.output_tokens,
             )
