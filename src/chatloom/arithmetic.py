@@ -603,19 +603,23 @@ _ASKING_KO = re.compile(
 )
 
 
+_KOREAN_PERCENT_OF = re.compile(r"^(\d[\d,]*(?:\.\d+)?)\s*[^\W\d]{0,3}의\s*(\d+(?:\.\d+)?)\s*%$")
+
+
 def expression_asked(question: str) -> str | None:
     """The arithmetic expression ``question`` asks for and nothing else, if it is one.
 
     >>> expression_asked("What is 17*23?"), expression_asked("calculate 15% of 80")
     ('17*23', '15% of 80')
-    >>> expression_asked("3만 원 × 12는 얼마인가요?")
-    '30000 × 12'
+    >>> expression_asked("3만 원 × 12는 얼마인가요?"), expression_asked("1,250,000원의 3%는 얼마인가요?")
+    ('30000 × 12', '3% of 1,250,000')
     >>> expression_asked("What is 17*23 in hex?") is None, expression_asked("What is 2024?") is None
     (True, True)
     """
     text = question.strip().rstrip("?!. ")
     text = _ASKING_KO.sub("", _ASKING_EN.sub("", text)).strip().rstrip("=? ").strip()
     text = _plain_korean_figures(text).strip()
+    text = _KOREAN_PERCENT_OF.sub(r"\2% of \1", text)  # "A원의 B%" is "B% of A"
     if len(text) > MAX_EQUATION_CHARS or not (_TWO_NUMBERS.search(text) or _PERCENT_OF.search(text)):
         return None
     try:

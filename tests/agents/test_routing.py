@@ -187,3 +187,11 @@ def test_an_unknown_answer_policy_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="grounding must be 'strict', 'cite', 'off'"):
         Agent(grounding="strcit")
+
+
+def test_citation_marks_an_uncited_answer_wrote_out_of_habit_are_dropped():
+    agent, _ = agent_with(ListMemory(HANDBOOK), '[1] "See you tomorrow" [2] "내일 봐요"')
+    reply = agent.chat("Translate 'See you tomorrow' into Korean.")
+    assert reply.route == "task" and reply.answer == '"See you tomorrow" "내일 봐요"'
+    agent, _ = agent_with(ListMemory(HANDBOOK), "[1] [2]")  # nothing else: an apology, not "[1] [2]"
+    assert agent.chat("What is 48 divided by 0.5 plus 7 squared?").answer.startswith("Sorry, I couldn't")

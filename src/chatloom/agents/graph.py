@@ -306,7 +306,16 @@ def _own_answer(state: TurnState, ctx: TurnContext, question: str) -> AIMessage:
     response = _plain_answer(state, ctx)  # no tool step was made: the prompt has no tool list
     if response is None:  # nothing, or a tool call again: never shown as the answer
         return AIMessage(content=NO_ANSWER[grounding.language_of(question)])
-    return _as_answer(response, ctx)
+    return _uncited(_as_answer(response, ctx), question)
+
+
+def _uncited(message: AIMessage, question: str) -> AIMessage:
+    """An answer of a turn that was shown no passage, without the citation markers a model
+    writes out of habit (they point nowhere); the apology if nothing else is left."""
+    text = grounding.without_citations(str(message.content))
+    if not re.search(r"[^\W_]", text):
+        text = NO_ANSWER[grounding.language_of(question)]
+    return message.model_copy(update={"content": text})
 
 
 def _as_answer(response: AIMessage, ctx: TurnContext) -> AIMessage:
@@ -459,8 +468,10 @@ def _final_answer(response: AIMessage, state: TurnState, ctx: TurnContext) -> AI
     route = state.get("route", "")
     # A routed calculation states no fact of the domain: its tool steps are its evidence, and
     # "grounded" would only say that some arithmetic on the question's figures gives its figure.
-    if not ctx.grounding or route == "calculation":
+    if not ctx.grounding:
         return message
+    if route == "calculation":
+        return _uncited(message, _last_question(state["messages"]))
     answer = str(message.content)
     evidence = _evidence(state, ctx)
     strict = route == "knowledge" if route else bool(evidence.passages) or _asks_for_facts(evidence.question)

@@ -138,6 +138,16 @@ def abstention(question: str) -> str:
     return ABSTAIN[language_of(question)]
 
 
+def without_citations(text: str) -> str:
+    """``text`` without citation markers: for an answer that cites nothing (no passage was
+    shown), where a "[1]" the model wrote out of habit points nowhere.
+
+    >>> without_citations('[1] "See you tomorrow" [2] "내일 봐요"')
+    '"See you tomorrow" "내일 봐요"'
+    """
+    return re.sub(r"[ \t]{2,}", " ", _CITE_LOOSE.sub(" ", text)).strip()
+
+
 def is_abstention(text: str) -> bool:
     """Whether ``text`` says the answer is not known or not in the sources.
 
