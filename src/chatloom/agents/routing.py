@@ -145,6 +145,14 @@ EXAMPLES: dict[Route, tuple[str, ...]] = {
         "In what year did the war end?",
         "What was the name of the ship that sank in the storm?",
         "Who succeeded the king after his death?",
+        "Which of the two bands was formed earlier, the one from Leeds or the one from Oslo?",
+        "Were the painter and the sculptor born in the same country?",
+        "What nationality is the director of the 1994 documentary about the harbour?",
+        "The novelist who wrote the trilogy was born in which city?",
+        "In which county is the castle that the earl rebuilt in 1620?",
+        "What award did the actress who starred in the series win in 2010?",
+        "How many members did the party that won the election have in parliament?",
+        "The river that flows past the old mill joins which larger river?",
     ),
 }
 
@@ -154,6 +162,11 @@ _FIGURE = re.compile(r"\d")
 _OWN_TEXT = re.compile(
     r"(?<!\w)['\"‘“「『][^'\"’”」』]{2,}['\"’”」』](?!\w)|(?<!\d):(?!\d)\s*\S+(?:\s+\S+){2,}|\n\s*\S", re.DOTALL
 )
+SMALL_TALK_TERMS = 4
+"""A request naming more things than this is not small talk, whatever its nearest examples: the
+longest of the route examples names four ("thanks a lot, that was useful"), while questions
+about an article name six and more ("The Argentine former footballer who replaced Ronald
+Koeman ... was born when?" was routed conversation by its nearest examples)."""
 TOP = 3
 """A route's score is the mean similarity of its ``TOP`` nearest examples (robust to one outlier)."""
 
@@ -167,10 +180,19 @@ def route_request(text: str, scorer: MeaningScorer) -> tuple[Route, dict[Route, 
         return "calculation", scores
     # A calculation works on figures the request gives; "수수료는 얼마인가요?" gives none.
     candidates = ROUTES if _FIGURE.search(text) else tuple(r for r in ROUTES if r != "calculation")
+    if len(content_terms(text)) > SMALL_TALK_TERMS:  # it names too much to be small talk
+        candidates = tuple(r for r in candidates if r != "conversation")
     route = max(candidates, key=lambda r: scores[r])
     if route == "conversation" and brings_text(text):
         return "task", scores  # "Translate 'thank you very much'": the quoted words are the work
     return route, scores
+
+
+def content_terms(text: str) -> frozenset[str]:
+    """The words of ``text`` that name something (morphemes for Hangul; asking words left out)."""
+    from chatloom.agents.grounding import terms
+
+    return terms(text)
 
 
 def brings_text(request: str) -> bool:
