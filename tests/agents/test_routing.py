@@ -163,13 +163,19 @@ def test_a_figure_from_a_sentence_about_something_else_backs_nothing():
 def test_a_follow_up_to_a_knowledge_question_is_read_with_it():
     memory = ListMemory(HANDBOOK, PARKING)
     agent, _ = agent_with(
-        memory, "최대 5일까지 이월할 수 있습니다.", "주차장에는 직원 차량 40대까지 주차할 수 있습니다."
+        memory,
+        "최대 5일까지 이월할 수 있습니다.",
+        "주차장에는 직원 차량 40대까지 주차할 수 있습니다.",
+        "지하 주차장은 40대까지 주차할 수 있습니다.",
     )
     agent.chat("안 쓴 연차는 내년으로 넘어가나요?", thread_id="t")
     queries = []
     memory.recall = lambda query, **kw: queries.append(query) or memory.passages
     agent.chat("그럼 주차는요?", thread_id="t")
     assert queries == ["안 쓴 연차는 내년으로 넘어가나요? 그럼 주차는요?"]
+    # A question of its own is searched alone: read with the one before, it borrowed its passages.
+    agent.chat("회사 주차장은 몇 대까지 주차할 수 있나요?", thread_id="t")
+    assert queries[-1] == "회사 주차장은 몇 대까지 주차할 수 있나요?"
 
 
 def test_a_greeting_the_model_answers_with_a_tool_call_gets_a_plain_apology():

@@ -136,7 +136,7 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         # task that brings its own text ("Fix the grammar: ...") is about that text.
         may_ask_facts = route == "calculation" or scores["knowledge"] >= scores[route] - ROUTE_MARGIN
         may_ask_facts = may_ask_facts and not (route == "task" and brings_text(question))
-        if may_ask_facts and state.get("route") == "knowledge" and not brings_text(question):
+        if may_ask_facts and state.get("route") == "knowledge" and _follows_up(question):
             # A follow-up to a knowledge question ("What about for contractors?") is read
             # with it: on its own it names nothing to look up.
             query = f"{_previous_question(messages)} {question}".strip()
@@ -183,6 +183,17 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
 def _passage_text(passage: dict[str, Any]) -> str:
     """A passage as the grounding checks read it: its section heading, then its text."""
     return (f"# {passage['section']}\n" if passage.get("section") else "") + passage["text"]
+
+
+FOLLOW_UP_TERMS = 2
+"""A request naming at most this many things ("그럼 주차는요?", "What about for contractors?")
+after a knowledge question is read with it; one naming more ("회사 주차장은 몇 대까지 주차할 수
+있나요?") is a question of its own, and read with the one before it, it borrowed its passages."""
+
+
+def _follows_up(request: str) -> bool:
+    """Whether ``request`` reads as a follow-up: it names little and brings no text of its own."""
+    return len(grounding.terms(request)) <= FOLLOW_UP_TERMS and not brings_text(request)
 
 
 def _seeks_facts(question: str, route: Route, scores: dict[Route, float]) -> bool:
