@@ -71,7 +71,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +313,35 @@ def _kb_agents(set_name: str, agents: list[str]) -> list[str]:
     return picked
 
 
+def _turns(
+    model: str,
+    set_name: str,
+    agents: list[str],
+    picked: Iterable[tuple[int, dict]],
+    question: str,
+    cases: Cases,
+    make: Callable[[str], Any],
+) -> Iterator[tuple[int, dict, Any, dict]]:
+    """(i, row, reply or None, case row) for each case and agent not done yet: one turn through
+    the agent ``make(name)`` builds (once per name), the case row holding the common fields.
+    ``question`` is the row's key for the question. The caller adds its scores, then the row."""
+    built: dict[str, Any] = {}
+    for i, row in picked:
+        for name in agents:
+            if (model, set_name, name, i) in cases.done:
+                continue
+
+            def build(name: str = name) -> Any:
+                if name not in built:
+                    built[name] = make(name)
+                return built[name]
+
+            reply, error, seconds = run_turn(build, row[question])
+            out = common_fields(reply, error, seconds)
+            out.update(model=model, set=set_name, agent=name, i=i, half=half_of(row), question=row[question])
+            yield i, row, reply, out
+
+
 def run_korean(
     model: str,
     agents: list[str],
@@ -331,39 +360,23 @@ def run_korean(
     for i, row in picked:
         if row["gold_doc"]:
             retrieval[i] = (half_of(row), _top3(memory, row["question"], [row["gold_doc"]], headings))
-    built: dict[str, Any] = {}
-    for i, row in picked:
-        for name in agents:
-            if (model, "korean_faq", name, i) in cases.done:
-                continue
-
-            def build(name: str = name) -> Any:
-                if name not in built:
-                    built[name] = make_agent(name, model, memory, namespace)
-                return built[name]
-
-            reply, error, seconds = run_turn(build, row["question"])
-            out = common_fields(reply, error, seconds)
-            answer = reply.answer if reply is not None else ""
-            gold = row["gold_doc"]
-            facts = holds_facts(answer, row["facts_all_of_any"]) if gold else None
-            abstained = abstains(answer) if reply is not None else False
-            out.update(
-                model=model,
-                set="korean_faq",
-                agent=name,
-                i=i,
-                half=half_of(row),
-                kind=row["kind"],
-                question=row["question"],
-                facts=facts,
-                abstained=abstained,
-                retrieval_top3=retrieval[i][1] if i in retrieval else None,
-                gold_cited=_cites_gold(out, [gold], headings) if gold else None,
-                false_abstention=(abstained and not facts) if gold else None,
-                correct=bool(facts) if gold else abstained,
-            )
-            cases.add(out)
+    for i, row, reply, out in _turns(
+        model, "korean_faq", agents, picked, "question", cases, lambda name: make_agent(name, model, memory, namespace)
+    ):
+        answer = reply.answer if reply is not None else ""
+        gold = row["gold_doc"]
+        facts = holds_facts(answer, row["facts_all_of_any"]) if gold else None
+        abstained = abstains(answer) if reply is not None else False
+        out.update(
+            kind=row["kind"],
+            facts=facts,
+            abstained=abstained,
+            retrieval_top3=retrieval[i][1] if i in retrieval else None,
+            gold_cited=_cites_gold(out, [gold], headings) if gold else None,
+            false_abstention=(abstained and not facts) if gold else None,
+            correct=bool(facts) if gold else abstained,
+        )
+        cases.add(out)
     memory.close()
 
 
@@ -390,42 +403,26 @@ def run_korquad(
     for i, row in picked:
         if _korquad_kind(row) == "answerable":
             retrieval[i] = (half_of(row), _top3(memory, row["input"], row["documents"], headings))
-    built: dict[str, Any] = {}
-    for i, row in picked:
-        for name in agents:
-            if (model, "korquad", name, i) in cases.done:
-                continue
-
-            def build(name: str = name) -> Any:
-                if name not in built:
-                    built[name] = make_agent(name, model, memory, namespace)
-                return built[name]
-
-            reply, error, seconds = run_turn(build, row["input"])
-            out = common_fields(reply, error, seconds)
-            answer = reply.answer if reply is not None else ""
-            answerable = _korquad_kind(row) == "answerable"
-            abstained = abstains(answer) if reply is not None else False
-            has = contains_span(answer, row["expected"]) if answerable else None
-            cited = _cites_gold(out, row["documents"], headings) if answerable else None
-            out.update(
-                model=model,
-                set="korquad",
-                agent=name,
-                i=i,
-                id=row["id"],
-                half=half_of(row),
-                kind=_korquad_kind(row),
-                question=row["input"],
-                expected=row["expected"],
-                contains=has,
-                gold_cited=cited,
-                abstained=abstained,
-                retrieval_top3=retrieval[i][1] if i in retrieval else None,
-                false_abstention=(abstained and not has) if answerable else None,
-                correct=bool(has and cited) if answerable else (abstained and not out["cited"]),
-            )
-            cases.add(out)
+    for i, row, reply, out in _turns(
+        model, "korquad", agents, picked, "input", cases, lambda name: make_agent(name, model, memory, namespace)
+    ):
+        answer = reply.answer if reply is not None else ""
+        answerable = _korquad_kind(row) == "answerable"
+        abstained = abstains(answer) if reply is not None else False
+        has = contains_span(answer, row["expected"]) if answerable else None
+        cited = _cites_gold(out, row["documents"], headings) if answerable else None
+        out.update(
+            id=row["id"],
+            kind=_korquad_kind(row),
+            expected=row["expected"],
+            contains=has,
+            gold_cited=cited,
+            abstained=abstained,
+            retrieval_top3=retrieval[i][1] if i in retrieval else None,
+            false_abstention=(abstained and not has) if answerable else None,
+            correct=bool(has and cited) if answerable else (abstained and not out["cited"]),
+        )
+        cases.add(out)
     memory.close()
 
 
@@ -438,36 +435,20 @@ def run_general(model: str, agents: list[str], quick: bool, half: str, settings:
     )  # quick: one per kind and half
     # A grounded bot over the Korean FAQ: the requests are not about it, and it must still help.
     memory, namespace, _, _ = _docs_memory(settings, KOREAN)
-    built: dict[str, Any] = {}
-    for i, row in picked:
-        for name in agents:
-            if (model, "general", name, i) in cases.done:
-                continue
-
-            def build(name: str = name) -> Any:
-                if name not in built:
-                    built[name] = make_agent(name, model, memory, namespace)
-                return built[name]
-
-            reply, error, seconds = run_turn(build, row["input"])
-            out = common_fields(reply, error, seconds)
-            answer = reply.answer if reply is not None else ""
-            ok = helped(answer, row["expected_any"], error)
-            out.update(
-                model=model,
-                set="general",
-                agent=name,
-                i=i,
-                half=half_of(row),
-                kind=row["kind"],
-                question=row["input"],
-                expected_any=row["expected_any"],
-                abstained=abstains(answer) if reply is not None else False,
-                failure_text=failure_text(answer),
-                helped=ok,
-                correct=ok,
-            )
-            cases.add(out)
+    for _, row, reply, out in _turns(
+        model, "general", agents, picked, "input", cases, lambda name: make_agent(name, model, memory, namespace)
+    ):
+        answer = reply.answer if reply is not None else ""
+        ok = helped(answer, row["expected_any"], out["error"])
+        out.update(
+            kind=row["kind"],
+            expected_any=row["expected_any"],
+            abstained=abstains(answer) if reply is not None else False,
+            failure_text=failure_text(answer),
+            helped=ok,
+            correct=ok,
+        )
+        cases.add(out)
     memory.close()
 
 
@@ -495,21 +476,18 @@ def run_hotpot(
         memory = open_memory(settings, namespace=namespace)
         memory.ingest([qdir])
         support = {t for t, _ in row["supporting_facts"]}
-        for name in todo:
-            reply, error, seconds = run_turn(
-                lambda name=name, memory=memory, namespace=namespace: make_agent(name, model, memory, namespace),
-                row["question"],
-            )
-            out = common_fields(reply, error, seconds)
+        for _, _, reply, out in _turns(
+            model,
+            "hotpotqa",
+            todo,
+            [(i, row)],
+            "question",
+            cases,
+            lambda name, memory=memory, namespace=namespace: make_agent(name, model, memory, namespace),
+        ):
             answer = reply.answer if reply is not None else ""
             em = exact_match(answer, row["answer"]) if reply is not None else False
             out.update(
-                model=model,
-                set="hotpotqa",
-                agent=name,
-                i=i,
-                half=half_of(row),
-                question=row["question"],
                 gold=row["answer"],
                 em=em,
                 f1=round(token_f1(answer, row["answer"]), 4) if reply is not None else 0.0,
@@ -526,33 +504,17 @@ def run_hotpot(
 
 def run_gsm8k(model: str, agents: list[str], limit: int, quick: bool, half: str, cases: Cases) -> None:
     picked = _pick(_jsonl(GSM8K), limit, half, lambda r: "all", {} if quick else None)
-    built: dict[str, Any] = {}
-    for i, row in picked:
+    for _, row, reply, out in _turns(
+        model, "gsm8k", agents, picked, "question", cases, lambda name: make_agent(name, model)
+    ):
         gold = gold_answer(row["answer"])
-        for name in agents:
-            if (model, "gsm8k", name, i) in cases.done:
-                continue
-
-            def build(name: str = name) -> Any:
-                if name not in built:
-                    built[name] = make_agent(name, model)
-                return built[name]
-
-            reply, error, seconds = run_turn(build, row["question"])
-            out = common_fields(reply, error, seconds)
-            guess = predicted(reply.answer) if reply is not None else None
-            out.update(
-                model=model,
-                set="gsm8k",
-                agent=name,
-                i=i,
-                half=half_of(row),
-                question=row["question"],
-                gold=str(gold),
-                predicted=None if guess is None else str(guess),
-                correct=guess == gold,
-            )
-            cases.add(out)
+        guess = predicted(reply.answer) if reply is not None else None
+        out.update(
+            gold=str(gold),
+            predicted=None if guess is None else str(guess),
+            correct=guess == gold,
+        )
+        cases.add(out)
 
 
 # -- the report ----------------------------------------------------------------------------------
