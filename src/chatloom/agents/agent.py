@@ -39,7 +39,6 @@ if TYPE_CHECKING:  # the heavy imports stay lazy: a REPL shows its prompt before
     from langgraph.types import Command, Durability, StreamMode
 
     from chatloom.agents.graph import ChatRunnable, TurnContext, TurnGraph, TurnState
-    from chatloom.agents.meaning import MeaningScorer
     from chatloom.agents.stopping import StopSignal
     from chatloom.config import Settings
     from chatloom.mcp.config import MCPServerSpec
@@ -373,13 +372,6 @@ class Agent:
             return "off"
         return "strict" if self.grounding == "strict" else "cite"
 
-    @staticmethod
-    def _scorer() -> MeaningScorer | None:
-        """The meaning scorer for routes, relevance and support (None: words decide)."""
-        from chatloom.agents.meaning import default_scorer
-
-        return default_scorer()
-
     @property
     def loaded_model(self) -> BaseChatModel | None:
         """The chat model once the agent has loaded (see :meth:`load`), else None; never loads."""
@@ -611,6 +603,7 @@ class Agent:
     def _context(self, services: _Services, thread_id: str, user_id: str | None) -> TurnContext:
         """The runtime context of a turn on ``thread_id`` (a new one, or a paused one resumed)."""
         from chatloom.agents.graph import TurnContext
+        from chatloom.agents.meaning import default_scorer
 
         offered, model, first_model = self._turn_tools(services)
         return TurnContext(
@@ -633,7 +626,7 @@ class Agent:
             history_tokens=self.history_tokens,
             grounding=self.checks_answers(),
             grounding_mode=self.grounding_mode(),
-            scorer=self._scorer() if self.checks_answers() else None,
+            scorer=default_scorer() if self.checks_answers() else None,  # None: words decide
             profile=services.profile,
             agent_name=self.name,
         )

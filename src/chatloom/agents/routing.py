@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import re
 
+from chatloom.agents.grounding import terms
 from chatloom.agents.meaning import MeaningScorer
 from chatloom.agents.reply import Route
 
@@ -180,19 +181,12 @@ def route_request(text: str, scorer: MeaningScorer) -> tuple[Route, dict[Route, 
         return "calculation", scores
     # A calculation works on figures the request gives; "수수료는 얼마인가요?" gives none.
     candidates = ROUTES if _FIGURE.search(text) else tuple(r for r in ROUTES if r != "calculation")
-    if len(content_terms(text)) > SMALL_TALK_TERMS:  # it names too much to be small talk
+    if len(terms(text)) > SMALL_TALK_TERMS:  # it names too much to be small talk
         candidates = tuple(r for r in candidates if r != "conversation")
     route = max(candidates, key=lambda r: scores[r])
     if route == "conversation" and brings_text(text):
         return "task", scores  # "Translate 'thank you very much'": the quoted words are the work
     return route, scores
-
-
-def content_terms(text: str) -> frozenset[str]:
-    """The words of ``text`` that name something (morphemes for Hangul; asking words left out)."""
-    from chatloom.agents.grounding import terms
-
-    return terms(text)
 
 
 def brings_text(request: str) -> bool:
