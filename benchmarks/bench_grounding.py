@@ -44,7 +44,8 @@ On every answer: tool-call text in the answer (must be 0), and, where ``Reply`` 
 ``grounded``, ``unsupported`` and ``route`` fields. Grounded-but-wrong (korean_faq, korquad,
 hotpotqa) counts, out of all replies, those with ``grounded`` True that are wrong: answerable and
 the gold fact missing (korean_faq: facts; korquad, hotpotqa: contains), or unanswerable and no
-abstention.
+abstention. An abstention states nothing and is never counted here (on an answerable question it
+is a false abstention).
 
 Halves (a calibration split): every row of every set is in a fixed half, by a stable hash of its
 id (korquad ``id``, hotpotqa ``_id``) or, for rows without one, its question text:
@@ -145,10 +146,11 @@ def grounded_wrong(row: dict) -> bool:
     """A case row whose reply is marked grounded and is wrong (korean_faq, korquad, hotpotqa).
 
     Wrong: answerable and the gold fact missing (korean_faq ``facts``, korquad and hotpotqa
-    ``contains``), or unanswerable and not abstained. Other sets, and replies not marked
-    grounded (False, None, errors), count as False.
+    ``contains``), or unanswerable and not abstained. An abstention states nothing, so it is
+    never a wrong grounded answer: on an answerable question it is a false abstention, counted
+    there. Other sets, and replies not marked grounded (False, None, errors), count as False.
     """
-    if row.get("grounded") is not True:
+    if row.get("grounded") is not True or row.get("abstained"):
         return False
     if row["set"] == "korean_faq":
         answerable, right = row["kind"] != "unanswerable", row["facts"]

@@ -12,7 +12,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from chatloom import Agent
-from chatloom.agents import grounding
+from chatloom.agents import grounding, language
 from chatloom.agents.grounding import Evidence, check_answer
 from chatloom.memory.base import Passage
 from chatloom.models.profiles import ModelProfile, estimate_tokens
@@ -151,7 +151,7 @@ def test_a_question_about_what_no_passage_mentions_is_not_answered_from_them():
     # passages' other sentences for it.
     agent, model = agent_with(ListMemory(TRANSFER, POINTS), "송금 수수료는 72시간 안에 취소됩니다.")
     reply = agent.chat("송금 수수료는 얼마인가요?")
-    assert reply.answer == grounding.ABSTAIN["ko"] and reply.citations == ()
+    assert reply.answer == language.ABSTAIN["ko"] and reply.citations == ()
     assert model.calls == []
     # Named in a passage's section heading counts as mentioned.
     memory = ListMemory()
@@ -165,7 +165,7 @@ def test_a_question_about_what_no_passage_mentions_is_not_answered_from_them():
 def test_model_abstention_becomes_the_canonical_message_in_the_users_language():
     agent, _ = agent_with(ListMemory(TRANSFER), "The sources don't say. Try searching for fees.")
     reply = agent.chat("송금을 취소하려면 어떻게 하나요?")
-    assert reply.answer == grounding.ABSTAIN["ko"] and reply.grounded is True
+    assert reply.answer == language.ABSTAIN["ko"] and reply.grounded is True
 
 
 # -- citations ------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_english_answer_over_korean_passages_is_checked_by_its_figures():
     ok = check_answer("Call the customer center at 1588-0000.", evidence)
     assert ok.grounded and ok.answer.endswith("[1].")
     invented = check_answer("Call 1577-1234 any time.", evidence)
-    assert invented.fallback == "abstain" and invented.answer == grounding.ABSTAIN["en"]
+    assert invented.fallback == "abstain" and invented.answer == language.ABSTAIN["en"]
 
 
 def test_tool_results_are_evidence():
@@ -345,7 +345,7 @@ def test_native_korean_counts_match_the_digits_documents_write():
     ["한 장소에서 만나요", "한 명의 사용자", "한국에서 왔어요", "세 번째 줄", "열쇠를 두 개 잃었어요"],
 )
 def test_native_numerals_are_read_only_before_a_counter(text):
-    from chatloom.agents.grounding import korean_counts_as_digits
+    from chatloom.agents.language import korean_counts_as_digits
 
     converted = korean_counts_as_digits(text)
     expected = {"세 번째 줄": "3번째 줄", "열쇠를 두 개 잃었어요": "열쇠를 2개 잃었어요"}.get(text, text)
@@ -357,7 +357,7 @@ def test_a_reply_of_citation_marks_only_falls_back_to_the_passages(said):
     checked = check_answer(said, Evidence(passages=(LEAVE_EN,), question="How do I apply for annual leave?"))
     assert checked.fallback == "extractive" and "HR portal" in checked.answer
     nothing = check_answer(said, Evidence(question="How do I apply for annual leave?"))
-    assert nothing.fallback == "abstain" and nothing.answer == grounding.ABSTAIN["en"]
+    assert nothing.fallback == "abstain" and nothing.answer == language.ABSTAIN["en"]
 
 
 @pytest.mark.parametrize(
@@ -371,7 +371,7 @@ def test_a_reply_of_citation_marks_only_falls_back_to_the_passages(said):
     ],
 )
 def test_is_abstention(text, expected):
-    assert grounding.is_abstention(text) is expected
+    assert language.is_abstention(text) is expected
 
 
 def test_numbers_are_normalised_and_identifiers_kept():

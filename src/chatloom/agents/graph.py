@@ -34,12 +34,12 @@ from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from chatloom.agents import grounding
+from chatloom.agents import grounding, language
 from chatloom.agents.meaning import MeaningScorer
 from chatloom.agents.reply import GroundingMode, Route, StopReason
 from chatloom.agents.routing import brings_text, route_request
 from chatloom.agents.taint import is_tainted, taint_update
-from chatloom.arithmetic import expression_asked
+from chatloom.arithmetic import CalculatorError, evaluate, expression_asked
 from chatloom.memory.base import Memory
 from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
 from chatloom.models.toolcalls import looks_like_tool_call, new_call_id
@@ -161,8 +161,8 @@ def recall(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         # Close to a knowledge question, and a passage in its language answers it: it is one.
         # Across languages e5-small can't tell a question from a task ("Convert 5 km to miles"
         # scored 0.78 against "카드는 최대 5장까지 등록할 수 있습니다").
-        lang = grounding.language_of(question)
-        if any(grounding.language_of(p["text"]) == lang for p in passages) or _seeks_facts(question, route, scores):
+        lang = language.language_of(question)
+        if any(language.language_of(p["text"]) == lang for p in passages) or _seeks_facts(question, route, scores):
             route = "knowledge"
         else:
             retrieved, passages = [], []  # nothing to show or cite for a conversation turn or a task
@@ -248,7 +248,7 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     if ctx.grounding and steps == 0 and not _offered(ctx) and not state.get("passages") and _is_fact_question(state):
         # Nothing relevant was found and no tool could find it: say so, with no model call to
         # invent an answer.
-        text = grounding.abstention(question)
+        text = language.abstention(question)
         answer = AIMessage(content=text, additional_kwargs={"grounded": True, "fallback": "abstain"})
         return {"messages": [answer], "stop_reason": "answer"}
 
@@ -262,6 +262,17 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
             call = {"name": "calculator", "args": {"expression": expression}, "id": new_call_id()}
             asked = AIMessage(content="", tool_calls=[call], additional_kwargs={"asked_calculation": expression})
             return {"steps": 1, "messages": [asked]}
+    calculable = steps == 0 and route == "calculation" and "calculator" not in _offered(ctx)
+    if calculable and (expression := expression_asked(question)) is not None:
+        # Without a calculator tool, the asked calculation is still worked out exactly, by the
+        # calculator's own evaluator (no tool runs): Qwen 0.5B alone answered "1,250,000원의
+        # 3%는 3,250,000원입니다".
+        try:
+            worked = AIMessage(content=f"{expression} = {evaluate(expression)}")
+        except CalculatorError:
+            pass  # out of the evaluator's limits: the model answers
+        else:
+            return {"steps": 1, "stop_reason": "answer", "messages": [_final_answer(worked, state, ctx)]}
     if steps == 1 and (calculated := _calculated_answer(state["messages"])) is not None:
         return {"stop_reason": "answer", "messages": [_final_answer(calculated, state, ctx)]}
 
@@ -295,16 +306,6 @@ def think(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     return update
 
 
-NO_ANSWER = {
-    "ko": "죄송해요, 답을 만들지 못했어요. 다르게 말씀해 주시겠어요?",
-    "en": "Sorry, I couldn't write an answer to that. Could you put it another way?",
-}
-DECLINE_ANSWER = {
-    "ko": "죄송하지만 저는 지식 베이스의 문서에 관한 질문과, 직접 주신 글을 다루는 일만 도와드릴 수 있어요.",
-    "en": "Sorry, I can only help with questions about the documents I know, and with text you give me.",
-}
-
-
 def _own_answer(state: TurnState, ctx: TurnContext, question: str) -> AIMessage:
     """The answer to a conversation turn or a task: the model's own, with no tool list, in the
     conversation so far. Such turns state no fact about the knowledge domain, so no passage
@@ -312,11 +313,11 @@ def _own_answer(state: TurnState, ctx: TurnContext, question: str) -> AIMessage:
     the documents answer was routed to knowledge in :func:`recall`). In ``strict`` mode a task
     that brings no text of its own is politely declined."""
     if ctx.grounding_mode == "strict" and state.get("route") == "task" and not brings_text(question):
-        lang = grounding.language_of(question)
-        return AIMessage(content=DECLINE_ANSWER[lang], additional_kwargs={"declined": True})
+        lang = language.language_of(question)
+        return AIMessage(content=language.DECLINE_ANSWER[lang], additional_kwargs={"declined": True})
     response = _plain_answer(state, ctx)  # no tool step was made: the prompt has no tool list
     if response is None:  # nothing, or a tool call again: never shown as the answer
-        return AIMessage(content=NO_ANSWER[grounding.language_of(question)])
+        return AIMessage(content=language.NO_ANSWER[language.language_of(question)])
     return _uncited(_as_answer(response, ctx), question)
 
 
@@ -325,7 +326,7 @@ def _uncited(message: AIMessage, question: str) -> AIMessage:
     writes out of habit (they point nowhere); the apology if nothing else is left."""
     text = grounding.without_citations(str(message.content))
     if not re.search(r"[^\W_]", text):
-        text = NO_ANSWER[grounding.language_of(question)]
+        text = language.NO_ANSWER[language.language_of(question)]
     return message.model_copy(update={"content": text})
 
 
