@@ -203,22 +203,6 @@ def test_citation_marks_an_uncited_answer_wrote_out_of_habit_are_dropped():
     assert agent.chat("What is 48 divided by 0.5 plus 7 squared?").answer.startswith("Sorry, I couldn't")
 
 
-CLOCK_TOWER = (
-    "# 시계탑\n\n광장의 시계탑은 높이 25미터, 무게 320톤의 석조 건물입니다. "
-    "1890년 이 탑을 세우는 데 140명의 석공이 3년 동안 일했습니다. 탑의 시계는 매시 정각에 종을 칩니다."
-)
-
-
-def test_a_figure_from_a_linked_line_that_does_not_answer_is_shown_but_not_grounded():
-    # The masons' line is about the tower (it is linked), but the weight is in the line before.
-    evidence = linked_sentences("시계탑은 얼마나 무거운가요?", [CLOCK_TOWER], default_scorer())
-    right = check_answer("시계탑의 무게는 320톤입니다 [1].", evidence)
-    assert right.grounded is True and right.unsupported == ()
-    wrong = check_answer("시계탑의 무게는 140톤입니다 [1].", evidence)
-    assert wrong.answer == "시계탑의 무게는 140톤입니다 [1]." and wrong.grounded is False
-    assert wrong.unsupported == ("시계탑의 무게는 140톤입니다 [1].",)
-
-
 def test_an_asked_calculation_is_worked_out_exactly_without_a_calculator_tool():
     agent, model = agent_with(ListMemory(HANDBOOK), "1,250,000원의 3%는 3,250,000원입니다.")
     reply = agent.chat("1,250,000원의 3%는 얼마인가요?")

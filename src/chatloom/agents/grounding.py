@@ -96,14 +96,6 @@ often names what the other calls "it" or "he", but one far off is about somethin
 club's chair in a leave passage)."""
 LINKED_SENTENCES = 6
 """How many of the best-answering sentences (with their neighbours) a claim may draw on."""
-ANSWER_MARGIN = 0.02
-"""How far below the best sentence's score a sentence may be and still be one that answers the
-question. A claim drawn from a linked sentence further down is shown, cited, but not marked
-grounded: small models often pick a figure or a name from the right passage's wrong line
-("35,000명" for the budget saved, "140" for the tower's weight)."""
-ANSWER_LINES = 3
-"""At most this many of the best sentences count as answering the question."""
-
 _WORD = re.compile(r"[^\W_]")  # a letter or digit of any script
 _WORDS = re.compile(r"[^\W_]+")  # words and figures
 _WORD_RUN = re.compile(r"[^\W\d_]+")  # a word of letters, any script
@@ -381,19 +373,6 @@ def linked_sentences(question: str, passages: Sequence[str], scorer: MeaningScor
     return Evidence(passages=tuple(passages), question=question, linked=linked, best_lines=best)
 
 
-def _answer_lines(evidence: Evidence) -> list[str]:
-    """Per passage, its heading and those of its sentences that answer the question: the best
-    ones of ``evidence.best_lines`` (see :data:`ANSWER_MARGIN`); empty when none were judged."""
-    if not evidence.best_lines:
-        return []
-    top = evidence.best_lines[0][0]
-    about = [[_heading(p)] for p in evidence.passages]
-    for score, i, sentence in evidence.best_lines[:ANSWER_LINES]:
-        if score >= top - ANSWER_MARGIN:
-            about[i].append(sentence)
-    return [" ".join(parts).strip() if len(parts) > 1 else "" for parts in about]
-
-
 def _heading(passage: str) -> str:
     """A passage's heading lines ("# 연차휴가 > 연차 신청 방법") as one text, without the marks."""
     return " ".join(s.lstrip("# ").strip() for s in _sentences(passage) if s.startswith("#"))
@@ -429,17 +408,9 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     known = set().union(numbers(question), *source_numbers)
     known |= _computed(answer, known, question)
     q_terms = terms(question)
-    # The lines that answer the question (see ANSWER_MARGIN): a grounded claim is backed by them.
-    lines = _answer_lines(evidence)
-    lines += evidence.tool_results if lines else []
-    line_terms = [terms(s) for s in lines]
-    line_numbers = [numbers(s) for s in lines]
-    line_known = set().union(numbers(question), *line_numbers)
-    line_known |= _computed(answer, line_known, question)
 
     out: list[tuple[str, bool]] = []  # (sentence as shown, whether it starts a line)
     unsupported: list[str] = []
-    unverified: list[str] = []  # shown and cited, but not backed by the lines that answer
     supported_claims = 0
     seen: set[str] = set()
     frames: set[str] = set()  # the claims said so far with their figures blanked (see _claim_frame)
@@ -470,8 +441,6 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
         else:
             supported_claims += 1
             shown = _cite(sentence, best, len(evidence.passages))
-            if lines and _best_support(new, nums, line_known, line_terms, line_numbers) is None:
-                unverified.append(shown.strip())
         out.append((shown, new_line))
     if not supported_claims and (unsupported or evidence.passages) and strict:
         # Nothing supported, or no claim at all although passages were given.
@@ -480,7 +449,7 @@ def check_answer(answer: str, evidence: Evidence, strict: bool = True, quote: bo
     if quote:
         checked = _quote_if_missed(checked, question, evidence.passages, evidence.best_lines)
     if strict and evidence.linked is not None:  # the unsupported sentences were left out
-        return Checked(checked, grounded=not unverified, unsupported=tuple(unverified), left_out=tuple(unsupported))
+        return Checked(checked, grounded=True, left_out=tuple(unsupported))
     return Checked(checked, grounded=not unsupported, unsupported=tuple(unsupported))
 
 
