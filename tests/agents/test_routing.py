@@ -208,3 +208,20 @@ def test_an_asked_calculation_is_worked_out_exactly_without_a_calculator_tool():
     reply = agent.chat("1,250,000원의 3%는 얼마인가요?")
     assert reply.route == "calculation" and model.calls == []
     assert reply.answer == "3% of 1,250,000 = 37500" and reply.tool_steps == ()
+
+
+def test_a_passage_a_shown_one_names_is_shown_too_for_a_two_step_question():
+    song = (
+        "# I'll Keep the Lovelight Burning\n\n\"I'll Keep the Lovelight Burning\" is a popular song written in "
+        "1942. The best-known version was popularized by the singer Patti Page in 1949."
+    )
+    singer = (
+        "# Patti Page\n\nClara Ann Fowler (November 8, 1927 – January 1, 2013), known as Patti Page, was an "
+        "American singer, one of the best-known female artists in traditional pop music."
+    )
+    other = "# Pattie Boyd\n\nPattie Boyd (born 17 March 1944) is an English model and photographer."
+    question = 'In what year was the singer who popularized "I\'ll Keep the Lovelight Burning" born?'
+    scorer = default_scorer()
+    assert grounding._named_in(singer, [song, singer, other], [0])
+    shown = grounding.passages_by_meaning(question, [song, singer, other], scorer)
+    assert 0 in shown and 1 in shown and 2 not in shown

@@ -90,6 +90,11 @@ shown several near-misses answers from the wrong one (it mixed the leave-days pa
 "연차 신청은 어떻게 하나요?")."""
 MEANING_EXTRACT = 0.86
 """Least meaning score of the best sentence to stand in, cited, for an unsupported answer."""
+BRIDGE_RELEVANCE = 0.8
+"""Least meaning score for a passage that a shown passage names by its heading to be shown too
+(see :func:`passages_by_meaning`): the second step of a two-step question doesn't read like the
+question ("the singer who popularized X": the singer's page scored 0.83), but a page about
+something else still scores lower (0.77)."""
 NEIGHBOUR_MARGIN = 0.06
 """A sentence next to one about the question counts too when it is this close to the best: it
 often names what the other calls "it" or "he", but one far off is about something else (the
@@ -341,7 +346,21 @@ def passages_by_meaning(
         # against the sentence listing rail, flights, hotels and meals).
         return best[i] >= MEANING_RELEVANCE or (best[i] >= MEANING_RELEVANCE_WITH_WORDS and shares[i] >= 0.5)
 
-    return [i for i in sorted(best) if answers(i) and best[i] >= top - PASSAGE_MARGIN]
+    chosen = [i for i in sorted(best) if answers(i) and best[i] >= top - PASSAGE_MARGIN]
+    # A passage that a chosen one names (by its heading) joins it: "the singer who popularized
+    # X" is answered by the singer's page, which X's page names, not the question.
+    named = [
+        i
+        for i in sorted(best)
+        if i not in chosen and best[i] >= BRIDGE_RELEVANCE and _named_in(passages[i], passages, chosen)
+    ]
+    return sorted(chosen + named)
+
+
+def _named_in(passage: str, passages: Sequence[str], chosen: Sequence[int]) -> bool:
+    """Whether the heading of ``passage`` (its subject) is named in the text of a chosen passage."""
+    name = _heading(passage)
+    return len(name) >= 3 and any(name in passages[j].partition("\n")[2] for j in chosen)
 
 
 def linked_sentences(question: str, passages: Sequence[str], scorer: MeaningScorer) -> Evidence:
