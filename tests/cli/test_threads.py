@@ -134,3 +134,14 @@ def test_help_says_each_run_is_a_new_conversation(capsys):
         text = " ".join(capsys.readouterr().out.split())
         assert "-c, --continue" in text and "--thread ID" in text
         assert "new conversation" in text
+
+
+def test_a_damaged_record_of_the_last_conversation_is_nothing_to_continue(capsys, tmp_path):
+    from chatloom.cli.threads import LAST_THREAD_FILE
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / LAST_THREAD_FILE).write_text('{"thread_id": ')  # cut short
+    assert "no earlier conversation to continue" in error(capsys, "ask", "--model", "fake:echo", "-c", "hi")
+    ask(capsys, "hello")  # a new conversation replaces the record
+    assert json.loads((home / LAST_THREAD_FILE).read_text())["thread_id"].startswith("ask-")

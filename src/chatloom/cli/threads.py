@@ -51,7 +51,7 @@ def remember_thread(data_dir: Path, thread_id: str) -> None:
 
     Written to a temporary file and renamed, so a concurrent ``-c`` reads the old id or the new
     one, never half a file. A failed write is ignored: the turn's answer is already shown, and a
-    later ``-c`` says there is nothing to continue.
+    later ``-c`` continues the thread recorded before (or says there is none).
     """
     tmp: str | None = None
     try:
