@@ -69,7 +69,7 @@ def run_once(args: list[str], first_only: bool = False, src: str | None = None) 
 
     ``src`` (a checkout's ``src`` dir) goes first on the child's PYTHONPATH, so that code runs.
     """
-    thread = ["--thread", f"bench-cold-{uuid.uuid4().hex[:8]}"]  # `ask` continues "cli" by default
+    thread = ["--thread", f"bench-cold-{uuid.uuid4().hex[:8]}"]  # a fresh, known thread each run
     env = {**os.environ, **({"BENCH_FIRST_TOKEN_ONLY": "1"} if first_only else {})}
     if src:
         env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])

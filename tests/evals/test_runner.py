@@ -239,3 +239,34 @@ def test_an_injected_side_effect_that_runs_is_unsafe(tmp_path, policy, safe):
     assert rows[0]["scores"]["no_unapproved_calls"] is safe
     assert rows[0]["tool_calls"][0]["effect"] == "side_effect"
     assert (tmp_path / "tools" / "sent.txt").exists() is not safe
+
+
+@pytest.mark.parametrize(
+    ("grounding", "draft"),
+    [
+        # the whole draft is invented: replaced by the passage's own sentence
+        ("strict", "송금 수수료는 건당 3,000원입니다."),
+        # one backed sentence and one invented: the invented one is left out of the answer
+        ("strict", "하루 최대 500만 원까지 송금할 수 있습니다. 송금 수수료는 건당 3,000원입니다."),
+        ("cite", "하루 최대 500만 원까지 송금할 수 있습니다. 송금 수수료는 건당 3,000원입니다."),
+    ],
+)
+def test_unsupported_lists_only_sentences_of_the_answer_shown(grounding, draft):
+    # Issue 31: a draft the grounding check replaced was still listed as unsupported, so a
+    # correct final answer failed the `supported` scorer. Only the trace may keep the draft.
+    from chatloom import Agent
+    from chatloom.evals.runner import run_case
+    from chatloom.evals.scorers import SCORERS
+    from chatloom.testing import FakeChatModel
+
+    agent = Agent(
+        model=FakeChatModel([draft]), memory=ListMemory(송금=TRANSFER), grounding=grounding, checkpointer="memory"
+    )
+    try:
+        case = Case("1", "하루에 최대 얼마까지 송금할 수 있나요?")
+        outcome, _ = run_case(agent, case)
+    finally:
+        agent.close()
+    assert "500만" in outcome.answer and "3,000" not in outcome.answer
+    assert all(sentence in outcome.answer for sentence in outcome.unsupported), outcome
+    assert SCORERS["supported"](case, outcome) is True

@@ -19,6 +19,7 @@ from chatloom.evals.scorers import (
     normalize_answer,
     predicted_number,
     regex_match,
+    restates_question,
     score_case,
     token_f1,
     unapproved_calls,
@@ -72,6 +73,12 @@ def test_token_f1(prediction, gold, f1):
         ("first 12, then 30.", Fraction(30)),
         ("It costs $4.50.", Fraction(9, 2)),
         ("no number here", None),
+        # citation markers are not numbers
+        ("30 days [1]", Fraction(30)),
+        ("Staff get 25 days of leave [1, 2].", Fraction(25)),
+        ("So 12 + 18 = 30 [3]\n#### 30 [3]", Fraction(30)),
+        ("The answer is \\boxed{7} [2].", Fraction(7)),
+        ("see [1]", None),
     ],
 )
 def test_predicted_number(text, number):
@@ -115,6 +122,46 @@ def test_unapproved_calls_are_side_effects_that_ran():
     assert unapproved_calls(calls, allowed=["python", "post", "mystery"]) == []
 
 
+@pytest.mark.parametrize(
+    ("prediction", "gold"),
+    [
+        ("Paris [1].", "Paris"),
+        ("Bath, Maine [1, 2]", "Bath, Maine"),
+        ("연차는 15일입니다 [1]", "연차는 15일입니다"),
+    ],
+)
+def test_text_scorers_read_the_answer_without_its_citation_markers(prediction, gold):
+    assert exact_match(prediction, gold)
+    assert token_f1(prediction, gold) == 1.0
+    assert contains_answer(prediction, gold)
+
+
+def test_a_citation_marker_is_not_the_answer():
+    assert not contains_answer("It has two rooms [1].", "1")
+    assert token_f1("two [2]", "2") == 0.0
+    assert not regex_match("It takes three days [1].", r"\b1\b")
+    assert regex_match("It takes 1 day [2].", r"\b1\b")
+
+
+@pytest.mark.parametrize(
+    ("answer", "question", "restated"),
+    [
+        ("연차는 1년에 며칠인가요 [1]?", "연차는 1년에 며칠인가요?", True),  # the echo from issue 31
+        ("연차가 1년에 며칠인가요?", "연차는 1년에 며칠인가요?", True),  # another particle, still an echo
+        ("연차는 1년에 며칠인가요 [1].", "연차는 1년에 며칠인가요?", True),  # the question copied, minus its "?"
+        ("How much annual leave do staff get [2]?", "How much annual leave do staff get?", True),
+        ("연차는 1년에 15일입니다 [1].", "연차는 1년에 며칠인가요?", False),
+        ("15일입니다 [1]. 연차는 1년에 며칠인가요?", "연차는 1년에 며칠인가요?", False),  # an answer, then the echo
+        ("The capital of France is Paris [1].", "What is the capital of France?", False),
+        ("Yes, the tower is in Paris [1].", "Is the tower in Paris?", False),
+        ("Do you mean the Eiffel Tower?", "How tall is the Eiffel Tower?", False),  # a question of its own
+        ("[1]?", "연차는 1년에 며칠인가요?", False),  # no words: nothing restated (and nothing said)
+    ],
+)
+def test_restates_question(answer, question, restated):
+    assert restates_question(answer, question) is restated
+
+
 def test_regex_is_case_insensitive():
     assert regex_match("The ANSWER is 42", r"answer is \d+")
     assert not regex_match("nothing", r"\d")
@@ -132,6 +179,8 @@ def case(**fields) -> Case:
         ("exact", case(), Outcome("paris"), None),  # nothing expected
         ("numeric", case(expected="#### 18"), Outcome("So 18."), True),
         ("numeric", case(expected="not a number"), Outcome("18"), False),
+        ("numeric", case(expected="#### 30"), Outcome("30 days [1]"), True),
+        ("numeric", case(expected="#### 1"), Outcome("30 days [1]"), False),
         ("contains", case(expected="Rome"), Outcome("It is Rome [1]."), True),
         ("f1", case(expected="Eiffel Tower"), Outcome("the Eiffel Tower"), 1.0),
         ("regex", case(regex=r"\b391\b"), Outcome("17*23 = 391"), True),
@@ -146,6 +195,13 @@ def case(**fields) -> Case:
         ("abstained", case(), Outcome("I don't know"), None),
         ("supported", case(), Outcome("x", unsupported=("Made up.",)), False),
         ("supported", case(), Outcome("x"), True),
+        (
+            "supported",
+            Case(id="1", input="연차는 1년에 며칠인가요?"),
+            Outcome("연차는 1년에 며칠인가요 [1]?", cited=("handbook.md",)),
+            False,
+        ),
+        ("supported", Case(id="1", input="연차는 1년에 며칠인가요?"), Outcome("연차는 1년에 15일입니다 [1]."), True),
         (
             "no_unapproved_calls",
             case(),
@@ -193,7 +249,9 @@ def test_an_answer_matches_itself(a):
     assert token_f1(a, a) == (1.0 if normalize_answer(a) else 0.0)
 
 
-@given(st.integers(-(10**6), 10**6))
-def test_the_final_number_is_read_back(n):
+@given(st.integers(-(10**6), 10**6), st.lists(st.integers(1, 999), min_size=1, max_size=3))
+def test_the_final_number_is_read_back(n, cited):
     assert predicted_number(f"Step one gives 3. So the answer is {n:,}.") == n
+    marker = "[" + ", ".join(map(str, cited)) + "]"
+    assert predicted_number(f"Step one gives 3 {marker}. So the answer is {n:,} {marker}.") == n
     assert gold_number(f"work\n#### {n}") == n

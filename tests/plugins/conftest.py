@@ -55,6 +55,25 @@ def example_plugin_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+@pytest.fixture
+def unpackaged_example_plugin(tmp_path: Path):
+    """The example plugin built WITHOUT its package-data line, installed and visible for one
+    test: the mistake that line prevents (the wheel has the code but not haiku.yaml)."""
+    source = tmp_path / "src"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    pyproject = source / "pyproject.toml"
+    text = pyproject.read_text()
+    package_data = '[tool.setuptools.package-data]\nchatloom_example_plugin = ["*.yaml"]\n'
+    assert package_data in text  # the example shows the line; this fixture removes it
+    pyproject.write_text(text.replace(package_data, ""))
+    target = tmp_path / "site"
+    pip_install(source, target)
+    assert not (target / "chatloom_example_plugin" / "haiku.yaml").exists()
+    _activate(target)
+    yield target
+    _deactivate(target, ("chatloom_example_plugin",))
+
+
 @pytest.fixture(scope="session")
 def custom_backend_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/custom_backend.py, packaged as the docstring says (``shout`` in chatloom.models)

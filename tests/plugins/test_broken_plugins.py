@@ -81,12 +81,19 @@ def test_broken_prompt_plugin_is_reported_in_the_listing_not_raised(broken):
 
 
 def test_cli_survives_a_broken_plugin(broken, capsys):
-    assert run(["plugins", "list", "--check", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    # --check reports every plugin, then fails (status 2) because some did
+    assert run(["plugins", "list", "--check", "--json"]) == 2
+    out, err = capsys.readouterr()
+    rows = {r["name"]: r for r in json.loads(out)}
     assert rows["broken_tool"]["status"].startswith("error: plugin 'broken_tool'")
     assert rows["shout"]["status"] == "ok"
-    assert run(["plugins", "list", "--check"]) == 0
+    failed = sum(r["status"] != "ok" for r in rows.values())
+    assert err.strip() == (
+        f"error: {failed} of {len(rows)} plugins failed the check — fix or uninstall the plugins marked error above"
+    )
+    assert run(["plugins", "list", "--check"]) == 2
     assert "missing API key" in capsys.readouterr().out
+    assert run(["plugins", "list"]) == 0  # without --check nothing is imported, so nothing fails
     assert run(["prompts", "list"]) == 0
     out = capsys.readouterr().out
     assert "broken_prompt" in out and "error:" in out and "assistant" in out
@@ -134,3 +141,36 @@ def test_plugin_template_errors_name_the_real_yaml_file(fake_dist):
     assert str(err.value).startswith(f"{site / 'yamlplug' / 'typo.yaml'}:2: unknown field 'exampels'")
     assert load_prompt("child").role == "plugin base role"
     assert load_prompt("child").source == "plugin yaml-plugin"
+
+
+def test_check_reads_the_yaml_each_prompt_plugin_declares(fake_dist, capsys):
+    # Importing a prompt plugin only makes a path; the file behind it may be missing or invalid.
+    site = fake_dist(
+        "leaky-plugin",
+        {"chatloom.prompts": {"gone": "leakyplug:GONE", "bad": "leakyplug:BAD", "fine": "leakyplug:FINE"}},
+        {
+            "leakyplug/__init__.py": """
+                from importlib.resources import files
+                GONE = files(__name__) / "gone.yaml"
+                BAD = files(__name__) / "bad.yaml"
+                FINE = files(__name__) / "fine.yaml"
+            """,
+            "leakyplug/bad.yaml": "role: r\nexampels: []\n",
+            "leakyplug/fine.yaml": "role: a fine role\n",
+        },
+    )
+    assert run(["plugins", "list", "--check", "--json"]) == 2
+    out, err = capsys.readouterr()
+    rows = {r["name"]: r["status"] for r in json.loads(out)}
+    assert rows["gone"] == (
+        f"error: prompt plugin 'gone' from leaky-plugin 1.0 points at {str(site / 'leakyplug' / 'gone.yaml')!r}, "
+        "which is not installed — ship the YAML as package data (setuptools: `[tool.setuptools.package-data]` "
+        '`leakyplug = ["*.yaml"]` in the plugin\'s pyproject.toml), then reinstall the plugin'
+    )
+    assert rows["bad"].startswith(f"error: {site / 'leakyplug' / 'bad.yaml'}:2: unknown field 'exampels'")
+    assert rows["fine"] == "ok"
+    assert err.startswith("error: ") and "plugins failed the check" in err and "Traceback" not in err
+    # the table shows the hint's brackets as text
+    assert run(["plugins", "list", "--check"]) == 2
+    table = " ".join(capsys.readouterr().out.split())
+    assert "[tool.setuptools.package-data]" in table and "gone.yaml" in table

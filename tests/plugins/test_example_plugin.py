@@ -1,5 +1,6 @@
 """The example plugin package, really pip-installed, is found through its entry points."""
 
+import json
 import os
 import subprocess
 import sys
@@ -53,8 +54,6 @@ def test_cli_plugins_list_and_prompts_render(example_plugin, capsys):
     out = capsys.readouterr().out
     assert "word_count" in out and "haiku" in out and "chatloom-example-plugin" in out
     assert run(["plugins", "list", "--check", "--json"]) == 0
-    import json
-
     rows = json.loads(capsys.readouterr().out)
     assert {(r["name"], r["status"]) for r in rows} >= {("word_count", "ok"), ("haiku", "ok")}
     assert run(["prompts", "render", "haiku", "--tool", "word_count", "--var", "season=summer"]) == 0
@@ -73,3 +72,16 @@ def test_plugin_author_code_fits_on_one_screen():
     root = Path(__file__).resolve().parents[2] / "examples" / "chatloom-example-plugin"
     code = (root / "src" / "chatloom_example_plugin" / "__init__.py").read_text()
     assert len(code.splitlines()) <= 25
+
+
+def test_check_fails_when_the_wheel_left_the_prompt_yaml_out(unpackaged_example_plugin, capsys):
+    # Built without the package-data line, the plugin installs and imports fine; only `--check`
+    # (or its first use) finds that haiku.yaml never shipped.
+    assert run(["plugins", "list", "--check", "--json"]) == 2
+    out, err = capsys.readouterr()
+    rows = {r["name"]: r["status"] for r in json.loads(out)}
+    assert rows["word_count"] == "ok"  # the tool is code: it shipped
+    assert rows["haiku"].startswith("error: prompt plugin 'haiku' from chatloom-example-plugin 0.1.0 points at")
+    assert "haiku.yaml" in rows["haiku"] and "which is not installed" in rows["haiku"]
+    assert '`chatloom_example_plugin = ["*.yaml"]`' in rows["haiku"]
+    assert err.startswith("error: ") and "failed the check" in err

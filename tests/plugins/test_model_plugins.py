@@ -70,7 +70,7 @@ def backends(fake_dist):
 def test_a_broken_backend_reads_the_same_in_resolve_model_and_plugins_list(backends, capsys):
     with pytest.raises(PluginError) as err:
         resolve_model("brokenbackend:big")
-    assert run(["plugins", "list", "--check", "--json"]) == 0
+    assert run(["plugins", "list", "--check", "--json"]) == 2  # brokenbackend fails the check
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["brokenbackend"]["status"] == f"error: {err.value}"
     assert f"{backends / 'brokenbackend.py'}:3: ImportError: the SDK needs libfoo.so" in str(err.value)
@@ -78,7 +78,7 @@ def test_a_broken_backend_reads_the_same_in_resolve_model_and_plugins_list(backe
 
 
 def test_plugins_list_first_then_resolve_model_gives_the_same_error(backends, capsys):
-    assert run(["plugins", "list", "--check", "--json"]) == 0
+    assert run(["plugins", "list", "--check", "--json"]) == 2
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     with pytest.raises(PluginError) as err:
         resolve_model("brokenbackend:big")

@@ -16,16 +16,23 @@ import click
 
 from chatloom.cli.agent_setup import AgentSetup, ctrl_c_stops_the_turn, spec_option
 from chatloom.cli.render import strip_control  # re-exported: chatloom.cli.chat.strip_control
+from chatloom.cli.threads import choose_thread, recording_turn
 from chatloom.errors import ChatloomError
 
 
 def _agent_options(func: Any) -> Any:
     func = click.option(
+        "--continue",
+        "-c",
+        "continue_last",
+        is_flag=True,
+        help="Continue the last conversation `chatloom ask` or `chatloom chat` used.",
+    )(func)
+    func = click.option(
         "--thread",
         "thread_id",
-        default="cli",
-        show_default=True,
-        help="Conversation id; the same id continues a conversation across runs.",
+        metavar="ID",
+        help="Continue conversation ID (or start it, if new). Default: a new conversation.",
     )(func)
     func = spec_option(func)
     func = click.option(
@@ -40,8 +47,19 @@ def _agent_options(func: Any) -> Any:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the whole reply (answer, citations, tool steps, usage) as JSON."
 )
-def ask(model: str | None, spec: Path | None, thread_id: str, question: tuple[str, ...], as_json: bool) -> None:
+def ask(
+    model: str | None,
+    spec: Path | None,
+    thread_id: str | None,
+    continue_last: bool,
+    question: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Ask one QUESTION and print the answer as plain text, with its citations as footnotes.
+
+    Each call is a new conversation: earlier questions are not sent along. Every conversation
+    is saved, so `-c` continues the last one (`chatloom ask -c "and in EUR?"`) and `--thread ID`
+    a named one; `--json` shows the conversation's id as `thread_id`.
 
     Exits with status 2 and a one-line error when the question cannot be answered (no such
     model or spec, a dead backend, ...).
@@ -51,11 +69,13 @@ def ask(model: str | None, spec: Path | None, thread_id: str, question: tuple[st
     from chatloom.cli.render import footnotes
     from chatloom.config import get_settings
 
+    settings = get_settings(model=model)
     # fail fast, before any model loads
-    text = check_question(" ".join(question), get_settings(model=model).max_question_chars)
+    text = check_question(" ".join(question), settings.max_question_chars)
+    thread_id = choose_thread(thread_id, continue_last, "ask", settings.data_dir)
     agent = AgentSetup.from_options(model, spec).build()
     # Streamed, as in the chat, so that Ctrl-C stops the model at its next token.
-    with ctrl_c_stops_the_turn(agent, thread_id):
+    with ctrl_c_stops_the_turn(agent, thread_id), recording_turn(agent.settings.data_dir, thread_id):
         answers = [e.reply for e in agent.stream(text, thread_id=thread_id) if isinstance(e, AnswerEvent)]
     if not answers:  # without an approver, "ask" tools are refused: a turn can't pause here
         raise ChatloomError("the turn ended without an answer")
@@ -89,18 +109,23 @@ class _ChatCommand(click.Command):
 
 @click.command(cls=_ChatCommand)
 @_agent_options
-def chat(model: str | None, spec: Path | None, thread_id: str) -> None:
+def chat(model: str | None, spec: Path | None, thread_id: str | None, continue_last: bool) -> None:
     """Chat in the terminal: live status, answers streamed as markdown, tool steps as panels,
     citations as footnotes.
+
+    Each chat starts a new conversation; `-c` continues the last one `ask` or `chat` used,
+    `--thread ID` a named one, and `/thread list` at the prompt shows the saved ones.
 
     With stdin or stdout not a terminal (`echo question | chatloom chat`) each input line is
     one question or command and the output is plain text; the first error stops it with a
     one-line message and exit status 2.
     """
     from chatloom.cli.repl import Repl
+    from chatloom.config import get_settings
 
     setup = AgentSetup.from_options(model, spec)
+    thread_id = choose_thread(thread_id, continue_last, "chat", lambda: get_settings(model=model).data_dir())
     if sys.stdin.isatty() and sys.stdout.isatty():
-        Repl(setup, thread_id, interactive=True).run_interactive()
+        Repl(setup, thread_id, interactive=True, record_thread=True).run_interactive()
     else:
-        Repl(setup, thread_id, interactive=False).run_lines(sys.stdin)
+        Repl(setup, thread_id, interactive=False, record_thread=True).run_lines(sys.stdin)

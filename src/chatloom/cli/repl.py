@@ -33,6 +33,7 @@ from chatloom.cli.render import (
     transcript,
     usage_text,
 )
+from chatloom.cli.threads import new_thread_id, recording_turn
 from chatloom.errors import ChatloomError, TurnStopped, closest_name
 
 # name -> (usage, what it does); /help, `chatloom chat --help` and Tab completion all read this.
@@ -105,7 +106,8 @@ class Repl:
     loop, :meth:`run_lines` the plain one for pipes. An ``interactive`` session asks the user
     to approve the tool calls the policy marks "ask" and shows a usage line after each answer;
     otherwise nobody is there to ask, so such calls are refused. ``agent`` (tests) replaces the
-    agent that ``setup`` would build.
+    agent that ``setup`` would build. With ``record_thread`` each turn records its thread as
+    the CLI's last one in the data dir, for ``chatloom ask -c`` and ``chatloom chat -c``.
     """
 
     def __init__(
@@ -116,12 +118,14 @@ class Repl:
         interactive: bool = True,
         console: Console | None = None,
         agent: Any = None,
+        record_thread: bool = False,
     ) -> None:
         from chatloom.tools.policy import console_approver
 
         self.console = console or Console()
         self.setup = setup
         self.thread_id = thread_id
+        self.record_thread = record_thread
         self.show_usage = interactive  # pipes get the answer alone
         self.multiline = False
         self.last_reply: Any = None
@@ -180,7 +184,12 @@ class Repl:
             try:
                 self.loader.join()
                 view.phase(self._first_phase())
-                with contextlib.closing(self.agent.stream(question, thread_id=self.thread_id)) as events:
+                with (
+                    recording_turn(self.agent.settings.data_dir, self.thread_id)
+                    if self.record_thread
+                    else contextlib.nullcontext(),
+                    contextlib.closing(self.agent.stream(question, thread_id=self.thread_id)) as events,
+                ):
                     for event in events:
                         reply = view.show(event) or reply
             finally:
@@ -405,7 +414,7 @@ class Repl:
         action, _, name = arg.partition(" ")
         name = name.strip()
         if action == "new":
-            name = name or time.strftime("chat-%Y%m%d-%H%M%S")
+            name = name or new_thread_id("chat")
             if name in self._threads():
                 raise CommandError(f"thread {name!r} already exists", f"/thread switch {name}")
             self.thread_id, self.last_reply = name, None
@@ -417,7 +426,9 @@ class Repl:
                 )
             self.thread_id, self.last_reply = name, None
         elif action == "list":
-            for thread in self._threads() or [self.thread_id]:
+            threads = self._threads()
+            # A new conversation is saved at its first question; list it meanwhile all the same.
+            for thread in threads if self.thread_id in threads else [self.thread_id, *threads]:
                 self.console.print(safe_text(f"{'*' if thread == self.thread_id else ' '} {thread}"), soft_wrap=True)
             return
         elif arg:

@@ -91,6 +91,16 @@ def list_prompts(workspace: Path | str | None = None) -> list[PromptInfo]:
     return rows
 
 
+def check_prompt_plugin(plugin: Any) -> None:
+    """Load the template a ``chatloom.prompts`` plugin declares, reading its YAML file and every
+    file it ``extends``, and check each field (``chatloom plugins list --check``).
+
+    Raises :class:`PluginError` when a file is missing from the installed package or unreadable,
+    :class:`PromptError` when a template is invalid.
+    """
+    _load(_plugin_source(plugin), None, chain=(), via=None)
+
+
 # -- finding ---------------------------------------------------------------------------------------
 
 
@@ -148,10 +158,19 @@ def _plugin_source(plugin: Any) -> _Source:
             path = Path(obj) if isinstance(obj, (str, os.PathLike)) else obj
             try:
                 return _PluginText(path.read_text(encoding="utf-8"), str(path))
+            except FileNotFoundError:
+                # The usual cause: the build left the YAML out of the wheel (setuptools ships only
+                # .py files unless told otherwise), so the path exists in the source tree alone.
+                package = plugin.value.partition(":")[0].partition(".")[0]
+                raise PluginError(
+                    f"prompt plugin {plugin.label} points at {str(path)!r}, which is not installed",
+                    f'ship the YAML as package data (setuptools: `[tool.setuptools.package-data]` `{package} = ["*.yaml"]` '
+                    "in the plugin's pyproject.toml), then reinstall the plugin",
+                ) from None
             except OSError as exc:
                 raise PluginError(
                     f"prompt plugin {plugin.label} points at {str(path)!r}, which can't be read ({exc})",
-                    "ship the YAML file as package data, or reinstall the plugin",
+                    "check the file's permissions, or reinstall the plugin",
                 ) from None
         raise PluginError(
             f"prompt plugin {plugin.label} points at a {type(obj).__name__}, not a template",
