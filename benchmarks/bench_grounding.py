@@ -553,6 +553,10 @@ def _agent_metrics(set_name: str, a: list[dict]) -> dict[str, Any]:
     if set_name in ("korean_faq", "korquad", "hotpotqa"):
         # Out of all replies: an error or an ungrounded reply counts in n, never in k.
         m["grounded_wrong"] = (sum(grounded_wrong(r) for r in a), len(a))
+        # The precision of `grounded`: of the replies marked grounded that state something (not
+        # an abstention), the share that is right.
+        claims = [r for r in a if r.get("grounded") is True and not r.get("abstained")]
+        m["grounded_precision"] = (sum(not grounded_wrong(r) for r in claims), len(claims))
     if set_name == "korean_faq":
         answerable = [r for r in a if r["kind"] != "unanswerable"]
         m["facts"] = _share(r["facts"] for r in answerable)
@@ -665,6 +669,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("abstain (unans.)", "abstention"),
         ("false abstain", "false_abstention"),
         ("grounded but wrong", "grounded_wrong"),
+        ("grounded precision", "grounded_precision"),
         ("routes", "routes"),
     ],
     "korquad": [
@@ -675,6 +680,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("abstained (unans.)", "abstention"),
         ("abstained, cites nothing (unans.)", "correct_unanswerable"),
         ("grounded but wrong", "grounded_wrong"),
+        ("grounded precision", "grounded_precision"),
         ("routes", "routes"),
     ],
     "general": [
@@ -691,6 +697,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("supporting cited", "support_cited"),
         ("abstained", "abstained"),
         ("grounded but wrong", "grounded_wrong"),
+        ("grounded precision", "grounded_precision"),
         ("routes", "routes"),
     ],
     "gsm8k": [("correct", "correct"), ("tool calls", "tool_calls"), ("routes", "routes")],
