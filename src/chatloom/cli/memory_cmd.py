@@ -23,7 +23,8 @@ def _open(namespace: str | None, tenant: str | None) -> Any:
 
 
 def _display(source: str) -> str:
-    """Sources are stored as absolute paths; show them relative to the cwd when inside it."""
+    """Sources are stored by absolute path (passages carry their name under the ingested folder
+    instead); `memory list` shows them relative to the cwd when inside it."""
     try:
         rel = os.path.relpath(source)
     except ValueError:
@@ -118,7 +119,7 @@ def search_cmd(
             click.echo(json.dumps(p.__dict__))
             continue
         where = heading(p.title, p.section)
-        click.echo(f"[{i}] {_display(p.source)}#{p.chunk}  score={p.score:.3f}  {where}")
+        click.echo(f"[{i}] {p.source}#{p.chunk}  score={p.score:.3f}  {where}")  # as citations name it
         text = " ".join(p.text.split())
         click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
 

@@ -166,6 +166,7 @@ def _once(factory: Any) -> Callable[[], Any]:
 
 
 def _search(memory: Any, namespace: str | None, args: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    from chatloom.memory.base import display_source
     from chatloom.tools.search import format_passages
 
     query = str(args.get("query") or "").strip()
@@ -178,7 +179,7 @@ def _search(memory: Any, namespace: str | None, args: dict[str, Any]) -> tuple[s
     citations = [
         {
             "index": i,
-            "source": p.source,
+            "source": display_source(p.source),
             "chunk": p.chunk,
             "title": p.title,
             "section": p.section,

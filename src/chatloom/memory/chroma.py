@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chatloom.errors import MemoryStoreError
-from chatloom.memory.base import Passage
+from chatloom.memory.base import Passage, display_source
 from chatloom.memory.conversation import extract_facts
 from chatloom.memory.search import Hit, Mode, Space, search
 from chatloom.memory.store import (
@@ -160,7 +160,8 @@ class ChromaMemory:
 
         With ``user_id``, that user's conversation memories (facts, summaries, earlier turns)
         compete in the same ranking as the knowledge chunks. ``filters`` are equality (or list
-        membership) tests on metadata: ``{"source": "/abs/path.md"}``, ``{"section": [...]}``.
+        membership) tests on metadata: ``{"source": "/abs/path.md"}`` (the path as ingested),
+        ``{"name": "hr/leave.md"}`` (the passage's ``source``), ``{"section": [...]}``.
         """
         return self.search(query, k=k, namespace=namespace, user_id=user_id, filters=filters)
 
@@ -348,10 +349,13 @@ def _match_sources(store: Store, key: str, source: str) -> list[str]:
 
 def _passage(hit: Hit) -> Passage:
     r = hit.row
+    # The name under the ingest folder, recorded at ingest; a store ingested before names were
+    # recorded has only the absolute path, shown as its file name.
+    name = (r.meta or {}).get("name")
     return Passage(
         id=r.id,
         text=r.text,
-        source=r.source,
+        source=str(name) if name else display_source(r.source),
         title=r.title,
         section=r.section,
         chunk=r.chunk,

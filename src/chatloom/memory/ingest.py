@@ -306,6 +306,25 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path], 
     return list(dict.fromkeys(files)), roots, skipped
 
 
+def source_names(files: Iterable[Path], roots: Iterable[Path]) -> dict[Path, str]:
+    """Each file's name for citations: its path under the first folder of ``roots`` that holds
+    it (``hr/leave.md`` for ``chatloom ingest docs/``), else its file name.
+
+    The absolute path stays the file's key in the store (the manifest needs it to tell apart two
+    ``README.md`` from different folders and to notice deleted files), but it is the server's
+    business: passages and citations carry this name instead.
+
+    >>> source_names([Path("/kb/hr/leave.md"), Path("/tmp/a.md")], [Path("/kb")])
+    {PosixPath('/kb/hr/leave.md'): 'hr/leave.md', PosixPath('/tmp/a.md'): 'a.md'}
+    """
+    roots = list(roots)
+    names = {}
+    for path in files:
+        root = next((r for r in roots if path.is_relative_to(r)), None)
+        names[path] = path.relative_to(root).as_posix() if root is not None else path.name
+    return names
+
+
 def sample_texts(paths: Iterable[str | Path], files: int = 8, chars: int = 4000) -> list[str]:
     """The start of the first few readable files under ``paths``: enough to tell a language."""
     found, _, _ = collect_files(paths)
@@ -365,6 +384,7 @@ def ingest_paths(
         log.warning("skipping %s: %s", skipped_path, reason)
     report.skipped.extend(skipped)
     manifest = store.manifest(ns)
+    names = source_names(files, roots)
     total = len(files)
     pending: list[tuple[str, list[ChunkRow], dict, bool]] = []
     pending_chunks = 0
@@ -414,8 +434,10 @@ def ingest_paths(
             if progress:
                 progress(source, done, total)
             continue
+        # meta["name"] is what citations show (see source_names); `source` stays the store's key.
         rows = [
-            ChunkRow(chunk_id(ns, c.text), ns, c.text, source, title, c.section, c.index) for c in chunk_markdown(text)
+            ChunkRow(chunk_id(ns, c.text), ns, c.text, source, title, c.section, c.index, meta={"name": names[path]})
+            for c in chunk_markdown(text)
         ]
         pending.append((source, rows, {"sha256": digest, "size": st.st_size, "mtime": st.st_mtime}, old is not None))
         pending_chunks += len(rows)
