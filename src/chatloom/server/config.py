@@ -8,7 +8,7 @@ Read from the ``[serve]`` table of ``chatloom.toml`` (the file ``CHATLOOM_CONFIG
     max_body_bytes = 1_000_000
     turn_timeout = 300
     cors_origins = ["https://intranet.example.com"]
-    local_tenant = "default"   # the tenant a server without API keys serves (see below)
+    # local_tenant = "default"   # without api_keys: the one tenant served (see below)
 
 ``CHATLOOM_API_KEYS="acme=KEY,globex=KEY2"`` adds keys from the environment. A value
 ``env:NAME`` reads the key from environment variable ``NAME``, so no key has to sit in a file.
