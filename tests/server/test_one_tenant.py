@@ -199,3 +199,18 @@ def test_mcp_clients_get_citations_without_the_servers_paths(tmp_path, home):
     for result in (found, answer):
         dumped = json.dumps([result.structured_content, [c.text for c in result.content]])
         assert str(tmp_path) not in dumped
+
+
+def test_health_says_when_the_knowledge_store_fails_and_stays_ok(checkpointer):
+    from chatloom.errors import MemoryStoreError
+    from chatloom.server.agents import AgentCatalog
+    from chatloom.server.app import create_app
+
+    def broken(namespace: str, tenant: str) -> bool:
+        raise MemoryStoreError("the memory index is corrupt")
+
+    catalog = AgentCatalog({}, checkpointer=checkpointer, knowledge={"kb": "faq"}, has_knowledge=broken)
+    with live_server(create_app(catalog)) as url:
+        r = httpx.get(f"{url}/health")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "knowledge": {"error": "the knowledge store fails (MemoryStoreError)"}}

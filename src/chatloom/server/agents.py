@@ -8,6 +8,7 @@ approvals pause the turn in the checkpointer until ``POST /v1/approvals/{id}``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
@@ -187,7 +188,14 @@ class KnowledgeProbe:
         with self._lock:
             if self._store is None:
                 self._store = open_store(self.settings)
-            return bool(self._store.has_chunks(ns_key(namespace, tenant)))
+            try:
+                return bool(self._store.has_chunks(ns_key(namespace, tenant)))
+            except Exception:
+                # A dropped PostgreSQL connection doesn't come back: reopen on the next call.
+                with contextlib.suppress(Exception):
+                    self._store.close()
+                self._store = None
+                raise
 
     def close(self) -> None:
         """Close the store (a later call opens it again)."""
