@@ -112,6 +112,33 @@ def test_passages_name_sources_by_their_path_under_the_ingested_folder(mem, tmp_
     assert hit.source == "policy.pdf" and str(tmp_path) not in repr(hit)
 
 
+def test_the_deployer_can_name_what_citations_show(mem, tmp_path):
+    docs = _docs(tmp_path)
+    mem.ingest([docs], name="handbook")
+    assert mem.recall("how often do passwords rotate", k=1)[0].source == "handbook/sub/policy.pdf"
+    note = tmp_path / "n.md"
+    note.write_text("# Notes\nThe office closes at six on Fridays.\n")
+    mem.ingest([note], name="office-hours.md")
+    assert mem.recall("when does the office close on Friday", k=1)[0].source == "office-hours.md"
+    with pytest.raises(ChatloomError, match="for one file or folder"):
+        mem.ingest([docs, note], name="both")
+    with pytest.raises(ChatloomError, match="not allowed"):
+        mem.ingest([note], name="../etc")
+
+
+def test_cli_ingest_names_sources_and_refuses_one_name_for_two_paths(home, tmp_path, capsys):
+    from chatloom.cli.main import run
+
+    docs = _docs(tmp_path)
+    assert run(["ingest", str(docs), "-n", "kb", "--name", "handbook"]) == 0
+    assert "4 added" in capsys.readouterr().out
+    assert run(["memory", "search", "how often do passwords rotate", "-n", "kb", "-k", "1"]) == 0
+    assert capsys.readouterr().out.startswith("[1] handbook/sub/policy.pdf#0")
+    assert run(["ingest", str(docs), str(docs / "faq.txt"), "--name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "error: a source name is for one file or folder" in err and "Traceback" not in err
+
+
 def test_reingest_is_incremental(mem, tmp_path):
     docs = _docs(tmp_path)
     mem.ingest([docs])

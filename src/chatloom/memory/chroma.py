@@ -266,23 +266,37 @@ class ChromaMemory:
 
     # -- knowledge management --------------------------------------------------------------
     @_guard
-    def ingest(self, paths: Iterable[str | Path], *, namespace: str | None = None, progress: Any = None) -> Any:
-        """Ingest files/folders into ``namespace`` (default: this memory's); an IngestReport."""
-        from chatloom.memory.ingest import ingest_paths, sample_texts
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        namespace: str | None = None,
+        progress: Any = None,
+        name: str | None = None,
+    ) -> Any:
+        """Ingest files/folders into ``namespace`` (default: this memory's); an IngestReport.
+
+        Passages name each file by its path under the folder given, or by ``name`` (one path
+        only): the file's name, or the folder's, before its files' paths.
+        """
+        from chatloom.memory.ingest import ingest_paths, sample_texts, source_names
 
         key = self._key(namespace)
         paths = list(paths)
+        if name is not None:
+            source_names([], [], name=name, paths=paths)  # a bad name fails before the write lock
         with write_session(self.settings, self.store) as store:
             new = self.embeddings is None and store.namespace_embeddings(key) is None
-            emb, name = self.embedder(key, sample_texts(paths) if new else None)
+            emb, emb_name = self.embedder(key, sample_texts(paths) if new else None)
             return ingest_paths(
                 store,
                 key,
                 paths,
                 embed=self._embed_fn(emb),
-                embeddings_name=name,
+                embeddings_name=emb_name,
                 progress=progress,
                 max_file_bytes=int(self.settings.ingest_max_file_mb * (1 << 20)),
+                name=name,
             )
 
     @_guard

@@ -306,9 +306,13 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path], 
     return list(dict.fromkeys(files)), roots, skipped
 
 
-def source_names(files: Iterable[Path], roots: Iterable[Path]) -> dict[Path, str]:
+def source_names(
+    files: Iterable[Path], roots: Iterable[Path], *, name: str | None = None, paths: Iterable[object] = ()
+) -> dict[Path, str]:
     """Each file's name for citations: its path under the first folder of ``roots`` that holds
-    it (``hr/leave.md`` for ``chatloom ingest docs/``), else its file name.
+    it (``hr/leave.md`` for ``chatloom ingest docs/``), else its file name. ``name`` is the
+    deployer's name for the one path ingested (``paths``): a file's name, or a folder's, put
+    before its files' paths.
 
     The absolute path stays the file's key in the store (the manifest needs it to tell apart two
     ``README.md`` from different folders and to notice deleted files), but it is the server's
@@ -316,12 +320,24 @@ def source_names(files: Iterable[Path], roots: Iterable[Path]) -> dict[Path, str
 
     >>> source_names([Path("/kb/hr/leave.md"), Path("/tmp/a.md")], [Path("/kb")])
     {PosixPath('/kb/hr/leave.md'): 'hr/leave.md', PosixPath('/tmp/a.md'): 'a.md'}
+    >>> source_names([Path("/kb/hr/leave.md")], [Path("/kb")], name="handbook", paths=["/kb"])
+    {PosixPath('/kb/hr/leave.md'): 'handbook/hr/leave.md'}
     """
+    if name is not None:
+        name = name.strip().strip("/")
+        if len(list(paths)) != 1:
+            raise ChatloomError("a source name is for one file or folder", "ingest each path with its own name")
+        if not name or "\\" in name or any(part in ("", ".", "..") for part in name.split("/")):
+            raise ChatloomError(f"source name {name!r} is not allowed", "use e.g. handbook or hr/handbook.pdf")
     roots = list(roots)
     names = {}
     for path in files:
         root = next((r for r in roots if path.is_relative_to(r)), None)
-        names[path] = path.relative_to(root).as_posix() if root is not None else path.name
+        if root is None:
+            names[path] = name or path.name
+        else:
+            rel = path.relative_to(root).as_posix()
+            names[path] = f"{name}/{rel}" if name else rel
     return names
 
 
@@ -367,24 +383,27 @@ def ingest_paths(
     embeddings_name: str,
     max_file_bytes: int,
     progress: Progress | None = None,
+    name: str | None = None,
 ) -> IngestReport:
     """Ingest files and folders into namespace key ``ns`` of an open, write-locked ``store``.
 
     ``embed(texts)`` returns an array of vectors. ``progress(path, done, total)`` is called
     after every file, and during the read of a big one (with "(12/40 MB)" after the path).
     Files that can't be read, or are over ``max_file_bytes`` (the memory passes its
-    ``ingest_max_file_mb`` setting), are skipped, logged and listed in the report.
+    ``ingest_max_file_mb`` setting), are skipped, logged and listed in the report. Passages
+    name each file as :func:`source_names` does (``name``: the one path's name).
     """
     from chatloom.memory.textfile import FileTooLarge, read_limited
 
     start = time.perf_counter()
     report = IngestReport(namespace=ns)
+    paths = list(paths)
     files, roots, skipped = collect_files(paths)
     for skipped_path, reason in skipped:
         log.warning("skipping %s: %s", skipped_path, reason)
     report.skipped.extend(skipped)
     manifest = store.manifest(ns)
-    names = source_names(files, roots)
+    names = source_names(files, roots, name=name, paths=paths)
     total = len(files)
     pending: list[tuple[str, list[ChunkRow], dict, bool]] = []
     pending_chunks = 0
