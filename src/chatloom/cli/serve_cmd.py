@@ -68,7 +68,8 @@ def serve(
       GET  /v1/threads, /v1/approvals  threads, and tool calls waiting for approval
       POST /v1/approvals/ID {"approve": true}
                                     resumes a paused turn (pauses survive restarts)
-      GET  /health, /ready          liveness and readiness (no key needed)
+      GET  /health, /ready          liveness (and knowledge bots with nothing
+                                    ingested) and readiness (no key needed)
 
     \b
     API keys: CHATLOOM_API_KEYS="acme=KEY1,globex=KEY2" or [serve] api_keys in
