@@ -90,10 +90,53 @@ def test_ingest_all_formats_with_metadata(mem, tmp_path):
     assert len(report.added) == 4 and not report.skipped
     assert _consistent(mem) == (4, report.chunks_added)
     hit = mem.recall("how often do passwords rotate", k=1)[0]
-    assert hit.source == str(docs / "sub" / "policy.pdf")
+    assert hit.source == "sub/policy.pdf"  # its path under the folder ingested, not the server's path
     assert hit.title == "Policy" and hit.chunk == 0 and 0 < hit.score <= 1
     hit = mem.recall("install python version", k=1)[0]
     assert (hit.title, hit.section) == ("Install", "Install")
+
+
+def test_passages_name_sources_by_their_path_under_the_ingested_folder(mem, tmp_path):
+    docs = _docs(tmp_path)
+    single = tmp_path / "elsewhere" / "notes.md"
+    single.parent.mkdir()
+    single.write_text("# Notes\nThe office closes at six on Fridays.\n")
+    mem.ingest([docs, single])
+    assert mem.recall("how often do passwords rotate", k=1)[0].source == "sub/policy.pdf"
+    assert mem.recall("when does the office close on Friday", k=1)[0].source == "notes.md"  # a file given by name
+    # The store keeps the absolute path as the file's key (re-ingest and forget find it by it).
+    assert str(docs / "sub" / "policy.pdf") in [s for s, _, _ in mem.sources()]
+    # A store ingested before names were recorded holds only the absolute path: shown as the file name.
+    mem.store.db.execute("UPDATE chunks SET meta = NULL")
+    hit = mem.recall("how often do passwords rotate", k=1)[0]
+    assert hit.source == "policy.pdf" and str(tmp_path) not in repr(hit)
+
+
+def test_the_deployer_can_name_what_citations_show(mem, tmp_path):
+    docs = _docs(tmp_path)
+    mem.ingest([docs], name="handbook")
+    assert mem.recall("how often do passwords rotate", k=1)[0].source == "handbook/sub/policy.pdf"
+    note = tmp_path / "n.md"
+    note.write_text("# Notes\nThe office closes at six on Fridays.\n")
+    mem.ingest([note], name="office-hours.md")
+    assert mem.recall("when does the office close on Friday", k=1)[0].source == "office-hours.md"
+    with pytest.raises(ChatloomError, match="for one file or folder"):
+        mem.ingest([docs, note], name="both")
+    with pytest.raises(ChatloomError, match="not allowed"):
+        mem.ingest([note], name="../etc")
+
+
+def test_cli_ingest_names_sources_and_refuses_one_name_for_two_paths(home, tmp_path, capsys):
+    from chatloom.cli.main import run
+
+    docs = _docs(tmp_path)
+    assert run(["ingest", str(docs), "-n", "kb", "--name", "handbook"]) == 0
+    assert "4 added" in capsys.readouterr().out
+    assert run(["memory", "search", "how often do passwords rotate", "-n", "kb", "-k", "1"]) == 0
+    assert capsys.readouterr().out.startswith("[1] handbook/sub/policy.pdf#0")
+    assert run(["ingest", str(docs), str(docs / "faq.txt"), "--name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "error: a source name is for one file or folder" in err and "Traceback" not in err
 
 
 def test_reingest_is_incremental(mem, tmp_path):
@@ -185,7 +228,7 @@ def test_cli_ingest_list_search_forget(home, tmp_path, capsys, monkeypatch):
     assert "docs/install.md\t1 chunks" in capsys.readouterr().out
     assert run(["memory", "search", "calculator arithmetic", "-n", "kb", "-k", "1"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("[1] docs/sub/tools.html#0") and "calculator" in out
+    assert out.startswith("[1] sub/tools.html#0") and "calculator" in out  # named as citations name it
     assert run(["memory", "forget", "docs/sub", "-n", "kb"]) == 0
     assert "forgot docs/sub: 2 chunks removed" in capsys.readouterr().out
     assert run(["memory", "forget", "nope.md", "-n", "kb"]) == 2

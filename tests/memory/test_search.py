@@ -53,7 +53,8 @@ def test_metadata_filters(mem, tmp_path):
     mem.ingest([kb])
     only = str(kb / "lunch.md")
     hits = mem.recall("certificate error", k=4, filters={"source": only})
-    assert hits and {h.source for h in hits} == {only}
+    assert hits and {h.source for h in hits} == {"lunch.md"}  # filtered by the stored path, shown by name
+    assert {h.id for h in mem.recall("certificate error", k=4, filters={"name": "lunch.md"})} == {h.id for h in hits}
     hits = mem.recall("days", k=4, filters={"source": [only, str(kb / "leave.md")]})
     assert {Path(h.source).name for h in hits} <= {"lunch.md", "leave.md"}
     assert mem.recall("vpn", k=4, filters={"section": "nope"}) == []

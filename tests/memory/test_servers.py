@@ -26,7 +26,7 @@ def test_memory_on_a_chroma_server(home, monkeypatch, minilm, chroma_url, tmp_pa
     assert not (home / "memory" / "chroma").exists()
     assert consistent(mem) == (1, 1)
     hit = mem.recall("when are invoices sent", k=1)[0]
-    assert hit.section == "Billing" and hit.source == str(doc)
+    assert hit.section == "Billing" and hit.source == doc.name
     mem.close()
     again = open_memory(settings, namespace="srv", embeddings=minilm)
     assert again.recall("invoices", k=1)[0].id == hit.id

@@ -29,6 +29,7 @@ from chatloom.agents.reply import (
     Usage,
 )
 from chatloom.errors import ConfigError, EmptyQuestion, QuestionTooLong, TurnStopped
+from chatloom.memory.base import display_source
 
 if TYPE_CHECKING:  # the heavy imports stay lazy: a REPL shows its prompt before any of them
     from langchain_core.language_models import BaseChatModel
@@ -763,7 +764,10 @@ def _reply(state: dict[str, Any], thread_id: str) -> Reply:
 
 
 def _passage(p: dict[str, Any]) -> Citation:
-    return Citation(0, p["source"], p["chunk"], p["score"], p.get("title", ""), p["text"], p.get("section", ""))
+    # display_source: a memory backend that hands out absolute paths must not send the
+    # server's paths to clients through the Reply (HTTP, MCP, eval reports all read it).
+    source = display_source(str(p["source"]))
+    return Citation(0, source, p["chunk"], p["score"], p.get("title", ""), p["text"], p.get("section", ""))
 
 
 def _sum_usage(messages: Any) -> Usage:

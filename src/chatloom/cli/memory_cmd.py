@@ -23,7 +23,8 @@ def _open(namespace: str | None, tenant: str | None) -> Any:
 
 
 def _display(source: str) -> str:
-    """Sources are stored as absolute paths; show them relative to the cwd when inside it."""
+    """Sources are stored by absolute path (passages carry their name under the ingested folder
+    instead); `memory list` shows them relative to the cwd when inside it."""
     try:
         rel = os.path.relpath(source)
     except ValueError:
@@ -35,11 +36,19 @@ def _display(source: str) -> str:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--namespace", "-n", default=None, help=_NS_HELP)
 @click.option("--tenant", default=None, help=_TENANT_HELP)
-def ingest(paths: tuple[str, ...], namespace: str | None, tenant: str | None) -> None:
+@click.option(
+    "--name",
+    default=None,
+    help="What citations call the one file or folder given (a folder's files become NAME/their/path); "
+    "default: the path under the folder, or the file name.",
+)
+def ingest(paths: tuple[str, ...], namespace: str | None, tenant: str | None, name: str | None) -> None:
     """Add .md .txt .pdf .html files (or folders of them) to the knowledge memory.
 
     Re-running is incremental: unchanged files are skipped, changed ones replaced and files
-    deleted from an ingested folder are removed.
+    deleted from an ingested folder are removed. Citations name each file by its path under
+    the folder given (`chatloom ingest docs/` cites docs/hr/leave.md as hr/leave.md), never by
+    this machine's path.
     """
     from rich.console import Console
     from rich.markup import escape
@@ -61,7 +70,7 @@ def ingest(paths: tuple[str, ...], namespace: str | None, tenant: str | None) ->
         def progress(path: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=_display(path)[-50:])
 
-        report = mem.ingest(paths, progress=progress)
+        report = mem.ingest(paths, progress=progress, name=name)
     for path, reason in report.skipped:
         # A file name or reason may hold "[...]": printed as text, never as rich markup.
         err.print(f"[yellow]warning:[/] skipped {escape(_display(path))}: {escape(reason)}", highlight=False)
@@ -118,7 +127,7 @@ def search_cmd(
             click.echo(json.dumps(p.__dict__))
             continue
         where = heading(p.title, p.section)
-        click.echo(f"[{i}] {_display(p.source)}#{p.chunk}  score={p.score:.3f}  {where}")
+        click.echo(f"[{i}] {p.source}#{p.chunk}  score={p.score:.3f}  {where}")  # as citations name it
         text = " ".join(p.text.split())
         click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,6 +29,12 @@ from chatloom.errors import ConfigError, install_hint
     "--cors-origin", "cors_origins", multiple=True, help="Let browser pages from this origin call the API (repeatable)."
 )
 @click.option(
+    "--tenant",
+    "local_tenant",
+    help="Without API keys, the tenant whose threads and knowledge are served (default 'default', "
+    "as chatloom ingest/ask/chat; [serve] local_tenant).",
+)
+@click.option(
     "--max-body-bytes",
     type=click.IntRange(1),
     help="Largest request body accepted (default 1000000; [serve] max_body_bytes).",
@@ -44,6 +51,7 @@ def serve(
     model: str | None,
     ui: bool,
     cors_origins: tuple[str, ...],
+    local_tenant: str | None,
     max_body_bytes: int | None,
     turn_timeout: float | None,
 ) -> None:
@@ -60,13 +68,15 @@ def serve(
       GET  /v1/threads, /v1/approvals  threads, and tool calls waiting for approval
       POST /v1/approvals/ID {"approve": true}
                                     resumes a paused turn (pauses survive restarts)
-      GET  /health, /ready          liveness and readiness (no key needed)
+      GET  /health, /ready          liveness (and knowledge bots with nothing
+                                    ingested) and readiness (no key needed)
 
     \b
     API keys: CHATLOOM_API_KEYS="acme=KEY1,globex=KEY2" or [serve] api_keys in
     chatloom.toml. Each key is a tenant with its own conversations and memory
     (ingest a tenant's documents with `chatloom ingest --tenant acme`). Clients send
-    Authorization: Bearer KEY. Without keys, only 127.0.0.1 is served.
+    Authorization: Bearer KEY. Without keys, only 127.0.0.1 is served, as the
+    tenant `default`: what `chatloom ingest` (without --tenant) stored.
 
     \b
     Example:
@@ -86,7 +96,11 @@ def serve(
     from chatloom.server.observe import configure_json_logs
 
     config = load_server_config(
-        ui=ui or None, cors_origins=cors_origins or None, max_body_bytes=max_body_bytes, turn_timeout=turn_timeout
+        ui=ui or None,
+        cors_origins=cors_origins or None,
+        local_tenant=local_tenant,
+        max_body_bytes=max_body_bytes,
+        turn_timeout=turn_timeout,
     )
     config.check_exposure(host)  # before anything loads
     if workspace != Path(".") and not (workspace / "agents").is_dir():
@@ -96,9 +110,56 @@ def serve(
     configure_json_logs()  # one JSON line per request and turn step on stderr (no contents, no keys)
     catalog = workspace_catalog(workspace, model=model)
     app = create_app(catalog, config)
-    keys = f"{len(config.tenants)} tenant(s) with API keys" if config.tenants else "no API keys: local only"
+    keys = (
+        f"{len(config.tenants)} tenant(s) with API keys"
+        if config.tenants
+        else f"no API keys: local only, tenant {config.local_tenant!r}"
+    )
     click.echo(f"chatloom serve: {', '.join(catalog.names())} on http://{host}:{port}/v1 ({keys})", err=True)
+    for line in knowledge_warnings(catalog, config):
+        click.echo(line, err=True)
     if config.ui:
         click.echo(f"web chat: http://{host}:{port}/", err=True)
     # uvicorn's access log is off: the server logs each request itself, without query strings or headers.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def knowledge_warnings(catalog: Any, config: Any) -> list[str]:
+    """One line per knowledge model whose namespace is empty for a served tenant.
+
+    Such a bot answers "not found" to everything, which looks like a broken model; the line
+    says what to ingest. A keyless server also points at knowledge kept under the old keyless
+    tenant ``local``, which stays readable with ``--tenant local``.
+    """
+    from chatloom.server.config import LEGACY_LOCAL_TENANT, LOCAL_TENANT
+
+    empty: dict[tuple[str, str], list[str]] = {}
+    try:
+        for tenant in config.served_tenants():
+            for found in catalog.empty_knowledge(tenant):
+                empty.setdefault(found, []).append(tenant)
+        legacy = None
+        if empty and config.open and config.local_tenant != LEGACY_LOCAL_TENANT:
+            legacy = set(catalog.empty_knowledge(LEGACY_LOCAL_TENANT))
+    except Exception as exc:  # noqa: BLE001 - the server still starts; say why the check failed
+        return [f"warning: can't check the knowledge store ({type(exc).__name__}: {exc})"]
+    lines = []
+    for (name, namespace), tenants in empty.items():
+        more = ", ..." if len(tenants) > 5 else ""
+        who = (
+            f"tenant {tenants[0]!r}"
+            if len(tenants) == 1
+            else f"{len(tenants)} tenants ({', '.join(tenants[:5])}{more})"
+        )
+        flag = f" --tenant {tenants[0]}" if tenants[0] != LOCAL_TENANT else ""
+        line = (
+            f"warning: model {name!r} answers from namespace {namespace!r}, which is empty for {who}, "
+            f"so it will find nothing; add documents with: chatloom ingest DOCS/ -n {namespace}{flag}"
+        )
+        if legacy is not None and (name, namespace) not in legacy:
+            line += (
+                f" (tenant {LEGACY_LOCAL_TENANT!r}, which chatloom serve used before, has documents there: "
+                f"serve them with --tenant {LEGACY_LOCAL_TENANT})"
+            )
+        lines.append(line)
+    return lines

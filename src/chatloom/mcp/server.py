@@ -12,8 +12,9 @@ as an MCP server over stdio or Streamable HTTP.
 
 HTTP clients authenticate with ``Authorization: Bearer <token>``; the tokens come from the
 environment variable named by the ``mcp_token_env`` setting (default ``CHATLOOM_MCP_TOKEN``,
-comma-separated). chatloom has no API-key or tenant system for ``chatloom serve`` yet, so
-these tokens are the whole of it: every holder sees the same tools and namespace.
+comma-separated). They are this server's own (the API keys and tenants of ``chatloom serve``
+don't apply): every holder sees the same tools and namespace, read from the tenant ``default``,
+as ``chatloom ingest`` writes it and a keyless ``chatloom serve`` reads it.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def _once(factory: Any) -> Callable[[], Any]:
 
 
 def _search(memory: Any, namespace: str | None, args: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    from chatloom.memory.base import display_source
     from chatloom.tools.search import format_passages
 
     query = str(args.get("query") or "").strip()
@@ -178,7 +180,7 @@ def _search(memory: Any, namespace: str | None, args: dict[str, Any]) -> tuple[s
     citations = [
         {
             "index": i,
-            "source": p.source,
+            "source": display_source(p.source),
             "chunk": p.chunk,
             "title": p.title,
             "section": p.section,

@@ -4,7 +4,7 @@
 >>> from chatloom.memory import open_memory                     # doctest: +SKIP
 >>> mem = open_memory(get_settings(), namespace="support")      # doctest: +SKIP
 >>> mem.recall("refund policy", k=4)                            # doctest: +SKIP
-[Passage(id='…', text='…', source='/…/faq.md', title='FAQ', section='Refunds', chunk=0, score=1.0)]
+[Passage(id='…', text='…', source='faq.md', title='FAQ', section='Refunds', chunk=0, score=1.0)]
 
 Heavy dependencies (chromadb, onnxruntime) load only when memory is first used. Another store
 plugs in as any :class:`Memory` object, or by name through a ``chatloom.memory`` entry point

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chatloom.errors import MemoryStoreError
-from chatloom.memory.base import Passage
+from chatloom.memory.base import Passage, display_source
 from chatloom.memory.conversation import extract_facts
 from chatloom.memory.search import Hit, Mode, Space, search
 from chatloom.memory.store import (
@@ -160,7 +160,8 @@ class ChromaMemory:
 
         With ``user_id``, that user's conversation memories (facts, summaries, earlier turns)
         compete in the same ranking as the knowledge chunks. ``filters`` are equality (or list
-        membership) tests on metadata: ``{"source": "/abs/path.md"}``, ``{"section": [...]}``.
+        membership) tests on metadata: ``{"source": "/abs/path.md"}`` (the path as ingested),
+        ``{"name": "hr/leave.md"}`` (the passage's ``source``), ``{"section": [...]}``.
         """
         return self.search(query, k=k, namespace=namespace, user_id=user_id, filters=filters)
 
@@ -265,23 +266,37 @@ class ChromaMemory:
 
     # -- knowledge management --------------------------------------------------------------
     @_guard
-    def ingest(self, paths: Iterable[str | Path], *, namespace: str | None = None, progress: Any = None) -> Any:
-        """Ingest files/folders into ``namespace`` (default: this memory's); an IngestReport."""
-        from chatloom.memory.ingest import ingest_paths, sample_texts
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        namespace: str | None = None,
+        progress: Any = None,
+        name: str | None = None,
+    ) -> Any:
+        """Ingest files/folders into ``namespace`` (default: this memory's); an IngestReport.
+
+        Passages name each file by its path under the folder given, or by ``name`` (one path
+        only): the file's name, or the folder's, before its files' paths.
+        """
+        from chatloom.memory.ingest import ingest_paths, sample_texts, source_names
 
         key = self._key(namespace)
         paths = list(paths)
+        if name is not None:
+            source_names([], [], name=name, paths=paths)  # a bad name fails before the write lock
         with write_session(self.settings, self.store) as store:
             new = self.embeddings is None and store.namespace_embeddings(key) is None
-            emb, name = self.embedder(key, sample_texts(paths) if new else None)
+            emb, emb_name = self.embedder(key, sample_texts(paths) if new else None)
             return ingest_paths(
                 store,
                 key,
                 paths,
                 embed=self._embed_fn(emb),
-                embeddings_name=name,
+                embeddings_name=emb_name,
                 progress=progress,
                 max_file_bytes=int(self.settings.ingest_max_file_mb * (1 << 20)),
+                name=name,
             )
 
     @_guard
@@ -348,10 +363,13 @@ def _match_sources(store: Store, key: str, source: str) -> list[str]:
 
 def _passage(hit: Hit) -> Passage:
     r = hit.row
+    # The name under the ingest folder, recorded at ingest; a store ingested before names were
+    # recorded has only the absolute path, shown as its file name.
+    name = (r.meta or {}).get("name")
     return Passage(
         id=r.id,
         text=r.text,
-        source=r.source,
+        source=str(name) if name else display_source(r.source),
         title=r.title,
         section=r.section,
         chunk=r.chunk,

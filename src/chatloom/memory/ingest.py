@@ -306,6 +306,41 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path], 
     return list(dict.fromkeys(files)), roots, skipped
 
 
+def source_names(
+    files: Iterable[Path], roots: Iterable[Path], *, name: str | None = None, paths: Iterable[object] = ()
+) -> dict[Path, str]:
+    """Each file's name for citations: its path under the first folder of ``roots`` that holds
+    it (``hr/leave.md`` for ``chatloom ingest docs/``), else its file name. ``name`` is the
+    deployer's name for the one path ingested (``paths``): a file's name, or a folder's, put
+    before its files' paths.
+
+    The absolute path stays the file's key in the store (the manifest needs it to tell apart two
+    ``README.md`` from different folders and to notice deleted files), but it is the server's
+    business: passages and citations carry this name instead.
+
+    >>> source_names([Path("/kb/hr/leave.md"), Path("/tmp/a.md")], [Path("/kb")])
+    {PosixPath('/kb/hr/leave.md'): 'hr/leave.md', PosixPath('/tmp/a.md'): 'a.md'}
+    >>> source_names([Path("/kb/hr/leave.md")], [Path("/kb")], name="handbook", paths=["/kb"])
+    {PosixPath('/kb/hr/leave.md'): 'handbook/hr/leave.md'}
+    """
+    if name is not None:
+        name = name.strip().strip("/")
+        if len(list(paths)) != 1:
+            raise ChatloomError("a source name is for one file or folder", "ingest each path with its own name")
+        if not name or "\\" in name or any(part in ("", ".", "..") for part in name.split("/")):
+            raise ChatloomError(f"source name {name!r} is not allowed", "use e.g. handbook or hr/handbook.pdf")
+    roots = list(roots)
+    names = {}
+    for path in files:
+        root = next((r for r in roots if path.is_relative_to(r)), None)
+        if root is None:
+            names[path] = name or path.name
+        else:
+            rel = path.relative_to(root).as_posix()
+            names[path] = f"{name}/{rel}" if name else rel
+    return names
+
+
 def sample_texts(paths: Iterable[str | Path], files: int = 8, chars: int = 4000) -> list[str]:
     """The start of the first few readable files under ``paths``: enough to tell a language."""
     found, _, _ = collect_files(paths)
@@ -348,23 +383,27 @@ def ingest_paths(
     embeddings_name: str,
     max_file_bytes: int,
     progress: Progress | None = None,
+    name: str | None = None,
 ) -> IngestReport:
     """Ingest files and folders into namespace key ``ns`` of an open, write-locked ``store``.
 
     ``embed(texts)`` returns an array of vectors. ``progress(path, done, total)`` is called
     after every file, and during the read of a big one (with "(12/40 MB)" after the path).
     Files that can't be read, or are over ``max_file_bytes`` (the memory passes its
-    ``ingest_max_file_mb`` setting), are skipped, logged and listed in the report.
+    ``ingest_max_file_mb`` setting), are skipped, logged and listed in the report. Passages
+    name each file as :func:`source_names` does (``name``: the one path's name).
     """
     from chatloom.memory.textfile import FileTooLarge, read_limited
 
     start = time.perf_counter()
     report = IngestReport(namespace=ns)
+    paths = list(paths)
     files, roots, skipped = collect_files(paths)
     for skipped_path, reason in skipped:
         log.warning("skipping %s: %s", skipped_path, reason)
     report.skipped.extend(skipped)
     manifest = store.manifest(ns)
+    names = source_names(files, roots, name=name, paths=paths)
     total = len(files)
     pending: list[tuple[str, list[ChunkRow], dict, bool]] = []
     pending_chunks = 0
@@ -414,8 +453,10 @@ def ingest_paths(
             if progress:
                 progress(source, done, total)
             continue
+        # meta["name"] is what citations show (see source_names); `source` stays the store's key.
         rows = [
-            ChunkRow(chunk_id(ns, c.text), ns, c.text, source, title, c.section, c.index) for c in chunk_markdown(text)
+            ChunkRow(chunk_id(ns, c.text), ns, c.text, source, title, c.section, c.index, meta={"name": names[path]})
+            for c in chunk_markdown(text)
         ]
         pending.append((source, rows, {"sha256": digest, "size": st.st_size, "mtime": st.st_mtime}, old is not None))
         pending_chunks += len(rows)

@@ -8,6 +8,7 @@ approvals pause the turn in the checkpointer until ``POST /v1/approvals/{id}``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
@@ -31,6 +32,11 @@ class AgentCatalog:
 
         catalog = AgentCatalog({"helpdesk": lambda tenant: Agent(model=..., checkpointer=saver,
                                 approver=http_approver)}, checkpointer=saver)
+
+    ``knowledge`` maps a model to the memory namespace it answers from, and
+    ``has_knowledge(namespace, tenant)`` tells whether anything was ingested there; with both,
+    the server reports knowledge bots whose namespace is empty (on start and in ``/health``),
+    since such a bot otherwise just answers "not found" to everything.
     """
 
     def __init__(
@@ -39,10 +45,14 @@ class AgentCatalog:
         *,
         checkpointer: Any,
         descriptions: dict[str, str] | None = None,
+        knowledge: dict[str, str] | None = None,
+        has_knowledge: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.factories = dict(factories)
         self.checkpointer = checkpointer
         self.descriptions = dict(descriptions or {})
+        self.knowledge = dict(knowledge or {}) if has_knowledge is not None else {}
+        self._has_knowledge = has_knowledge
         self._agents: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
@@ -63,10 +73,20 @@ class AgentCatalog:
                 agent.name = name  # recorded with its paused turns, so a decision resumes them with this agent
             return agent
 
+    def empty_knowledge(self, tenant: str) -> list[tuple[str, str]]:
+        """``(model, namespace)`` of every knowledge model whose namespace is empty for ``tenant``."""
+        probe = self._has_knowledge
+        if probe is None:
+            return []
+        return [(name, ns) for name, ns in self.knowledge.items() if not probe(ns, tenant)]
+
     def close(self) -> None:
-        """Stop every agent's MCP servers."""
+        """Stop every agent's MCP servers (and close the knowledge probe's store)."""
         for agent in self._agents.values():
             agent.close()
+        close_probe = getattr(self._has_knowledge, "close", None)
+        if close_probe is not None:
+            close_probe()
 
 
 def workspace_catalog(workspace: Path, *, model: str | None = None, settings: Any = None) -> AgentCatalog:
@@ -137,4 +157,49 @@ def workspace_catalog(workspace: Path, *, model: str | None = None, settings: An
             continue
         factories[name] = functools.partial(build, spec)
         descriptions[name] = spec.description
-    return AgentCatalog(factories, checkpointer=checkpointer, descriptions=descriptions)
+    served = {DEFAULT_AGENT: default_spec, **{n: s for n, s in specs.items() if n != DEFAULT_AGENT}}
+    knowledge = {
+        name: spec.memory.namespace or spec.name
+        for name, spec in served.items()
+        if spec is not None and (spec.memory.enabled or "search" in spec.tools)
+    }
+    return AgentCatalog(
+        factories,
+        checkpointer=checkpointer,
+        descriptions=descriptions,
+        knowledge=knowledge,
+        has_knowledge=KnowledgeProbe(settings) if knowledge else None,
+    )
+
+
+class KnowledgeProbe:
+    """``probe(namespace, tenant)``: whether anything was ingested there, in the memory store of
+    ``settings``. One indexed lookup; the store is opened on first use and shared, behind a lock
+    (``/health`` runs in worker threads, and one index connection must not serve two at once)."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._store: Any = None
+
+    def __call__(self, namespace: str, tenant: str) -> bool:
+        from chatloom.memory.store import ns_key, open_store
+
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.settings)
+            try:
+                return bool(self._store.has_chunks(ns_key(namespace, tenant)))
+            except Exception:
+                # A dropped PostgreSQL connection doesn't come back: reopen on the next call.
+                with contextlib.suppress(Exception):
+                    self._store.close()
+                self._store = None
+                raise
+
+    def close(self) -> None:
+        """Close the store (a later call opens it again)."""
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None

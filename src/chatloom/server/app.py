@@ -42,7 +42,7 @@ from chatloom.agents.approvals import ApprovalPending, UnknownApproval
 from chatloom.agents.reply import AnswerEvent, ApprovalRequired, PendingApproval, Token, ToolCallEvent
 from chatloom.errors import ChatloomError, EmptyQuestion, QuestionTooLong, ThreadBusy
 from chatloom.server.agents import DEFAULT_AGENT, AgentCatalog, UnknownModel
-from chatloom.server.config import LOCAL_TENANT, ServerConfig
+from chatloom.server.config import ServerConfig
 from chatloom.server.observe import EventCallback, Observer
 from chatloom.server.threads import (
     MAX_THREAD_ID_CHARS,
@@ -233,7 +233,7 @@ def create_app(
 
     def tenant_of(request: Request) -> str:
         if config.open:
-            tenant = LOCAL_TENANT
+            tenant = config.local_tenant
         else:
             scheme, _, key = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not key.strip():
@@ -302,9 +302,43 @@ def create_app(
 
     # -- health --------------------------------------------------------------------------------
 
+    def knowledge_report(tenant: str | None) -> dict[str, Any]:
+        """Per knowledge model, its namespace and whether it is empty for ``tenant``; for a
+        caller without a key on a keyed server (a load balancer), only how many tenants find it
+        empty, so an unauthenticated probe learns no tenant names."""
+        tenants = [tenant] if tenant else config.served_tenants()
+        empty: dict[str, int] = {}
+        for t in tenants:
+            for name, _ in catalog.empty_knowledge(t):
+                empty[name] = empty.get(name, 0) + 1
+        report: dict[str, Any] = {}
+        for name, namespace in catalog.knowledge.items():
+            entry: dict[str, Any] = {"namespace": namespace, "empty": name in empty}
+            if tenant:
+                entry["tenant"] = tenant
+            else:
+                entry["empty_tenants"] = empty.get(name, 0)
+            report[name] = entry
+        return report
+
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health(request: Request) -> dict[str, Any]:
+        """Liveness, and each knowledge model's namespace: ``empty`` true means the bot has
+        nothing to answer from (nothing was ingested for this tenant)."""
+        tenant: str | None = config.local_tenant if config.open else None
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if not config.open and scheme.lower() == "bearer" and key.strip():
+            found = config.tenant_for(key.strip())  # a wrong key is no error here: probes send none
+            tenant = found.name if found else None
+        body: dict[str, Any] = {"status": "ok"}
+        if catalog.knowledge:
+            # Not on the turn workers: a liveness probe must not queue behind busy turns, nor
+            # wait long on a slow store.
+            try:
+                body["knowledge"] = await asyncio.wait_for(asyncio.to_thread(knowledge_report, tenant), 5)
+            except Exception as exc:  # noqa: BLE001 - the process is alive; say what fails instead
+                body["knowledge"] = {"error": f"the knowledge store fails ({type(exc).__name__})"}
+        return body
 
     @app.get("/ready")
     async def ready() -> JSONResponse:

@@ -8,11 +8,16 @@ Read from the ``[serve]`` table of ``chatloom.toml`` (the file ``CHATLOOM_CONFIG
     max_body_bytes = 1_000_000
     turn_timeout = 300
     cors_origins = ["https://intranet.example.com"]
+    # local_tenant = "default"   # without api_keys: the one tenant served (see below)
 
 ``CHATLOOM_API_KEYS="acme=KEY,globex=KEY2"`` adds keys from the environment. A value
 ``env:NAME`` reads the key from environment variable ``NAME``, so no key has to sit in a file.
 Each key maps to a tenant; a tenant's conversations and memory are its own. Keys are compared
 in constant time and never logged or shown (``repr`` hides them).
+
+Without API keys the server serves one tenant, ``local_tenant``: by default ``default``, the
+tenant ``chatloom ingest``, ``ask`` and ``chat`` (and ``open_memory``) use when none is named, so
+a knowledge bot served right after ``chatloom ingest docs/ -n faq`` answers from those docs.
 
 >>> config = ServerConfig(tenants=(Tenant("acme", ("k" * 24,)),))
 >>> config.tenant_for("k" * 24).name, config.tenant_for("wrong"), "k" * 24 in repr(config)
@@ -30,9 +35,16 @@ from typing import Any
 
 from chatloom.config import config_path, config_table
 from chatloom.errors import ConfigError
+from chatloom.memory.store import DEFAULT_TENANT
 
 API_KEYS_ENV = "CHATLOOM_API_KEYS"
-LOCAL_TENANT = "local"
+# One tenant story: a keyless server is the CLI's tenant. It used to be "local", so a knowledge
+# base fed by `chatloom ingest` (tenant "default") was never read by the server, silently. The
+# CLI's side won because it holds most data (every ingest, ask and chat without --tenant) and is
+# the library's default too; a store kept under "local" stays readable with [serve] local_tenant
+# (or `serve --tenant local`), and the server says so when it finds one (see knowledge.py).
+LOCAL_TENANT = DEFAULT_TENANT
+LEGACY_LOCAL_TENANT = "local"
 MIN_KEY_CHARS = 16
 _TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -50,8 +62,8 @@ class Tenant:
 class ServerConfig:
     """Tenants, request limits and CORS for the HTTP server.
 
-    With no tenants the server needs no key and serves one tenant, ``local``; the CLI then
-    refuses to listen beyond this machine.
+    With no tenants the server needs no key and serves one tenant, ``local_tenant`` (the CLI's
+    tenant, ``default``); the CLI then refuses to listen beyond this machine.
     """
 
     tenants: tuple[Tenant, ...] = ()
@@ -65,6 +77,8 @@ class ServerConfig:
     max_concurrent_turns: int = 32
     """Worker threads running turns; more turns than this wait their turn."""
     ui: bool = False
+    local_tenant: str = LOCAL_TENANT
+    """The tenant every request is without API keys (threads, memory, approvals)."""
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tenants]
@@ -79,6 +93,16 @@ class ServerConfig:
                         f"an API key of tenant {tenant.name!r} is shorter than {MIN_KEY_CHARS} characters",
                         "use a long random key, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
                     )
+        if not _TENANT_NAME.match(self.local_tenant):
+            raise ConfigError(
+                f"local_tenant {self.local_tenant!r} is not allowed", "use letters, digits, '_' or '-' (at most 64)"
+            )
+        if self.tenants and self.local_tenant != LOCAL_TENANT:
+            # With keys each request's tenant comes from its key: a local_tenant would be ignored.
+            raise ConfigError(
+                f"local_tenant {self.local_tenant!r} applies only to a server without API keys",
+                "drop local_tenant (--tenant), or the API keys",
+            )
         if len(set(names)) != len(names):
             raise ConfigError("a tenant is listed twice", "merge its keys into one entry")
         all_keys = [k for t in self.tenants for k in t.keys]
@@ -94,7 +118,7 @@ class ServerConfig:
 
     @property
     def open(self) -> bool:
-        """True when no API keys are configured: every request is the ``local`` tenant."""
+        """True when no API keys are configured: every request is the ``local_tenant``."""
         return not self.tenants
 
     def tenant_for(self, key: str) -> Tenant | None:
@@ -106,6 +130,10 @@ class ServerConfig:
                 if hmac.compare_digest(given, candidate.encode()):
                     found = tenant  # keep looping: the time taken doesn't depend on where it matched
         return found
+
+    def served_tenants(self) -> list[str]:
+        """The tenants requests can be: each key's, or the ``local_tenant`` without keys."""
+        return [t.name for t in self.tenants] if self.tenants else [self.local_tenant]
 
     def check_exposure(self, host: str) -> None:
         """Refuse to serve beyond this machine without API keys."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from langchain_core.tools import BaseTool, StructuredTool
 
 from chatloom.errors import ChatloomError, install_hint
-from chatloom.memory.base import Memory, Passage
+from chatloom.memory.base import Memory, Passage, display_source
 
 SNIPPET_CHARS = 700
 """Longest snippet shown per passage; the model gets the gist and the citation."""
@@ -37,7 +37,9 @@ def format_passages(passages: list[Passage], max_chars: int = SNIPPET_CHARS) -> 
         if len(text) > max_chars:
             text = text[: max_chars - 1].rsplit(" ", 1)[0] + "…"
         heading = " — ".join(x for x in (p.title, p.section) if x)
-        lines.append(f"[{i}] ({p.source}#{p.chunk}) {heading + ': ' if heading else ''}{text}")
+        # The tool result goes to clients too (tool steps): never a server path as the source.
+        source = display_source(p.source)
+        lines.append(f"[{i}] ({source}#{p.chunk}) {heading + ': ' if heading else ''}{text}")
     return "\n".join(lines)
 
 
