@@ -164,7 +164,10 @@ class Agent:
         self._mcp: Any = None
         self._lock = threading.Lock()
         self._ready: _Services | None = None
-        self._running: dict[str, StopSignal] = {}  # thread id -> the stop switch of its turn (see stop)
+        # thread id -> the stop switches of its turns, from before the agent loads until they end
+        # (see stop). Reentrant: stop() may run in a signal handler on a thread that holds it.
+        self._running: dict[str, list[StopSignal]] = {}
+        self._running_lock = threading.RLock()
 
     @classmethod
     def from_spec(cls, path: str | Path, **overrides: Any) -> Agent:
@@ -394,12 +397,15 @@ class Agent:
     def chat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
         """Run one turn and return the :class:`Reply` (``stop_reason="paused"`` when a tool call
         waits for approval: see :meth:`resume`)."""
-        graph, state_in, config, context = self._start(text, thread_id, user_id)
-        with self._turn_lock(graph, thread_id), self._stoppable(config, thread_id) as stoppable:
-            self._refuse_if_paused(graph, thread_id)
-            state = graph.invoke(state_in, stoppable, context=context, durability=_DURABILITY)
-            if "__interrupt__" in state:  # paused: the saved state says for which calls
-                return _outcome(graph.get_state(config), thread_id)
+        with self._stoppable(thread_id) as signal:  # from the start: a stop while the agent loads counts
+            graph, state_in, config, context = self._start(text, thread_id, user_id)
+            signal.check()  # stopped while loading: no model call
+            with self._turn_lock(graph, thread_id):
+                self._refuse_if_paused(graph, thread_id)
+                stoppable: RunnableConfig = {**config, "callbacks": [signal]}
+                state = graph.invoke(state_in, stoppable, context=context, durability=_DURABILITY)
+                if "__interrupt__" in state:  # paused: the saved state says for which calls
+                    return _outcome(graph.get_state(config), thread_id)
         return _reply(state, thread_id)
 
     def stream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> EventStream:
@@ -409,10 +415,16 @@ class Agent:
         :class:`ApprovalRequired` per call waiting; :meth:`resume` streams the rest. A new question
         on a thread that is paused raises :class:`~chatloom.agents.approvals.ApprovalPending`.
         """
-        graph, state_in, config, context = self._start(text, thread_id, user_id)
-        with self._turn_lock(graph, thread_id):  # released when the stream ends or is closed
-            self._refuse_if_paused(graph, thread_id)
-            yield from self._stream_turn(graph, state_in, config, context, thread_id)
+        return self._stream(text, thread_id, user_id, None)
+
+    def _stream(self, text: str, thread_id: str, user_id: str | None, signal: StopSignal | None) -> EventStream:
+        """:meth:`stream` with the turn's stop switch given (see :meth:`astream`), or a new one."""
+        with self._stoppable(thread_id, signal) as signal:  # from the start: a stop while the agent loads counts
+            graph, state_in, config, context = self._start(text, thread_id, user_id)
+            signal.check()  # stopped while loading: no model call
+            with self._turn_lock(graph, thread_id):  # released when the stream ends or is closed
+                self._refuse_if_paused(graph, thread_id)
+                yield from self._stream_turn(graph, state_in, config, context, thread_id, signal)
 
     def pending_approvals(self, thread_id: str = "default") -> list[PendingApproval]:
         """The tool calls ``thread_id``'s paused turn waits for ([] when it is not paused);
@@ -434,22 +446,31 @@ class Agent:
                 for event in agent.resume("t1", {waiting.approval_id: ask_someone(waiting)}):
                     print(event)
         """
+        return self._resume(thread_id, decisions, None)
+
+    def _resume(self, thread_id: str, decisions: dict[str, bool], signal: StopSignal | None) -> EventStream:
+        """:meth:`resume` with the turn's stop switch given (see :meth:`aresume`), or a new one."""
         from langgraph.types import Command
 
         from chatloom.agents.approvals import check_decisions, paused_turn
 
-        services = self._services()
-        graph = services.graph
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-        with self._turn_lock(graph, thread_id):
-            pending, user_id = paused_turn(graph.get_state(config), thread_id)
-            answers = check_decisions(thread_id, pending, decisions)
-            context = self._context(services, thread_id, user_id)
-            yield from self._stream_turn(graph, Command(resume=answers), config, context, thread_id)
+        with self._stoppable(thread_id, signal) as signal:
+            services = self._services()
+            signal.check()  # stopped while loading: no tool or model call
+            graph = services.graph
+            config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+            with self._turn_lock(graph, thread_id):
+                pending, user_id = paused_turn(graph.get_state(config), thread_id)
+                answers = check_decisions(thread_id, pending, decisions)
+                context = self._context(services, thread_id, user_id)
+                yield from self._stream_turn(graph, Command(resume=answers), config, context, thread_id, signal)
 
     def aresume(self, thread_id: str, decisions: dict[str, bool]) -> AsyncIterator[Event]:
         """Async twin of :meth:`resume`."""
-        return _in_thread(lambda: self.resume(thread_id, decisions), lambda: self.stop(thread_id))
+        from chatloom.agents.stopping import StopSignal
+
+        signal = StopSignal()  # a reader that leaves stops this turn, not others queued on the thread
+        return _in_thread(lambda: self._resume(thread_id, decisions, signal), signal.stop)
 
     def _stream_turn(
         self,
@@ -458,20 +479,19 @@ class Agent:
         config: RunnableConfig,
         context: TurnContext,
         thread_id: str,
+        signal: StopSignal,
     ) -> EventStream:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
         visible = _VisibleText(frozenset(context.tools) if context.offered is None else context.offered)
         modes: list[StreamMode] = ["updates", "messages"]
-        # A reader that closes this stream early leaves the `with` first, which sets the stop
-        # switch; `events` goes only after, with this frame, and closing it waits for the turn's
-        # workers, which by then stop at their next token instead of writing the whole answer.
-        with self._stoppable(config, thread_id) as stoppable:
-            # With a list of modes LangGraph yields (mode, payload) pairs; its overloads can't say so.
-            events = cast(
-                Iterator[tuple[str, Any]],
-                graph.stream(state_in, stoppable, context=context, stream_mode=modes, durability=_DURABILITY),
-            )
+        stoppable: RunnableConfig = {**config, "callbacks": [signal]}
+        # With a list of modes LangGraph yields (mode, payload) pairs; its overloads can't say so.
+        events = cast(
+            Iterator[tuple[str, Any]],
+            graph.stream(state_in, stoppable, context=context, stream_mode=modes, durability=_DURABILITY),
+        )
+        try:
             for mode, payload in events:
                 if mode == "messages":
                     chunk, meta = payload
@@ -495,6 +515,13 @@ class Agent:
                                 message.tool_call_id,
                                 message.status != "error",
                             )
+        except BaseException:
+            # A reader that closes this stream early (GeneratorExit) or fails sets the stop switch
+            # here, while this frame still holds `events`: releasing `events` waits for the turn's
+            # workers, which must by then stop at their next step instead of writing the whole answer.
+            signal.stop()
+            raise
+        signal.finish()  # a stop that came before the end ends the turn here, before its answer is shown
         outcome = _outcome(graph.get_state(config), thread_id)
         if outcome.stop_reason == "paused":
             for approval in outcome.approval_required:
@@ -509,7 +536,10 @@ class Agent:
 
     def astream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> AsyncIterator[Event]:
         """Async twin of :meth:`stream`."""
-        return _in_thread(lambda: self.stream(text, thread_id=thread_id, user_id=user_id), lambda: self.stop(thread_id))
+        from chatloom.agents.stopping import StopSignal
+
+        signal = StopSignal()  # a reader that leaves stops this turn, not others queued on the thread
+        return _in_thread(lambda: self._stream(text, thread_id, user_id, signal), signal.stop)
 
     def history(self, thread_id: str = "default") -> list[BaseMessage]:
         """The messages of a thread so far (tool calls and reasoning included)."""
@@ -527,33 +557,59 @@ class Agent:
                 graph.checkpointer.delete_thread(thread_id)
 
     def stop(self, thread_id: str = "default") -> bool:
-        """Stop the turn running on ``thread_id`` (in this process) at its next token, model call
-        or tool call; False if none is running. Safe from any thread, a signal handler included.
+        """Stop the turn this agent runs on ``thread_id`` in this process; True if there was one.
 
-        The turn's :meth:`stream` or :meth:`chat` then raises :class:`~chatloom.errors.TurnStopped`,
-        and the thread keeps what earlier turns saved. Closing a stream before its end stops its
-        turn the same way, so a reader that goes away doesn't leave the model writing.
+        True is a promise: that turn's :meth:`chat`, :meth:`stream` or :meth:`resume` raises
+        :class:`~chatloom.errors.TurnStopped` and delivers no reply or :class:`AnswerEvent`
+        (tokens a stream already yielded stay yielded). The turn stops at the first of:
+
+        - the end of loading, for a turn started before the agent was loaded (the first turn
+          loads the model): no model call is made;
+        - the model's next token, on a backend that streams;
+        - the end of the model call under way: its reply is dropped. A backend that doesn't
+          stream (only ``_generate``) can't be interrupted mid-call, so it writes its whole
+          reply first, but nobody gets it;
+        - the start of the turn's next step, model call or tool call.
+
+        Nothing already running is interrupted: a model load, a model call that doesn't stream
+        and a tool each run to their end, and the turn stops when they return. False means there
+        is nothing to stop: no turn on ``thread_id``, or its last step is done, so it answers as
+        usual. Turns waiting for ``thread_id`` behind another in this process stop too.
+
+        The thread keeps what earlier turns saved, plus the stopped turn's question and the steps
+        it finished (a turn stopped while loading saves nothing). A stop during the turn's last
+        step (saving its answer) still raises TurnStopped, though the thread then has the answer.
+        Closing a stream before its end stops its turn the same way, so a reader that goes away
+        doesn't leave the model writing. Safe from any thread, a signal handler included.
         """
-        signal = self._running.get(thread_id)
-        if signal is not None:
-            signal.stop()
-        return signal is not None
+        with self._running_lock:
+            signals = list(self._running.get(thread_id, ()))
+        return any([signal.stop() for signal in signals])  # a list: every turn is asked, not just the first
 
     @contextmanager
-    def _stoppable(self, config: RunnableConfig, thread_id: str) -> Iterator[RunnableConfig]:
-        """Run a turn with a stop switch (see :meth:`stop`): ``config`` plus the switch's callback."""
+    def _stoppable(self, thread_id: str, signal: StopSignal | None = None) -> Iterator[StopSignal]:
+        """Run a turn with a stop switch (see :meth:`stop`): ``signal``, or a new one.
+
+        Entered before the agent loads, so that a stop while it loads counts; a StopTurn from
+        the turn (or from the switch's final check, when the body ends) becomes TurnStopped.
+        """
         from chatloom.agents.stopping import StopSignal, StopTurn
 
-        signal = StopSignal()
-        self._running[thread_id] = signal
+        signal = signal or StopSignal()
+        with self._running_lock:
+            self._running.setdefault(thread_id, []).append(signal)
         try:
-            yield {**config, "callbacks": [signal]}
+            yield signal
+            signal.finish()  # from here stop() is too late; a stop that came first raises StopTurn
         except StopTurn:
             raise TurnStopped("the turn was stopped before its answer") from None
         finally:
-            signal.stop()  # a stream closed early: its workers stop at their next step, not at the end
-            if self._running.get(thread_id) is signal:
-                del self._running[thread_id]
+            signal.stop()  # a turn that failed or was closed early: its workers stop at their next step
+            with self._running_lock:
+                running = self._running.get(thread_id, [])
+                running.remove(signal)
+                if not running:
+                    del self._running[thread_id]
 
     def _turn_lock(self, graph: TurnGraph, thread_id: str) -> Any:
         """Serialise turns on ``thread_id``, across threads and processes (see thread_lock)."""
@@ -636,8 +692,8 @@ class Agent:
 async def _in_thread(make_events: Callable[[], Iterator[Event]], stop: Callable[[], object]) -> AsyncIterator[Event]:
     """The events of a sync stream, produced in a worker thread and handed to the event loop.
 
-    A reader that leaves before the end calls ``stop`` (:meth:`Agent.stop` of the turn's thread),
-    as closing the sync stream would: the worker is not left generating an answer nobody reads.
+    A reader that leaves before the end calls ``stop`` (the turn's own stop switch), as closing
+    the sync stream would: the worker is not left generating an answer nobody reads.
     """
     # One sync code path (and one checkpointer) serves both; the model call dominates anyway.
     loop = asyncio.get_running_loop()

@@ -94,8 +94,10 @@ def ctrl_c_stops_the_turn(agent: Agent, thread_id: str, on_stop: Callable[[], No
 
     The default KeyboardInterrupt would reach the main thread only once the turn's worker had
     finished, so a local model would first write its whole answer. The turn then raises
-    :class:`~chatloom.errors.TurnStopped`. A second Ctrl-C, or one before the turn has started
-    (while the model loads), interrupts as before.
+    :class:`~chatloom.errors.TurnStopped`. A Ctrl-C while the turn itself loads the model (as
+    in ``chatloom ask``) stops it once the load is done, before any model call. A second
+    Ctrl-C, or one before the turn has started (the chat loads the model in the background
+    first), raises KeyboardInterrupt as before.
     """
     if threading.current_thread() is not threading.main_thread():  # signals reach only that one
         yield
