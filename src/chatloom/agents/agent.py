@@ -420,16 +420,15 @@ class Agent:
         ... ).answer
         'Bob'
         """
-        graph, state_in, config, context = self._start(text, thread_id, user_id, history)
-        key = context.thread_id
-        with self._turn_lock(graph, key), self._stoppable(config, key) as stoppable:
-            self._refuse_if_paused(graph, key)
-            _refuse_if_started(graph, key, thread_id, history)
+        named, thread_id = thread_id, _no_thread() if thread_id is None else thread_id
+        graph, state_in, config, context = self._start(text, thread_id, user_id, history, saved=named is not None)
+        with self._turn_lock(graph, thread_id), self._stoppable(config, thread_id) as stoppable:
+            self._refuse_if_paused(graph, thread_id)
+            _refuse_if_started(graph, thread_id, history)
             state = graph.invoke(state_in, stoppable, context=context, durability=_DURABILITY)
             if "__interrupt__" in state:  # paused: the saved state says for which calls
-                return _outcome(graph.get_state(config), key)
-        reply = _reply(state, key)
-        return reply if thread_id is not None else replace(reply, thread_id="")
+                return _outcome(graph.get_state(config), thread_id)
+        return _named(_reply(state, thread_id), named)
 
     def stream(
         self,
@@ -446,18 +445,15 @@ class Agent:
         on a thread that is paused raises :class:`~chatloom.agents.approvals.ApprovalPending`.
         ``thread_id=None`` and ``history`` work as in :meth:`chat`.
         """
-        graph, state_in, config, context = self._start(text, thread_id, user_id, history)
-        key = context.thread_id
-        with self._turn_lock(graph, key):  # released when the stream ends or is closed
-            self._refuse_if_paused(graph, key)
-            _refuse_if_started(graph, key, thread_id, history)
-            if thread_id is not None:
-                yield from self._stream_turn(graph, state_in, config, context, key)
-                return
+        named, thread_id = thread_id, _no_thread() if thread_id is None else thread_id
+        graph, state_in, config, context = self._start(text, thread_id, user_id, history, saved=named is not None)
+        with self._turn_lock(graph, thread_id):  # released when the stream ends or is closed
+            self._refuse_if_paused(graph, thread_id)
+            _refuse_if_started(graph, thread_id, history)
             # closing(): a reader that closes this stream early closes the turn's stream at once (see stop)
-            with closing(self._stream_turn(graph, state_in, config, context, key)) as events:
+            with closing(self._stream_turn(graph, state_in, config, context, thread_id)) as events:
                 for event in events:
-                    yield AnswerEvent(replace(event.reply, thread_id="")) if isinstance(event, AnswerEvent) else event
+                    yield AnswerEvent(_named(event.reply, named)) if isinstance(event, AnswerEvent) else event
 
     def pending_approvals(self, thread_id: str = "default") -> list[PendingApproval]:
         """The tool calls ``thread_id``'s paused turn waits for ([] when it is not paused);
@@ -625,13 +621,18 @@ class Agent:
         return hold_thread(graph.checkpointer, thread_id, timeout=self.settings.turn_lock_timeout)
 
     def _start(
-        self, text: str, thread_id: str | None, user_id: str | None, history: Sequence[BaseMessage] | None = None
+        self,
+        text: str,
+        thread_id: str,
+        user_id: str | None,
+        history: Sequence[BaseMessage] | None = None,
+        *,
+        saved: bool = True,
     ) -> tuple[TurnGraph, TurnState, RunnableConfig, TurnContext]:
         """Check the question and prepare the graph input, config and runtime context.
 
-        With ``thread_id=None`` the graph runs on a throwaway in-memory checkpoint under a
-        private key (``context.thread_id``): LangGraph needs one to report the outcome, and the
-        agent's own store never sees the turn.
+        Unless ``saved``, the graph runs on a throwaway in-memory checkpoint (LangGraph needs one
+        to report the outcome), so the agent's own store never sees the turn.
         """
         from langchain_core.messages import AIMessage, HumanMessage
 
@@ -643,14 +644,14 @@ class Agent:
             # The server never saw how those answers came about: they may quote a web page or a
             # document that asked for something. Treat the turn as a thread that read such text.
             state_in["tainted"] = CLIENT_HISTORY
-        graph, key = services.graph, thread_id
-        if key is None:
+        graph = services.graph
+        if not saved:
             from langgraph.checkpoint.memory import InMemorySaver
 
-            graph, key = graph.copy(update={"checkpointer": InMemorySaver()}), f"no-thread-{uuid.uuid4().hex}"
-        config: RunnableConfig = {"configurable": {"thread_id": key}}
-        context = self._context(services, key, user_id)
-        if thread_id is None and services.policy.pauses:
+            graph = graph.copy(update={"checkpointer": InMemorySaver()})
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        context = self._context(services, thread_id, user_id)
+        if not saved and services.policy.pauses:
             # A pause would be lost with the throwaway checkpoint: nobody could ever decide it.
             context = replace(context, policy=replace(services.policy, approver=_no_thread_approver))
         return graph, state_in, config, context
@@ -794,11 +795,20 @@ def _no_thread_approver(request: Any) -> bool:
     raise ApprovalUnavailable("a turn on no thread can't pause for approval (ask on a thread to approve tool calls)")
 
 
-def _refuse_if_started(graph: TurnGraph, key: str, thread_id: str | None, history: Sequence[Any] | None) -> None:
-    """History starts a thread; it must not be spliced into one that already has a conversation."""
-    if thread_id is None or not history:
-        return
-    if graph.get_state({"configurable": {"thread_id": key}}).values.get("messages"):
+def _no_thread() -> str:
+    """The private key of a turn on no thread (its throwaway checkpoint's, and :meth:`Agent.stop`'s)."""
+    return f"no-thread-{uuid.uuid4().hex}"
+
+
+def _named(reply: Reply, thread_id: str | None) -> Reply:
+    """``reply`` as the caller sees it: a turn on no thread names none (``""``)."""
+    return reply if thread_id is not None else replace(reply, thread_id="")
+
+
+def _refuse_if_started(graph: TurnGraph, thread_id: str, history: Sequence[Any] | None) -> None:
+    """History starts a thread; it must not be spliced into one that already has a conversation.
+    (A turn on no thread passes: its throwaway checkpoint is empty.)"""
+    if history and graph.get_state({"configurable": {"thread_id": thread_id}}).values.get("messages"):
         raise ThreadExists(
             f"thread {thread_id!r} already holds a conversation, so history can't start it",
             "leave history out to continue the thread, or pass thread_id=None for a turn that saves nothing",
