@@ -406,7 +406,7 @@ class Agent:
         client resends it on every request): its questions and answers as ``HumanMessage`` and
         ``AIMessage``. With ``thread_id=None`` the turn runs on ``history`` alone and nothing is
         saved (``Reply.thread_id`` is ``""``; tool calls that need approval are refused, as there is
-        no thread to pause). With a thread id, ``history`` starts that thread and is saved with the
+        no thread to pause; :meth:`stop` can't name the turn: close its stream instead). With a thread id, ``history`` starts that thread and is saved with the
         turn; a thread that already holds a conversation raises :class:`~chatloom.errors.ThreadExists`.
         The answers in ``history`` are the caller's word: the model sees them as earlier turns, but
         they are never passages or tool results an answer is checked against, and they count as
@@ -641,7 +641,7 @@ class Agent:
         services = self._services()
         state_in: TurnState = {"messages": [*earlier, HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
         if any(isinstance(m, AIMessage) for m in earlier):
-            # The server never saw how those answers came about: they may quote a web page or a
+            # The agent never saw how those answers came about: they may quote a web page or a
             # document that asked for something. Treat the turn as a thread that read such text.
             state_in["tainted"] = CLIENT_HISTORY
         graph = services.graph
