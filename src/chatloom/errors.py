@@ -115,3 +115,11 @@ class TurnStopped(ChatloomError):
 
 class QuestionTooLong(ChatloomError):
     """A question longer than the configured limit (``max_question_chars``)."""
+
+
+class InvalidHistory(ChatloomError):
+    """A conversation history a caller supplied that a turn can't take (e.g. a tool result)."""
+
+
+class ThreadExists(ChatloomError):
+    """History was supplied to start a thread that already holds a conversation."""

@@ -103,7 +103,7 @@ def test_non_streaming_requests_pause_too(server):
     SENT_EMAILS.clear()
     r = httpx.post(
         f"{server}/v1/chat/completions",
-        json={"model": "mailer", "messages": [{"role": "user", "content": "mail"}], "user": "n1"},
+        json={"model": "mailer", "messages": [{"role": "user", "content": "mail"}], "metadata": {"thread_id": "n1"}},
         headers=H,
         timeout=30,
     )

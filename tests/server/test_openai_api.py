@@ -42,19 +42,24 @@ def test_chat_completion_keeps_the_conversation_by_thread_header(server):
     assert second.choices[0].message.content == "turn 2: you said again"
 
 
-def test_thread_from_metadata_or_user_and_a_new_one_otherwise(server):
+def test_thread_from_metadata_and_none_otherwise(server):
     c = client(server)
     for _ in range(2):
         r = c.chat.completions.create(
             model="echo", messages=[{"role": "user", "content": "m"}], metadata={"thread_id": "meta-1"}
         )
     assert r.choices[0].message.content == "turn 2: you said m"
+    # `user` is the end user, whom chat UIs name on every one of their conversations: no thread.
     for _ in range(2):
-        r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "u"}], user="alice")
-    assert r.choices[0].message.content == "turn 2: you said u" and r.model_extra["chatloom"]["thread_id"] == "alice"
-    raw = c.chat.completions.with_raw_response.create(model="echo", messages=[{"role": "user", "content": "fresh"}])
-    assert raw.parse().choices[0].message.content == "turn 1: you said fresh"
-    assert raw.headers["x-chatloom-thread"].startswith("chat-")
+        raw = c.chat.completions.with_raw_response.create(
+            model="echo", messages=[{"role": "user", "content": "u"}], user="alice"
+        )
+    assert raw.parse().choices[0].message.content == "turn 1: you said u"
+    assert raw.parse().model_extra["chatloom"]["thread_id"] is None and "x-chatloom-thread" not in raw.headers
+    ids = [
+        t["id"] for t in httpx.get(f"{server}/v1/threads", headers={"Authorization": f"Bearer {KEY_A}"}).json()["data"]
+    ]
+    assert ids == ["meta-1"]
 
 
 def test_streaming_matches_the_final_answer(server):

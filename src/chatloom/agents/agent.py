@@ -8,7 +8,7 @@ import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -28,12 +28,12 @@ from chatloom.agents.reply import (
     ToolStep,
     Usage,
 )
-from chatloom.errors import ConfigError, EmptyQuestion, QuestionTooLong, TurnStopped
+from chatloom.errors import ConfigError, EmptyQuestion, InvalidHistory, QuestionTooLong, ThreadExists, TurnStopped
 from chatloom.memory.base import display_source
 
 if TYPE_CHECKING:  # the heavy imports stay lazy: a REPL shows its prompt before any of them
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import BaseMessage
+    from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
     from langchain_core.runnables import RunnableConfig
     from langchain_core.tools import BaseTool
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -394,37 +394,85 @@ class Agent:
 
     # -- turns ---------------------------------------------------------------------------------
 
-    def chat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
+    def chat(
+        self,
+        text: str,
+        *,
+        thread_id: str | None = "default",
+        user_id: str | None = None,
+        history: Sequence[BaseMessage] | None = None,
+    ) -> Reply:
         """Run one turn and return the :class:`Reply` (``stop_reason="paused"`` when a tool call
-        waits for approval: see :meth:`resume`)."""
+        waits for approval: see :meth:`resume`).
+
+        ``history`` is the conversation before ``text`` when the caller keeps it (a stateless chat
+        client resends it on every request): its questions and answers as ``HumanMessage`` and
+        ``AIMessage``. With ``thread_id=None`` the turn runs on ``history`` alone and nothing is
+        saved (``Reply.thread_id`` is ``""``; tool calls that need approval are refused, as there is
+        no thread to pause; :meth:`stop` can't name the turn: close its stream instead). With a thread id, ``history`` starts that thread and is saved with the
+        turn; a thread that already holds a conversation raises :class:`~chatloom.errors.ThreadExists`.
+        The answers in ``history`` are the caller's word: the model sees them as earlier turns, but
+        they are never passages or tool results an answer is checked against, and they count as
+        untrusted data for the tool policy (they may quote anything).
+
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> from chatloom.testing import FakeChatModel
+        >>> model = FakeChatModel(default=lambda messages: f"{messages[0].content.split()[-1]}")
+        >>> Agent(model=model, checkpointer="memory").chat(
+        ...     "What is my name?", thread_id=None, history=[HumanMessage("I am Bob"), AIMessage("Hi Bob.")]
+        ... ).answer
+        'Bob'
+        """
+        named, thread_id = thread_id, _no_thread() if thread_id is None else thread_id
         with self._stoppable(thread_id) as signal:  # from the start: a stop while the agent loads counts
-            graph, state_in, config, context = self._start(text, thread_id, user_id)
+            graph, state_in, config, context = self._start(text, thread_id, user_id, history, saved=named is not None)
             signal.check()  # stopped while loading: no model call
             with self._turn_lock(graph, thread_id):
                 self._refuse_if_paused(graph, thread_id)
+                _refuse_if_started(graph, thread_id, history)
                 stoppable: RunnableConfig = {**config, "callbacks": [signal]}
                 state = graph.invoke(state_in, stoppable, context=context, durability=_DURABILITY)
                 if "__interrupt__" in state:  # paused: the saved state says for which calls
                     return _outcome(graph.get_state(config), thread_id)
-        return _reply(state, thread_id)
+        return _named(_reply(state, thread_id), named)
 
-    def stream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> EventStream:
+    def stream(
+        self,
+        text: str,
+        *,
+        thread_id: str | None = "default",
+        user_id: str | None = None,
+        history: Sequence[BaseMessage] | None = None,
+    ) -> EventStream:
         """Run one turn, yielding Token, ToolCallEvent, ToolResultEvent and, last, AnswerEvent.
 
         A turn that pauses for a tool approval (``approver="pause"``) ends instead with one
         :class:`ApprovalRequired` per call waiting; :meth:`resume` streams the rest. A new question
         on a thread that is paused raises :class:`~chatloom.agents.approvals.ApprovalPending`.
+        ``thread_id=None`` and ``history`` work as in :meth:`chat`.
         """
-        return self._stream(text, thread_id, user_id, None)
+        return self._stream(text, thread_id, user_id, None, history)
 
-    def _stream(self, text: str, thread_id: str, user_id: str | None, signal: StopSignal | None) -> EventStream:
+    def _stream(
+        self,
+        text: str,
+        thread_id: str | None,
+        user_id: str | None,
+        signal: StopSignal | None,
+        history: Sequence[BaseMessage] | None = None,
+    ) -> EventStream:
         """:meth:`stream` with the turn's stop switch given (see :meth:`astream`), or a new one."""
+        named, thread_id = thread_id, _no_thread() if thread_id is None else thread_id
         with self._stoppable(thread_id, signal) as signal:  # from the start: a stop while the agent loads counts
-            graph, state_in, config, context = self._start(text, thread_id, user_id)
+            graph, state_in, config, context = self._start(text, thread_id, user_id, history, saved=named is not None)
             signal.check()  # stopped while loading: no model call
             with self._turn_lock(graph, thread_id):  # released when the stream ends or is closed
                 self._refuse_if_paused(graph, thread_id)
-                yield from self._stream_turn(graph, state_in, config, context, thread_id, signal)
+                _refuse_if_started(graph, thread_id, history)
+                # closing(): a reader that closes this stream early closes the turn's stream at once
+                with closing(self._stream_turn(graph, state_in, config, context, thread_id, signal)) as events:
+                    for event in events:
+                        yield AnswerEvent(_named(event.reply, named)) if isinstance(event, AnswerEvent) else event
 
     def pending_approvals(self, thread_id: str = "default") -> list[PendingApproval]:
         """The tool calls ``thread_id``'s paused turn waits for ([] when it is not paused);
@@ -529,17 +577,31 @@ class Agent:
             return
         yield AnswerEvent(outcome)
 
-    async def achat(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> Reply:
+    async def achat(
+        self,
+        text: str,
+        *,
+        thread_id: str | None = "default",
+        user_id: str | None = None,
+        history: Sequence[BaseMessage] | None = None,
+    ) -> Reply:
         """Async twin of :meth:`chat`. Runs the turn in a worker thread."""
         # One sync code path (and one checkpointer) serves both; the model call dominates anyway.
-        return await asyncio.to_thread(self.chat, text, thread_id=thread_id, user_id=user_id)
+        return await asyncio.to_thread(self.chat, text, thread_id=thread_id, user_id=user_id, history=history)
 
-    def astream(self, text: str, *, thread_id: str = "default", user_id: str | None = None) -> AsyncIterator[Event]:
+    def astream(
+        self,
+        text: str,
+        *,
+        thread_id: str | None = "default",
+        user_id: str | None = None,
+        history: Sequence[BaseMessage] | None = None,
+    ) -> AsyncIterator[Event]:
         """Async twin of :meth:`stream`."""
         from chatloom.agents.stopping import StopSignal
 
         signal = StopSignal()  # a reader that leaves stops this turn, not others queued on the thread
-        return _in_thread(lambda: self._stream(text, thread_id, user_id, signal), signal.stop)
+        return _in_thread(lambda: self._stream(text, thread_id, user_id, signal, history), signal.stop)
 
     def history(self, thread_id: str = "default") -> list[BaseMessage]:
         """The messages of a thread so far (tool calls and reasoning included)."""
@@ -618,16 +680,40 @@ class Agent:
         return hold_thread(graph.checkpointer, thread_id, timeout=self.settings.turn_lock_timeout)
 
     def _start(
-        self, text: str, thread_id: str, user_id: str | None
+        self,
+        text: str,
+        thread_id: str,
+        user_id: str | None,
+        history: Sequence[BaseMessage] | None = None,
+        *,
+        saved: bool = True,
     ) -> tuple[TurnGraph, TurnState, RunnableConfig, TurnContext]:
-        """Check the question and prepare the graph input, config and runtime context."""
-        from langchain_core.messages import HumanMessage
+        """Check the question and prepare the graph input, config and runtime context.
+
+        Unless ``saved``, the graph runs on a throwaway in-memory checkpoint (LangGraph needs one
+        to report the outcome), so the agent's own store never sees the turn.
+        """
+        from langchain_core.messages import AIMessage, HumanMessage
 
         question = check_question(text, self.settings.max_question_chars)
+        earlier = _given_history(history)
         services = self._services()
-        state_in: TurnState = {"messages": [HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
+        state_in: TurnState = {"messages": [*earlier, HumanMessage(content=question, id=f"human-{uuid.uuid4().hex}")]}
+        if any(isinstance(m, AIMessage) for m in earlier):
+            # The agent never saw how those answers came about: they may quote a web page or a
+            # document that asked for something. Treat the turn as a thread that read such text.
+            state_in["tainted"] = CLIENT_HISTORY
+        graph = services.graph
+        if not saved:
+            from langgraph.checkpoint.memory import InMemorySaver
+
+            graph = graph.copy(update={"checkpointer": InMemorySaver()})
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-        return services.graph, state_in, config, self._context(services, thread_id, user_id)
+        context = self._context(services, thread_id, user_id)
+        if not saved and services.policy.pauses:
+            # A pause would be lost with the throwaway checkpoint: nobody could ever decide it.
+            context = replace(context, policy=replace(services.policy, approver=_no_thread_approver))
+        return graph, state_in, config, context
 
     def _refuse_if_paused(self, graph: TurnGraph, thread_id: str) -> None:
         # Only agents that pause leave paused threads, so only they pay for the extra read.
@@ -727,6 +813,65 @@ async def _in_thread(make_events: Callable[[], Iterator[Event]], stop: Callable[
     finally:
         if not finished:
             stop()
+
+
+CLIENT_HISTORY = "client:history"
+"""The taint source (``TurnState["tainted"]``) of a turn whose caller supplied earlier answers."""
+
+
+def _given_history(history: Sequence[BaseMessage] | None) -> list[HumanMessage | AIMessage]:
+    """Fresh copies of a caller's earlier conversation, or :class:`InvalidHistory`.
+
+    Only the text of questions and answers is kept: reused message ids would make LangGraph's
+    reducer drop a turn, and tool calls, tool results or metadata (a grounding verdict) from a
+    caller must never pass for the agent's own.
+    """
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    out: list[HumanMessage | AIMessage] = []
+    for i, message in enumerate(history or ()):
+        if isinstance(message, AIMessage) and (message.tool_calls or message.invalid_tool_calls):
+            what = "an AIMessage with tool calls"
+        elif isinstance(message, (HumanMessage, AIMessage)):
+            kind = "human" if isinstance(message, HumanMessage) else "ai"
+            fresh = HumanMessage if kind == "human" else AIMessage
+            out.append(fresh(content=message.content, id=f"history-{kind}-{uuid.uuid4().hex}"))
+            continue
+        else:
+            what = f"a {type(message).__name__}"
+        raise InvalidHistory(
+            f"history[{i}] is {what}",
+            "history holds only the conversation's questions (HumanMessage) and answers (AIMessage): "
+            "the agent runs its own tools, and its prompt is its system message",
+        )
+    return out
+
+
+def _no_thread_approver(request: Any) -> bool:
+    """The approver of a turn on no thread: it can't pause, so nobody can be asked."""
+    from chatloom.tools.policy import ApprovalUnavailable
+
+    raise ApprovalUnavailable("a turn on no thread can't pause for approval (ask on a thread to approve tool calls)")
+
+
+def _no_thread() -> str:
+    """The private key of a turn on no thread (its throwaway checkpoint's, and :meth:`Agent.stop`'s)."""
+    return f"no-thread-{uuid.uuid4().hex}"
+
+
+def _named(reply: Reply, thread_id: str | None) -> Reply:
+    """``reply`` as the caller sees it: a turn on no thread names none (``""``)."""
+    return reply if thread_id is not None else replace(reply, thread_id="")
+
+
+def _refuse_if_started(graph: TurnGraph, thread_id: str, history: Sequence[Any] | None) -> None:
+    """History starts a thread; it must not be spliced into one that already has a conversation.
+    (A turn on no thread passes: its throwaway checkpoint is empty.)"""
+    if history and graph.get_state({"configurable": {"thread_id": thread_id}}).values.get("messages"):
+        raise ThreadExists(
+            f"thread {thread_id!r} already holds a conversation, so history can't start it",
+            "leave history out to continue the thread, or pass thread_id=None for a turn that saves nothing",
+        )
 
 
 def _check_can_pause(checkpointer: Any) -> None:

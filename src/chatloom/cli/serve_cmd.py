@@ -60,8 +60,9 @@ def serve(
     \b
     Endpoints (docs/serve.md has the details):
       POST /v1/chat/completions     OpenAI chat completions, streaming or not; the
-                                    conversation is the X-Chatloom-Thread header
-                                    (or metadata.thread_id, or user)
+                                    conversation is the thread named by the
+                                    X-Chatloom-Thread header (or metadata.thread_id),
+                                    else the messages sent (then nothing is stored)
       GET  /v1/models               the agents, as models
       POST /v1/agents/NAME/turns    one turn as typed events (token, tool_call,
                                     tool_result, approval_required, answer)

@@ -4,10 +4,11 @@ Routes (all but ``/``, ``/health`` and ``/ready`` need ``Authorization: Bearer <
 keys are configured; see :mod:`chatloom.server.config`):
 
 - ``POST /v1/chat/completions``: OpenAI format, ``stream`` true (SSE) or false. The last
-  message is the question; the conversation so far lives on the server, in the thread named by
-  the ``X-Chatloom-Thread`` header, ``metadata.thread_id`` or ``user`` (else a new thread,
-  returned in the ``X-Chatloom-Thread`` response header). Citations, grounding and tool steps
-  ride in a ``chatloom`` field that OpenAI clients ignore.
+  message is the question. With no thread named (``X-Chatloom-Thread`` header or
+  ``metadata.thread_id``) the request's earlier messages are the conversation and nothing is
+  stored (unless ``[serve] store_stateless``); with one, the conversation lives on the server,
+  in that thread (see :func:`_reconcile`). Citations, grounding and tool steps ride in a
+  ``chatloom`` field that OpenAI clients ignore.
 - ``GET /v1/models``: the agents, as models.
 - ``POST /v1/agents/{name}/turns``: one turn as typed SSE events (``token``, ``tool_call``,
   ``tool_result``, ``approval_required``, ``answer``, ``error``), or JSON with ``stream: false``.
@@ -40,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatloom.agents.approvals import ApprovalPending, UnknownApproval
 from chatloom.agents.reply import AnswerEvent, ApprovalRequired, PendingApproval, Token, ToolCallEvent
-from chatloom.errors import ChatloomError, EmptyQuestion, QuestionTooLong, ThreadBusy
+from chatloom.errors import ChatloomError, EmptyQuestion, InvalidHistory, QuestionTooLong, ThreadBusy, ThreadExists
 from chatloom.server.agents import DEFAULT_AGENT, AgentCatalog, UnknownModel
 from chatloom.server.config import ServerConfig
 from chatloom.server.observe import EventCallback, Observer
@@ -65,6 +66,10 @@ from chatloom.server.turns import (
 )
 
 THREAD_HEADER = "X-Chatloom-Thread"
+HISTORY_HEADER = "X-Chatloom-History"
+"""Where a chat completion's earlier conversation came from: ``request`` (the messages sent),
+``thread`` (the stored thread; the client's earlier messages, if any, agree with it) or
+``thread-diverged`` (the stored thread; the client's earlier messages differ and were not used)."""
 _BAD_THREAD_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -99,6 +104,10 @@ def api_error(exc: BaseException) -> ApiError:
         return ApiError(404, str(exc), "model_not_found", param="model")
     if isinstance(exc, (EmptyQuestion, QuestionTooLong)):
         return ApiError(400, str(exc), "invalid_question", param="messages")
+    if isinstance(exc, InvalidHistory):
+        return ApiError(400, str(exc), "invalid_messages", param="messages")
+    if isinstance(exc, ThreadExists):  # another request started the thread meanwhile
+        return ApiError(409, str(exc), "thread_exists", "conflict_error", param="thread_id")
     if isinstance(exc, ThreadBusy):
         return ApiError(409, str(exc), "thread_busy", "conflict_error")
     if isinstance(exc, ApprovalPending):
@@ -126,7 +135,8 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """The OpenAI chat completions body; sampling parameters are accepted and ignored (the agent decides)."""
+    """The OpenAI chat completions body; sampling parameters are accepted and ignored (the agent
+    decides). ``user`` names the end user (their conversation memory), not a conversation."""
 
     model_config = ConfigDict(extra="allow")
     model: str
@@ -134,6 +144,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     user: str | None = None
     metadata: dict[str, str] | None = None
+    response_format: dict[str, Any] | None = None
 
 
 class TurnRequest(BaseModel):
@@ -187,7 +198,7 @@ def create_app(
             allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", THREAD_HEADER],
-            expose_headers=[THREAD_HEADER],
+            expose_headers=[THREAD_HEADER, HISTORY_HEADER],
         )
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
 
@@ -255,10 +266,13 @@ def create_app(
             raise api_error(exc) from None
 
     async def traced(
-        agent_name: str, tenant: str, thread_id: str, request: Request, events_of: Any
+        agent_name: str, tenant: str, thread_id: str | None, request: Request, events_of: Any
     ) -> AsyncIterator[Any]:
-        """The events of ``events_of()`` (a turn, new or resumed), recorded by the observer."""
-        trace = observer.turn(agent=agent_name, tenant=tenant, thread_id=thread_id, request_id=request.state.request_id)
+        """The events of ``events_of()`` (a turn, new or resumed), recorded by the observer
+        (a turn on no thread with ``thread_id`` "")."""
+        trace = observer.turn(
+            agent=agent_name, tenant=tenant, thread_id=thread_id or "", request_id=request.state.request_id
+        )
         events = run_turn(events_of, timeout=config.turn_timeout, executor=executor)
         try:
             async for event in events:
@@ -269,11 +283,18 @@ def create_app(
             raise
         trace.ended()
 
-    def question(agent: Any, tenant: str, thread_id: str, text: str, user: str | None) -> Any:
-        """What a new question's turn runs (in a worker thread)."""
-        stored = internal_id(tenant, thread_id)
+    def question(
+        agent: Any, tenant: str, thread_id: str | None, text: str, user: str | None, history: list[Any] | None = None
+    ) -> Any:
+        """What a new question's turn runs (in a worker thread); ``thread_id`` None: on no thread."""
+        stored = internal_id(tenant, thread_id) if thread_id is not None else None
         return lambda: new_turn(
-            agent, text, thread_id=stored, user_id=_user_id(tenant, user), approval_timeout=config.approval_timeout
+            agent,
+            text,
+            thread_id=stored,
+            user_id=_user_id(tenant, user),
+            approval_timeout=config.approval_timeout,
+            history=history,
         )
 
     @functools.cache
@@ -374,19 +395,36 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request, tenant: str = Depends(tenant_of)) -> Any:
-        text = _question(body.messages)
-        thread_id = _thread_id(
-            request.headers.get(THREAD_HEADER) or (body.metadata or {}).get("thread_id") or body.user
-        )
+        _refuse_response_format(body.response_format)
+        text, earlier = _conversation(body.messages)
+        # `user` is OpenAI's end-user id: chat UIs send the same one for every conversation of a
+        # person, so it must not name a thread (their conversations would run together).
+        named = request.headers.get(THREAD_HEADER) or (body.metadata or {}).get("thread_id")
+        thread_id: str | None = None
+        history: list[Any] | None = earlier  # the client's earlier messages, or None: the stored thread's
+        source = "request"
+        if named:
+            thread_id = _thread_id(named)
+            if earlier:
+                stored = await in_worker(thread_messages, catalog.checkpointer, tenant, thread_id)
+                history, source = _reconcile(stored, earlier)
+            else:
+                history, source = None, "thread"
+        elif config.store_stateless:
+            thread_id = _thread_id(None)  # a new thread, started with the client's earlier messages
         agent = await ready_agent(body.model, tenant)
-        events = traced(body.model, tenant, thread_id, request, question(agent, tenant, thread_id, text, body.user))
+        events = traced(
+            body.model, tenant, thread_id, request, question(agent, tenant, thread_id, text, body.user, history)
+        )
         completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
-        headers = {THREAD_HEADER: thread_id}
+        # No thread header for a conversation that wasn't stored: there is nothing to continue.
+        headers = {HISTORY_HEADER: source, **({THREAD_HEADER: thread_id} if thread_id else {})}
         if not body.stream:
             reply = await _reply_or_error(events)
-            return JSONResponse(_completion(completion_id, created, body.model, reply, thread_id), headers=headers)
+            completion = _completion(completion_id, created, body.model, reply, thread_id, source)
+            return JSONResponse(completion, headers=headers)
         chunks = _completion_chunks(
-            events, completion_id, created, body.model, thread_id, preview=not agent.checks_answers()
+            events, completion_id, created, body.model, thread_id, preview=not agent.checks_answers(), history=source
         )
         return EventSourceResponse(chunks, headers=headers, ping=15)
 
@@ -489,6 +527,13 @@ def create_app(
 # -- helpers -------------------------------------------------------------------------------------
 
 
+def _text(content: str | list[dict[str, Any]] | None) -> str:
+    """A message's text: its string, or its text parts joined (other parts are not read)."""
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+    return content or ""
+
+
 def _question(messages: list[ChatMessage]) -> str:
     last = messages[-1]
     if last.role != "user":
@@ -498,12 +543,87 @@ def _question(messages: list[ChatMessage]) -> str:
             "invalid_messages",
             param="messages",
         )
-    content = last.content
-    if isinstance(content, list):
-        content = "\n".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
-    if not content or not content.strip():
+    content = _text(last.content)
+    if not content.strip():
         raise ApiError(400, "the question (the last message's content) is empty", "invalid_question", param="messages")
     return content
+
+
+def _conversation(messages: list[ChatMessage]) -> tuple[str, list[Any]]:
+    """The question (the last message) and the client's earlier user and assistant messages, as
+    ``HumanMessage``/``AIMessage`` (the history :meth:`Agent.stream` takes).
+
+    - ``system``/``developer`` messages are dropped: the agent's prompt (the deployer's) is the
+      system message, and a client's must not override its role or its grounding rules.
+    - ``tool``/``function`` messages and assistant tool calls are refused (400): the server runs
+      its agents' tools itself, and a tool result a client wrote must never pass for one (a
+      grounded answer is checked against tool results).
+    - Resent assistant messages are the client's account of the conversation: the model sees
+      them as earlier turns, nothing more (never passages or tool results).
+    """
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    text = _question(messages)
+    earlier: list[Any] = []
+    for i, message in enumerate(messages[:-1]):
+        extra = message.model_extra or {}
+        if message.role in ("system", "developer"):
+            continue
+        if message.role in ("tool", "function") or (
+            message.role == "assistant" and (extra.get("tool_calls") or extra.get("function_call"))
+        ):
+            what = "a tool result" if message.role in ("tool", "function") else "an assistant tool call"
+            raise ApiError(
+                400,
+                f"messages[{i}] is {what}: this server runs its agents' own tools and takes no tool calls "
+                "or results from clients; send only the conversation's user and assistant messages",
+                "invalid_messages",
+                param=f"messages[{i}]",
+            )
+        if message.role not in ("user", "assistant"):
+            raise ApiError(
+                400,
+                f"messages[{i}] has the role {message.role!r}; use 'user', 'assistant' or 'system'",
+                "invalid_messages",
+                param=f"messages[{i}]",
+            )
+        content = _text(message.content).strip()
+        if content:  # an empty turn (a UI's placeholder) tells the model nothing
+            earlier.append(HumanMessage(content) if message.role == "user" else AIMessage(content))
+    return text, earlier
+
+
+def _reconcile(stored: list[dict[str, Any]] | None, earlier: list[Any]) -> tuple[list[Any] | None, str]:
+    """``(history for the turn, HISTORY_HEADER value)`` for a request on a named thread that
+    also resends earlier messages.
+
+    The stored thread wins. It holds what the client can't resend (tool steps, summaries, a
+    paused call, whether untrusted text was read), and a client editing its copy must not
+    rewrite what the server's agent said. So a thread that exists continues as stored:
+    ``thread`` when the client's messages are the stored questions and answers (or their most
+    recent part: UIs drop old turns to fit), else ``thread-diverged``, and the client's are not
+    used. A thread that doesn't exist yet starts with the client's messages (``request``).
+    """
+    if not stored:
+        return earlier, "request"
+    said = [(m["role"], str(m["content"]).strip()) for m in stored if m["role"] in ("user", "assistant")]
+    sent = [("user" if m.type == "human" else "assistant", str(m.content).strip()) for m in earlier]
+    agrees = len(sent) <= len(said) and said[len(said) - len(sent) :] == sent
+    return None, "thread" if agrees else "thread-diverged"
+
+
+def _refuse_response_format(response_format: dict[str, Any] | None) -> None:
+    """A 400 for a structured-output request: the agents answer in text, and a client that asked
+    for JSON must not get prose it then fails to parse. ``{"type": "text"}`` is what they do."""
+    kind = (response_format or {}).get("type", "text")
+    if kind != "text":
+        raise ApiError(
+            400,
+            f"response_format {kind!r} is not supported: chatloom's agents answer in text (citations and "
+            'tool steps ride in the "chatloom" field); leave response_format out, or send {"type": "text"}',
+            "unsupported_parameter",
+            param="response_format",
+        )
 
 
 def _thread_id(given: str | None) -> str:
@@ -555,7 +675,9 @@ def _finish(reply: Any) -> str:
     return "length" if reply.stop_reason == "step_limit" else "stop"
 
 
-def _completion(completion_id: str, created: int, model: str, reply: Any, thread_id: str) -> dict[str, Any]:
+def _completion(
+    completion_id: str, created: int, model: str, reply: Any, thread_id: str | None, history: str
+) -> dict[str, Any]:
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -570,12 +692,19 @@ def _completion(completion_id: str, created: int, model: str, reply: Any, thread
             }
         ],
         "usage": _usage(reply),
-        "chatloom": reply_json(reply, thread_id),
+        "chatloom": {**reply_json(reply, thread_id), "history": history},
     }
 
 
 async def _completion_chunks(
-    events: AsyncIterator[Any], completion_id: str, created: int, model: str, thread_id: str, *, preview: bool = True
+    events: AsyncIterator[Any],
+    completion_id: str,
+    created: int,
+    model: str,
+    thread_id: str | None,
+    *,
+    preview: bool = True,
+    history: str = "thread",
 ) -> AsyncIterator[dict[str, str]]:
     """The turn as OpenAI chat.completion.chunk SSE messages, ending with ``[DONE]``.
 
@@ -616,7 +745,7 @@ async def _completion_chunks(
                 replaced = not answer.startswith(sent)
                 if not replaced and answer[len(sent) :]:
                     yield chunk({"content": answer[len(sent) :]})
-                final = {**event_json(event, thread_id), "preview_replaced": replaced}
+                final = {**event_json(event, thread_id), "preview_replaced": replaced, "history": history}
                 yield chunk({}, _finish(reply), usage=_usage(reply), chatloom=final)
             else:
                 if isinstance(event, ApprovalRequired):
@@ -626,7 +755,7 @@ async def _completion_chunks(
                     yield chunk({"content": "\n\n"})
                 yield chunk({}, chatloom=event_json(event, thread_id))
         if paused:  # the turn paused: say so as content (OpenAI clients show nothing else)
-            approvals = [approval_json(a, thread_id) for a in paused]
+            approvals = [approval_json(a, thread_id or "") for a in paused]
             yield chunk(
                 {"content": ("\n\n" if sent else "") + paused_notice(paused)},
                 "stop",

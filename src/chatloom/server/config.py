@@ -9,6 +9,7 @@ Read from the ``[serve]`` table of ``chatloom.toml`` (the file ``CHATLOOM_CONFIG
     turn_timeout = 300
     cors_origins = ["https://intranet.example.com"]
     # local_tenant = "default"   # without api_keys: the one tenant served (see below)
+    # store_stateless = false     # keep chat completions that name no thread (see docs/serve.md)
 
 ``CHATLOOM_API_KEYS="acme=KEY,globex=KEY2"`` adds keys from the environment. A value
 ``env:NAME`` reads the key from environment variable ``NAME``, so no key has to sit in a file.
@@ -79,6 +80,11 @@ class ServerConfig:
     ui: bool = False
     local_tenant: str = LOCAL_TENANT
     """The tenant every request is without API keys (threads, memory, approvals)."""
+    store_stateless: bool = False
+    """Store each chat completion that names no thread as a new thread (its id in the
+    ``X-Chatloom-Thread`` response header), the client's earlier messages included. Off, such a
+    request is answered from the messages it carries and leaves nothing behind, as OpenAI's API
+    does for clients that resend the conversation (chat UIs)."""
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tenants]

@@ -71,8 +71,20 @@ def split_approval_id(public_id: str) -> tuple[str, str] | None:
     return thread_id, approval_id
 
 
-def new_turn(agent: Any, text: str, *, thread_id: str, user_id: str | None, approval_timeout: float) -> EventStream:
-    """The events of a new question on ``thread_id``.
+def new_turn(
+    agent: Any,
+    text: str,
+    *,
+    thread_id: str | None,
+    user_id: str | None,
+    approval_timeout: float,
+    history: list[Any] | None = None,
+) -> EventStream:
+    """The events of a new question on ``thread_id`` (None: on no thread, nothing saved).
+
+    ``history`` is the conversation before the question as the client sent it (see
+    :meth:`Agent.stream <chatloom.agents.agent.Agent.stream>`): the whole of it on no thread, or
+    the start of a new thread.
 
     A pause older than ``approval_timeout`` seconds no longer blocks the thread: its calls are
     declined first (that turn ends and is saved, the model told they were declined), then the
@@ -82,9 +94,11 @@ def new_turn(agent: Any, text: str, *, thread_id: str, user_id: str | None, appr
 
     try:
         # The agent checks for a pause itself, before its first event; only then is one looked at here.
-        yield from agent.stream(text, thread_id=thread_id, user_id=user_id)
+        yield from agent.stream(text, thread_id=thread_id, user_id=user_id, history=history)
         return
     except ApprovalPending:
+        if thread_id is None:  # (a turn on no thread never pauses; nothing to decline)
+            raise
         pending = agent.pending_approvals(thread_id)
         if not pending or any(_age(p) <= approval_timeout for p in pending):
             raise
@@ -171,8 +185,9 @@ async def final_reply(events: AsyncIterator[Event]) -> Reply:
     return reply
 
 
-def reply_json(reply: Reply, thread_id: str) -> dict[str, Any]:
-    """The reply as JSON for clients, under the client's own ``thread_id`` (no tenant prefix).
+def reply_json(reply: Reply, thread_id: str | None) -> dict[str, Any]:
+    """The reply as JSON for clients, under the client's own ``thread_id`` (no tenant prefix;
+    None for a turn on no thread: no id is claimed for a conversation that wasn't stored).
 
     The hidden reasoning and the full retrieval trace stay on the server.
     """
@@ -180,7 +195,7 @@ def reply_json(reply: Reply, thread_id: str) -> dict[str, Any]:
     data["thread_id"] = thread_id
     data.pop("reasoning", None)
     data.pop("retrieved", None)
-    data["approval_required"] = [approval_json(a, thread_id) for a in reply.approval_required]
+    data["approval_required"] = [approval_json(a, thread_id or "") for a in reply.approval_required]
     return data
 
 
@@ -211,7 +226,7 @@ def paused_notice(approvals: tuple[PendingApproval, ...] | list[PendingApproval]
     )
 
 
-def event_json(event: Event, thread_id: str) -> dict[str, Any]:
+def event_json(event: Event, thread_id: str | None) -> dict[str, Any]:
     """One event as the native endpoint's JSON (its ``type`` names it)."""
     if isinstance(event, Token):
         return {"type": "token", "text": event.text}
@@ -220,7 +235,7 @@ def event_json(event: Event, thread_id: str) -> dict[str, Any]:
     if isinstance(event, ToolResultEvent):
         return {"type": "tool_result", "name": event.name, "content": event.content, "id": event.id, "ok": event.ok}
     if isinstance(event, ApprovalRequired):
-        return approval_json(event.approval, thread_id)
+        return approval_json(event.approval, thread_id or "")
     if isinstance(event, AnswerEvent):
         return {"type": "answer", **reply_json(event.reply, thread_id)}
     raise TypeError(f"not a turn event: {event!r}")

@@ -149,6 +149,11 @@ def output_is_trusted(tool: BaseTool) -> bool:
     return bool((getattr(tool, "metadata", None) or {}).get("trusted_output"))
 
 
+class ApprovalUnavailable(Exception):
+    """Raised by an approver that can't ask anyone for this turn; its message (a clause: "no one
+    can approve it here") becomes the refusal's reason, which the model and the user see."""
+
+
 @dataclass
 class ToolPolicy:
     """Decide, per tool call, whether it runs. See the module docstring for the rules.
@@ -250,6 +255,8 @@ class ToolPolicy:
                 return Decision(False, f"{request.why}, and the turn did not pause to ask for it, so it was refused")
             try:
                 answer = self.approver(request)  # type: ignore[operator]
+            except ApprovalUnavailable as exc:  # nobody can be asked: say why, not that something broke
+                return Decision(False, f"{request.why}, and {exc}, so it was refused")
             except Exception as exc:  # noqa: BLE001 - an approver that breaks must fail closed
                 return Decision(
                     False, f"{request.why}; the approver failed ({type(exc).__name__}: {exc}), so it was refused"
