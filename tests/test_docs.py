@@ -7,8 +7,10 @@ A ```` ```python ```` block in README.md or docs/*.md whose fence line comes rig
 - ``CHATLOOM_HOME`` is an empty temp dir, ``CHATLOOM_MODEL`` is ``fake:echo`` (so ``Agent()``
   answers "You said: ..." with no weights), and no other ``CHATLOOM_*`` or API key is inherited;
 - any connection to a host other than this one fails, and the Hugging Face hub is offline;
+- ``python`` on ``PATH`` is the interpreter running the tests;
 - top-level ``await`` works (as in ``python -m asyncio``), and a block of ``>>>`` lines is a
-  doctest, so its shown output is checked too.
+  doctest, so its shown output is checked too;
+- a warning logged by chatloom (an MCP server that didn't start, say) fails the block.
 A failing block fails with its file:line, and its traceback's lines are the markdown file's.
 """
 
@@ -159,7 +161,7 @@ def test_block_defines_the_names_it_uses(block: Block):
 # Runs in the block's interpreter: refuse connections off this host, then run the block compiled
 # with the markdown file as its file name, padded so that traceback lines are the file's lines.
 _RUNNER = r"""
-import ast, asyncio, doctest, inspect, ipaddress, socket, sys
+import ast, asyncio, doctest, inspect, ipaddress, logging, socket, sys
 
 _connect = socket.socket.connect
 
@@ -175,6 +177,18 @@ def _local_only(self, address):
     return _connect(self, address)
 
 socket.socket.connect = _local_only
+
+
+class _Warnings(logging.Handler):
+    # A warning chatloom logs (an MCP server that didn't start, a plugin skipped) fails the
+    # block: a documented example should run clean, not limp past a broken part.
+    records = []
+
+    def emit(self, record):
+        self.records.append(self.format(record))
+
+
+logging.getLogger("chatloom").addHandler(_Warnings(logging.WARNING))
 path, line, code = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], encoding="utf-8").read()
 sys.argv = [path]
 namespace = {"__name__": "__main__"}
@@ -187,6 +201,8 @@ compiled = compile("\n" * (line - 1) + code, path, "exec", flags=ast.PyCF_ALLOW_
 result = eval(compiled, namespace)
 if inspect.iscoroutine(result):
     asyncio.run(result)
+if _Warnings.records:
+    sys.exit("the block ran, but chatloom logged warnings:\n" + "\n".join(_Warnings.records))
 """
 
 
@@ -199,6 +215,8 @@ def block_env(home: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "NO_COLOR": "1",
+        # `python` in a block (an MCP server's command) is this interpreter, as in an active venv.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), keep.get("PATH", "")]),
     }
 
 
