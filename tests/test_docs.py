@@ -51,9 +51,9 @@ class Block:
 _FENCE = re.compile(r"^(`{3,}|~{3,})\s*(\S*)")
 
 
-def blocks(path: Path) -> list[Block]:
+def blocks(path: Path, text: str | None = None) -> list[Block]:
     """Every fenced Python block of a markdown file, with whether it is marked runnable."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = (path.read_text(encoding="utf-8") if text is None else text).splitlines()
     found: list[Block] = []
     i = 0
     while i < len(lines):
@@ -74,19 +74,23 @@ ALL = [b for path in DOCS for b in blocks(path)]
 RUNNABLE = [b for b in ALL if b.runnable]
 
 
-def stray_markers(path: Path) -> list[str]:
-    """Markers that mark no Python block (a typo, or a blank line between marker and fence)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [
-        f"{path.relative_to(ROOT)}:{n}"
-        for n, line in enumerate(lines, 1)
-        if line.strip() == MARKER and not (n < len(lines) and re.match(r"^```(python|py|pycon)\s*$", lines[n]))
-    ]
+def stray_markers(path: Path, text: str | None = None) -> list[int]:
+    """Lines of markers that mark no Python block (a typo, a blank line before the fence)."""
+    text = path.read_text(encoding="utf-8") if text is None else text
+    marking = {b.line - 2 for b in blocks(path, text) if b.runnable}  # the line before the fence
+    return [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == MARKER and n not in marking]
+
+
+def test_blocks_and_markers_are_read_as_written():
+    text = "<!-- runnable -->\n```python\nx = 1\n```\n\n<!-- runnable -->\n\n```python\ny = 2\n```\n<!-- runnable -->\n```bash\nls\n```\n"
+    found = blocks(ROOT / "x.md", text)
+    assert [(b.line, b.code, b.runnable) for b in found] == [(3, "x = 1\n", True), (9, "y = 2\n", False)]
+    assert stray_markers(ROOT / "x.md", text) == [6, 11]
 
 
 def test_markers_each_mark_a_python_block():
-    stray = [where for path in DOCS for where in stray_markers(path)]
-    assert not stray, f"{MARKER} must be the line right before a ```python fence: {stray}"
+    stray = [f"{path.relative_to(ROOT)}:{n}" for path in DOCS for n in stray_markers(path)]
+    assert not stray, f"{MARKER} must be the line right before a ```python fence: {', '.join(stray)}"
 
 
 def test_the_readme_library_section_is_runnable():
