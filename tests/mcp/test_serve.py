@@ -262,3 +262,13 @@ def test_the_specs_own_mcp_servers_are_served_through_the_policy(tmp_path):
     assert added.content[0].text == "42"
     # allowed in the spec, but the MCP client's context is untrusted: escalated, and no one to ask
     assert sent.is_error and "needs approval" in sent.content[0].text
+
+
+def test_build_server_without_the_mcp_sdk_says_what_to_install(monkeypatch):
+    # A base install has no `mcp`: `chatloom mcp serve` must say which extra to add, not fail
+    # with ModuleNotFoundError (found by benchmarks/package_smoke.py in a fresh venv).
+    from chatloom.mcp.client import MCPServerError
+
+    monkeypatch.setitem(sys.modules, "mcp", None)
+    with pytest.raises(MCPServerError, match=r"pip install mcp .*chatloom\[mcp\]"):
+        build_server([])

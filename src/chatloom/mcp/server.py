@@ -48,6 +48,9 @@ def build_server(
 
     ``memory`` may be a zero-argument factory, so the store is opened on the first search.
     """
+    from chatloom.mcp.client import _need_sdk
+
+    _need_sdk()  # without the `mcp` extra: a one-line error with the install command, not ImportError
     import anyio
     import mcp_types as types
     from mcp.server.lowlevel import Server
