@@ -1,6 +1,8 @@
 """What depends on the language of a request: the fixed answers, the words that ask, and the
-Korean ways of writing a count. Everything else in grounding and routing judges meaning with the
-multilingual embedder and holds no per-language rule.
+Korean ways of writing a count. Grounding and routing otherwise judge meaning with the
+multilingual embedder; the one word rule left there (a Korean question whose topic no passage
+names, ``grounding._uncovered_topic``) takes its asking words from here and its topics from the
+Korean analyser.
 
 Adding an answer language means adding its entry to each table here (the dictionaries keyed by
 language code, the asking words, the abstention phrases) and its script to :func:`language_of`.
