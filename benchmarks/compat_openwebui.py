@@ -28,7 +28,12 @@ with ``OFFLINE_MODE``, no embedding model, no web search and no Ollama):
      ``hr/leave.md``, relative to the ingest root) survives Open WebUI's proxy;
    - ``stream``: ``stream: true`` through Open WebUI; several content chunks, spread over time
      (the first well before the last), then ``[DONE]``;
-   and checks that chatloom stored no thread (stateless requests store nothing).
+5. the same three scenarios the way Open WebUI's page sends them (``PAGE_CLIENT``, run with
+   Open WebUI's python for its socket.io client): a socket.io session, chats created and
+   continued with ``chat_id``/``parent_id``/``user_message``/``session_id``, the reply streamed
+   to the session as socket events and saved in the chat, which is read back
+   (``/api/v1/chats/{id}``); ``page: knowledge`` also says whether the page would show a source;
+6. chatloom stored no thread (stateless requests store nothing).
 
 Prints one line per check with its time and exits 1 if any failed.
 """
@@ -55,6 +60,9 @@ DEFAULT_OWUI_PYTHON = "/tmp/owui-venv/bin/python"
 TENANT = "owui"
 STREAM_PAUSE = 0.05  # seconds between the scripted model's streamed words
 LEAVE = "# Annual leave\nEvery employee gets 25 days of annual leave per year.\n"
+QUESTIONS = ["Hi, my name is Ada.", "I also have a cat called Miso.", "What is my name?"]  # turn 3 needs turn 1
+KNOWLEDGE_QUESTION = "How many days of annual leave do I get?"
+STREAM_QUESTION = "Please stream this sentence back to me one word at a time, slowly enough to see."
 
 # The scripted model: a chatloom.models plugin (entry point ``scripted``), importable from the
 # scratch dir. It sees what the agent shows the model, so its answers show what reached it.
@@ -101,6 +109,90 @@ SCRIPTED_MODEL = textwrap.dedent(
         return ScriptedModel(default=reply, **options)
     '''
 ).format(pause=STREAM_PAUSE)
+
+# Open WebUI's page flow, headless; runs in Open WebUI's venv (it has python-socketio and aiohttp).
+# The browser opens a socket.io session, then POSTs /api/chat/completions with the whole history
+# plus chat_id / parent_id / user_message / id (the assistant message) / session_id; Open WebUI
+# answers the POST at once, streams the reply to the session as socket events, and saves it in
+# the chat. This does the same, then reads the chat back. Prints one JSON object.
+PAGE_CLIENT = textwrap.dedent(
+    """
+    import asyncio, json, sys, time, uuid
+
+    import aiohttp
+    import socketio
+
+    URL, TOKEN = sys.argv[1], sys.argv[2]
+
+
+    async def main():
+        events = {}
+        sio = socketio.AsyncClient()
+
+        @sio.on("events")
+        async def on_event(payload):
+            data = payload.get("data") or {}
+            if data.get("type") in ("chat:completion", "response:completion"):
+                events.setdefault(payload.get("message_id"), []).append((time.monotonic(), data.get("data") or {}))
+
+        await sio.connect(URL, socketio_path="/ws/socket.io", auth={"token": TOKEN}, transports=["websocket"])
+        out = {}
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+
+            async def send(model, history, question, chat_id=None, parent_id=None):
+                user_id, reply_id = str(uuid.uuid4()), str(uuid.uuid4())
+                body = {
+                    "model": model, "stream": True, "params": {},
+                    "messages": history + [{"role": "user", "content": question}],
+                    "session_id": sio.get_sid("/"), "id": reply_id, "parent_id": parent_id,
+                    "user_message": {"id": user_id, "parentId": parent_id, "childrenIds": [], "role": "user",
+                                     "content": question, "models": [model], "timestamp": int(time.time())},
+                }
+                if chat_id:
+                    body["chat_id"] = chat_id
+                t0 = time.monotonic()
+                async with http.post(f"{URL}/api/chat/completions", json=body) as r:
+                    posted = await r.json()
+                    if r.status != 200:
+                        raise SystemExit(json.dumps({"error": f"HTTP {r.status}: {posted}"}))
+                for _ in range(1200):
+                    if any(d.get("done") for _, d in events.get(reply_id, [])):
+                        break
+                    await asyncio.sleep(0.05)
+                got = events.get(reply_id, [])
+                deltas = [t - t0 for t, d in got if d.get("type") == "response.output_text.delta" and d.get("delta")]
+                done = next((d for _, d in got if d.get("done")), {})
+                text = "".join(
+                    part.get("text", "")
+                    for item in done.get("output", []) if item.get("type") == "message"
+                    for part in item.get("content", []) if part.get("type") == "output_text"
+                )
+                chat_id = chat_id or posted.get("chat_id")
+                async with http.get(f"{URL}/api/v1/chats/{chat_id}") as r:
+                    saved = (await r.json())["chat"]["history"]["messages"].get(reply_id, {})
+                return chat_id, reply_id, {
+                    "text": text, "saved": saved.get("content"), "sources": saved.get("sources"),
+                    "deltas": len(deltas), "times": deltas[:1] + deltas[-1:], "seconds": time.monotonic() - t0,
+                }
+
+            history, chat_id, parent, turns = [], None, None, []
+            for question in QUESTIONS:
+                chat_id, parent, res = await send("default", history, question, chat_id, parent)
+                history += [{"role": "user", "content": question}, {"role": "assistant", "content": res["text"]}]
+                turns.append(res)
+            out["three_turns"] = turns
+            out["knowledge"] = (await send("kb", [], KNOWLEDGE_QUESTION))[2]
+            out["stream"] = (await send("default", [], STREAM_QUESTION))[2]
+        await sio.disconnect()
+        print(json.dumps(out))
+
+
+    QUESTIONS = QUESTIONS_JSON
+    KNOWLEDGE_QUESTION = KNOWLEDGE_JSON
+    STREAM_QUESTION = STREAM_JSON
+    asyncio.run(main())
+    """
+)
 
 KB_AGENT = (
     "name: kb\ndescription: answers from the HR FAQ\nprompt: assistant\nmemory: {enabled: true, namespace: faq}\n"
@@ -228,6 +320,10 @@ class Report:
             print(f"{'':34}{line}", flush=True)
         return ok
 
+    def record(self, name: str, ok: bool, seconds: float, detail: str) -> None:
+        self.rows.append((name, ok, seconds, detail))
+        print(f"  {'ok  ' if ok else 'FAIL'} {name:<20} {seconds:6.2f} s  {detail}", flush=True)
+
     @property
     def ok(self) -> bool:
         return bool(self.rows) and all(ok for _, ok, _, _ in self.rows)
@@ -320,6 +416,7 @@ def run(args: argparse.Namespace, scratch: Path) -> bool:
         if r.status_code != 200:
             raise Failed(f"sign-up: HTTP {r.status_code}: {r.text[:300]}")
         user = r.json()
+        state["token"] = user["token"]
         state["client"] = httpx.Client(
             base_url=state["owui"], headers={"Authorization": f"Bearer {user['token']}"}, timeout=120
         )
@@ -337,7 +434,7 @@ def run(args: argparse.Namespace, scratch: Path) -> bool:
         client = state["client"]
         messages: list[dict] = []
         said = []
-        for question in ("Hi, my name is Ada.", "I also have a cat called Miso.", "What is my name?"):
+        for question in QUESTIONS:
             messages.append({"role": "user", "content": question})
             reply = completion(client, "default", messages)
             answer = content(reply)
@@ -348,15 +445,13 @@ def run(args: argparse.Namespace, scratch: Path) -> bool:
                 raise Failed(f"turn {len(said)}: chatloom.history is {history!r}, not 'request'")
         if "Ada" not in said[2]:
             raise Failed(f"turn 3 lost turn 1: {said}")
-        alone = content(completion(client, "default", [{"role": "user", "content": "What is my name?"}]))
+        alone = content(completion(client, "default", [{"role": "user", "content": QUESTIONS[2]}]))
         if "Ada" in alone:
             raise Failed(f"the control (turn 3 alone) knew the name: {alone!r}")
         return f"turn 3 {said[2]!r} (alone: {alone!r})"
 
     def knowledge() -> str:
-        reply = completion(
-            state["client"], "kb", [{"role": "user", "content": "How many days of annual leave do I get?"}]
-        )
+        reply = completion(state["client"], "kb", [{"role": "user", "content": KNOWLEDGE_QUESTION}])
         answer = content(reply)
         citations = reply.get("chatloom", {}).get("citations", [])
         sources = [c["source"] for c in citations]
@@ -369,7 +464,7 @@ def run(args: argparse.Namespace, scratch: Path) -> bool:
         return f"{answer!r}; chatloom.citations: {sources}, grounded {reply['chatloom'].get('grounded')}"
 
     def stream() -> str:
-        question = "Please stream this sentence back to me one word at a time, slowly enough to see."
+        question = STREAM_QUESTION
         t0 = time.monotonic()
         times: list[float] = []
         text, done, final = "", False, None
@@ -406,6 +501,56 @@ def run(args: argparse.Namespace, scratch: Path) -> bool:
             raise Failed(f"last chunk's chatloom field: {final}")
         return f"{len(times)} content chunks; first at {times[0]:.2f} s, last at {times[-1]:.2f} s; then [DONE]"
 
+    def page() -> None:
+        """The page flow (PAGE_CLIENT), then one check per scenario from what it saw."""
+        client_py = scratch / "owui_page_client.py"
+        code = (
+            PAGE_CLIENT.replace("QUESTIONS_JSON", json.dumps(QUESTIONS))
+            .replace("KNOWLEDGE_JSON", json.dumps(KNOWLEDGE_QUESTION))
+            .replace("STREAM_JSON", json.dumps(STREAM_QUESTION))
+        )
+        client_py.write_text(code, encoding="utf-8")
+        t0 = time.monotonic()
+        out = subprocess.run(
+            [owui_python, str(client_py), state["owui"], state["token"]],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        try:
+            seen = json.loads(out.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            report.record("page", False, time.monotonic() - t0, f"client failed: {(out.stdout + out.stderr)[-600:]}")
+            return
+        if "error" in seen:
+            report.record("page", False, time.monotonic() - t0, seen["error"])
+            return
+
+        turns = seen["three_turns"]
+        said = [t["text"] for t in turns]
+        ok = "Ada" in said[2] and turns[2]["saved"] == said[2]
+        report.record(
+            "page: three turns", ok, sum(t["seconds"] for t in turns),
+            f"turn 3 {said[2]!r}, saved in the chat" if ok else f"turns {said}, saved {turns[2]['saved']!r}",
+        )  # fmt: skip
+        kb = seen["knowledge"]
+        ok = "25 days" in kb["text"] and "[1]" in kb["text"] and kb["saved"] == kb["text"]
+        shown = "no source card (the page reads Open WebUI's own sources, not the chatloom field)"
+        if kb["sources"]:
+            shown = f"sources {kb['sources']}"
+        report.record("page: knowledge", ok, kb["seconds"], f"{kb['text']!r}, saved; {shown}")
+        st = seen["stream"]
+        words = len(STREAM_QUESTION.split()) + 2
+        first, last = (st["times"] + [0.0, 0.0])[:2] if st["times"] else (0.0, 0.0)
+        ok = (
+            st["text"] == f"You said: {STREAM_QUESTION}"
+            and st["saved"] == st["text"]
+            and st["deltas"] >= words // 2
+            and last - first >= STREAM_PAUSE * words / 2
+        )
+        report.record(
+            "page: stream", ok, st["seconds"],
+            f"{st['deltas']} text deltas as socket events; first at {first:.2f} s, last at {last:.2f} s; saved",
+        )  # fmt: skip
+
     def nothing_stored() -> str:
         r = httpx.get(f"{state['chatloom']}/v1/threads", headers={"Authorization": f"Bearer {key}"}, timeout=30)
         r.raise_for_status()
@@ -429,9 +574,10 @@ def run(args: argparse.Namespace, scratch: Path) -> bool:
             ("three turns", three_turns),
             ("knowledge", knowledge),
             ("stream", stream),
-            ("nothing stored", nothing_stored),
         ]:
             report.check(name, fn)
+        page()
+        report.check("nothing stored", nothing_stored)
     finally:
         if "client" in state:
             state["client"].close()
