@@ -271,6 +271,21 @@ def test_grounded_but_wrong_counts_out_of_all_replies_per_half():
     assert entry["retrieval_top3"] == (4, 4)
 
 
+def test_an_abstention_is_never_a_wrong_grounded_answer_and_precision_counts_claims_only():
+    # An answerable question abstained: a false abstention, not a wrong grounded answer.
+    abstained = _korquad(1, grounded=True, contains=False, abstained=True)
+    assert not bg.grounded_wrong(abstained)
+    rows = [
+        abstained,
+        _korquad(2, grounded=True, contains=True),  # a right grounded claim
+        _korquad(3, grounded=True, contains=False),  # a wrong grounded claim
+        _korquad(4, grounded=False, contains=False),  # not marked grounded: no claim of grounding
+    ]
+    tune = bg.summarize(rows, {})["m"]["korquad"]["halves"]["tune"]["agents"]["default"]
+    assert tune["grounded_wrong"] == (1, 4) and tune["false_abstention"] == (1, 4)
+    assert tune["grounded_precision"] == (1, 2)
+
+
 def test_general_summary_and_tables_per_half(capsys):
     rows = [
         _case("general", 1, grounded=None, kind="greeting", helped=True, abstained=False, failure_text=False),
