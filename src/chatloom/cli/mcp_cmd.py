@@ -111,6 +111,12 @@ def check(spec: Path | None) -> None:
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP: the address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="HTTP: the port (the endpoint is /mcp).")
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    help="HTTP without a token: also answer requests for this Host name (NAME or NAME:PORT; repeatable).",
+)
 @click.option("--namespace", "-n", help="The knowledge namespace knowledge_search searches. Default: the spec's.")
 @click.option("--ask", "expose_ask", is_flag=True, help="Also expose the agent itself as an `ask` tool.")
 @click.option(
@@ -121,6 +127,7 @@ def serve(
     transport: str,
     host: str,
     port: int,
+    allowed_hosts: tuple[str, ...],
     namespace: str | None,
     expose_ask: bool,
     trust_allow_rules: bool,
@@ -150,7 +157,7 @@ def serve(
             return
         import uvicorn
 
-        asgi = mcp_server.http_app(app, tokens, host=host)
+        asgi = mcp_server.http_app(app, tokens, host=host, allowed_hosts=allowed_hosts)
         click.echo(
             f"serving MCP on http://{host}:{port}/mcp ({'bearer token required' if tokens else 'no token: local only'})",
             err=True,

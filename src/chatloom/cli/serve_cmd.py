@@ -29,6 +29,13 @@ from chatloom.errors import ConfigError, install_hint
     "--cors-origin", "cors_origins", multiple=True, help="Let browser pages from this origin call the API (repeatable)."
 )
 @click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    help="Without API keys: also answer requests for this Host name (NAME or NAME:PORT; repeatable; "
+    "[serve] allowed_hosts). Others than localhost/127.0.0.1/[::1] get a 421.",
+)
+@click.option(
     "--tenant",
     "local_tenant",
     help="Without API keys, the tenant whose threads and knowledge are served (default 'default', "
@@ -51,6 +58,7 @@ def serve(
     model: str | None,
     ui: bool,
     cors_origins: tuple[str, ...],
+    allowed_hosts: tuple[str, ...],
     local_tenant: str | None,
     max_body_bytes: int | None,
     turn_timeout: float | None,
@@ -77,7 +85,9 @@ def serve(
     chatloom.toml. Each key is a tenant with its own conversations and memory
     (ingest a tenant's documents with `chatloom ingest --tenant acme`). Clients send
     Authorization: Bearer KEY. Without keys, only 127.0.0.1 is served, as the
-    tenant `default`: what `chatloom ingest` (without --tenant) stored.
+    tenant `default`: what `chatloom ingest` (without --tenant) stored; requests
+    must name localhost in Host (else 421) and writes from web pages need a
+    local or --cors-origin Origin (else 403).
 
     \b
     Example:
@@ -99,6 +109,7 @@ def serve(
     config = load_server_config(
         ui=ui or None,
         cors_origins=cors_origins or None,
+        allowed_hosts=allowed_hosts or None,
         local_tenant=local_tenant,
         max_body_bytes=max_body_bytes,
         turn_timeout=turn_timeout,

@@ -201,6 +201,17 @@ def create_app(
             expose_headers=[THREAD_HEADER, HISTORY_HEADER],
         )
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
+    if config.open:
+        # Keyless means local: refuse other Host names (DNS rebinding) and cross-site writes.
+        # Added before log_requests, so the refusals are logged too.
+        from chatloom.local_only import LocalOnly
+
+        app.add_middleware(
+            LocalOnly,
+            allowed_hosts=config.allowed_hosts,
+            allowed_origins=config.cors_origins,
+            setting="`chatloom serve --allow-host NAME` ([serve] allowed_hosts)",
+        )
 
     @app.middleware("http")
     async def log_requests(request: Request, call_next: Any) -> Any:
