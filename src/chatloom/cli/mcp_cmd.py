@@ -146,23 +146,28 @@ def serve(
         spec = DEFAULT_SPEC
     settings = get_settings()
     tokens = mcp_server.tokens_from_env(settings.mcp_token_env)
+    sock = None
     if transport == "http":
+        from chatloom.cli.serve_cmd import listening_socket
+
         mcp_server.check_exposure(host, tokens, settings.mcp_token_env)  # before anything starts
+        sock = listening_socket(host, port, "chatloom mcp serve")  # a busy port: one line, exit 2
+        port = sock.getsockname()[1]
     app, close = mcp_server.server_from_spec(
         spec, namespace=namespace, ask=expose_ask, trust_allow_rules=trust_allow_rules, settings=settings
     )
     try:
-        if transport == "stdio":
+        if sock is None:
             anyio.run(mcp_server.serve_stdio, app)
             return
-        import uvicorn
+        from chatloom.cli.serve_cmd import run_uvicorn
 
         asgi = mcp_server.http_app(app, tokens, host=host, allowed_hosts=allowed_hosts)
         click.echo(
             f"serving MCP on http://{host}:{port}/mcp ({'bearer token required' if tokens else 'no token: local only'})",
             err=True,
         )
-        uvicorn.run(asgi, host=host, port=port, log_level="warning")
+        run_uvicorn(asgi, sock, host, port)
     finally:
         close()  # the spec's own MCP servers, and the agent's
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,7 @@ def serve(
         chatloom serve --ui --port 8000
     """
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - imported here so a missing server extra is this one line
 
         from chatloom.server.app import create_app
     except ImportError as exc:
@@ -115,6 +117,8 @@ def serve(
         turn_timeout=turn_timeout,
     )
     config.check_exposure(host)  # before anything loads
+    sock = listening_socket(host, port, "chatloom serve")  # a busy port fails here, before the banner
+    port = sock.getsockname()[1]  # --port 0: the port the system picked
     if workspace != Path(".") and not (workspace / "agents").is_dir():
         raise ConfigError(
             f"{str(workspace)!r} has no agents/ folder", "pass a bot workspace (chatloom init DIR makes one)"
@@ -133,7 +137,46 @@ def serve(
     if config.ui:
         click.echo(f"web chat: http://{host}:{port}/", err=True)
     # uvicorn's access log is off: the server logs each request itself, without query strings or headers.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    run_uvicorn(app, sock, host, port, access_log=False)
+
+
+def listening_socket(host: str, port: int, what: str) -> socket.socket:
+    """A TCP socket bound to ``host:port``, for uvicorn to serve on.
+
+    Bound here rather than by uvicorn so a busy port (or one this user may not bind) is one
+    line and exit 2 before anything loads or prints, not uvicorn's error after the banner and
+    exit 3. Reuse-address is set as uvicorn sets it, so a restart doesn't wait out TIME_WAIT.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"{what} can't listen on {host!r}: {exc.strerror or exc}", "check --host") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"{what} can't listen on {host}:{port}: the port is in use by another program",
+                "stop that program, or pick another port with --port",
+            ) from None
+        raise ConfigError(
+            f"{what} can't listen on {host}:{port}: {exc.strerror or exc}", "pick another --host or --port"
+        ) from None
+    return sock
+
+
+def run_uvicorn(app: Any, sock: socket.socket, host: str, port: int, **options: Any) -> None:
+    """Serve ``app`` with uvicorn on ``sock`` (from :func:`listening_socket`) until stopped."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", **options))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def knowledge_warnings(catalog: Any, config: Any) -> list[str]:
