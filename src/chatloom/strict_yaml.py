@@ -69,6 +69,7 @@ def format_path(path: Path_) -> str:
 def parse(text: str, file: str, error: type[ChatloomError], what: str) -> Document:
     """Parse ``text`` as one YAML mapping, raising ``error`` with file:line on any problem."""
     try:
+        _refuse_anchors(text, file, error)
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
@@ -97,6 +98,25 @@ def parse(text: str, file: str, error: type[ChatloomError], what: str) -> Docume
     origins: dict[Path_, Origin] = {}
     _walk(node, (), file, origins, error)
     return Document(file, data, origins)
+
+
+def _refuse_anchors(text: str, file: str, error: type[ChatloomError]) -> None:
+    """Refuse anchors (``&name``) and aliases (``*name``, ``<<: *name``) with file:line.
+
+    A spec or prompt never needs them, and nested aliases are a "billion laughs": 327 bytes
+    that expand to gigabytes once constructed or walked as a tree. The check reads the event
+    stream, which is linear in the text and expands nothing, before anything is composed.
+    """
+    for event in yaml.parse(text, Loader=_Loader):
+        anchor = getattr(event, "anchor", None)  # aliases, and anchored scalars/collections
+        if anchor is not None:
+            kind, sign = ("alias", "*") if isinstance(event, yaml.AliasEvent) else ("anchor", "&")
+            line = event.start_mark.line + 1 if event.start_mark else 1
+            raise error(
+                f"{file}:{line}: YAML {kind} {sign}{anchor} is not allowed "
+                "(anchors and aliases are refused in specs and prompts)",
+                "write the repeated value out in full",
+            )
 
 
 def _walk(node: yaml.Node, path: Path_, file: str, out: dict[Path_, Origin], error: type[ChatloomError]) -> None:

@@ -174,3 +174,20 @@ def test_every_reference_spec_is_valid(path):
     spec = load_spec(path)
     assert isinstance(spec, AgentSpec)
     load_prompt(spec.prompt, spec.workspace).render([], spec.variables)
+
+
+def test_yaml_anchors_and_aliases_are_refused_fast_with_file_and_line(spec_file):
+    # A "billion laughs", six levels of nine aliases here (nine never finish on the old loader,
+    # which walked the alias graph as a tree); now the first anchor is an error, before anything expands.
+    import time
+
+    laughs = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdef", "bcdefg", strict=True)
+    )
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        load_spec(spec_file("description: ok\n" + laughs))
+    assert time.monotonic() - started < 1
+    assert str(err.value).startswith("agents/bot.yaml:2: YAML anchor &a is not allowed")
+    with pytest.raises(ConfigError, match=r"agents/c.yaml:1: YAML alias \*nowhere is not allowed"):
+        load_spec(spec_file("description: *nowhere\n", name="c.yaml"))

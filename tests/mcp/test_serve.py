@@ -272,3 +272,21 @@ def test_build_server_without_the_mcp_sdk_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mcp", None)
     with pytest.raises(MCPServerError, match=r"pip install mcp .*chatloom\[mcp\]"):
         build_server([])
+
+
+def test_a_keyless_http_server_checks_host_and_origin_as_chatloom_serve_does():
+    # One check for both servers (chatloom.local_only); the deployer can list more names.
+    from starlette.testclient import TestClient
+
+    app = http_app(build_server(resolve_tools(["calculator"])), [], allowed_hosts=["mcp.lan"])
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    accept = {"Accept": "application/json, text/event-stream"}
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        evil = client.post("/mcp", json=ping, headers={"Host": "evil.example:8765", **accept})
+        assert evil.status_code == 421 and evil.json()["error"]["code"] == "host_not_allowed"
+        assert "chatloom mcp serve --allow-host" in evil.json()["error"]["message"]
+        cross = client.post("/mcp", json=ping, headers={"Origin": "https://evil.example", **accept})
+        assert cross.status_code == 403 and cross.json()["error"]["code"] == "origin_not_allowed"
+        for host in ("mcp.lan", "localhost:8765"):
+            reply = client.post("/mcp", json=ping, headers={"Host": host, **accept})
+            assert reply.status_code not in (403, 421), (host, reply.status_code, reply.text)

@@ -136,3 +136,48 @@ def test_a_skipped_file_with_markup_in_its_name_is_printed_as_text(home, tmp_pat
     assert run(["ingest", "."]) == 0
     err = capsys.readouterr().err
     assert "warning: skipped notes [bold]x[red]y.txt: binary" in err
+
+
+def test_fifos_sockets_and_devices_are_skipped_with_one_line_each(home, tmp_path, capsys, monkeypatch):
+    # A FIFO named *.md used to hang `chatloom ingest` forever (open() waits for a writer).
+    import os
+    import socket
+    import threading
+    import time
+
+    from chatloom.cli.main import run
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    monkeypatch.chdir(docs)  # relative names: a socket path must fit in 108 bytes
+    (docs / "real.md").write_text("# Real\nA real document about leave.\n")
+    os.mkfifo("pipe.md")
+    os.symlink("/dev/null", "null.md")  # a device (/dev/zero, which never ends, would be one too)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("sock.md")
+
+    def unblock_old_code() -> None:  # so a regression fails the test instead of hanging it
+        time.sleep(20)
+        while not done.wait(0.5):  # a writer that closes at once: a blocked reader reads EOF
+            try:
+                os.close(os.open(docs / "pipe.md", os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader right now
+                pass
+
+    done = threading.Event()
+    threading.Thread(target=unblock_old_code, daemon=True).start()
+    started = time.monotonic()
+    try:
+        code = run(["ingest", "."])
+    finally:
+        done.set()
+        sock.close()
+    assert time.monotonic() - started < 20
+    out, err = capsys.readouterr()
+    assert code == 0 and "1 added" in out and "3 skipped" in out, out
+    skips = [line for line in err.splitlines() if line.startswith("warning: skipped")]
+    assert sorted(skips) == [
+        "warning: skipped null.md: a character device, not a file: skipped",
+        "warning: skipped pipe.md: a FIFO (named pipe), not a file: skipped",
+        "warning: skipped sock.md: a socket, not a file: skipped",
+    ]

@@ -164,3 +164,11 @@ def test_reserved_variable_name(write, workspace):
     message = _error("bad", workspace)
     assert message.startswith("prompts/bad.yaml:3: field 'variables.tools':") and "reserved" in message
     assert "chatloom provides" in message
+
+
+def test_yaml_anchors_and_aliases_are_refused(write, workspace):
+    # A merge key (<<: *base) is an alias too; specs and prompts never need them (issue 30).
+    write("prompts/bad.yaml", "name: bad\nrole: r\nexamples:\n  - &one {user: hi, assistant: hello}\n  - *one\n")
+    message = _error("bad", workspace)
+    assert message.startswith("prompts/bad.yaml:4: YAML anchor &one is not allowed"), message
+    assert "write the repeated value out in full" in message

@@ -128,3 +128,21 @@ def test_cors_lets_the_configured_origin_only(checkpointer):
         bad = httpx.options(f"{url}/v1/chat/completions", headers={"Origin": "https://evil.example.com", **pre})
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://intranet.example.com"
     assert "access-control-allow-origin" not in bad.headers
+
+
+@pytest.mark.parametrize("command", [("serve", "--model", "fake:echo"), ("mcp", "serve", "--transport", "http")])
+def test_a_busy_port_is_one_line_and_exit_2(tmp_path, command):
+    import socket
+
+    ws = echo_workspace(tmp_path / "ws")
+    env = {"CHATLOOM_HOME": str(tmp_path), "CHATLOOM_CONFIG": str(tmp_path / "none.toml"), "CHATLOOM_API_KEYS": ""}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run_cli(*command, "--port", str(port), env=env, cwd=ws)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, out.stderr
+    assert f"can't listen on 127.0.0.1:{port}: the port is in use" in lines[0] and "--port" in out.stderr
+    assert "Traceback" not in out.stderr and "ERROR" not in out.stderr
+    assert not any(line.startswith(("chatloom serve:", "serving MCP")) for line in lines)  # no banner first

@@ -19,6 +19,52 @@ from chatloom.cli.render import strip_control  # re-exported: chatloom.cli.chat.
 from chatloom.cli.threads import choose_thread, recording_turn
 from chatloom.errors import ChatloomError
 
+_NOT_UTF8_HINT = "save or pass the text as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+
+
+def utf8_argument(text: str, what: str = "the question") -> str:
+    """``text`` from the command line, refused when it held bytes that are not UTF-8.
+
+    Python hands such bytes over as lone surrogates (surrogateescape), which fail later, when
+    the turn is stored or sent: an "internal error" after the question was already saved.
+    Refused here, before any thread is touched, it is one line and exit 2.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        try:
+            byte = f"byte 0x{text[exc.start].encode('utf-8', 'surrogateescape')[0]:02x}"
+        except UnicodeEncodeError:  # a surrogate that wasn't an undecodable byte
+            byte = f"character {text[exc.start]!r}"
+        raise ChatloomError(
+            f"{what} is not valid UTF-8 ({byte} at character {exc.start + 1}); nothing was asked", _NOT_UTF8_HINT
+        ) from None
+    return text
+
+
+def utf8_lines(stream: Any) -> Any:
+    """The lines of ``stream`` (piped stdin) as text, each decoded on its own as strict UTF-8.
+
+    A line that isn't UTF-8 stops the run with one line naming it (exit 2), before it is asked:
+    the lines before it were answered and stored whole, nothing of it is. Decoding per line is
+    what makes that so; a text-mode stdin decodes a whole buffer at once and fails, as an
+    "internal error", on lines not reached yet.
+    """
+    raw = getattr(stream, "buffer", None)
+    if raw is None:  # already text (a StringIO in tests, an embedding caller)
+        yield from stream
+        return
+    for number, line in enumerate(raw, 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ChatloomError(
+                f"line {number} of the input is not valid UTF-8 (byte 0x{line[exc.start]:02x} at byte "
+                f"{exc.start + 1}); it was not asked",
+                _NOT_UTF8_HINT,
+            ) from None
+        yield text[:-2] + "\n" if text.endswith("\r\n") else text  # as text mode reads it
+
 
 def _agent_options(func: Any) -> Any:
     func = click.option(
@@ -71,7 +117,7 @@ def ask(
 
     settings = get_settings(model=model)
     # fail fast, before any model loads
-    text = check_question(" ".join(question), settings.max_question_chars)
+    text = check_question(utf8_argument(" ".join(question)), settings.max_question_chars)
     thread_id = choose_thread(thread_id, continue_last, "ask", settings.data_dir)
     agent = AgentSetup.from_options(model, spec).build()
     # Streamed, as in the chat, so that Ctrl-C stops the model at its next token.
@@ -128,4 +174,4 @@ def chat(model: str | None, spec: Path | None, thread_id: str | None, continue_l
     if sys.stdin.isatty() and sys.stdout.isatty():
         Repl(setup, thread_id, interactive=True, record_thread=True).run_interactive()
     else:
-        Repl(setup, thread_id, interactive=False, record_thread=True).run_lines(sys.stdin)
+        Repl(setup, thread_id, interactive=False, record_thread=True).run_lines(utf8_lines(sys.stdin))

@@ -111,6 +111,12 @@ def check(spec: Path | None) -> None:
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP: the address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="HTTP: the port (the endpoint is /mcp).")
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    help="HTTP without a token: also answer requests for this Host name (NAME or NAME:PORT; repeatable).",
+)
 @click.option("--namespace", "-n", help="The knowledge namespace knowledge_search searches. Default: the spec's.")
 @click.option("--ask", "expose_ask", is_flag=True, help="Also expose the agent itself as an `ask` tool.")
 @click.option(
@@ -121,6 +127,7 @@ def serve(
     transport: str,
     host: str,
     port: int,
+    allowed_hosts: tuple[str, ...],
     namespace: str | None,
     expose_ask: bool,
     trust_allow_rules: bool,
@@ -139,23 +146,28 @@ def serve(
         spec = DEFAULT_SPEC
     settings = get_settings()
     tokens = mcp_server.tokens_from_env(settings.mcp_token_env)
+    sock = None
     if transport == "http":
+        from chatloom.cli.serve_cmd import listening_socket
+
         mcp_server.check_exposure(host, tokens, settings.mcp_token_env)  # before anything starts
+        sock = listening_socket(host, port, "chatloom mcp serve")  # a busy port: one line, exit 2
+        port = sock.getsockname()[1]
     app, close = mcp_server.server_from_spec(
         spec, namespace=namespace, ask=expose_ask, trust_allow_rules=trust_allow_rules, settings=settings
     )
     try:
-        if transport == "stdio":
+        if sock is None:
             anyio.run(mcp_server.serve_stdio, app)
             return
-        import uvicorn
+        from chatloom.cli.serve_cmd import run_uvicorn
 
-        asgi = mcp_server.http_app(app, tokens, host=host)
+        asgi = mcp_server.http_app(app, tokens, host=host, allowed_hosts=allowed_hosts)
         click.echo(
             f"serving MCP on http://{host}:{port}/mcp ({'bearer token required' if tokens else 'no token: local only'})",
             err=True,
         )
-        uvicorn.run(asgi, host=host, port=port, log_level="warning")
+        run_uvicorn(asgi, sock, host, port)
     finally:
         close()  # the spec's own MCP servers, and the agent's
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,13 @@ from chatloom.errors import ConfigError, install_hint
     "--cors-origin", "cors_origins", multiple=True, help="Let browser pages from this origin call the API (repeatable)."
 )
 @click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    help="Without API keys: also answer requests for this Host name (NAME or NAME:PORT; repeatable; "
+    "[serve] allowed_hosts). Others than localhost/127.0.0.1/[::1] get a 421.",
+)
+@click.option(
     "--tenant",
     "local_tenant",
     help="Without API keys, the tenant whose threads and knowledge are served (default 'default', "
@@ -51,6 +60,7 @@ def serve(
     model: str | None,
     ui: bool,
     cors_origins: tuple[str, ...],
+    allowed_hosts: tuple[str, ...],
     local_tenant: str | None,
     max_body_bytes: int | None,
     turn_timeout: float | None,
@@ -77,7 +87,9 @@ def serve(
     chatloom.toml. Each key is a tenant with its own conversations and memory
     (ingest a tenant's documents with `chatloom ingest --tenant acme`). Clients send
     Authorization: Bearer KEY. Without keys, only 127.0.0.1 is served, as the
-    tenant `default`: what `chatloom ingest` (without --tenant) stored.
+    tenant `default`: what `chatloom ingest` (without --tenant) stored; requests
+    must name localhost in Host (else 421) and writes from web pages need a
+    local or --cors-origin Origin (else 403).
 
     \b
     Example:
@@ -85,7 +97,7 @@ def serve(
         chatloom serve --ui --port 8000
     """
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - imported here so a missing server extra is this one line
 
         from chatloom.server.app import create_app
     except ImportError as exc:
@@ -99,11 +111,14 @@ def serve(
     config = load_server_config(
         ui=ui or None,
         cors_origins=cors_origins or None,
+        allowed_hosts=allowed_hosts or None,
         local_tenant=local_tenant,
         max_body_bytes=max_body_bytes,
         turn_timeout=turn_timeout,
     )
     config.check_exposure(host)  # before anything loads
+    sock = listening_socket(host, port, "chatloom serve")  # a busy port fails here, before the banner
+    port = sock.getsockname()[1]  # --port 0: the port the system picked
     if workspace != Path(".") and not (workspace / "agents").is_dir():
         raise ConfigError(
             f"{str(workspace)!r} has no agents/ folder", "pass a bot workspace (chatloom init DIR makes one)"
@@ -122,7 +137,46 @@ def serve(
     if config.ui:
         click.echo(f"web chat: http://{host}:{port}/", err=True)
     # uvicorn's access log is off: the server logs each request itself, without query strings or headers.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    run_uvicorn(app, sock, host, port, access_log=False)
+
+
+def listening_socket(host: str, port: int, what: str) -> socket.socket:
+    """A TCP socket bound to ``host:port``, for uvicorn to serve on.
+
+    Bound here rather than by uvicorn so a busy port (or one this user may not bind) is one
+    line and exit 2 before anything loads or prints, not uvicorn's error after the banner and
+    exit 3. Reuse-address is set as uvicorn sets it, so a restart doesn't wait out TIME_WAIT.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"{what} can't listen on {host!r}: {exc.strerror or exc}", "check --host") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"{what} can't listen on {host}:{port}: the port is in use by another program",
+                "stop that program, or pick another port with --port",
+            ) from None
+        raise ConfigError(
+            f"{what} can't listen on {host}:{port}: {exc.strerror or exc}", "pick another --host or --port"
+        ) from None
+    return sock
+
+
+def run_uvicorn(app: Any, sock: socket.socket, host: str, port: int, **options: Any) -> None:
+    """Serve ``app`` with uvicorn on ``sock`` (from :func:`listening_socket`) until stopped."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", **options))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def knowledge_warnings(catalog: Any, config: Any) -> list[str]:

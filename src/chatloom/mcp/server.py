@@ -272,10 +272,35 @@ async def serve_stdio(server: Any) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-def http_app(server: Any, tokens: Sequence[str], *, host: str = "127.0.0.1", path: str = "/mcp") -> Any:
-    """The Streamable HTTP ASGI app at ``path``, behind bearer-token auth when ``tokens`` is non-empty."""
-    app = server.streamable_http_app(streamable_http_path=path, host=host)
-    return _BearerAuth(app, tokens) if tokens else app
+def http_app(
+    server: Any,
+    tokens: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    path: str = "/mcp",
+    allowed_hosts: Sequence[str] = (),
+) -> Any:
+    """The Streamable HTTP ASGI app at ``path``, behind bearer-token auth when ``tokens`` is non-empty.
+
+    Without tokens it is local only (:class:`~chatloom.local_only.LocalOnly`, the check
+    ``chatloom serve`` uses too): a Host other than localhost on this port, or one of
+    ``allowed_hosts``, gets a 421, and a cross-site Origin can't POST.
+    """
+    if tokens:
+        return _BearerAuth(server.streamable_http_app(streamable_http_path=path, host=host), tokens)
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    from chatloom.local_only import LocalOnly
+
+    # The SDK's own rebinding check (any port, no extra names) is off: LocalOnly does it, in one place.
+    app = server.streamable_http_app(
+        streamable_http_path=path,
+        host=host,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    return LocalOnly(
+        app, bound_host=host, allowed_hosts=allowed_hosts, setting="`chatloom mcp serve --allow-host NAME`"
+    )
 
 
 def tokens_from_env(var: str) -> list[str]:

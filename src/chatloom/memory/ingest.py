@@ -286,6 +286,19 @@ def _walk(root: Path) -> Iterable[Path]:
                 yield Path(dirpath) / name
 
 
+def file_kind(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file (symlinks followed), else None.
+
+    A path that can't be stat-ed (a dangling link) counts as a file: reading it reports why.
+    """
+    from chatloom.memory.textfile import kind_of_mode
+
+    try:
+        return kind_of_mode(path.stat().st_mode)
+    except OSError:
+        return None
+
+
 def collect_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:
     """Expand ``paths``: (files to ingest, folders scanned, explicitly named unsupported files)."""
     files: list[Path] = []
@@ -298,12 +311,21 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path], 
         p = Path(os.path.abspath(p))
         if p.is_dir():
             roots.append(p)
-            files.extend(f for f in _walk(p) if f.suffix.lower() in SUPPORTED)
+            candidates = [f for f in _walk(p) if f.suffix.lower() in SUPPORTED]
         elif p.suffix.lower() in SUPPORTED:
-            files.append(p)
+            candidates = [p]
         else:
             skipped.append((str(p), f"unsupported file type {p.suffix or '(none)'!r}"))
-    return list(dict.fromkeys(files)), roots, skipped
+            continue
+        for f in candidates:
+            # FIFOs, sockets and devices are passed over here, before anything opens them: a
+            # FIFO blocks open() forever, /dev/zero never ends (read_limited checks again).
+            kind = file_kind(f)
+            if kind is None:
+                files.append(f)
+            else:
+                skipped.append((str(f), f"{kind}, not a file: skipped"))
+    return list(dict.fromkeys(files)), roots, list(dict.fromkeys(skipped))
 
 
 def source_names(
@@ -393,7 +415,7 @@ def ingest_paths(
     ``ingest_max_file_mb`` setting), are skipped, logged and listed in the report. Passages
     name each file as :func:`source_names` does (``name``: the one path's name).
     """
-    from chatloom.memory.textfile import FileTooLarge, read_limited
+    from chatloom.memory.textfile import FileTooLarge, NotRegularFile, read_limited
 
     start = time.perf_counter()
     report = IngestReport(namespace=ns)
@@ -432,7 +454,7 @@ def ingest_paths(
             st = path.stat()
             # Read in blocks, bounded by the limit; progress shows how far a big file is.
             data, digest = read_limited(path, max_file_bytes, _file_progress(progress, source, done, total))
-        except (OSError, FileTooLarge) as exc:
+        except (OSError, FileTooLarge, NotRegularFile) as exc:
             reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
             log.warning("skipping %s: %s", source, reason)
             report.skipped.append((source, reason))

@@ -30,6 +30,29 @@ class FileTooLarge(Exception):
     """A file over the ingestion size limit; ingestion skips it with this message."""
 
 
+class NotRegularFile(Exception):
+    """A FIFO, socket or device among the files to ingest; ingestion skips it with this message.
+
+    Reading one would block forever (a FIFO with no writer) or never end (``/dev/zero``).
+    """
+
+
+def kind_of_mode(mode: int) -> str | None:
+    """What a non-regular file is, for the skip message; None for a regular file."""
+    import stat
+
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
 @dataclass(frozen=True)
 class Decoded:
     """Text decoded from bytes, and the encoding it was read as."""
@@ -55,7 +78,16 @@ def read_limited(path: Path, limit: int, on_bytes: Callable[[int, int], None] | 
     The limit is checked again while reading (the file may grow after ``stat``), so memory stays
     bounded by it. ``on_bytes(read, size)`` is called after each block of a big file.
     """
-    with path.open("rb") as fh:
+    import os
+
+    # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever, before any check
+    # could run (a FIFO named *.md hung `chatloom ingest`). It changes nothing for regular files.
+    # The type is checked on the open file, so a swap after the folder walk can't get past it.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        kind = kind_of_mode(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise NotRegularFile(f"{kind}, not a file: skipped")
         size = _size(fh)
         reason = size_limit_reason(size, limit)
         if reason:

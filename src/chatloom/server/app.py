@@ -16,6 +16,7 @@ keys are configured; see :mod:`chatloom.server.config`):
 - ``GET /v1/approvals``: the tenant's paused tool calls, read from the checkpointer;
   ``POST /v1/approvals/{id}`` with ``{"approve": true|false}`` resumes the paused turn and
   returns the rest of it (JSON ``events``, or SSE with ``"stream": true``).
+- ``GET /openapi.json``: the schema, behind the key like the rest (no ``/docs`` page: offline).
 """
 
 from __future__ import annotations
@@ -187,7 +188,10 @@ def create_app(
             executor.shutdown(wait=False, cancel_futures=True)
             catalog.close()
 
-    app = FastAPI(title="chatloom", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # The schema is served by a route of ours (below), behind the same auth as the API: it lists
+    # every route and body, which a server with keys shows only to its key holders. The
+    # Swagger/ReDoc pages stay off: they load their scripts from a CDN, and chatloom works offline.
+    app = FastAPI(title="chatloom", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.catalog, app.state.config, app.state.observer = catalog, config, observer
 
     if config.cors_origins:
@@ -201,6 +205,17 @@ def create_app(
             expose_headers=[THREAD_HEADER, HISTORY_HEADER],
         )
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
+    if config.open:
+        # Keyless means local: refuse other Host names (DNS rebinding) and cross-site writes.
+        # Added before log_requests, so the refusals are logged too.
+        from chatloom.local_only import LocalOnly
+
+        app.add_middleware(
+            LocalOnly,
+            allowed_hosts=config.allowed_hosts,
+            allowed_origins=config.cors_origins,
+            setting="`chatloom serve --allow-host NAME` ([serve] allowed_hosts)",
+        )
 
     @app.middleware("http")
     async def log_requests(request: Request, call_next: Any) -> Any:
@@ -504,6 +519,12 @@ def create_app(
             {"approval_id": approval_id, "approved": body.approve, "thread_id": thread_id, "events": rest},
             headers=headers,
         )
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_schema(request: Request) -> JSONResponse:
+        """The OpenAPI schema: a key is needed when keys are configured (else 401)."""
+        tenant_of(request)
+        return JSONResponse(app.openapi())
 
     # -- the web page ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Read from the ``[serve]`` table of ``chatloom.toml`` (the file ``CHATLOOM_CONFIG
     max_body_bytes = 1_000_000
     turn_timeout = 300
     cors_origins = ["https://intranet.example.com"]
+    # allowed_hosts = ["chat.internal"]  # without api_keys: Host names served besides localhost
     # local_tenant = "default"   # without api_keys: the one tenant served (see below)
     # store_stateless = false     # keep chat completions that name no thread (see docs/serve.md)
 
@@ -86,7 +87,19 @@ class ServerConfig:
     request is answered from the messages it carries and leaves nothing behind, as OpenAI's API
     does for clients that resend the conversation (chat UIs)."""
 
+    allowed_hosts: tuple[str, ...] = ()
+    """Without API keys: Host names (``name`` or ``name:port``) served besides localhost,
+    127.0.0.1 and [::1] on the server's port. Any other Host gets a 421 (DNS rebinding; see
+    :mod:`chatloom.local_only`). With API keys every Host is served: a key is the protection."""
+
     def __post_init__(self) -> None:
+        from chatloom.local_only import split_host
+
+        for entry in self.allowed_hosts:
+            if split_host(entry) is None or "/" in entry:
+                raise ConfigError(
+                    f"allowed host {entry!r} is not a host name", "write a name or name:port, e.g. chat.internal:8000"
+                )
         names = [t.name for t in self.tenants]
         for tenant in self.tenants:
             if not _TENANT_NAME.match(tenant.name):
@@ -177,8 +190,9 @@ def load_server_config(
             f"[serve] in {str(path)!r} has an unknown setting {unknown[0]!r}",
             f"use one of api_keys, {', '.join(sorted(known))}",
         )
-    if "cors_origins" in table:
-        table["cors_origins"] = tuple(table["cors_origins"])
+    for name in ("cors_origins", "allowed_hosts"):
+        if name in table:
+            table[name] = tuple(table[name])
     config = ServerConfig(tenants=tuple(Tenant(name, tuple(k)) for name, k in keys.items()), **table)
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
