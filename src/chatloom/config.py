@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     """The longest question (in characters) a turn accepts; longer ones are a clear error."""
     turn_lock_timeout: float = Field(default=600.0, ge=0)
     """Seconds a turn waits for another turn on the same thread to finish before failing."""
+    max_tool_result_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """The most of one tool result (UTF-8 bytes) a turn keeps: the model sees, and the thread
+    stores, that much and a marker saying what was cut (an 8 MiB result was stored whole)."""
     ingest_max_file_mb: float = Field(default=50.0, gt=0)
     """Files bigger than this (MiB) are skipped by ``chatloom ingest`` with a warning line."""
     mcp_separator: str = Field(default=".", pattern=r"^[._-]{1,2}$")

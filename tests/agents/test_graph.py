@@ -610,3 +610,17 @@ def test_has_memory_says_whether_turns_recall_without_loading_the_agent():
     with_memory = Agent(model=FakeChatModel(["hi"]), memory=True, checkpointer="memory")
     assert with_memory.has_memory is True
     assert with_memory.loaded_model is None  # nothing was loaded to answer
+
+
+def test_a_huge_tool_result_is_cut_with_a_marker_before_the_thread_stores_it():
+    @tool
+    def dump() -> str:
+        """Return a very large text."""
+        return "x" * (8 * 1024 * 1024)
+
+    dump.metadata = {"effect": "read"}  # runs without an approval
+    agent, _ = make_agent(tool_call("dump"), "It is long.", tools=[dump])
+    agent.chat("dump it")
+    stored = [m for m in agent.history() if isinstance(m, ToolMessage)]
+    assert len(stored) == 1 and len(stored[0].content.encode()) < 1024 * 1024 + 1024
+    assert "[chatloom: tool result cut: kept 1048576 of 8388608 bytes]" in stored[0].content

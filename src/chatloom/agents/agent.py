@@ -762,6 +762,7 @@ class Agent:
             user_id=user_id,
             thread_id=thread_id,
             max_steps=self.max_steps,
+            max_tool_result_bytes=self.settings.max_tool_result_bytes,
             policy=services.policy,
             conversation_memory=self.conversation_memory,
             summarizer=services.plain_model,

@@ -44,7 +44,14 @@ from chatloom.memory.base import Memory
 from chatloom.models.profiles import ModelProfile, estimate_tokens, profile_for
 from chatloom.models.toolcalls import looks_like_tool_call, new_call_id
 from chatloom.prompts.template import split_reasoning
-from chatloom.tools.policy import ToolPolicy, contains_untrusted, output_is_trusted, unwrap_untrusted, wrap_untrusted
+from chatloom.tools.policy import (
+    ToolPolicy,
+    cap_tool_result,
+    contains_untrusted,
+    output_is_trusted,
+    unwrap_untrusted,
+    wrap_untrusted,
+)
 
 ChatRunnable = Runnable[LanguageModelInput, AIMessage]
 """A chat model, or one with tools bound to it (what ``bind_tools`` returns)."""
@@ -105,6 +112,7 @@ class TurnContext:
     user_id: str | None = None
     thread_id: str = "default"
     max_steps: int = 8
+    max_tool_result_bytes: int = 1024 * 1024  # longer tool results are cut, with a marker
     policy: ToolPolicy | None = None  # None: every call runs
     conversation_memory: bool = False  # store and recall per-user facts across threads
     summarizer: ChatRunnable | None = None  # the model without tools (summaries, plain answers); None: model
@@ -774,6 +782,7 @@ def _run_tool(ctx: TurnContext, call: ToolCall, untrusted: bool, answer: bool | 
     # Tools report a failure by raising or by answering "error: ..." (the calculator, the
     # sandbox, web fetches): either way the step failed, and its text backs no answer.
     ok = not text.lstrip().startswith("error:")
+    text = cap_tool_result(text, ctx.max_tool_result_bytes)  # before the thread stores it
     if not output_is_trusted(tool):  # text fetched from elsewhere is data, never instructions
         text = wrap_untrusted(text, f"tool:{tool.name}")
     return _tool_message(call, text, ok)

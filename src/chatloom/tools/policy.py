@@ -317,6 +317,20 @@ _NOTE = (
 )
 
 
+def cap_tool_result(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary), with a marker
+    saying how much was kept; unchanged when it fits.
+
+    >>> cap_tool_result("abc", 10), cap_tool_result("가나다라", 7).splitlines()
+    ('abc', ['가나', '[chatloom: tool result cut: kept 6 of 12 bytes]'])
+    """
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    kept = data[:limit].decode("utf-8", errors="ignore")
+    return f"{kept}\n[chatloom: tool result cut: kept {len(kept.encode('utf-8'))} of {len(data)} bytes]"
+
+
 def wrap_untrusted(text: str, source: str) -> str:
     """Delimit retrieved or tool text as data with its provenance, defusing instructions in it.
 
