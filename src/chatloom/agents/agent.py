@@ -424,16 +424,12 @@ class Agent:
         'Bob'
         """
         named, thread_id = thread_id, _no_thread() if thread_id is None else thread_id
-        with self._stoppable(thread_id) as signal:  # from the start: a stop while the agent loads counts
-            graph, state_in, config, context = self._start(text, thread_id, user_id, history, saved=named is not None)
-            signal.check()  # stopped while loading: no model call
-            with self._turn_lock(graph, thread_id):
-                self._refuse_if_paused(graph, thread_id)
-                _refuse_if_started(graph, thread_id, history)
-                stoppable: RunnableConfig = {**config, "callbacks": [signal]}
-                state = graph.invoke(state_in, stoppable, context=context, durability=_DURABILITY)
-                if "__interrupt__" in state:  # paused: the saved state says for which calls
-                    return _outcome(graph.get_state(config), thread_id)
+        with self._turn(text, thread_id, user_id, history, saved=named is not None) as turn:
+            graph, state_in, config, context, signal = turn
+            stoppable: RunnableConfig = {**config, "callbacks": [signal]}
+            state = graph.invoke(state_in, stoppable, context=context, durability=_DURABILITY)
+            if "__interrupt__" in state:  # paused: the saved state says for which calls
+                return _outcome(graph.get_state(config), thread_id)
         return _named(_reply(state, thread_id), named)
 
     def stream(
@@ -463,16 +459,13 @@ class Agent:
     ) -> EventStream:
         """:meth:`stream` with the turn's stop switch given (see :meth:`astream`), or a new one."""
         named, thread_id = thread_id, _no_thread() if thread_id is None else thread_id
-        with self._stoppable(thread_id, signal) as signal:  # from the start: a stop while the agent loads counts
-            graph, state_in, config, context = self._start(text, thread_id, user_id, history, saved=named is not None)
-            signal.check()  # stopped while loading: no model call
-            with self._turn_lock(graph, thread_id):  # released when the stream ends or is closed
-                self._refuse_if_paused(graph, thread_id)
-                _refuse_if_started(graph, thread_id, history)
-                # closing(): a reader that closes this stream early closes the turn's stream at once
-                with closing(self._stream_turn(graph, state_in, config, context, thread_id, signal)) as events:
-                    for event in events:
-                        yield AnswerEvent(_named(event.reply, named)) if isinstance(event, AnswerEvent) else event
+        # The thread stays locked until the stream ends or is closed.
+        with self._turn(text, thread_id, user_id, history, signal, saved=named is not None) as turn:
+            graph, state_in, config, context, switch = turn
+            # closing(): a reader that closes this stream early closes the turn's stream at once
+            with closing(self._stream_turn(graph, state_in, config, context, thread_id, switch)) as events:
+                for event in events:
+                    yield AnswerEvent(_named(event.reply, named)) if isinstance(event, AnswerEvent) else event
 
     def pending_approvals(self, thread_id: str = "default") -> list[PendingApproval]:
         """The tool calls ``thread_id``'s paused turn waits for ([] when it is not paused);
@@ -647,6 +640,29 @@ class Agent:
         with self._running_lock:
             signals = list(self._running.get(thread_id, ()))
         return any([signal.stop() for signal in signals])  # a list: every turn is asked, not just the first
+
+    @contextmanager
+    def _turn(
+        self,
+        text: str,
+        thread_id: str,
+        user_id: str | None,
+        history: Sequence[BaseMessage] | None,
+        signal: StopSignal | None = None,
+        *,
+        saved: bool = True,
+    ) -> Iterator[tuple[TurnGraph, TurnState, RunnableConfig, TurnContext, StopSignal]]:
+        """Set up one new turn for :meth:`chat` and :meth:`stream`: the stop switch first (a stop
+        while the agent loads counts, see :meth:`_stoppable`), then the graph input (see
+        :meth:`_start`), then the thread locked for the body, refusing a paused thread or history
+        for one that already holds a conversation. Yields (graph, input, config, context, switch)."""
+        with self._stoppable(thread_id, signal) as signal:
+            graph, state_in, config, context = self._start(text, thread_id, user_id, history, saved=saved)
+            signal.check()  # stopped while loading: no model call
+            with self._turn_lock(graph, thread_id):
+                self._refuse_if_paused(graph, thread_id)
+                _refuse_if_started(graph, thread_id, history)
+                yield graph, state_in, config, context, signal
 
     @contextmanager
     def _stoppable(self, thread_id: str, signal: StopSignal | None = None) -> Iterator[StopSignal]:
