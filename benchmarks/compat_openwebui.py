@@ -212,17 +212,13 @@ def free_port() -> int:
 
 
 def wait_for(proc: subprocess.Popen, url: str, log: Path, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise Failed(f"{what} exited with {proc.returncode}; last log lines:\n{tail(log)}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise Failed(f"{what} did not answer {url} within {timeout:.0f} s; last log lines:\n{tail(log)}")
+    """:func:`chatloom.testing.wait_until_serving`, failing with the last lines of ``log``."""
+    from chatloom.testing import wait_until_serving
+
+    try:
+        wait_until_serving(proc, url, timeout=timeout, what=what)
+    except RuntimeError as exc:
+        raise Failed(f"{exc}; last log lines:\n{tail(log)}") from None
 
 
 def tail(log: Path, n: int = 15) -> str:
