@@ -37,11 +37,13 @@ def minilm(onnx_cache: Path):
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, onnx_cache: Path) -> Path:
+    """A data dir of this test's own (sharing the ONNX export), in this process's environment:
+    no config file, no shared stores, no API keys (tests/server imports it too)."""
     h = tmp_path / "home"
     (h / "models").mkdir(parents=True)
     (h / "models" / "all-MiniLM-L6-v2-onnx").symlink_to(onnx_cache / "all-MiniLM-L6-v2-onnx")
     monkeypatch.setenv("CHATLOOM_HOME", str(h))
-    for var in ("CHATLOOM_MEMORY_URL", "CHATLOOM_CHECKPOINT_URL", "CHATLOOM_CONFIG"):
+    for var in ("CHATLOOM_MEMORY_URL", "CHATLOOM_INDEX_URL", "CHATLOOM_CHECKPOINT_URL", "CHATLOOM_API_KEYS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CHATLOOM_CONFIG", str(tmp_path / "no-such-chatloom.toml"))
     return h

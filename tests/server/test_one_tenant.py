@@ -15,13 +15,15 @@ from serverhelpers import echo_workspace, live_server, serve_process
 
 from chatloom.testing import FakeChatModel
 
-# The shared ONNX export of tests/memory (ingesting needs the bundled embedding model).
+# The shared ONNX export and data-dir fixture of tests/memory (ingesting needs the bundled
+# embedding model).
 _spec = importlib.util.spec_from_file_location(
     "chatloom_memory_fixtures_tenant", Path(__file__).parents[1] / "memory" / "conftest.py"
 )
 _memory_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_memory_fixtures)
 onnx_cache = _memory_fixtures.onnx_cache
+home = _memory_fixtures.home
 
 LEAVE = "# Annual leave\nEvery employee gets 25 days of annual leave per year.\n"
 
@@ -34,19 +36,6 @@ def kb_workspace(root: Path) -> Path:
         encoding="utf-8",
     )
     return root
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, onnx_cache: Path) -> Path:
-    """A data dir of this test's own (sharing the ONNX export), in this process's environment."""
-    h = tmp_path / "home"
-    (h / "models").mkdir(parents=True)
-    (h / "models" / "all-MiniLM-L6-v2-onnx").symlink_to(onnx_cache / "all-MiniLM-L6-v2-onnx")
-    monkeypatch.setenv("CHATLOOM_HOME", str(h))
-    monkeypatch.setenv("CHATLOOM_CONFIG", str(tmp_path / "no-chatloom.toml"))
-    for var in ("CHATLOOM_MEMORY_URL", "CHATLOOM_INDEX_URL", "CHATLOOM_CHECKPOINT_URL", "CHATLOOM_API_KEYS"):
-        monkeypatch.delenv(var, raising=False)
-    return h
 
 
 def cli_ingest(*args: str) -> None:
